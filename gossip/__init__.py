@@ -1,0 +1,1 @@
+"""medswarm gossip package."""

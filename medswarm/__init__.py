@@ -1,0 +1,3 @@
+"""medswarm: serverless federated learning for hospital consortia."""
+
+__version__ = "0.1.0"

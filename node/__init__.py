@@ -1,0 +1,1 @@
+"""medswarm node package."""
