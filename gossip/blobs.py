@@ -1,0 +1,236 @@
+"""Content-addressed blobs and the direct-stream protocol that moves them.
+
+A blob is identified by the lowercase hex SHA-256 of its bytes. Wire protocol
+``/medswarm/blob/1.0.0``, one request per stream:
+
+    request:  32 bytes   the SHA-256 digest wanted
+    response: 1 byte     status (0 found, 1 not found, 2 refused)
+              8 bytes    big-endian length          (status 0 only)
+              N bytes    the blob, in chunks        (status 0 only)
+
+The fetcher enforces its own size limit before reading, hashes while reading and rejects
+bytes that do not match; a provider that fails or times out is skipped for the next one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import trio
+
+from gossip.errors import BlobHashMismatch, BlobNotFound, BlobTooLarge, FetchFailed
+
+log = logging.getLogger(__name__)
+
+BLOB_PROTOCOL = "/medswarm/blob/1.0.0"
+STATUS_FOUND = 0
+STATUS_NOT_FOUND = 1
+STATUS_REFUSED = 2
+CHUNK_BYTES = 64 * 1024
+
+
+def blob_hash(data: bytes) -> str:
+    """The identity of a blob: lowercase hex SHA-256 of its bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+class BlobStore:
+    """Blobs by hash, in memory and (when ``directory`` is given) on disk.
+
+    On disk each blob is ``<directory>/<hash>``, written to a temporary file and renamed, so
+    a crash never leaves a partial blob under a valid name. Thread-safe.
+    """
+
+    def __init__(self, directory: Path | None = None, max_blob_bytes: int = 256 * 2**20) -> None:
+        self._directory = directory
+        self._max_blob_bytes = max_blob_bytes
+        self._memory: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def max_blob_bytes(self) -> int:
+        return self._max_blob_bytes
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` and return its hash."""
+        if len(data) > self._max_blob_bytes:
+            raise BlobTooLarge(
+                f"blob of {len(data)} bytes exceeds the {self._max_blob_bytes}-byte limit "
+                "(raise network.max_blob_bytes in the config if this model is expected)"
+            )
+        digest = blob_hash(data)
+        with self._lock:
+            if digest in self._memory:
+                return digest
+            self._memory[digest] = data
+        if self._directory is not None:
+            self._write_file(digest, data)
+        return digest
+
+    def get(self, digest: str) -> bytes | None:
+        """The blob with this hash, or ``None``."""
+        with self._lock:
+            found = self._memory.get(digest)
+        if found is not None or self._directory is None:
+            return found
+        path = self._directory / digest
+        if not path.is_file():
+            return None
+        data = path.read_bytes()
+        if blob_hash(data) != digest:
+            log.warning("blob file %s is corrupt; ignoring it", path)
+            return None
+        with self._lock:
+            self._memory[digest] = data
+        return data
+
+    def has(self, digest: str) -> bool:
+        with self._lock:
+            if digest in self._memory:
+                return True
+        return self._directory is not None and (self._directory / digest).is_file()
+
+    def _write_file(self, digest: str, data: bytes) -> None:
+        assert self._directory is not None
+        target = self._directory / digest
+        if target.exists():
+            return
+        fd, tmp = tempfile.mkstemp(dir=self._directory, prefix=".partial-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+class ByteStream(Protocol):
+    """The part of a libp2p stream the blob protocol uses."""
+
+    async def read(self, n: int | None = None) -> bytes: ...
+    async def write(self, data: bytes) -> None: ...
+    async def close(self) -> None: ...
+    async def reset(self) -> None: ...
+
+
+async def serve_blob(stream: ByteStream, lookup: Callable[[str], bytes | None]) -> None:
+    """Answer one blob request on ``stream`` from ``lookup``. Never raises."""
+    try:
+        request = await read_exactly(stream, 32)
+        data = lookup(request.hex())
+        if data is None:
+            await stream.write(bytes([STATUS_NOT_FOUND]))
+        else:
+            await stream.write(bytes([STATUS_FOUND]) + len(data).to_bytes(8, "big"))
+            view = memoryview(data)
+            for start in range(0, len(data), CHUNK_BYTES):
+                await stream.write(bytes(view[start : start + CHUNK_BYTES]))
+        await stream.close()
+    except Exception as exc:  # an escaping exception would take the whole host down
+        log.debug("blob request failed: %r", exc)
+        await _reset_quietly(stream)
+
+
+async def request_blob(stream: ByteStream, digest: str, max_bytes: int) -> bytes:
+    """Ask for blob ``digest`` on an open stream; return its verified bytes."""
+    await stream.write(bytes.fromhex(digest))
+    status = (await read_exactly(stream, 1))[0]
+    if status == STATUS_NOT_FOUND:
+        raise BlobNotFound(f"provider does not have blob {digest}")
+    if status != STATUS_FOUND:
+        raise BlobNotFound(f"provider refused blob {digest} (status {status})")
+    length = int.from_bytes(await read_exactly(stream, 8), "big")
+    if length > max_bytes:
+        raise BlobTooLarge(f"provider offers {length} bytes for {digest}, limit is {max_bytes}")
+    hasher = hashlib.sha256()
+    parts: list[bytes] = []
+    received = 0
+    while received < length:
+        chunk = await stream.read(min(CHUNK_BYTES, length - received))
+        if not chunk:
+            raise FetchFailed(f"stream ended after {received} of {length} bytes of {digest}")
+        hasher.update(chunk)
+        parts.append(chunk)
+        received += len(chunk)
+    if hasher.hexdigest() != digest:
+        raise BlobHashMismatch(
+            f"bytes received for blob {digest} hash to {hasher.hexdigest()}: the provider "
+            "sent corrupt or forged data"
+        )
+    return b"".join(parts)
+
+
+async def read_exactly(stream: ByteStream, n: int) -> bytes:
+    """Read exactly ``n`` bytes or raise :class:`FetchFailed` on a short stream."""
+    parts: list[bytes] = []
+    remaining = n
+    while remaining:
+        try:
+            chunk = await stream.read(remaining)
+        except Exception as exc:  # libp2p signals end of stream with an exception
+            raise FetchFailed(f"stream closed with {remaining} of {n} bytes unread") from exc
+        if not chunk:
+            raise FetchFailed(f"stream closed with {remaining} of {n} bytes unread")
+        parts.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(parts)
+
+
+OpenStream = Callable[[str], Awaitable[ByteStream]]
+
+
+async def fetch_from_providers(
+    digest: str,
+    providers: Sequence[str],
+    open_stream: OpenStream,
+    max_bytes: int,
+    timeout: float,
+    on_forged: Callable[[str], None] | None = None,
+) -> bytes:
+    """Fetch ``digest`` from the first provider that delivers verified bytes.
+
+    Each provider gets ``timeout`` seconds. Hash mismatches, missing blobs, dead streams
+    and timeouts move on to the next provider; if all fail, :class:`FetchFailed` lists why.
+    """
+    failures: list[str] = []
+    for provider in providers:
+        stream: ByteStream | None = None
+        try:
+            with trio.fail_after(timeout):
+                stream = await open_stream(provider)
+                data = await request_blob(stream, digest, max_bytes)
+            await _close_quietly(stream)
+            return data
+        except trio.TooSlowError:
+            failures.append(f"{provider}: no answer within {timeout:.1f}s")
+        except BlobHashMismatch as exc:
+            log.warning("provider %s sent a forged blob: %s", provider, exc)
+            failures.append(f"{provider}: hash mismatch")
+            if on_forged is not None:
+                on_forged(provider)
+        except Exception as exc:
+            failures.append(f"{provider}: {exc}")
+        if stream is not None:
+            await _reset_quietly(stream)
+    raise FetchFailed(f"could not fetch blob {digest}: " + "; ".join(failures or ["no providers"]))
+
+
+async def _close_quietly(stream: ByteStream) -> None:
+    with contextlib.suppress(Exception):
+        await stream.close()
+
+
+async def _reset_quietly(stream: ByteStream) -> None:
+    with contextlib.suppress(Exception):
+        await stream.reset()

@@ -1,0 +1,104 @@
+"""Deciding what to do with an incoming announcement: accept, ignore or reject.
+
+Reject means the message is invalid or forged and counts against the peer that sent it;
+ignore means it is well formed but not useful now (a duplicate, a round long past, a round
+too far ahead) and costs the peer nothing. This mirrors go-libp2p-pubsub's
+``ValidationResult`` and is a pure function of the message and a small policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from gossip.errors import BadSignature, MalformedMessage
+from gossip.messages import Announcement, AnnouncementKind
+
+
+class Verdict(StrEnum):
+    """The three outcomes of validating a gossip message."""
+
+    ACCEPT = "accept"
+    IGNORE = "ignore"
+    REJECT = "reject"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A verdict with the reason for it (for logs and peer scoring)."""
+
+    verdict: Verdict
+    reason: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        return self.verdict is Verdict.ACCEPT
+
+
+ACCEPT = Decision(Verdict.ACCEPT)
+
+
+@dataclass(frozen=True)
+class AnnouncementPolicy:
+    """What a node accepts.
+
+    ``member_peer_id`` maps a member's Ethereum address (any case) to the libp2p peer id it
+    registered on chain, or ``None`` for a non-member. ``current_round`` is the round the
+    node is working on; announcements up to ``rounds_ahead`` rounds ahead are accepted (a
+    faster peer may already be there), older ones are ignored.
+    """
+
+    federation: str
+    member_peer_id: Callable[[str], str | None]
+    current_round: Callable[[], int]
+    max_blob_bytes: int
+    rounds_ahead: int = 1
+
+
+def validate_announcement(
+    data: bytes, origin_peer_id: str, policy: AnnouncementPolicy
+) -> tuple[Decision, Announcement | None]:
+    """Decode and judge one gossip payload published by ``origin_peer_id``."""
+    try:
+        announcement = Announcement.decode(data)
+    except MalformedMessage as exc:
+        return Decision(Verdict.REJECT, f"malformed: {exc}"), None
+    return judge(announcement, origin_peer_id, policy), announcement
+
+
+def judge(announcement: Announcement, origin_peer_id: str, policy: AnnouncementPolicy) -> Decision:
+    """Judge a decoded announcement against the policy."""
+    if announcement.federation != policy.federation:
+        return Decision(Verdict.REJECT, f"wrong federation {announcement.federation!r}")
+    try:
+        announcement.verify_signature()
+    except BadSignature as exc:
+        return Decision(Verdict.REJECT, str(exc))
+    registered = policy.member_peer_id(announcement.sender)
+    if registered is None:
+        return Decision(Verdict.REJECT, f"sender {announcement.sender} is not a member")
+    if registered != announcement.peer_id or origin_peer_id != announcement.peer_id:
+        return Decision(
+            Verdict.REJECT,
+            f"sender {announcement.sender} is registered as peer {registered}, "
+            f"but the announcement names {announcement.peer_id} and came from {origin_peer_id}",
+        )
+    if announcement.size > policy.max_blob_bytes:
+        return Decision(
+            Verdict.REJECT,
+            f"announced blob of {announcement.size} bytes exceeds the "
+            f"{policy.max_blob_bytes}-byte limit",
+        )
+    if announcement.samples <= 0:
+        return Decision(Verdict.REJECT, "announced update was trained on no samples")
+    if announcement.kind is AnnouncementKind.UPDATE and announcement.inputs:
+        return Decision(Verdict.REJECT, "an update announcement must not list inputs")
+    if announcement.kind is AnnouncementKind.AGGREGATE and not announcement.inputs:
+        return Decision(Verdict.REJECT, "an aggregate announcement must list its inputs")
+    current = policy.current_round()
+    if announcement.round < current:
+        return Decision(Verdict.IGNORE, f"round {announcement.round} is over (now {current})")
+    if announcement.round > current + policy.rounds_ahead:
+        return Decision(Verdict.IGNORE, f"round {announcement.round} is too far ahead of {current}")
+    return ACCEPT

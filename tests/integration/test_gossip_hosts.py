@@ -1,0 +1,121 @@
+"""Real py-libp2p hosts on 127.0.0.1: announcements, validation and blob transfer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+
+import pytest
+import trio
+from eth_account import Account
+
+from gossip.blobs import BlobStore, blob_hash
+from gossip.messages import Announcement, AnnouncementKind
+from gossip.service import GossipConfig, GossipService
+from gossip.validation import AnnouncementPolicy, Verdict
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.integration
+
+KEYS = ["0x" + f"{i + 1:02x}" * 32 for i in range(3)]
+ADDRESSES = [Account.from_key(key).address for key in KEYS]
+
+
+class Federation:
+    """Three member hosts whose membership table is filled once their peer ids are known."""
+
+    def __init__(self) -> None:
+        self.members: dict[str, str] = {}
+        self.services: list[GossipService] = []
+
+    def policy(self) -> AnnouncementPolicy:
+        return AnnouncementPolicy(
+            federation="test",
+            member_peer_id=lambda address: self.members.get(address.lower()),
+            current_round=lambda: 1,
+            max_blob_bytes=2**20,
+        )
+
+
+@asynccontextmanager
+async def federation(stores: list[BlobStore] | None = None) -> AsyncIterator[Federation]:
+    fed = Federation()
+    config = GossipConfig(fetch_timeout=5.0, max_blob_bytes=2**20)
+    async with trio.open_nursery() as nursery:
+        for i in range(3):
+            store = stores[i] if stores else BlobStore()
+            service = GossipService(config, fed.policy(), store)
+            await nursery.start(service.run)
+            fed.services.append(service)
+            fed.members[ADDRESSES[i].lower()] = service.peer_id
+        for i, service in enumerate(fed.services):
+            for other in fed.services[i + 1 :]:
+                await service.connect(other.listen_addrs[0])
+        for service in fed.services:
+            peers = [s.peer_id for s in fed.services if s is not service]
+            await service.wait_for_topic_peers(peers, timeout=10)
+        yield fed
+        nursery.cancel_scope.cancel()
+
+
+def announce(service: GossipService, index: int, data: bytes) -> Announcement:
+    return Announcement(
+        kind=AnnouncementKind.UPDATE,
+        federation="test",
+        round=1,
+        cluster=0,
+        blob_hash=blob_hash(data),
+        size=len(data),
+        codec="raw",
+        samples=7,
+        sender=ADDRESSES[index],
+        peer_id=service.peer_id,
+    ).signed(KEYS[index])
+
+
+async def receive(service: GossipService, timeout: float = 10) -> Announcement:
+    with trio.fail_after(timeout):
+        return await service.announcements.receive()
+
+
+async def test_announcement_reaches_every_member_and_blob_is_fetched() -> None:
+    async with federation() as fed:
+        sender, *receivers = fed.services
+        data = b"\x01\x02" * 40_000
+        sender.store.put(data)
+        sent = announce(sender, 0, data)
+        await sender.publish(sent)
+        for service in fed.services:
+            got = await receive(service)
+            assert got == sent
+        fetched = await receivers[1].fetch(sent.blob_hash, [sent.peer_id])
+        assert fetched == data
+        assert receivers[1].store.has(sent.blob_hash)
+
+
+async def test_tampered_announcement_is_rejected_and_not_delivered() -> None:
+    async with federation() as fed:
+        sender, first, second = fed.services
+        honest = announce(sender, 0, b"update")
+        tampered = replace(honest, samples=1_000_000)
+        await sender._pubsub.publish(sender.topic, tampered.encode())
+        await wait_for(lambda: sender.decisions[Verdict.REJECT] >= 1, timeout=5)
+        # The honest one published afterwards is the first thing anyone receives.
+        await sender.publish(honest)
+        for service in (first, second):
+            assert (await receive(service)).samples == honest.samples
+        assert sender.offences[sender.peer_id] == 1
+
+
+async def test_forged_blob_is_refetched_from_an_honest_provider() -> None:
+    real = b"real update bytes" * 100
+    digest = blob_hash(real)
+    forged_store = BlobStore()
+    forged_store._memory[digest] = b"forged" * 100  # a provider lying about its content
+    async with federation([BlobStore(), forged_store, BlobStore()]) as fed:
+        fetcher, forger, honest = fed.services
+        honest.store.put(real)
+        data = await fetcher.fetch(digest, [forger.peer_id, honest.peer_id])
+        assert data == real
+        assert fetcher.offences[forger.peer_id] == 1

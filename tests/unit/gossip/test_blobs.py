@@ -1,0 +1,126 @@
+import hashlib
+from pathlib import Path
+
+import pytest
+import trio
+
+from gossip.blobs import BlobStore, blob_hash, fetch_from_providers, request_blob, serve_blob
+from gossip.errors import BlobHashMismatch, BlobTooLarge, FetchFailed
+
+
+class Pipe:
+    """An in-memory duplex stream pair standing in for a libp2p stream (unit tests only)."""
+
+    def __init__(self) -> None:
+        self.a_to_b_send, self.a_to_b_recv = trio.open_memory_channel[bytes](1000)
+        self.b_to_a_send, self.b_to_a_recv = trio.open_memory_channel[bytes](1000)
+
+    def ends(self) -> tuple["End", "End"]:
+        return End(self.a_to_b_send, self.b_to_a_recv), End(self.b_to_a_send, self.a_to_b_recv)
+
+
+class End:
+    def __init__(self, send: trio.MemorySendChannel[bytes], recv: trio.MemoryReceiveChannel[bytes]):
+        self.send, self.recv, self.buffer = send, recv, b""
+
+    async def read(self, n: int | None = None) -> bytes:
+        if not self.buffer:
+            try:
+                self.buffer = await self.recv.receive()
+            except trio.EndOfChannel:
+                return b""
+        size = len(self.buffer) if n is None else n
+        out, self.buffer = self.buffer[:size], self.buffer[size:]
+        return out
+
+    async def write(self, data: bytes) -> None:
+        await self.send.send(data)
+
+    async def close(self) -> None:
+        self.send.close()
+
+    async def reset(self) -> None:
+        self.send.close()
+
+
+def test_hash_is_sha256_hex() -> None:
+    assert blob_hash(b"abc") == hashlib.sha256(b"abc").hexdigest()
+
+
+def test_store_round_trip_on_disk(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    digest = store.put(b"weights")
+    assert (tmp_path / digest).read_bytes() == b"weights"
+    assert BlobStore(tmp_path).get(digest) == b"weights"
+    assert store.has(digest)
+    assert not list(tmp_path.glob(".partial-*"))
+
+
+def test_store_ignores_corrupt_file(tmp_path: Path) -> None:
+    digest = BlobStore(tmp_path).put(b"weights")
+    (tmp_path / digest).write_bytes(b"rotten")
+    assert BlobStore(tmp_path).get(digest) is None
+
+
+def test_store_limits_size() -> None:
+    with pytest.raises(BlobTooLarge, match="max_blob_bytes"):
+        BlobStore(max_blob_bytes=4).put(b"12345")
+
+
+async def exchange(served: dict[str, bytes], digest: str, max_bytes: int = 10**6) -> bytes:
+    client, server = Pipe().ends()
+    outcome: list[bytes | Exception] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve_blob, server, served.get)
+        try:
+            outcome.append(await request_blob(client, digest, max_bytes))
+        except Exception as exc:
+            outcome.append(exc)
+        nursery.cancel_scope.cancel()
+    if isinstance(outcome[0], Exception):
+        raise outcome[0]
+    return outcome[0]
+
+
+async def test_request_gets_multi_chunk_blob() -> None:
+    data = bytes(range(256)) * 1000  # 256 000 bytes: four 64 KiB chunks
+    assert await exchange({blob_hash(data): data}, blob_hash(data)) == data
+
+
+async def test_forged_bytes_are_detected() -> None:
+    wanted = blob_hash(b"real")
+    with pytest.raises(BlobHashMismatch, match="forged"):
+        await exchange({wanted: b"fake"}, wanted)
+
+
+async def test_oversize_offer_is_refused_before_reading() -> None:
+    data = b"x" * 100
+    with pytest.raises(BlobTooLarge):
+        await exchange({blob_hash(data): data}, blob_hash(data), max_bytes=99)
+
+
+async def test_fetch_moves_on_from_a_forger_to_an_honest_provider() -> None:
+    real = b"the real update"
+    digest = blob_hash(real)
+    contents = {"forger": {digest: b"a forged update"}, "honest": {digest: real}}
+    forged: list[str] = []
+
+    async def open_stream(provider: str) -> End:
+        client, server = Pipe().ends()
+        nursery.start_soon(serve_blob, server, contents[provider].get)
+        return client
+
+    async with trio.open_nursery() as nursery:
+        data = await fetch_from_providers(
+            digest, ["forger", "honest"], open_stream, 10**6, 1.0, on_forged=forged.append
+        )
+    assert data == real
+    assert forged == ["forger"]
+
+
+async def test_fetch_reports_every_failure() -> None:
+    async def open_stream(provider: str) -> End:
+        raise ConnectionError(f"{provider} is down")
+
+    with pytest.raises(FetchFailed, match=r"a is down.*b is down"):
+        await fetch_from_providers("00" * 32, ["a", "b"], open_stream, 10, 1.0)

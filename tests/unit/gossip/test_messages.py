@@ -1,0 +1,107 @@
+from dataclasses import replace
+
+import pytest
+from eth_account import Account
+
+from gossip.errors import BadSignature, MalformedMessage
+from gossip.messages import AggregateInput, Announcement, AnnouncementKind
+
+KEY = "0x" + "11" * 32
+OTHER_KEY = "0x" + "22" * 32
+ADDRESS = Account.from_key(KEY).address
+
+
+def make(**changes: object) -> Announcement:
+    base = Announcement(
+        kind=AnnouncementKind.UPDATE,
+        federation="heart",
+        round=3,
+        cluster=0,
+        blob_hash="ab" * 32,
+        size=120,
+        codec="msw1-f32",
+        samples=199,
+        sender=ADDRESS,
+        peer_id="12D3KooWtest",
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_round_trip_is_byte_identical() -> None:
+    signed = make().signed(KEY)
+    wire = signed.encode()
+    decoded = Announcement.decode(wire)
+    assert decoded == signed
+    assert decoded.signature == signed.signature
+    assert decoded.encode() == wire
+
+
+def test_encoding_is_canonical_sorted_compact_json() -> None:
+    wire = make().signed(KEY).encode()
+    assert wire.startswith(b'{"blob_hash":"abab')
+    assert b" " not in wire
+
+
+def test_signature_recovers_sender() -> None:
+    signed = make().signed(KEY)
+    assert signed.recover_signer() == ADDRESS
+    signed.verify_signature()
+
+
+def test_tampered_field_breaks_signature() -> None:
+    signed = make().signed(KEY)
+    tampered = replace(signed, samples=10_000)
+    with pytest.raises(BadSignature, match="signed by"):
+        tampered.verify_signature()
+
+
+def test_signed_by_someone_else_is_detected() -> None:
+    forged = make().signed(OTHER_KEY)
+    with pytest.raises(BadSignature, match=ADDRESS):
+        forged.verify_signature()
+
+
+def test_unsigned_is_detected() -> None:
+    with pytest.raises(BadSignature, match="not signed"):
+        make().verify_signature()
+
+
+def test_aggregate_inputs_round_trip() -> None:
+    inputs = (AggregateInput(sender=ADDRESS, blob_hash="cd" * 32, samples=5),)
+    signed = make(kind=AnnouncementKind.AGGREGATE, inputs=inputs).signed(KEY)
+    assert Announcement.decode(signed.encode()).inputs == inputs
+
+
+@pytest.mark.parametrize(
+    ("wire", "match"),
+    [
+        (b"\xff\xfe", "not canonical JSON"),
+        (b"[1,2]", "JSON object"),
+        (b'{"round":1}', "missing"),
+        (b"x" * 20_000, "over the"),
+    ],
+)
+def test_malformed_wire_is_rejected(wire: bytes, match: str) -> None:
+    with pytest.raises(MalformedMessage, match=match):
+        Announcement.decode(wire)
+
+
+def test_non_canonical_encoding_is_rejected() -> None:
+    wire = make().signed(KEY).encode().replace(b'"round":3', b'"round": 3')
+    with pytest.raises(MalformedMessage, match="canonical"):
+        Announcement.decode(wire)
+
+
+def test_bad_hash_and_negative_numbers_are_rejected() -> None:
+    bad_hash = make(blob_hash="XYZ").signed(KEY).encode()
+    with pytest.raises(MalformedMessage, match="SHA-256"):
+        Announcement.decode(bad_hash)
+    negative = make(round=-1).signed(KEY).encode()
+    with pytest.raises(MalformedMessage, match="negative"):
+        Announcement.decode(negative)
+
+
+def test_future_version_says_to_upgrade() -> None:
+    wire = make(version=2).signed(KEY).encode()
+    with pytest.raises(MalformedMessage, match="upgrade"):
+        Announcement.decode(wire)

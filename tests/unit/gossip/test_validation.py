@@ -1,0 +1,93 @@
+from dataclasses import replace
+
+from eth_account import Account
+
+from gossip.messages import AggregateInput, Announcement, AnnouncementKind
+from gossip.validation import AnnouncementPolicy, Verdict, judge, validate_announcement
+
+KEY = "0x" + "11" * 32
+STRANGER_KEY = "0x" + "33" * 32
+ADDRESS = Account.from_key(KEY).address
+STRANGER = Account.from_key(STRANGER_KEY).address
+PEER = "12D3KooWmember"
+
+
+def policy(current: int = 3) -> AnnouncementPolicy:
+    members = {ADDRESS.lower(): PEER}
+    return AnnouncementPolicy(
+        federation="heart",
+        member_peer_id=lambda address: members.get(address.lower()),
+        current_round=lambda: current,
+        max_blob_bytes=1_000,
+    )
+
+
+def announcement(**changes: object) -> Announcement:
+    base = Announcement(
+        kind=AnnouncementKind.UPDATE,
+        federation="heart",
+        round=3,
+        cluster=0,
+        blob_hash="ab" * 32,
+        size=120,
+        codec="msw1-f32",
+        samples=10,
+        sender=ADDRESS,
+        peer_id=PEER,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_member_announcement_is_accepted() -> None:
+    decision, decoded = validate_announcement(announcement().signed(KEY).encode(), PEER, policy())
+    assert decision.verdict is Verdict.ACCEPT
+    assert decoded is not None and decoded.samples == 10
+
+
+def test_garbage_is_rejected() -> None:
+    decision, decoded = validate_announcement(b"not json", PEER, policy())
+    assert decision.verdict is Verdict.REJECT
+    assert decoded is None
+
+
+def test_tampered_announcement_is_rejected() -> None:
+    tampered = replace(announcement().signed(KEY), blob_hash="cd" * 32)
+    decision = judge(tampered, PEER, policy())
+    assert decision.verdict is Verdict.REJECT
+    assert "signed by" in decision.reason
+
+
+def test_non_member_is_rejected() -> None:
+    message = announcement(sender=STRANGER).signed(STRANGER_KEY)
+    decision = judge(message, PEER, policy())
+    assert decision.verdict is Verdict.REJECT
+    assert "not a member" in decision.reason
+
+
+def test_member_address_from_another_peer_is_rejected() -> None:
+    decision = judge(announcement().signed(KEY), "12D3KooWimpostor", policy())
+    assert decision.verdict is Verdict.REJECT
+    assert "registered as peer" in decision.reason
+
+
+def test_wrong_federation_and_oversize_are_rejected() -> None:
+    assert judge(announcement(federation="x").signed(KEY), PEER, policy()).verdict is Verdict.REJECT
+    oversize = announcement(size=1_001).signed(KEY)
+    assert "exceeds" in judge(oversize, PEER, policy()).reason
+
+
+def test_inputs_must_match_kind() -> None:
+    item = AggregateInput(sender=ADDRESS, blob_hash="ab" * 32, samples=1)
+    update_with_inputs = announcement(inputs=(item,)).signed(KEY)
+    assert judge(update_with_inputs, PEER, policy()).verdict is Verdict.REJECT
+    bare_aggregate = announcement(kind=AnnouncementKind.AGGREGATE).signed(KEY)
+    assert judge(bare_aggregate, PEER, policy()).verdict is Verdict.REJECT
+
+
+def test_old_and_far_future_rounds_are_ignored_not_rejected() -> None:
+    old = judge(announcement(round=2).signed(KEY), PEER, policy(current=3))
+    ahead = judge(announcement(round=4).signed(KEY), PEER, policy(current=3))
+    far = judge(announcement(round=5).signed(KEY), PEER, policy(current=3))
+    assert old.verdict is Verdict.IGNORE
+    assert ahead.verdict is Verdict.ACCEPT
+    assert far.verdict is Verdict.IGNORE
