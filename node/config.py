@@ -1,0 +1,178 @@
+"""Node and federation configuration: a TOML file read into frozen dataclasses.
+
+Every table maps to one dataclass; unknown keys and wrong types are errors that name the
+table, the key and what is allowed. Defaults are the ones the demo uses, so an empty file
+is a valid configuration.
+
+    [federation]   name, dataset, rounds, seed, deadlines, quorum     (FederationConfig)
+    [training]     local optimiser settings                            (node.training.TrainingConfig)
+    [network]      libp2p listen address, timeouts, size limits        (gossip.service.GossipConfig)
+    [chain]        embedded chain or a JSON-RPC URL                    (ChainConfig)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gossip.service import GossipConfig
+from node.errors import ConfigError
+from node.training import TrainingConfig
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    """What the federation trains and how its rounds are paced."""
+
+    name: str = "heart-disease"
+    dataset: str = "heart-disease"
+    rounds: int = 20
+    seed: int = 0
+    update_timeout: float = 60.0  # how long the aggregator waits for members' updates
+    aggregate_timeout: float = 120.0  # how long members wait for the aggregate
+    chain_timeout: float = 60.0  # how long to wait for a round record to appear on chain
+    quorum: float = 2 / 3  # fraction of members whose updates a round needs
+    verify_aggregates: bool = True  # members recompute the aggregate from its inputs
+    reward_pool_eth: float = 10.0  # funded at start, paid out after the last round
+
+    def __post_init__(self) -> None:
+        _require(self.rounds >= 1, "federation.rounds must be at least 1")
+        _require(0 < self.quorum <= 1, "federation.quorum must be in (0, 1]")
+        for name in ("update_timeout", "aggregate_timeout", "chain_timeout"):
+            _require(getattr(self, name) > 0, f"federation.{name} must be positive")
+        _require(self.reward_pool_eth >= 0, "federation.reward_pool_eth must not be negative")
+        _require(self.name.replace("-", "").isalnum(), "federation.name: letters, digits, '-'")
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    """Where the ledger lives: ``embedded`` (in-process EVM) or ``rpc`` (a JSON-RPC URL)."""
+
+    kind: str = "embedded"
+    url: str = ""
+    chain_id: int = 0  # 0: ask the node
+
+    def __post_init__(self) -> None:
+        _require(self.kind in ("embedded", "rpc"), "chain.kind must be 'embedded' or 'rpc'")
+        _require(self.kind != "rpc" or bool(self.url), "chain.kind = 'rpc' needs chain.url")
+
+
+@dataclass(frozen=True)
+class MedswarmConfig:
+    """The whole configuration of a federation run."""
+
+    federation: FederationConfig = field(default_factory=FederationConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    network: GossipConfig = field(default_factory=GossipConfig)
+    chain: ChainConfig = field(default_factory=ChainConfig)
+
+
+T = TypeVar("T")
+
+
+def load_config(path: Path | None) -> MedswarmConfig:
+    """Read a TOML file (or the defaults when ``path`` is None)."""
+    if path is None:
+        return MedswarmConfig()
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    return config_from_dict(raw, source=str(path))
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> MedswarmConfig:
+    """Build and validate a configuration from parsed TOML."""
+    return _build(MedswarmConfig, raw, source, "")
+
+
+def with_overrides(config: MedswarmConfig, **federation: Any) -> MedswarmConfig:
+    """A copy with some ``[federation]`` values replaced (``None`` values are skipped)."""
+    changes = {key: value for key, value in federation.items() if value is not None}
+    if not changes:
+        return config
+    try:
+        updated = dataclasses.replace(config.federation, **changes)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from exc
+    return dataclasses.replace(config, federation=updated)
+
+
+def to_toml_dict(config: MedswarmConfig) -> dict[str, dict[str, Any]]:
+    """The configuration as nested plain values (what a run directory records)."""
+    return {
+        table.name: dataclasses.asdict(getattr(config, table.name))
+        for table in dataclasses.fields(config)
+    }
+
+
+def _build(cls: type[T], raw: Any, source: str, table: str) -> T:
+    where = f"[{table}]" if table else "the top level"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {where} must be a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key {unknown[0]!r} in {where}; valid keys are "
+            + ", ".join(sorted(fields))
+        )
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        hint = hints[name]
+        key = f"{table}.{name}" if table else name
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, source, key)  # type: ignore[arg-type]
+        else:
+            values[name] = _coerce(value, hint, source, key)
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+def _coerce(value: Any, hint: Any, source: str, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            try:
+                return _coerce(value, option, source, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{source}: {key} = {value!r} has the wrong type (expected {hint})")
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {key} must be a list")
+        (item_type, *_rest) = typing.get_args(hint) or (Any,)
+        return tuple(_coerce(item, item_type, source, key) for item in value)
+    if hint is Any:
+        return value
+    if hint is type(None):
+        if value is not None:
+            raise ConfigError(f"{source}: {key} must be empty")
+        return None
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if origin is typing.Literal:
+        if value not in typing.get_args(hint):
+            allowed = ", ".join(repr(a) for a in typing.get_args(hint))
+            raise ConfigError(f"{source}: {key} = {value!r}; allowed values: {allowed}")
+        return value
+    if not isinstance(value, hint) or (isinstance(value, bool) and hint is not bool):
+        raise ConfigError(
+            f"{source}: {key} = {value!r} should be of type {getattr(hint, '__name__', hint)}"
+        )
+    return value
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)

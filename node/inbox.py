@@ -1,0 +1,69 @@
+"""Announcements received for each round, filed by kind and sender, with waiting."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+
+import trio
+
+from gossip.messages import Announcement, AnnouncementKind
+
+log = logging.getLogger(__name__)
+
+
+class RoundInbox:
+    """The first update per (round, sender) and the aggregates per (round, cluster).
+
+    A second, different announcement from the same sender for the same round is an
+    equivocation: it is dropped and remembered, never allowed to replace the first.
+    """
+
+    def __init__(self) -> None:
+        self._updates: dict[int, dict[str, Announcement]] = defaultdict(dict)
+        self._aggregates: dict[int, dict[int, list[Announcement]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+        self.equivocations: list[Announcement] = []
+        self._changed = trio.Event()
+
+    def add(self, announcement: Announcement) -> None:
+        """File one validated announcement and wake any waiter."""
+        sender = announcement.sender.lower()
+        if announcement.kind is AnnouncementKind.UPDATE:
+            existing = self._updates[announcement.round].get(sender)
+            if existing is not None:
+                if existing != announcement:
+                    log.warning("equivocating update from %s in round %d dropped",
+                                announcement.sender, announcement.round)
+                    self.equivocations.append(announcement)
+                return
+            self._updates[announcement.round][sender] = announcement
+        else:
+            bucket = self._aggregates[announcement.round][announcement.cluster]
+            if announcement not in bucket:
+                bucket.append(announcement)
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def updates(self, round_number: int) -> dict[str, Announcement]:
+        """Updates for a round, keyed by lowercase sender address."""
+        return dict(self._updates.get(round_number, {}))
+
+    def aggregates(self, round_number: int, cluster: int) -> list[Announcement]:
+        return list(self._aggregates.get(round_number, {}).get(cluster, []))
+
+    def forget_before(self, round_number: int) -> None:
+        """Drop everything about rounds older than ``round_number``."""
+        for table in (self._updates, self._aggregates):
+            for old in [r for r in table if r < round_number]:
+                del table[old]
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``predicate()`` holds; return False if ``timeout`` passes first."""
+        with trio.move_on_after(timeout):
+            while not predicate():
+                await self._changed.wait()
+            return True
+        return predicate()

@@ -1,0 +1,102 @@
+"""``medswarm testnet``: launch a federation on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import trio
+
+from node.config import load_config, with_overrides
+from node.data import resolve_data_dir
+from testnet.local import LocalRun, run_local_federation
+from testnet.report import format_table
+
+
+def add_testnet_parser(subparsers: Any) -> None:
+    """Register ``testnet`` and its sub-commands on the ``medswarm`` parser."""
+    testnet = subparsers.add_parser(
+        "testnet", help="run a federation of N hospital nodes on this machine"
+    )
+    commands = testnet.add_subparsers(dest="testnet_command", required=True)
+    run = commands.add_parser(
+        "run",
+        help="run N nodes and an embedded chain in one process",
+        description=(
+            "Start an in-process Ethereum chain, deploy the contracts, start N hospital nodes "
+            "(each a libp2p host on 127.0.0.1 with its own key and its own site's data), run "
+            "the rounds, pay rewards and write a run directory (rounds.jsonl, summary.json, "
+            "model-final.bin, chain/)."
+        ),
+    )
+    run.add_argument("--nodes", type=int, default=4, help="number of hospitals (default 4)")
+    run.add_argument("--dataset", default=None, help="data set (default: heart-disease)")
+    run.add_argument("--rounds", type=int, default=None, help="rounds (default: from config, 20)")
+    run.add_argument("--seed", type=int, default=None, help="seed (default: from config, 0)")
+    run.add_argument("--config", type=Path, default=None, help="TOML config file")
+    run.add_argument(
+        "--data-dir",
+        default=None,
+        help="directory holding the data sets (default: $MEDSWARM_DATA, else ../shared/data)",
+    )
+    run.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory")
+    run.add_argument("--json", action="store_true", help="print summary.json to stdout at the end")
+    run.set_defaults(handler=run_testnet)
+
+
+def run_testnet(args: argparse.Namespace) -> int:
+    """Handler of ``medswarm testnet run``."""
+    config = with_overrides(
+        load_config(args.config), dataset=args.dataset, rounds=args.rounds, seed=args.seed
+    )
+    data_dir = resolve_data_dir(args.data_dir, os.environ)
+    run = LocalRun(config=config, nodes=args.nodes, data_dir=data_dir, out_dir=args.out)
+    out = sys.stderr if args.json else sys.stdout
+    progress = Progress(config.federation.rounds, out)
+    print(
+        f"medswarm: {args.nodes} hospitals, {config.federation.dataset}, "
+        f"{config.federation.rounds} rounds, seed {config.federation.seed} -> {args.out}",
+        file=out,
+    )
+    summary = trio.run(run_local_federation, run, progress.round_done)
+    progress.finish()
+    print(format_table(summary), file=out)
+    agree = "all nodes agree" if summary.nodes_agree else "NODES DISAGREE"
+    print(f"final global model {summary.final_global_hash} ({agree})", file=out)
+    print(f"run directory: {args.out}  (audit: medswarm audit --run-dir {args.out})", file=out)
+    if args.json:
+        print(json.dumps(summary.to_json(), indent=2, sort_keys=True))
+    return 0 if summary.nodes_agree else 1
+
+
+class Progress:
+    """A progress bar on a terminal, and one plain line per round everywhere."""
+
+    def __init__(self, total: int, out: TextIO) -> None:
+        self.total, self.out, self.done = total, out, 0
+        self.tty = out.isatty()
+
+    def round_done(self, line: dict[str, Any]) -> None:
+        self.done += 1
+        digest = line["global_hash"] or "DISAGREE:" + ",".join(h[:8] for h in line["global_hashes"])
+        text = (
+            f"round {line['round']:>3}/{self.total}  global {digest[:16]}  "
+            f"mean accuracy {line['mean_test_accuracy']:.3f}"
+        )
+        if self.tty:
+            self.out.write("\r\033[K")
+        print(text, file=self.out)
+        if self.tty:
+            width = 30
+            filled = width * self.done // self.total
+            self.out.write(f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}")
+        self.out.flush()
+
+    def finish(self) -> None:
+        if self.tty:
+            self.out.write("\r\033[K")
+            self.out.flush()

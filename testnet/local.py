@@ -1,0 +1,182 @@
+"""Run a whole federation in one process: an embedded chain and N hospital nodes.
+
+Every piece is real: each node is its own libp2p host on 127.0.0.1 with its own key, the
+ledger is the contracts on an in-process EVM, and training is PyTorch on each site's data.
+What one process adds is only convenience: the chain is created here and dies with the run,
+so its deployment and every event are written into the run directory for the auditor.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from gossip.blobs import BlobStore
+from incentive.chain import AdminClient, EmbeddedChain, MemberClient, deploy_federation
+from incentive.events import EventLog
+from node.config import MedswarmConfig, to_toml_dict
+from node.data import SiteData, dataset_sites, load_site
+from node.hospital import HospitalNode
+from node.model import initial_weights
+from node.training import local_only_accuracy
+from node.weights import encode_weights, weights_hash
+from testnet.errors import TestnetError
+from testnet.report import HospitalSummary, RoundLog, RunSummary, write_summary
+
+log = logging.getLogger(__name__)
+
+RoundCallback = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    """What to run: the config, how many hospitals, where the data is and where results go."""
+
+    config: MedswarmConfig
+    nodes: int
+    data_dir: Path
+    out_dir: Path
+    connect_timeout: float = 30.0
+
+
+def load_sites(dataset: str, nodes: int, data_dir: Path) -> list[SiteData]:
+    """The first ``nodes`` sites of a data set (fails before anything starts if data is missing)."""
+    sites = dataset_sites(dataset)
+    if not 1 <= nodes <= len(sites):
+        raise TestnetError(
+            f"{dataset} has {len(sites)} sites ({', '.join(sites)}); --nodes must be 1 to "
+            f"{len(sites)}, got {nodes}"
+        )
+    return [load_site(dataset, site, data_dir) for site in sites[:nodes]]
+
+
+async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = None) -> RunSummary:
+    """Launch the chain and the nodes, run every round, pay rewards, write the run directory."""
+    started = time.monotonic()
+    config = run.config
+    federation = config.federation
+    sites = load_sites(federation.dataset, run.nodes, run.data_dir)
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    _write_config(run.out_dir / "config.json", config, run)
+
+    chain = EmbeddedChain(accounts=run.nodes + 1)
+    events = EventLog()
+    admin_key, member_keys = chain.private_keys[0], chain.private_keys[1 : run.nodes + 1]
+    deployment = deploy_federation(chain.w3, admin_key, chain.lock, events)
+    admin = AdminClient(chain.w3, deployment, admin_key, chain.lock, events)
+    members = [MemberClient(chain.w3, deployment, key, chain.lock, events) for key in member_keys]
+    for site, member in zip(sites, members, strict=True):
+        admin.admit(member.address, site.display_name)
+    pool_wei = int(federation.reward_pool_eth * 10**18)
+    if pool_wei:
+        admin.fund_rewards(pool_wei)
+
+    start_weights = initial_weights(federation.dataset, sites[0].n_features, federation.seed)
+    round_log = RoundLog(run.out_dir / "rounds.jsonl", run.nodes)
+
+    def on_event(event: dict[str, Any]) -> None:
+        line = round_log.record(event)
+        if line is not None and on_round is not None:
+            on_round(line)
+
+    nodes = [
+        HospitalNode(
+            config,
+            site,
+            member,
+            key,
+            BlobStore(run.out_dir / "nodes" / site.name / "blobs", config.network.max_blob_bytes),
+            start_weights,
+            on_event=on_event,
+        )
+        for site, member, key in zip(sites, members, member_keys, strict=True)
+    ]
+    local_only: dict[str, float] = {}
+    async with trio.open_nursery() as nursery:
+        for node in nodes:
+            await node.start(nursery)
+        for node in nodes:
+            await node.register()
+        for node in nodes:
+            await node.connect_to_members(run.connect_timeout)
+        async with trio.open_nursery() as rounds:
+            for node in nodes:
+                rounds.start_soon(node.run, federation.rounds)
+            rounds.start_soon(_baselines, sites, config, start_weights, local_only)
+        nursery.cancel_scope.cancel()
+
+    final_hashes = {node.global_hash for node in nodes}
+    final = nodes[0]
+    model_path = run.out_dir / "model-final.bin"
+    model_path.write_bytes(encode_weights(final.global_weights))
+    if pool_wei:
+        admin.distribute()
+    hospitals = [
+        HospitalSummary(
+            name=node.site.display_name,
+            site=node.site.name,
+            address=node.address,
+            samples=len(node.site.train_y),
+            local_only_accuracy=local_only[node.site.name],
+            federated_accuracy=float(round_log.completed[-1]["nodes"][node.name]["test_accuracy"]),
+            contribution=member.contribution(member.address),
+            reward_wei=member.credit(member.address),
+        )
+        for node, member in zip(nodes, members, strict=True)
+    ]
+    for member in members:
+        if member.credit(member.address):
+            member.withdraw()
+    chain_dir = run.out_dir / "chain"
+    chain_dir.mkdir(exist_ok=True)
+    (chain_dir / "deployment.json").write_text(deployment.to_json())
+    events.write_jsonl(chain_dir / "events.jsonl")
+    summary = RunSummary(
+        dataset=federation.dataset,
+        federation=federation.name,
+        seed=federation.seed,
+        rounds=federation.rounds,
+        nodes_agree=len(final_hashes) == 1 and all(r["nodes_agree"] for r in round_log.completed),
+        final_global_hash=weights_hash(final.global_weights),
+        final_model=str(model_path),
+        final_mean_accuracy=float(round_log.completed[-1]["mean_test_accuracy"]),
+        mean_local_only_accuracy=statistics.fmean(local_only.values()),
+        seconds=round(time.monotonic() - started, 2),
+        hospitals=hospitals,
+        chain={
+            "kind": "embedded",
+            "chain_id": deployment.chain_id,
+            "registry": deployment.registry,
+            "ledger": deployment.ledger,
+            "rewards": deployment.rewards,
+            "reward_pool_wei": pool_wei,
+        },
+    )
+    write_summary(run.out_dir / "summary.json", summary)
+    return summary
+
+
+async def _baselines(
+    sites: list[SiteData], config: MedswarmConfig, start: Any, out: dict[str, float]
+) -> None:
+    """Each site's local-only accuracy with the same training budget (for comparison)."""
+    for site in sites:
+        out[site.name] = await trio.to_thread.run_sync(
+            local_only_accuracy, start, site, config.training, config.federation.rounds,
+            config.federation.seed,
+        )
+
+
+def _write_config(path: Path, config: MedswarmConfig, run: LocalRun) -> None:
+    import json
+
+    document = to_toml_dict(config)
+    document["run"] = {"nodes": run.nodes, "data_dir": str(run.data_dir)}
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")

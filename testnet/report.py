@@ -1,0 +1,129 @@
+"""What a testnet run leaves behind: rounds.jsonl, summary.json and the final model."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class HospitalSummary:
+    """One hospital's line in the summary table."""
+
+    name: str
+    site: str
+    address: str
+    samples: int
+    local_only_accuracy: float
+    federated_accuracy: float
+    contribution: int
+    reward_wei: int
+
+    @property
+    def reward_eth(self) -> float:
+        return self.reward_wei / 10**18
+
+
+@dataclass
+class RunSummary:
+    """The machine-readable result of a run (``summary.json``)."""
+
+    dataset: str
+    federation: str
+    seed: int
+    rounds: int
+    nodes_agree: bool
+    final_global_hash: str
+    final_model: str
+    final_mean_accuracy: float
+    mean_local_only_accuracy: float
+    seconds: float
+    hospitals: list[HospitalSummary] = field(default_factory=list)
+    chain: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for hospital, raw in zip(self.hospitals, data["hospitals"], strict=True):
+            raw["reward_eth"] = hospital.reward_eth
+            raw["reward"] = hospital.reward_wei
+        return data
+
+
+class RoundLog:
+    """Collects per-node round events and writes one ``rounds.jsonl`` line per round."""
+
+    def __init__(self, path: Path, node_count: int) -> None:
+        self.path = path
+        self.node_count = node_count
+        self._pending: dict[int, list[dict[str, Any]]] = {}
+        self.completed: list[dict[str, Any]] = []
+        self.other_events: list[dict[str, Any]] = []
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+
+    def record(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """Take one node event; return the round line once every node has reported."""
+        if event.get("event") != "round":
+            self.other_events.append(event)
+            return None
+        pending = self._pending.setdefault(int(event["round"]), [])
+        pending.append(event)
+        if len(pending) < self.node_count:
+            return None
+        del self._pending[int(event["round"])]
+        line = summarise_round(pending)
+        self.completed.append(line)
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(line, sort_keys=True) + "\n")
+        return line
+
+
+def summarise_round(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """One round's line: the global hash(es), per-node metrics and their mean."""
+    events = sorted(events, key=lambda e: str(e["node"]))
+    hashes = sorted({str(e["global_hash"]) for e in events})
+    return {
+        "round": events[0]["round"],
+        "global_hash": hashes[0] if len(hashes) == 1 else None,
+        "global_hashes": hashes,
+        "nodes_agree": len(hashes) == 1,
+        "mean_test_accuracy": statistics.fmean(float(e["test_accuracy"]) for e in events),
+        "aggregator": events[0]["aggregator"],
+        "nodes": {
+            str(e["node"]): {
+                "test_accuracy": e["test_accuracy"],
+                "test_loss": e["test_loss"],
+                "update_hash": e["update_hash"],
+                "samples": e["samples"],
+                "seconds": e["seconds"],
+            }
+            for e in events
+        },
+    }
+
+
+def write_summary(path: Path, summary: RunSummary) -> None:
+    path.write_text(json.dumps(summary.to_json(), indent=2, sort_keys=True) + "\n")
+
+
+def format_table(summary: RunSummary) -> str:
+    """The human summary table printed at the end of a run."""
+    header = (
+        f"{'hospital':<15} {'samples':>7} {'local-only':>10} {'federated':>9} "
+        f"{'contribution':>12} {'reward (ETH)':>12}"
+    )
+    lines = [header, "-" * len(header)]
+    for h in summary.hospitals:
+        lines.append(
+            f"{h.name:<15} {h.samples:>7} {h.local_only_accuracy:>10.3f} "
+            f"{h.federated_accuracy:>9.3f} {h.contribution:>12} {h.reward_eth:>12.6f}"
+        )
+    lines.append("-" * len(header))
+    lines.append(
+        f"{'mean':<15} {'':>7} {summary.mean_local_only_accuracy:>10.3f} "
+        f"{summary.final_mean_accuracy:>9.3f}"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,63 @@
+from pathlib import Path
+
+import pytest
+
+from node.config import MedswarmConfig, config_from_dict, load_config, with_overrides
+from node.errors import ConfigError
+
+
+def test_empty_file_gives_demo_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("")
+    assert load_config(path) == MedswarmConfig()
+    assert load_config(None).federation.rounds == 20
+
+
+def test_values_are_read_into_their_tables() -> None:
+    config = config_from_dict(
+        {"federation": {"rounds": 3, "quorum": 1}, "network": {"fetch_timeout": 2}}
+    )
+    assert config.federation.rounds == 3
+    assert config.federation.quorum == 1.0
+    assert config.network.fetch_timeout == 2.0
+
+
+def test_unknown_key_names_the_key_and_the_valid_ones() -> None:
+    with pytest.raises(ConfigError, match=r"unknown key 'round' in \[federation\].*rounds"):
+        config_from_dict({"federation": {"round": 3}})
+
+
+def test_unknown_table_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="unknown key 'trainig'"):
+        config_from_dict({"trainig": {}})
+
+
+def test_wrong_type_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="federation.rounds = 'ten'"):
+        config_from_dict({"federation": {"rounds": "ten"}})
+    with pytest.raises(ConfigError, match="federation.verify_aggregates"):
+        config_from_dict({"federation": {"verify_aggregates": 1}})
+
+
+def test_out_of_range_values_are_errors() -> None:
+    with pytest.raises(ConfigError, match="rounds must be at least 1"):
+        config_from_dict({"federation": {"rounds": 0}})
+    with pytest.raises(ConfigError, match="chain.url"):
+        config_from_dict({"chain": {"kind": "rpc"}})
+
+
+def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[federation\nrounds = 1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(broken)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_overrides_skip_none_and_validate() -> None:
+    config = with_overrides(MedswarmConfig(), rounds=5, seed=None)
+    assert config.federation.rounds == 5
+    assert config.federation.seed == 0
+    with pytest.raises(ConfigError):
+        with_overrides(MedswarmConfig(), rounds=0)
