@@ -46,6 +46,16 @@ class EmbeddedChain:
         with self.lock:
             return int(self.w3.eth.chain_id)
 
+    def snapshot(self) -> int:
+        """Remember the current chain state; returns an id for :meth:`revert`."""
+        with self.lock:
+            return int(self.provider.ethereum_tester.take_snapshot())
+
+    def revert(self, snapshot_id: int) -> None:
+        """Return the chain to a state remembered by :meth:`snapshot`."""
+        with self.lock:
+            self.provider.ethereum_tester.revert_to_snapshot(snapshot_id)
+
 
 def connect_rpc(url: str, chain_id: int | None = None, timeout: float = 10.0) -> Any:
     """Connect to a JSON-RPC node; raise ChainUnavailable if nothing answers at ``url``.
