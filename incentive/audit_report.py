@@ -120,6 +120,7 @@ def render_text(report: AuditReport) -> str:
             f"  {m.name:<20} {m.address:<42} {m.contribution:>14} {m.credited:>24} "
             f"{m.withdrawn:>24}"
         )
+    names = {m.address: m.name for m in report.members}
     for r in report.rounds:
         status = "final" if r.finalized else "not final"
         lines += [
@@ -128,6 +129,7 @@ def render_text(report: AuditReport) -> str:
             f"  previous {r.previous_hash}",
             f"  aggregator {r.aggregator_name} ({r.aggregator}), block {r.block_number}, "
             f"{status}, {r.attestations} attestation(s)",
+            f"  attested by {', '.join(names.get(a, a) for a in r.attesters) or 'nobody'}",
             f"  {'HOSPITAL':<20} {'UPDATE HASH':<64} {'SAMPLES':>10} {'SCORE':>14}",
         ]
         for u in r.updates:

@@ -65,12 +65,24 @@ def add_audit_parser(
 
 def _add_source_options(parser: argparse.ArgumentParser, default: Any) -> None:
     parser.add_argument(
-        "--run-dir", type=Path, default=default, help="run directory holding chain/ records"
+        "--run-dir",
+        type=Path,
+        default=default,
+        metavar="RUN",
+        help="run directory holding chain/ records",
     )
-    parser.add_argument("--rpc", default=default, help="JSON-RPC URL of a live chain")
-    parser.add_argument("--registry", default=default, help="Registry address on that chain")
     parser.add_argument(
-        "--rpc-timeout", type=float, default=default, help="seconds per RPC request (10)"
+        "--rpc", default=default, metavar="URL", help="JSON-RPC URL of a live chain"
+    )
+    parser.add_argument(
+        "--registry", default=default, metavar="ADDRESS", help="Registry address on that chain"
+    )
+    parser.add_argument(
+        "--rpc-timeout",
+        type=float,
+        default=default,
+        metavar="SECONDS",
+        help="seconds per RPC request (10)",
     )
 
 

@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 GAS_MARGIN = 1.25
 GAS_EXTRA = 20_000
 DEFAULT_TIP_WEI = 10**9
+# On the in-process chain gas estimation runs the EVM a dozen times (a binary search in
+# Python); a single eth_call catches reverts just as well, and unused gas costs nothing there.
+EMBEDDED_GAS_LIMIT = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,16 @@ class TxOutcome:
     def named(self, event: str) -> list[EventRecord]:
         """The emitted events called ``event``."""
         return [e for e in self.events if e.event == event]
+
+
+def _with_margin(estimate: Any) -> int:
+    return int(int(estimate) * GAS_MARGIN) + GAS_EXTRA
+
+
+def _is_embedded(w3: Any) -> bool:
+    from web3 import EthereumTesterProvider
+
+    return isinstance(getattr(w3, "provider", None), EthereumTesterProvider)
 
 
 def _is_revert(exc: BaseException) -> bool:
@@ -86,6 +99,7 @@ class TransactionSender:
         self._chain_lock: AbstractContextManager[Any] = lock if lock is not None else nullcontext()
         self._lane = threading.Lock()
         self._chain_id: int | None = None
+        self._embedded = _is_embedded(w3)
 
     @property
     def address(self) -> str:
@@ -102,19 +116,32 @@ class TransactionSender:
 
     def transact(self, contract: str, function: str, fn: Any, *, value: int = 0) -> TxOutcome:
         """Sign, send and confirm a contract function call."""
-        return self._send(contract, function, fn.estimate_gas, fn.build_transaction, value)
+        if self._embedded:
+
+            def gas_limit(params: dict[str, Any]) -> int:
+                fn.call(params)  # raises on revert
+                return EMBEDDED_GAS_LIMIT
+
+        else:
+
+            def gas_limit(params: dict[str, Any]) -> int:
+                return _with_margin(fn.estimate_gas(params))
+
+        return self._send(contract, function, gas_limit, fn.build_transaction, value)
 
     def deploy(self, contract: str, constructor: Any) -> TxOutcome:
         """Deploy a contract; the outcome's ``contract_address`` is set."""
-        return self._send(
-            contract, "constructor", constructor.estimate_gas, constructor.build_transaction, 0
-        )
+
+        def gas_limit(params: dict[str, Any]) -> int:
+            return _with_margin(constructor.estimate_gas(params))
+
+        return self._send(contract, "constructor", gas_limit, constructor.build_transaction, 0)
 
     def _send(
         self,
         contract: str,
         function: str,
-        estimate: Callable[[dict[str, Any]], Any],
+        gas_limit: Callable[[dict[str, Any]], int],
         build: Callable[[dict[str, Any]], Any],
         value: int,
     ) -> TxOutcome:
@@ -122,17 +149,20 @@ class TransactionSender:
             with self._chain_lock:
                 params: dict[str, Any] = {"from": self.address, "value": value}
                 try:
-                    gas = int(estimate(params))
+                    gas = gas_limit(params)
                 except Exception as exc:
                     raise reverted(contract, function, exc) from exc
                 params.update(self._fee_fields())
                 params.update(
-                    gas=int(gas * GAS_MARGIN) + GAS_EXTRA,
+                    gas=gas,
                     nonce=int(self.w3.eth.get_transaction_count(self.address, "pending")),
                     chainId=self._cached_chain_id(),
                 )
-                signed = self.account.sign_transaction(build(params))
-                tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+                try:
+                    signed = self.account.sign_transaction(build(params))
+                    tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+                except Exception as exc:  # nonce, funds or transport trouble
+                    raise ChainError(f"{contract}.{function}: sending failed: {exc}") from exc
             receipt = self._wait_for_receipt(tx_hash)
         hex_hash = "0x" + bytes(tx_hash).hex()
         if int(receipt["status"]) != 1:

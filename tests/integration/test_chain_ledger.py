@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from chain_kit import Federation, sha
 from eth_utils import keccak
@@ -200,3 +202,32 @@ def test_gas_stays_within_budget(fed: Federation) -> None:
     assert first.gas_used < 260_000  # fresh contribution slots for all four members
     assert later.gas_used < 200_000
     assert max(attests) < 65_000
+
+
+def test_clients_can_be_called_from_worker_threads(fed: Federation) -> None:
+    global_hash = record(fed, 1, [1, 1, 1, 1])
+    errors: list[BaseException] = []
+
+    def attest(member_index: int) -> None:
+        try:
+            fed.members[member_index].attest(1, global_hash)
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    def register_twice() -> None:  # one client, two threads: nonces must stay ordered
+        try:
+            fed.members[0].register("12D3KooWfirst", [])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=attest, args=(i,)) for i in range(4)]
+    threads += [threading.Thread(target=register_twice) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+
+    assert errors == []
+    info = fed.outsider.round_info(1)
+    assert info is not None and (info.attestations, info.finalized) == (4, True)
+    assert len([e for e in fed.log.records() if e.event == "MemberRegistered"]) == 2
