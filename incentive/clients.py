@@ -2,7 +2,9 @@
 
 Every client signs with its own key and takes the shared ``lock`` around each chain request
 (required for :class:`incentive.chain.EmbeddedChain`, whose EVM is not thread-safe), and
-appends the events of its receipts to the shared :class:`EventLog` if one is given.
+appends the events of its receipts to the shared :class:`EventLog` if one is given. A client
+sends its transactions one at a time (safe to share between threads); use one client per key,
+since two clients signing with the same key can pick the same nonce.
 """
 
 from __future__ import annotations
