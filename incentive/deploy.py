@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from contracts import load_artifact
@@ -35,7 +35,7 @@ def deploy_federation(
     registry, registry_tx = deploy(REGISTRY)
     ledger, ledger_tx = deploy(LEDGER, registry)
     rewards, rewards_tx = deploy(REWARD_POOL, registry, ledger)
-    with lock if lock is not None else _no_lock():
+    with lock if lock is not None else nullcontext():
         chain_id = int(w3.eth.chain_id)
     deployment = Deployment(
         chain_id=chain_id,
@@ -56,9 +56,3 @@ def deploy_federation(
         REGISTRY, "setContracts", registry_contract.functions.setContracts(ledger, rewards)
     )
     return deployment
-
-
-def _no_lock() -> AbstractContextManager[Any]:
-    from contextlib import nullcontext
-
-    return nullcontext()
