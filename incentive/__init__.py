@@ -1,1 +1,7 @@
-"""medswarm incentive package."""
+"""The ledger side of medswarm: chain access, contribution scores, rewards and audits.
+
+Modules: ``chain`` (embedded EVM, JSON-RPC), ``deploy`` and ``deployment`` (contract addresses),
+``clients`` (MemberClient, AdminClient), ``records`` (MemberRecord and views), ``events``
+(EventLog), ``rundir`` (a run's chain record), ``contribution`` (scores), ``audit`` and
+``audit_report`` (tracing and checks), ``cli`` (``medswarm audit``). See docs/ledger.md.
+"""

@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.28;
+
+/// @title The membership view the Ledger and the RewardPool rely on.
+interface IRegistry {
+    function admin() external view returns (address);
+    function isMember(address account) external view returns (bool);
+    function memberIndex(address account) external view returns (bool active, uint256 index);
+    function memberCount() external view returns (uint256);
+    function memberAt(uint256 index) external view returns (address);
+    function members() external view returns (address[] memory);
+}

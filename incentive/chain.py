@@ -1,0 +1,84 @@
+"""Getting a chain to talk to: the embedded in-process EVM, or any JSON-RPC endpoint.
+
+The embedded chain (``Web3(EthereumTesterProvider())``, py-evm) needs no setup and dies with the
+process; it is not thread-safe, so every client using it must hold ``EmbeddedChain.lock``
+around each request (pass it to the clients). ``connect_rpc`` reaches anvil, Besu or any other
+node; transactions are signed locally either way, so only the URL, chain id and keys differ.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import EthereumTesterProvider, HTTPProvider, Web3
+
+from incentive.errors import ChainError, ChainUnavailable
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ACCOUNTS = 10
+
+
+class EmbeddedChain:
+    """An in-process EVM with ``num_accounts`` funded accounts (1,000,000 ETH each)."""
+
+    def __init__(self, num_accounts: int = DEFAULT_ACCOUNTS) -> None:
+        from eth_tester import EthereumTester, PyEVMBackend
+
+        if num_accounts < 1:
+            raise ValueError("an embedded chain needs at least one account")
+        genesis = PyEVMBackend.generate_genesis_state(num_accounts=num_accounts)
+        backend = PyEVMBackend(genesis_state=genesis)
+        self.provider = EthereumTesterProvider(EthereumTester(backend))
+        self.w3: Any = Web3(self.provider)
+        self.lock = threading.Lock()
+        self.private_keys: list[str] = [key.to_hex() for key in backend.account_keys]
+        self.accounts: list[LocalAccount] = [Account.from_key(k) for k in self.private_keys]
+        logger.info("embedded chain started with %d funded accounts", num_accounts)
+
+    @property
+    def chain_id(self) -> int:
+        """The chain id transactions must be signed for."""
+        with self.lock:
+            return int(self.w3.eth.chain_id)
+
+    def snapshot(self) -> int:
+        """Remember the current chain state; returns an id for :meth:`revert`."""
+        with self.lock:
+            return int(self.provider.ethereum_tester.take_snapshot())
+
+    def revert(self, snapshot_id: int) -> None:
+        """Return the chain to a state remembered by :meth:`snapshot`."""
+        with self.lock:
+            self.provider.ethereum_tester.revert_to_snapshot(snapshot_id)
+
+
+def connect_rpc(url: str, chain_id: int | None = None, timeout: float = 10.0) -> Any:
+    """Connect to a JSON-RPC node; raise ChainUnavailable if nothing answers at ``url``.
+
+    ``chain_id``, when given, must match the node's (guards against signing for the wrong
+    network). ``timeout`` bounds each HTTP request in seconds.
+    """
+    if not url.startswith(("http://", "https://")):
+        raise ChainUnavailable(url, "only http:// and https:// URLs are supported")
+    w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": timeout}))
+    try:
+        actual = int(w3.eth.chain_id)
+    except Exception as exc:  # requests and web3 raise many types for an unreachable node
+        raise ChainUnavailable(url, _short(exc)) from exc
+    if chain_id is not None and actual != chain_id:
+        raise ChainError(
+            f"the node at {url} serves chain id {actual}, not {chain_id}; check the URL or "
+            "the configured chain id"
+        )
+    logger.info("connected to chain %d at %s", actual, url)
+    return w3
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."

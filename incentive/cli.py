@@ -1,0 +1,153 @@
+"""The ``medswarm audit`` sub-command.
+
+    medswarm audit --run-dir RUN [--json]
+    medswarm audit --rpc URL --registry ADDR [--json]
+    medswarm audit verify MODEL (--run-dir RUN | --rpc URL --registry ADDR) [--json]
+
+Exit codes: ``audit`` 0 when every check passed, 1 when it found problems; ``verify`` 0 when a
+recorded round produced the model, 1 when none did; 2 for unusable input (missing or garbled
+run directory, unreachable chain), reported by the top-level CLI as ``error: ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from incentive.audit import (
+    AuditSource,
+    build_audit,
+    file_sha256,
+    source_from_chain,
+    source_from_run_dir,
+    verify_model,
+)
+from incentive.audit_report import render_text
+from incentive.chain import connect_rpc
+from incentive.errors import AuditError, ChainError
+from medswarm.errors import MedswarmError
+
+
+def add_audit_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
+    """Register ``audit`` (and ``audit verify``) on a parser's sub-parsers."""
+    audit = subparsers.add_parser(
+        "audit",
+        help="trace models to rounds, hospitals, scores and rewards; check the arithmetic",
+        description=(
+            "Report every recorded round (global hash, each hospital's update hash, samples "
+            "and score), members' contributions and rewards, and check them. Exit 0 when all "
+            "checks pass, 1 when problems are found, 2 on unusable input."
+        ),
+    )
+    _add_source_options(audit, None)
+    audit.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    audit.set_defaults(handler=run_audit)
+    actions = audit.add_subparsers(dest="audit_action", metavar="{verify}")
+    verify = actions.add_parser(
+        "verify",
+        help="find the round that produced a model file",
+        description=(
+            "Print the recorded round whose global hash is the SHA-256 of MODEL (exit 0), or "
+            "say that no recorded round produced it (exit 1)."
+        ),
+    )
+    verify.add_argument("model", type=Path, help="model file to look up")
+    _add_source_options(verify, argparse.SUPPRESS)
+    verify.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    verify.set_defaults(handler=run_verify)
+    return audit
+
+
+def _add_source_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        default=default,
+        metavar="RUN",
+        help="run directory holding chain/ records",
+    )
+    parser.add_argument(
+        "--rpc", default=default, metavar="URL", help="JSON-RPC URL of a live chain"
+    )
+    parser.add_argument(
+        "--registry", default=default, metavar="ADDRESS", help="Registry address on that chain"
+    )
+    parser.add_argument(
+        "--rpc-timeout",
+        type=float,
+        default=default,
+        metavar="SECONDS",
+        help="seconds per RPC request (10)",
+    )
+
+
+def load_source(args: argparse.Namespace) -> AuditSource:
+    """The audit source named by ``--run-dir`` or ``--rpc``/``--registry``."""
+    run_dir: Path | None = getattr(args, "run_dir", None)
+    rpc: str | None = getattr(args, "rpc", None)
+    registry: str | None = getattr(args, "registry", None)
+    if run_dir is not None and rpc is not None:
+        raise AuditError("give either --run-dir or --rpc, not both")
+    if run_dir is not None:
+        return source_from_run_dir(run_dir)
+    if rpc is None:
+        raise AuditError("give either --run-dir RUN or --rpc URL --registry ADDRESS")
+    if registry is None:
+        raise AuditError("--rpc needs --registry ADDRESS (the federation's Registry contract)")
+    timeout = getattr(args, "rpc_timeout", None) or 10.0
+    w3 = connect_rpc(rpc, timeout=timeout)
+    try:
+        return source_from_chain(w3, registry, description=f"chain at {rpc}")
+    except MedswarmError:
+        raise
+    except ValueError as exc:
+        raise AuditError(str(exc)) from exc
+    except Exception as exc:  # transport errors from web3/requests while reading
+        raise ChainError(f"reading the federation from {rpc} failed: {exc}") from exc
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    """Handler of ``medswarm audit``."""
+    report = build_audit(load_source(args))
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        sys.stdout.write(render_text(report))
+    return 0 if report.ok else 1
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """Handler of ``medswarm audit verify MODEL``."""
+    model: Path = args.model
+    if not model.is_file():
+        raise AuditError(f"model file {model} does not exist")
+    report = build_audit(load_source(args))
+    found = verify_model(model, report)
+    digest = file_sha256(model)
+    if getattr(args, "json", False):
+        print(
+            json.dumps(
+                {
+                    "model": str(model),
+                    "sha256": digest,
+                    "round": None if found is None else found.round,
+                    "finalized": None if found is None else found.finalized,
+                    "aggregator": None if found is None else found.aggregator,
+                }
+            )
+        )
+    elif found is None:
+        print(f"{model} (sha256 {digest}) was not produced by any recorded round")
+    else:
+        status = "final" if found.finalized else "NOT final"
+        print(
+            f"{model} is the global model of round {found.round} (sha256 {digest}); recorded "
+            f"by {found.aggregator_name} ({found.aggregator}) in block {found.block_number}, "
+            f"{status} with {found.attestations} attestation(s)"
+        )
+    return 0 if found is not None else 1

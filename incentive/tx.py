@@ -1,0 +1,227 @@
+"""Signing, sending and confirming transactions for one account.
+
+Transactions are signed locally (eth-account) and sent raw, so the same code runs against the
+in-process chain, anvil or a consortium node; every transaction waits for its receipt. A
+revert surfaces as :class:`ContractReverted` naming the contract's custom error. Each
+:class:`TransactionSender` is one lane: its transactions go out one at a time, so nonces stay
+ordered when several threads share a client.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account import Account
+from web3.exceptions import ContractLogicError, TransactionNotFound
+
+from incentive.abi_codec import EventDecoder, revert_data
+from incentive.deployment import error_decoder
+from incentive.errors import ChainError, ContractReverted, TransactionTimeout
+from incentive.events import EventLog, EventRecord, decode_logs
+
+logger = logging.getLogger(__name__)
+
+GAS_MARGIN = 1.25
+GAS_EXTRA = 20_000
+DEFAULT_TIP_WEI = 10**9
+# On the in-process chain gas estimation runs the EVM a dozen times (a binary search in
+# Python); a single eth_call catches reverts just as well, and unused gas costs nothing there.
+EMBEDDED_GAS_LIMIT = 10_000_000
+
+
+@dataclass(frozen=True)
+class TxOutcome:
+    """A mined, successful transaction and the federation events it emitted."""
+
+    tx_hash: str
+    block_number: int
+    gas_used: int
+    events: tuple[EventRecord, ...]
+    contract_address: str | None = None
+
+    def named(self, event: str) -> list[EventRecord]:
+        """The emitted events called ``event``."""
+        return [e for e in self.events if e.event == event]
+
+
+def _with_margin(estimate: Any) -> int:
+    return int(int(estimate) * GAS_MARGIN) + GAS_EXTRA
+
+
+def _is_embedded(w3: Any) -> bool:
+    from web3 import EthereumTesterProvider
+
+    return isinstance(getattr(w3, "provider", None), EthereumTesterProvider)
+
+
+def _is_revert(exc: BaseException) -> bool:
+    if isinstance(exc, ContractLogicError):
+        return True
+    # eth-tester raises its own TransactionFailed("execution reverted: ...")
+    return type(exc).__name__ == "TransactionFailed" or "revert" in str(exc).lower()
+
+
+def reverted(contract: str, function: str, exc: BaseException) -> ChainError:
+    """Translate an exception from a call or gas estimate into the project's error type."""
+    if not _is_revert(exc):
+        return ChainError(f"{contract}.{function} failed: {exc}")
+    data = revert_data(exc)
+    decoded = error_decoder().decode(data) if data else None
+    if decoded is not None:
+        return ContractReverted(contract, function, decoded.name, decoded.args)
+    return ContractReverted(contract, function, None, detail=str(exc))
+
+
+class TransactionSender:
+    """Sends one account's transactions; holds ``lock`` around every chain request."""
+
+    def __init__(
+        self,
+        w3: Any,
+        private_key: str | bytes,
+        lock: AbstractContextManager[Any] | None = None,
+        event_log: EventLog | None = None,
+        decoder: EventDecoder | None = None,
+        *,
+        receipt_timeout: float = 120.0,
+    ) -> None:
+        self.w3 = w3
+        self.account = Account.from_key(private_key)
+        self.event_log = event_log
+        self.decoder = decoder
+        self.receipt_timeout = receipt_timeout
+        self._chain_lock: AbstractContextManager[Any] = lock if lock is not None else nullcontext()
+        self._lane = threading.Lock()
+        self._chain_id: int | None = None
+        self._embedded = _is_embedded(w3)
+
+    @property
+    def address(self) -> str:
+        """Checksummed address of the signing account."""
+        return str(self.account.address)
+
+    def call(self, contract: str, function: str, fn: Any) -> Any:
+        """Run a view function; reverts raise ContractReverted."""
+        try:
+            with self._chain_lock:
+                return fn.call({"from": self.address})
+        except Exception as exc:
+            raise reverted(contract, function, exc) from exc
+
+    def transact(self, contract: str, function: str, fn: Any, *, value: int = 0) -> TxOutcome:
+        """Sign, send and confirm a contract function call."""
+        if self._embedded:
+
+            def gas_limit(params: dict[str, Any]) -> int:
+                fn.call(params)  # raises on revert
+                return EMBEDDED_GAS_LIMIT
+
+        else:
+
+            def gas_limit(params: dict[str, Any]) -> int:
+                return _with_margin(fn.estimate_gas(params))
+
+        return self._send(contract, function, gas_limit, fn.build_transaction, value)
+
+    def deploy(self, contract: str, constructor: Any) -> TxOutcome:
+        """Deploy a contract; the outcome's ``contract_address`` is set."""
+
+        def gas_limit(params: dict[str, Any]) -> int:
+            return _with_margin(constructor.estimate_gas(params))
+
+        return self._send(contract, "constructor", gas_limit, constructor.build_transaction, 0)
+
+    def _send(
+        self,
+        contract: str,
+        function: str,
+        gas_limit: Callable[[dict[str, Any]], int],
+        build: Callable[[dict[str, Any]], Any],
+        value: int,
+    ) -> TxOutcome:
+        with self._lane:
+            with self._chain_lock:
+                params: dict[str, Any] = {"from": self.address, "value": value}
+                try:
+                    gas = gas_limit(params)
+                except Exception as exc:
+                    raise reverted(contract, function, exc) from exc
+                params.update(self._fee_fields())
+                params.update(
+                    gas=gas,
+                    nonce=int(self.w3.eth.get_transaction_count(self.address, "pending")),
+                    chainId=self._cached_chain_id(),
+                )
+                try:
+                    signed = self.account.sign_transaction(build(params))
+                    tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+                except Exception as exc:  # nonce, funds or transport trouble
+                    raise ChainError(f"{contract}.{function}: sending failed: {exc}") from exc
+            receipt = self._wait_for_receipt(tx_hash)
+        hex_hash = "0x" + bytes(tx_hash).hex()
+        if int(receipt["status"]) != 1:
+            raise ContractReverted(
+                contract,
+                function,
+                None,
+                detail=(
+                    f"transaction {hex_hash} failed in block {receipt['blockNumber']} "
+                    "(out of gas, or the state changed after the gas estimate)"
+                ),
+            )
+        events = decode_logs(self.decoder, receipt["logs"]) if self.decoder is not None else []
+        if self.event_log is not None and events:
+            self.event_log.extend(events)
+        created = receipt.get("contractAddress")
+        logger.debug(
+            "%s.%s mined in block %s, gas %s",
+            contract,
+            function,
+            receipt["blockNumber"],
+            receipt["gasUsed"],
+        )
+        return TxOutcome(
+            tx_hash=hex_hash,
+            block_number=int(receipt["blockNumber"]),
+            gas_used=int(receipt["gasUsed"]),
+            events=tuple(events),
+            contract_address=str(created) if created else None,
+        )
+
+    def _cached_chain_id(self) -> int:
+        if self._chain_id is None:
+            self._chain_id = int(self.w3.eth.chain_id)
+        return self._chain_id
+
+    def _fee_fields(self) -> dict[str, int]:
+        base_fee = self.w3.eth.get_block("latest").get("baseFeePerGas")
+        if base_fee is None:
+            return {"gasPrice": int(self.w3.eth.gas_price)}
+        try:
+            tip = int(self.w3.eth.max_priority_fee)
+        except Exception:  # nodes without eth_maxPriorityFeePerGas
+            tip = DEFAULT_TIP_WEI
+        return {"maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * int(base_fee) + tip}
+
+    def _wait_for_receipt(self, tx_hash: Any) -> Any:
+        deadline = time.monotonic() + self.receipt_timeout
+        delay = 0.01
+        while True:
+            try:
+                with self._chain_lock:
+                    return self.w3.eth.get_transaction_receipt(tx_hash)
+            except TransactionNotFound:
+                pass
+            if time.monotonic() >= deadline:
+                raise TransactionTimeout(
+                    f"transaction 0x{bytes(tx_hash).hex()} not mined within "
+                    f"{self.receipt_timeout:.0f} s; is the chain producing blocks?"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)

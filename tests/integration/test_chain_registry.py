@@ -1,0 +1,100 @@
+"""Registry on the real EVM: admission, registration, wiring and their access rules."""
+
+from __future__ import annotations
+
+import pytest
+from chain_kit import HOSPITALS, Federation
+
+from incentive.deployment import Deployment
+from incentive.errors import ContractReverted
+
+pytestmark = pytest.mark.integration
+
+
+def test_members_are_listed_in_admission_order_with_their_peer_info(fed: Federation) -> None:
+    members = fed.admin.members()
+
+    assert [m.address for m in members] == [c.address for c in fed.members]
+    assert [m.name for m in members] == HOSPITALS
+    assert members[1].peer_id == "12D3KooWCharite"
+    assert members[1].multiaddrs == ["/ip4/127.0.0.1/tcp/4000"]
+    assert all(m.active for m in members)
+    assert fed.admin.is_member(fed.members[2].address)
+    assert not fed.admin.is_member(fed.outsider.address)
+
+
+def test_register_updates_peer_id_and_addresses(fed: Federation) -> None:
+    member = fed.members[0]
+
+    outcome = member.register("12D3KooWnew", ["/ip4/10.0.0.1/tcp/1", "/dns4/a.example/tcp/2"])
+
+    info = fed.admin.members()[0]
+    assert (info.peer_id, info.multiaddrs) == (
+        "12D3KooWnew",
+        ["/ip4/10.0.0.1/tcp/1", "/dns4/a.example/tcp/2"],
+    )
+    (event,) = outcome.named("MemberRegistered")
+    assert event.args == {
+        "member": member.address,
+        "peerId": "12D3KooWnew",
+        "multiaddrs": "/ip4/10.0.0.1/tcp/1,/dns4/a.example/tcp/2",
+    }
+
+
+def test_only_the_admin_admits(fed: Federation) -> None:
+    intruder = fed.members[0]
+    with pytest.raises(ContractReverted) as caught:
+        intruder._transact("Registry", "admit", fed.outsider.address, "Rogue")
+    assert caught.value.error_name == "NotAdmin"
+    assert "NotAdmin" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("which", "name", "error"),
+    [("member0", "Again", "AlreadyMember"), ("outsider", "", "EmptyName")],
+)
+def test_admit_rejects_duplicates_and_empty_names(
+    fed: Federation, which: str, name: str, error: str
+) -> None:
+    address = fed.members[0].address if which == "member0" else fed.outsider.address
+    with pytest.raises(ContractReverted) as caught:
+        fed.admin.admit(address, name)
+    assert caught.value.error_name == error
+
+
+def test_admit_rejects_the_zero_address(fed: Federation) -> None:
+    with pytest.raises(ContractReverted) as caught:
+        fed.admin.admit("0x" + "00" * 20, "Nobody")
+    assert caught.value.error_name == "ZeroAddress"
+
+
+def test_only_members_register_and_peer_id_is_required(fed: Federation) -> None:
+    with pytest.raises(ContractReverted) as caught:
+        fed.outsider.register("12D3KooWx", [])
+    assert caught.value.error_name == "NotMember"
+    with pytest.raises(ContractReverted) as caught:
+        fed.members[0].register("", [])
+    assert caught.value.error_name == "EmptyPeerId"
+
+
+def test_contracts_are_wired_once_and_discoverable_from_the_registry(fed: Federation) -> None:
+    found = Deployment.discover(fed.chain.w3, fed.deployment.registry, fed.chain.lock)
+
+    assert (found.ledger, found.rewards, found.admin) == (
+        fed.deployment.ledger,
+        fed.deployment.rewards,
+        fed.deployment.admin,
+    )
+    assert found.registry_block == fed.deployment.registry_block
+    with pytest.raises(ContractReverted) as caught:
+        fed.admin._transact(
+            "Registry", "setContracts", fed.deployment.ledger, fed.deployment.rewards
+        )
+    assert caught.value.error_name == "ContractsAlreadySet"
+
+
+def test_member_at_out_of_range_names_the_error(fed: Federation) -> None:
+    with pytest.raises(ContractReverted) as caught:
+        fed.admin._call("Registry", "memberAt", 4)
+    assert caught.value.error_name == "IndexOutOfRange"
+    assert caught.value.error_args == {"index": 4, "count": 4}
