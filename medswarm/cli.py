@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from incentive.cli import add_audit_parser
 from medswarm import __version__
 from medswarm.errors import MedswarmError
+from testnet.cli import add_testnet_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more log output (repeatable)"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_testnet_parser(subparsers)
     add_audit_parser(subparsers)
     return parser
 
@@ -36,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # py-libp2p logs routine connection management at INFO; show it only with -vv.
+    logging.getLogger("libp2p").setLevel(logging.DEBUG if args.verbose >= 2 else logging.WARNING)
     try:
         return int(args.handler(args))
     except MedswarmError as exc:

@@ -29,8 +29,9 @@ from gossip.errors import GossipError
 from gossip.messages import AggregateInput, Announcement, AnnouncementKind
 from gossip.service import GossipService
 from gossip.validation import AnnouncementPolicy
-from incentive.chain import MemberClient, MemberRecord
+from incentive.clients import MemberClient
 from incentive.contribution import contribution_score
+from incentive.records import MemberRecord
 from node.aggregation import apply_delta, delta, fedavg
 from node.config import MedswarmConfig
 from node.data import SiteData

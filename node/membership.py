@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+
+from incentive.records import MemberInfo
 
 
 class Membership:
     """Address -> registered member, refreshed from the registry."""
 
     def __init__(self) -> None:
-        self._by_address: dict[str, Any] = {}
+        self._by_address: dict[str, MemberInfo] = {}
 
-    def update(self, members: Iterable[Any]) -> None:
+    def update(self, members: Iterable[MemberInfo]) -> None:
         self._by_address = {m.address.lower(): m for m in members if m.peer_id}
 
     @property
-    def members(self) -> list[Any]:
+    def members(self) -> list[MemberInfo]:
         return [self._by_address[a] for a in sorted(self._by_address)]
 
     def addresses(self) -> list[str]:

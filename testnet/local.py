@@ -19,8 +19,11 @@ from typing import Any
 import trio
 
 from gossip.blobs import BlobStore
-from incentive.chain import AdminClient, EmbeddedChain, MemberClient, deploy_federation
+from incentive.chain import EmbeddedChain
+from incentive.clients import AdminClient, MemberClient
+from incentive.deploy import deploy_federation
 from incentive.events import EventLog
+from incentive.rundir import write_chain_record
 from node.config import MedswarmConfig, to_toml_dict
 from node.data import SiteData, dataset_sites, load_site
 from node.hospital import HospitalNode
@@ -66,7 +69,7 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
     run.out_dir.mkdir(parents=True, exist_ok=True)
     _write_config(run.out_dir / "config.json", config, run)
 
-    chain = EmbeddedChain(accounts=run.nodes + 1)
+    chain = EmbeddedChain(num_accounts=run.nodes + 1)
     events = EventLog()
     admin_key, member_keys = chain.private_keys[0], chain.private_keys[1 : run.nodes + 1]
     deployment = deploy_federation(chain.w3, admin_key, chain.lock, events)
@@ -134,10 +137,7 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
     for member in members:
         if member.credit(member.address):
             member.withdraw()
-    chain_dir = run.out_dir / "chain"
-    chain_dir.mkdir(exist_ok=True)
-    (chain_dir / "deployment.json").write_text(deployment.to_json())
-    events.write_jsonl(chain_dir / "events.jsonl")
+    write_chain_record(run.out_dir, deployment, events)
     summary = RunSummary(
         dataset=federation.dataset,
         federation=federation.name,
