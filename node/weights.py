@@ -23,6 +23,7 @@ SHA-256 of the encoding (:func:`weights_hash`) identifies a model everywhere.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import struct
 from collections.abc import Mapping
@@ -123,9 +124,12 @@ def _parse_header(raw: bytes) -> list[tuple[str, tuple[int, ...]]]:
         ):
             raise InvalidWeights(f"garbled weights header: bad shape {dims!r} for {name!r}")
         entries.append((name, tuple(dims)))
+    names = [name for name, _ in entries]
+    if any(a >= b for a, b in itertools.pairwise(names)):
+        raise InvalidWeights("weights header is not canonical: tensor names unsorted or repeated")
     if _header_bytes(entries) != raw:
         raise InvalidWeights(
-            "weights header is not canonical (tensors unsorted, duplicated or re-formatted)"
+            "weights header is not canonical: re-formatted JSON (spacing, key order, escapes)"
         )
     return entries
 
