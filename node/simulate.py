@@ -120,16 +120,14 @@ def run_local_only(
     return RunResult("Local only", seed, tuple(scores), time.perf_counter() - start)
 
 
-def run_pooled(
+def train_pooled(
     pooled_sites: Sequence[SiteData], config: TrainingConfig, rounds: int, seed: int
-) -> RunResult:
-    """Train one model on all sites' training rows together and score it on every site.
+) -> Weights:
+    """Train one model on all sites' training rows together.
 
-    ``pooled_sites`` are standardised with pooled statistics
-    (:func:`node.data.load_pooled`); the model makes as many updates as the whole federation
-    makes in ``rounds`` rounds.
+    ``pooled_sites`` are standardised with pooled statistics (:func:`node.data.load_pooled`);
+    the model makes as many updates as the whole federation makes in ``rounds`` rounds.
     """
-    start = time.perf_counter()
     union = SiteData(
         dataset=pooled_sites[0].dataset,
         site="pooled",
@@ -141,11 +139,32 @@ def run_pooled(
     )
     steps = rounds * sum(config.steps_for(s.n_train) for s in pooled_sites)
     solo = dataclasses.replace(config, local_steps=steps, local_epochs=None)
-    result = train_local(
-        initial_weights(pooled_sites, seed), union, solo, derive_seed(seed, "pooled")
-    )
-    scores = score_sites(result.weights, pooled_sites)
-    return RunResult("Pooled", seed, scores, time.perf_counter() - start)
+    initial = initial_weights(pooled_sites, seed)
+    return train_local(initial, union, solo, derive_seed(seed, "pooled")).weights
+
+
+def run_pooled(
+    pooled_sites: Sequence[SiteData],
+    config: TrainingConfig,
+    rounds: int,
+    seed: int,
+    flamby_eval_sites: Sequence[SiteData] = (),
+) -> list[RunResult]:
+    """Train the pooled baseline and score it on every site's test split.
+
+    The first result scores test rows standardised with the pooled statistics, as the model
+    was trained. If ``flamby_eval_sites`` (the sites standardised with their own statistics)
+    are given, a second result scores those test rows instead, which is how FLamby's benchmark
+    evaluates its pooled model.
+    """
+    start = time.perf_counter()
+    weights = train_pooled(pooled_sites, config, rounds, seed)
+    seconds = time.perf_counter() - start
+    results = [RunResult("Pooled", seed, score_sites(weights, pooled_sites), seconds)]
+    if flamby_eval_sites:
+        scores = score_sites(weights, flamby_eval_sites)
+        results.append(RunResult("Pooled (FLamby eval)", seed, scores, seconds))
+    return results
 
 
 def validation_view(site: SiteData, fraction: float = VALIDATION_FRACTION) -> SiteData:
@@ -212,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for seed in args.seeds:
         results.append(run_fedavg(sites, config, args.rounds, seed))
         results.append(run_local_only(sites, config, args.rounds, seed))
-        results.append(run_pooled(pooled, config, args.rounds, seed))
+        results.extend(run_pooled(pooled, config, args.rounds, seed, sites))
     print(
         f"config: {config}; rounds: {args.rounds}; split: "
         f"{'validation' if args.validation else 'test'}"

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from node.data import SiteData
+from node.data import SiteData, load_all_sites, load_pooled
 from node.simulate import (
     initial_weights,
     run_fedavg,
     run_local_only,
+    run_pooled,
     score_sites,
     validation_view,
 )
@@ -44,3 +47,11 @@ def test_validation_view_never_touches_the_test_split(heart_sites: tuple[SiteDat
     assert view.n_train + view.n_test == site.n_train
     rows = {tuple(r) for r in site.train_x.tolist()}
     assert all(tuple(r) in rows for r in view.test_x.tolist())
+
+
+def test_pooled_baseline_scores_both_normalisations(data_dir: Path) -> None:
+    pooled = load_pooled("heart-disease", data_dir)
+    own = load_all_sites("heart-disease", data_dir)
+    results = run_pooled(pooled, TrainingConfig(), rounds=1, seed=0, flamby_eval_sites=own)
+    assert [r.method for r in results] == ["Pooled", "Pooled (FLamby eval)"]
+    assert all(r.mean_accuracy > 0.6 for r in results)
