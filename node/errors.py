@@ -1,10 +1,66 @@
-"""Errors raised by the hospital node."""
+"""Errors raised by the hospital node's learning core (data, weights, training, aggregation).
+
+Every class derives from :class:`~medswarm.errors.MedswarmError` and, where it fits, from the
+matching built-in, so callers can catch either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
 
 from medswarm.errors import MedswarmError
 
 
+class DataError(MedswarmError):
+    """A data set could not be loaded: missing, malformed or unknown."""
+
+
+class DataFileMissing(DataError, FileNotFoundError):
+    """One or more files of a data set are not where they were expected.
+
+    ``paths`` holds the expected file paths and ``url`` the place to download them from.
+    """
+
+    def __init__(self, message: str, paths: Sequence[Path], url: str) -> None:
+        super().__init__(message)
+        self.paths = tuple(paths)
+        self.url = url
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class MalformedDataFile(DataError, ValueError):
+    """A data file exists but its content does not follow the expected format."""
+
+
+class ChecksumMismatch(DataError, ValueError):
+    """A data file's MD5 differs from the published one (corrupt or a different version)."""
+
+
+class UnknownDataset(DataError, ValueError):
+    """The named data set is not one medswarm knows how to load."""
+
+
+class UnknownSite(DataError, ValueError):
+    """The site (hospital) is not part of the named data set."""
+
+
+class InvalidWeights(MedswarmError, ValueError):
+    """Model weights (or their byte encoding) are malformed, non-finite or too large."""
+
+
+class InvalidTrainingConfig(MedswarmError, ValueError):
+    """A training hyper-parameter has a value that cannot be used."""
+
+
+class AggregationError(MedswarmError, ValueError):
+    """Updates cannot be aggregated: empty input, mismatched tensors or bad sample counts."""
+
+
 class NodeError(MedswarmError):
-    """Base class for node errors."""
+    """Base class for errors of the node's round machinery."""
 
 
 class ConfigError(NodeError, ValueError):

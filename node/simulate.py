@@ -1,0 +1,255 @@
+"""In-memory simulation of federated training, with local-only and pooled baselines.
+
+Uses exactly the node's building blocks: every site trains from the same global weights
+(:func:`~node.training.train_local`), publishes ``delta(new, global)`` with its sample count,
+and the next global model is ``apply_delta(global, fedavg(deltas))`` with the deltas in site
+order. Run ``python -m node.simulate --help`` for the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from node.aggregation import apply_delta, delta, fedavg
+from node.data import SiteData, load_all_sites, load_pooled, resolve_data_dir
+from node.data.splits import shuffle_split
+from node.model import build_model
+from node.training import TrainingConfig, derive_seed, evaluate, train_local
+from node.weights import Weights, state_dict_to_weights
+
+VALIDATION_FRACTION = 0.25
+VALIDATION_SEED = 7
+
+
+@dataclass(frozen=True)
+class SiteScore:
+    """Accuracy and loss of one model on one site's evaluation split."""
+
+    site: str
+    display_name: str
+    accuracy: float
+    loss: float
+    samples: int
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The per-site scores of one method for one seed, with its wall-clock time."""
+
+    method: str
+    seed: int
+    scores: tuple[SiteScore, ...]
+    seconds: float
+    round_accuracy: tuple[float, ...] = ()
+    """Mean accuracy over sites after each round (federated runs only)."""
+
+    @property
+    def mean_accuracy(self) -> float:
+        """Unweighted mean of the sites' accuracies (FLamby's metric)."""
+        return float(np.mean([s.accuracy for s in self.scores]))
+
+
+def initial_weights(sites: Sequence[SiteData], seed: int) -> Weights:
+    """Return the shared starting model for ``sites``' data set, built from ``seed``."""
+    return state_dict_to_weights(build_model(sites[0].dataset, sites[0].n_features, seed))
+
+
+def score_sites(weights: Weights, sites: Sequence[SiteData]) -> tuple[SiteScore, ...]:
+    """Evaluate ``weights`` on every site's test split."""
+    scores = []
+    for site in sites:
+        metrics = evaluate(weights, site.test_x, site.test_y, site.dataset)
+        scores.append(
+            SiteScore(site.site, site.display_name, metrics.accuracy, metrics.loss, metrics.samples)
+        )
+    return tuple(scores)
+
+
+def fedavg_round(
+    global_weights: Weights, sites: Sequence[SiteData], config: TrainingConfig, seed: int, rnd: int
+) -> Weights:
+    """Run one FedAvg round: local training from ``global_weights``, then aggregate deltas."""
+    updates = []
+    for site in sites:
+        result = train_local(
+            global_weights, site, config, derive_seed(seed, "train", rnd, site.site)
+        )
+        updates.append((delta(result.weights, global_weights), result.samples))
+    return apply_delta(global_weights, fedavg(updates))
+
+
+def run_fedavg(
+    sites: Sequence[SiteData], config: TrainingConfig, rounds: int, seed: int
+) -> RunResult:
+    """Simulate ``rounds`` FedAvg rounds over ``sites`` and score the final global model."""
+    start = time.perf_counter()
+    weights = initial_weights(sites, seed)
+    history = []
+    for rnd in range(rounds):
+        weights = fedavg_round(weights, sites, config, seed, rnd)
+        history.append(float(np.mean([s.accuracy for s in score_sites(weights, sites)])))
+    scores = score_sites(weights, sites)
+    return RunResult("FedAvg", seed, scores, time.perf_counter() - start, tuple(history))
+
+
+def run_local_only(
+    sites: Sequence[SiteData], config: TrainingConfig, rounds: int, seed: int
+) -> RunResult:
+    """Train each site alone for as many updates as it makes in ``rounds`` federated rounds.
+
+    Each site's model is scored on its own test split only.
+    """
+    start = time.perf_counter()
+    initial = initial_weights(sites, seed)
+    scores: list[SiteScore] = []
+    for site in sites:
+        steps = rounds * config.steps_for(site.n_train)
+        solo = dataclasses.replace(config, local_steps=steps, local_epochs=None)
+        result = train_local(initial, site, solo, derive_seed(seed, "local", site.site))
+        scores.extend(score_sites(result.weights, [site]))
+    return RunResult("Local only", seed, tuple(scores), time.perf_counter() - start)
+
+
+def train_pooled(
+    pooled_sites: Sequence[SiteData], config: TrainingConfig, rounds: int, seed: int
+) -> Weights:
+    """Train one model on all sites' training rows together.
+
+    ``pooled_sites`` are standardised with pooled statistics (:func:`node.data.load_pooled`);
+    the model makes as many updates as the whole federation makes in ``rounds`` rounds.
+    """
+    union = SiteData(
+        dataset=pooled_sites[0].dataset,
+        site="pooled",
+        display_name="Pooled",
+        train_x=np.concatenate([s.train_x for s in pooled_sites]),
+        train_y=np.concatenate([s.train_y for s in pooled_sites]),
+        test_x=np.concatenate([s.test_x for s in pooled_sites]),
+        test_y=np.concatenate([s.test_y for s in pooled_sites]),
+    )
+    steps = rounds * sum(config.steps_for(s.n_train) for s in pooled_sites)
+    solo = dataclasses.replace(config, local_steps=steps, local_epochs=None)
+    initial = initial_weights(pooled_sites, seed)
+    return train_local(initial, union, solo, derive_seed(seed, "pooled")).weights
+
+
+def run_pooled(
+    pooled_sites: Sequence[SiteData],
+    config: TrainingConfig,
+    rounds: int,
+    seed: int,
+    flamby_eval_sites: Sequence[SiteData] = (),
+) -> list[RunResult]:
+    """Train the pooled baseline and score it on every site's test split.
+
+    The first result scores test rows standardised with the pooled statistics, as the model
+    was trained. If ``flamby_eval_sites`` (the sites standardised with their own statistics)
+    are given, a second result scores those test rows instead, which is how FLamby's benchmark
+    evaluates its pooled model.
+    """
+    start = time.perf_counter()
+    weights = train_pooled(pooled_sites, config, rounds, seed)
+    seconds = time.perf_counter() - start
+    results = [RunResult("Pooled", seed, score_sites(weights, pooled_sites), seconds)]
+    if flamby_eval_sites:
+        scores = score_sites(weights, flamby_eval_sites)
+        results.append(RunResult("Pooled (FLamby eval)", seed, scores, seconds))
+    return results
+
+
+def validation_view(site: SiteData, fraction: float = VALIDATION_FRACTION) -> SiteData:
+    """Return ``site`` with a validation part of its training rows in place of its test split.
+
+    For choosing hyper-parameters without looking at the test split. The rows are picked by a
+    fixed-seed shuffle; the features keep the site's standardisation.
+    """
+    train_idx, val_idx = shuffle_split(site.n_train, 1.0 - fraction, VALIDATION_SEED)
+    train_idx, val_idx = np.sort(train_idx), np.sort(val_idx)
+    return dataclasses.replace(
+        site,
+        train_x=site.train_x[train_idx],
+        train_y=site.train_y[train_idx],
+        test_x=site.train_x[val_idx],
+        test_y=site.train_y[val_idx],
+    )
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m node.simulate",
+        description="Simulate FedAvg over a data set's sites in memory and compare it with "
+        "local-only and pooled training.",
+    )
+    parser.add_argument("--dataset", default="heart-disease")
+    parser.add_argument("--data-dir", default=None, help="folder holding the data sets")
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument(
+        "--validation",
+        action="store_true",
+        help="score on a validation part of each site's training split instead of its test split",
+    )
+    parser.add_argument("--json", default=None, help="also write the results to this file")
+    return parser.parse_args(argv)
+
+
+def _table(results: Sequence[RunResult]) -> str:
+    names = [s.display_name for s in results[0].scores]
+    lines = [" | ".join(["method", "seed", *names, "mean", "seconds"])]
+    for r in results:
+        cells = [r.method, str(r.seed), *(f"{s.accuracy:.4f}" for s in r.scores)]
+        lines.append(" | ".join([*cells, f"{r.mean_accuracy:.4f}", f"{r.seconds:.2f}"]))
+    for method in dict.fromkeys(r.method for r in results):
+        means = [r.mean_accuracy for r in results if r.method == method]
+        lines.append(f"{method}: mean over seeds {np.mean(means):.4f} (std {np.std(means):.4f})")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the simulation and baselines for each seed, print a table; return an exit code."""
+    args = _parse_args(argv)
+    torch.set_num_threads(args.threads)
+    data_dir = resolve_data_dir(args.data_dir, os.environ)
+    sites = load_all_sites(args.dataset, data_dir)
+    pooled = load_pooled(args.dataset, data_dir)
+    if args.validation:
+        sites = tuple(validation_view(s) for s in sites)
+        pooled = tuple(validation_view(s) for s in pooled)
+    config = TrainingConfig()
+    results: list[RunResult] = []
+    for seed in args.seeds:
+        results.append(run_fedavg(sites, config, args.rounds, seed))
+        results.append(run_local_only(sites, config, args.rounds, seed))
+        results.extend(run_pooled(pooled, config, args.rounds, seed, sites))
+    print(
+        f"config: {config}; rounds: {args.rounds}; split: "
+        f"{'validation' if args.validation else 'test'}"
+    )
+    print(_table(sorted(results, key=lambda r: (r.method, r.seed))))
+    if args.json:
+        payload = {
+            "config": dataclasses.asdict(config),
+            "rounds": args.rounds,
+            "split": "validation" if args.validation else "test",
+            "results": [
+                {**dataclasses.asdict(r), "mean_accuracy": r.mean_accuracy} for r in results
+            ],
+        }
+        with open(args.json, "w", encoding="utf-8") as stream:
+            json.dump(payload, stream, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""FedAvg and deltas against numbers computed by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from node.aggregation import apply_delta, delta, fedavg
+from node.errors import AggregationError
+
+
+def f32(*values: float) -> np.ndarray:
+    return np.array(values, dtype=np.float32)
+
+
+def test_fedavg_weights_by_samples() -> None:
+    # w: (1*[1, 2] + 3*[5, -2]) / 4 = [16/4, -4/4] = [4, -1]
+    # b: (1*0.5 + 3*1.5) / 4 = 5/4 = 1.25
+    first = {"w": f32(1, 2), "b": f32(0.5)}
+    second = {"w": f32(5, -2), "b": f32(1.5)}
+    result = fedavg([(first, 1), (second, 3)])
+    assert result["w"].tolist() == [4.0, -1.0]
+    assert result["b"].tolist() == [1.25]
+    assert result["w"].dtype == np.float32
+
+
+def test_fedavg_of_one_update_is_that_update() -> None:
+    update = {"w": f32(0.1, -0.3)}
+    assert fedavg([(update, 7)])["w"].tolist() == update["w"].tolist()
+
+
+def test_fedavg_rounds_once_from_float64() -> None:
+    # (1e8 + 1) and (1e8 - 1) are not float32 numbers; their float64 mean is exactly 1e8 + 0.
+    a = {"w": np.array([1e8 + 8], dtype=np.float32)}  # 100000008 is a float32 number
+    b = {"w": np.array([1e8 - 8], dtype=np.float32)}  # 99999992 too
+    assert fedavg([(a, 1), (b, 1)])["w"].tolist() == [1e8]
+
+
+def test_fedavg_skips_zero_sample_updates_but_not_zero_total() -> None:
+    assert fedavg([({"w": f32(2)}, 2), ({"w": f32(100)}, 0)])["w"].tolist() == [2.0]
+    with pytest.raises(AggregationError, match="add up to zero"):
+        fedavg([({"w": f32(2)}, 0), ({"w": f32(3)}, 0)])
+
+
+@pytest.mark.parametrize(
+    ("updates", "message"),
+    [
+        ([], "at least one update"),
+        ([({"w": f32(1)}, 1), ({"v": f32(1)}, 1)], "names differ"),
+        ([({"w": f32(1)}, 1), ({"w": f32(1, 2)}, 1)], "shape"),
+        ([({"w": f32(1)}, -1)], "non-negative integer"),
+        ([({"w": f32(1)}, 1.5)], "non-negative integer"),
+        ([({"w": f32(1)}, 1), ({"w": f32(np.nan)}, 1)], "NaN"),
+        ([({"w": f32(np.inf)}, 1)], "NaN or infinite"),
+    ],
+)
+def test_fedavg_rejects_bad_input(updates: list, message: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(AggregationError, match=message):
+        fedavg(updates)
+
+
+def test_delta_and_apply_delta() -> None:
+    old = {"w": f32(1.0, 2.0)}
+    new = {"w": f32(1.5, 1.0)}
+    step = delta(new, old)
+    assert step["w"].tolist() == [0.5, -1.0]
+    assert apply_delta(old, step)["w"].tolist() == [1.5, 1.0]
+    with pytest.raises(AggregationError, match="names differ"):
+        apply_delta(old, {"v": f32(0, 0)})
+
+
+def test_global_step_is_weighted_mean_of_deltas() -> None:
+    # global [0]; site A reaches [2] (n=1), site B reaches [-2] (n=3): [0] + (2 - 6)/4 = [-1]
+    glob = {"w": f32(0.0)}
+    deltas = [(delta({"w": f32(2.0)}, glob), 1), (delta({"w": f32(-2.0)}, glob), 3)]
+    assert apply_delta(glob, fedavg(deltas))["w"].tolist() == [-1.0]

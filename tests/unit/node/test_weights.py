@@ -1,0 +1,152 @@
+"""The canonical weight encoding and the torch bridge."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from node.errors import InvalidWeights
+from node.model import build_model
+from node.weights import (
+    decode_weights,
+    encode_weights,
+    load_weights_into,
+    state_dict_to_weights,
+    weights_hash,
+)
+
+
+def _weights() -> dict[str, np.ndarray]:
+    return {
+        "linear.weight": np.array([[1.5, -2.0, 0.25]], dtype=np.float32),
+        "linear.bias": np.array([0.5], dtype=np.float32),
+    }
+
+
+def test_layout_matches_the_documented_format() -> None:
+    header = b'{"dtype":"<f4","tensors":[["b",[]],["w",[2]]]}'
+    expected = (
+        b"MSWT"
+        + struct.pack("<H", 1)
+        + struct.pack("<I", len(header))
+        + header
+        + struct.pack("<f", 3.0)
+        + struct.pack("<ff", 1.0, -0.5)
+    )
+    weights = {"w": np.array([1.0, -0.5], dtype=np.float32), "b": np.array(3.0, dtype=np.float32)}
+    assert encode_weights(weights) == expected
+
+
+def test_round_trip_preserves_names_shapes_and_values() -> None:
+    decoded = decode_weights(encode_weights(_weights()))
+    assert list(decoded) == ["linear.bias", "linear.weight"]
+    for name, array in _weights().items():
+        assert decoded[name].dtype == np.float32
+        np.testing.assert_array_equal(decoded[name], array)
+    decoded["linear.bias"][0] = 7.0  # decoded arrays are writable copies
+
+
+def test_equal_weights_give_equal_bytes_whatever_the_order() -> None:
+    forward = _weights()
+    backward = dict(reversed(list(forward.items())))
+    big_endian = {k: v.astype(">f4") for k, v in forward.items()}
+    assert encode_weights(forward) == encode_weights(backward) == encode_weights(big_endian)
+
+
+def test_hash_is_sha256_of_the_encoding() -> None:
+    expected = hashlib.sha256(encode_weights(_weights())).hexdigest()
+    assert weights_hash(_weights()) == expected
+    changed = _weights()
+    changed["linear.bias"] = np.array([0.5000001], dtype=np.float32)
+    assert weights_hash(changed) != expected
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_encode_rejects_non_finite_values(bad: float) -> None:
+    weights = _weights()
+    weights["linear.weight"][0, 1] = bad
+    with pytest.raises(InvalidWeights, match="NaN or infinite"):
+        encode_weights(weights)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_decode_rejects_non_finite_values(bad: float) -> None:
+    data = bytearray(encode_weights(_weights()))
+    data[-4:] = struct.pack("<f", bad)
+    with pytest.raises(InvalidWeights, match="NaN or infinite"):
+        decode_weights(bytes(data))
+
+
+def test_encode_rejects_other_dtypes_and_empty_weights() -> None:
+    with pytest.raises(InvalidWeights, match="float32"):
+        encode_weights({"w": np.zeros(2, dtype=np.float64)})
+    with pytest.raises(InvalidWeights, match="empty"):
+        encode_weights({})
+
+
+def test_decode_rejects_truncated_data() -> None:
+    data = encode_weights(_weights())
+    for cut in (3, 9, 20, len(data) - 1):
+        with pytest.raises(InvalidWeights, match="truncated"):
+            decode_weights(data[:cut])
+
+
+def test_decode_rejects_trailing_bytes() -> None:
+    with pytest.raises(InvalidWeights, match="unexpected bytes"):
+        decode_weights(encode_weights(_weights()) + b"\x00\x00\x00\x00")
+
+
+def test_decode_rejects_bad_magic_and_version() -> None:
+    data = encode_weights(_weights())
+    with pytest.raises(InvalidWeights, match="magic"):
+        decode_weights(b"XXXX" + data[4:])
+    with pytest.raises(InvalidWeights, match="version 2"):
+        decode_weights(data[:4] + struct.pack("<H", 2) + data[6:])
+
+
+def test_decode_rejects_oversize_data_before_parsing() -> None:
+    data = encode_weights(_weights())
+    with pytest.raises(InvalidWeights, match="exceed the limit"):
+        decode_weights(data, max_bytes=len(data) - 1)
+    assert decode_weights(data, max_bytes=len(data))
+
+
+def _with_header(header: bytes, body: bytes) -> bytes:
+    return b"MSWT" + struct.pack("<HI", 1, len(header)) + header + body
+
+
+def test_decode_rejects_garbled_and_non_canonical_headers() -> None:
+    body = struct.pack("<ff", 1.0, 2.0)
+    with pytest.raises(InvalidWeights, match="garbled"):
+        decode_weights(_with_header(b"{not json", body))
+    spaced = json.dumps({"dtype": "<f4", "tensors": [["w", [2]]]}).encode()
+    with pytest.raises(InvalidWeights, match="not canonical"):
+        decode_weights(_with_header(spaced, body))
+    unsorted = b'{"dtype":"<f4","tensors":[["b",[1]],["a",[1]]]}'
+    with pytest.raises(InvalidWeights, match="not canonical"):
+        decode_weights(_with_header(unsorted, body))
+    with pytest.raises(InvalidWeights, match="bad shape"):
+        decode_weights(_with_header(b'{"dtype":"<f4","tensors":[["w",[-2]]]}', body))
+
+
+def test_model_state_round_trips_through_weights() -> None:
+    source = build_model("heart-disease", 13, seed=1)
+    target = build_model("heart-disease", 13, seed=2)
+    load_weights_into(target, state_dict_to_weights(source))
+    for a, b in zip(source.parameters(), target.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_load_rejects_weights_that_do_not_fit() -> None:
+    model = build_model("heart-disease", 3, seed=0)
+    wrong_shape = _weights()
+    wrong_shape["linear.weight"] = np.zeros((1, 4), dtype=np.float32)
+    with pytest.raises(InvalidWeights, match="shape"):
+        load_weights_into(model, wrong_shape)
+    with pytest.raises(InvalidWeights, match="missing"):
+        load_weights_into(model, {"linear.weight": _weights()["linear.weight"]})
