@@ -4,10 +4,10 @@ Every table maps to one dataclass; unknown keys and wrong types are errors that 
 table, the key and what is allowed. Defaults are the ones the demo uses, so an empty file
 is a valid configuration.
 
-    [federation]   name, dataset, rounds, seed, deadlines, quorum     (FederationConfig)
-    [training]     local optimiser settings                            (node.training.TrainingConfig)
-    [network]      libp2p listen address, timeouts, size limits        (gossip.service.GossipConfig)
-    [chain]        embedded chain or a JSON-RPC URL                    (ChainConfig)
+    [federation]  name, dataset, rounds, seed, deadlines, quorum  (FederationConfig)
+    [training]    local optimiser settings                        (node.training.TrainingConfig)
+    [network]     libp2p listen address, timeouts, size limits    (gossip.service.GossipConfig)
+    [chain]       embedded chain or a JSON-RPC URL                (ChainConfig)
 """
 
 from __future__ import annotations

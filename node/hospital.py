@@ -38,7 +38,7 @@ from node.data import SiteData
 from node.errors import NodeError, RoundFailed
 from node.inbox import RoundInbox
 from node.membership import Membership
-from node.training import evaluate, train_local
+from node.training import derive_seed, evaluate, train_local
 from node.weights import CODEC, Weights, decode_weights, encode_weights, weights_hash
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ class HospitalNode:
         self.global_weights, self.global_hash = new_global, new_hash
         await self._attest(round_number, new_hash)
         metrics = await trio.to_thread.run_sync(
-            evaluate, new_global, self.site.test_x, self.site.test_y
+            evaluate, new_global, self.site.test_x, self.site.test_y, self.site.dataset
         )
         outcome = RoundOutcome(round_number, new_hash, metrics.loss, metrics.accuracy)
         self._on_event(
@@ -167,7 +167,8 @@ class HospitalNode:
         return outcome
 
     async def _train_and_announce(self, round_number: int) -> Announcement:
-        seed = _round_seed(self.config.federation.seed, self.site.name, round_number)
+        # The same seed the in-memory simulation uses, so both give the same numbers.
+        seed = derive_seed(self.config.federation.seed, "train", round_number - 1, self.site.site)
         result = await trio.to_thread.run_sync(
             train_local, self.global_weights, self.site, self.config.training, seed
         )
@@ -197,12 +198,21 @@ class HospitalNode:
             except (GossipError, NodeError, ValueError) as exc:
                 log.warning("round %d: update of %s excluded: %s", round_number, sender, exc)
                 self._on_event(
-                    {"event": "excluded", "round": round_number, "node": self.name,
-                     "member": announcement.sender, "reason": str(exc)}
+                    {
+                        "event": "excluded",
+                        "round": round_number,
+                        "node": self.name,
+                        "member": announcement.sender,
+                        "reason": str(exc),
+                    }
                 )
         if len(accepted) < needed:
-            log.error("round %d: only %d valid updates of %d needed; no aggregate",
-                      round_number, len(accepted), needed)
+            log.error(
+                "round %d: only %d valid updates of %d needed; no aggregate",
+                round_number,
+                len(accepted),
+                needed,
+            )
             return
         mean_delta = fedavg([(weights, a.samples) for a, weights in accepted])
         blob = encode_weights(mean_delta)
@@ -221,10 +231,11 @@ class HospitalNode:
     def _score(self, accepted: list[tuple[Announcement, Weights]]) -> list[MemberRecord]:
         """Each update's effect on this node's training loss, weighted by its samples."""
         x, y = self.site.train_x, self.site.train_y
-        before = evaluate(self.global_weights, x, y).loss
+        dataset = self.site.dataset
+        before = evaluate(self.global_weights, x, y, dataset).loss
         records = []
         for announcement, update in accepted:
-            after = evaluate(apply_delta(self.global_weights, update), x, y).loss
+            after = evaluate(apply_delta(self.global_weights, update), x, y, dataset).loss
             records.append(
                 MemberRecord(
                     address=announcement.sender,
@@ -321,9 +332,3 @@ class HospitalNode:
 
     async def _on_chain(self, function: Callable[..., Any], *args: Any) -> Any:
         return await trio.to_thread.run_sync(function, *args)
-
-
-def _round_seed(seed: int, site: str, round_number: int) -> int:
-    """A per-node, per-round training seed that every run with the same seed repeats."""
-    site_code = int.from_bytes(site.encode()[:8].ljust(8, b"\0"), "big")
-    return (seed * 1_000_003 + site_code * 7919 + round_number) % 2**63

@@ -35,8 +35,11 @@ class RoundInbox:
             existing = self._updates[announcement.round].get(sender)
             if existing is not None:
                 if existing != announcement:
-                    log.warning("equivocating update from %s in round %d dropped",
-                                announcement.sender, announcement.round)
+                    log.warning(
+                        "equivocating update from %s in round %d dropped",
+                        announcement.sender,
+                        announcement.round,
+                    )
                     self.equivocations.append(announcement)
                 return
             self._updates[announcement.round][sender] = announcement

@@ -42,6 +42,7 @@ Weights = dict[str, WeightArray]
 
 MAGIC = b"MSWT"
 FORMAT_VERSION = 1
+CODEC = "mswt1-f32"  # how announcements name this encoding
 DTYPE = "<f4"
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 """Largest encoding :func:`decode_weights` accepts unless told otherwise (64 MiB)."""

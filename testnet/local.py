@@ -27,8 +27,7 @@ from incentive.rundir import write_chain_record
 from node.config import MedswarmConfig, to_toml_dict
 from node.data import SiteData, dataset_sites, load_site
 from node.hospital import HospitalNode
-from node.model import initial_weights
-from node.training import local_only_accuracy
+from node.simulate import initial_weights, run_local_only
 from node.weights import encode_weights, weights_hash
 from testnet.errors import TestnetError
 from testnet.report import HospitalSummary, RoundLog, RunSummary, write_summary
@@ -81,7 +80,7 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
     if pool_wei:
         admin.fund_rewards(pool_wei)
 
-    start_weights = initial_weights(federation.dataset, sites[0].n_features, federation.seed)
+    start_weights = initial_weights(sites, federation.seed)
     round_log = RoundLog(run.out_dir / "rounds.jsonl", run.nodes)
 
     def on_event(event: dict[str, Any]) -> None:
@@ -95,7 +94,7 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
             site,
             member,
             key,
-            BlobStore(run.out_dir / "nodes" / site.name / "blobs", config.network.max_blob_bytes),
+            BlobStore(run.out_dir / "nodes" / site.site / "blobs", config.network.max_blob_bytes),
             start_weights,
             on_event=on_event,
         )
@@ -112,7 +111,7 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
         async with trio.open_nursery() as rounds:
             for node in nodes:
                 rounds.start_soon(node.run, federation.rounds)
-            rounds.start_soon(_baselines, sites, config, start_weights, local_only)
+            rounds.start_soon(_baselines, sites, config, local_only)
         nursery.cancel_scope.cancel()
 
     final_hashes = {node.global_hash for node in nodes}
@@ -124,10 +123,10 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
     hospitals = [
         HospitalSummary(
             name=node.site.display_name,
-            site=node.site.name,
+            site=node.site.site,
             address=node.address,
             samples=len(node.site.train_y),
-            local_only_accuracy=local_only[node.site.name],
+            local_only_accuracy=local_only[node.site.site],
             federated_accuracy=float(round_log.completed[-1]["nodes"][node.name]["test_accuracy"]),
             contribution=member.contribution(member.address),
             reward_wei=member.credit(member.address),
@@ -163,15 +162,13 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
     return summary
 
 
-async def _baselines(
-    sites: list[SiteData], config: MedswarmConfig, start: Any, out: dict[str, float]
-) -> None:
-    """Each site's local-only accuracy with the same training budget (for comparison)."""
-    for site in sites:
-        out[site.name] = await trio.to_thread.run_sync(
-            local_only_accuracy, start, site, config.training, config.federation.rounds,
-            config.federation.seed,
-        )
+async def _baselines(sites: list[SiteData], config: MedswarmConfig, out: dict[str, float]) -> None:
+    """Each site's local-only test accuracy with the same training budget (for comparison)."""
+    federation = config.federation
+    result = await trio.to_thread.run_sync(
+        run_local_only, sites, config.training, federation.rounds, federation.seed
+    )
+    out.update({score.site: score.accuracy for score in result.scores})
 
 
 def _write_config(path: Path, config: MedswarmConfig, run: LocalRun) -> None:

@@ -33,16 +33,16 @@ def test_unknown_table_is_an_error() -> None:
 
 
 def test_wrong_type_is_an_error() -> None:
-    with pytest.raises(ConfigError, match="federation.rounds = 'ten'"):
+    with pytest.raises(ConfigError, match=r"federation.rounds = 'ten'"):
         config_from_dict({"federation": {"rounds": "ten"}})
-    with pytest.raises(ConfigError, match="federation.verify_aggregates"):
+    with pytest.raises(ConfigError, match=r"federation.verify_aggregates"):
         config_from_dict({"federation": {"verify_aggregates": 1}})
 
 
 def test_out_of_range_values_are_errors() -> None:
     with pytest.raises(ConfigError, match="rounds must be at least 1"):
         config_from_dict({"federation": {"rounds": 0}})
-    with pytest.raises(ConfigError, match="chain.url"):
+    with pytest.raises(ConfigError, match=r"chain.url"):
         config_from_dict({"chain": {"kind": "rpc"}})
 
 
