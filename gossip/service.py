@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +85,8 @@ class GossipService:
         send, receive = trio.open_memory_channel[Announcement](256)
         self._send = send
         self.announcements: trio.MemoryReceiveChannel[Announcement] = receive
+        # What the blob protocol answers from; the testnet swaps it to inject a lying provider.
+        self.serve_lookup: Callable[[str], bytes | None] = store.get
         self.offences: Counter[str] = Counter()
         self.decisions: Counter[Verdict] = Counter()
 
@@ -195,4 +197,4 @@ class GossipService:
         return stream
 
     async def _serve_blob(self, stream: Any) -> None:
-        await serve_blob(stream, self.store.get)
+        await serve_blob(stream, self.serve_lookup)

@@ -24,7 +24,7 @@ from typing import Any
 import trio
 from libp2p.crypto.keys import KeyPair
 
-from gossip.blobs import BlobStore
+from gossip.blobs import BlobStore, blob_hash
 from gossip.errors import GossipError
 from gossip.messages import AggregateInput, Announcement, AnnouncementKind
 from gossip.service import GossipService
@@ -265,24 +265,48 @@ class HospitalNode:
         return from_aggregator()[0]
 
     async def _adopt(self, aggregate: Announcement) -> Weights:
-        """Fetch (and, if configured, recompute) the aggregate; return the new global model."""
-        providers = [aggregate.peer_id]
-        blob = await self.gossip.fetch(aggregate.blob_hash, providers)
-        mean_delta = decode_weights(blob)
-        if self.config.federation.verify_aggregates:
-            updates = []
-            for item in aggregate.inputs:
-                sender_peer = self.membership.peer_id(item.sender)
-                sources = [p for p in (sender_peer, aggregate.peer_id) if p]
-                data = await self.gossip.fetch(item.blob_hash, sources)
-                updates.append((decode_weights(data), item.samples))
-            recomputed = encode_weights(fedavg(updates))
-            if recomputed != blob:
+        """Fetch (and, if configured, recompute) the aggregate; return the new global model.
+
+        With ``verify_aggregates`` the aggregate is recomputed from its listed inputs and must
+        hash to what the aggregator announced; that also covers an aggregator that announces
+        but cannot serve its aggregate.
+        """
+        verify = self.config.federation.verify_aggregates
+        blob: bytes | None = None
+        try:
+            blob = await self.gossip.fetch(aggregate.blob_hash, [aggregate.peer_id])
+        except GossipError as exc:
+            if not verify:
+                raise RoundFailed(f"round {aggregate.round}: aggregate unavailable: {exc}") from exc
+            log.warning(
+                "round %d: aggregate not fetched (%s); recomputing from its inputs",
+                aggregate.round,
+                exc,
+            )
+        if verify:
+            recomputed = encode_weights(fedavg(await self._fetch_inputs(aggregate)))
+            if blob_hash(recomputed) != aggregate.blob_hash:
                 raise RoundFailed(
                     f"round {aggregate.round}: aggregate {aggregate.blob_hash} from "
                     f"{aggregate.sender} does not match the average of its inputs"
                 )
-        return apply_delta(self.global_weights, mean_delta)
+            blob = recomputed
+        assert blob is not None
+        return apply_delta(self.global_weights, decode_weights(blob))
+
+    async def _fetch_inputs(self, aggregate: Announcement) -> list[tuple[Weights, int]]:
+        updates = []
+        for item in aggregate.inputs:
+            sources = [p for p in (self.membership.peer_id(item.sender), aggregate.peer_id) if p]
+            try:
+                data = await self.gossip.fetch(item.blob_hash, sources)
+                updates.append((decode_weights(data), item.samples))
+            except (GossipError, NodeError, ValueError) as exc:
+                raise RoundFailed(
+                    f"round {aggregate.round}: cannot check the aggregate, input "
+                    f"{item.blob_hash} of {item.sender} is unavailable or invalid: {exc}"
+                ) from exc
+        return updates
 
     async def _attest(self, round_number: int, global_hash: str) -> None:
         deadline = trio.current_time() + self.config.federation.chain_timeout

@@ -29,6 +29,7 @@ from node.data import SiteData, dataset_sites, load_site
 from node.hospital import HospitalNode
 from node.simulate import initial_weights, run_local_only
 from node.weights import encode_weights, weights_hash
+from testnet.attacks import serve_forged_blobs
 from testnet.errors import TestnetError
 from testnet.report import HospitalSummary, RoundLog, RunSummary, write_summary
 
@@ -46,6 +47,7 @@ class LocalRun:
     data_dir: Path
     out_dir: Path
     connect_timeout: float = 30.0
+    forged_blob_sites: tuple[str, ...] = ()  # sites whose nodes serve corrupted blobs
 
 
 def load_sites(dataset: str, nodes: int, data_dir: Path) -> list[SiteData]:
@@ -100,6 +102,9 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
         )
         for site, member, key in zip(sites, members, member_keys, strict=True)
     ]
+    for node in nodes:
+        if node.site.site in run.forged_blob_sites:
+            serve_forged_blobs(node)
     local_only: dict[str, float] = {}
     async with trio.open_nursery() as nursery:
         for node in nodes:

@@ -60,14 +60,17 @@ class RoundLog:
         self.node_count = node_count
         self._pending: dict[int, list[dict[str, Any]]] = {}
         self.completed: list[dict[str, Any]] = []
-        self.other_events: list[dict[str, Any]] = []
+        self._excluded: dict[int, list[dict[str, Any]]] = {}
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("")
 
     def record(self, event: dict[str, Any]) -> dict[str, Any] | None:
         """Take one node event; return the round line once every node has reported."""
+        if event.get("event") == "excluded":
+            entry = {"member": event["member"], "by": event["node"], "reason": event["reason"]}
+            self._excluded.setdefault(int(event["round"]), []).append(entry)
+            return None
         if event.get("event") != "round":
-            self.other_events.append(event)
             return None
         pending = self._pending.setdefault(int(event["round"]), [])
         pending.append(event)
@@ -75,6 +78,7 @@ class RoundLog:
             return None
         del self._pending[int(event["round"])]
         line = summarise_round(pending)
+        line["excluded"] = self._excluded.pop(int(event["round"]), [])
         self.completed.append(line)
         with self.path.open("a") as handle:
             handle.write(json.dumps(line, sort_keys=True) + "\n")

@@ -1,0 +1,133 @@
+"""Four hospital nodes on real libp2p hosts and the real in-process EVM, end to end."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import trio
+
+from medswarm.cli import main
+from node.config import MedswarmConfig, with_overrides
+from node.data import load_all_sites, resolve_data_dir
+from node.simulate import fedavg_round, initial_weights
+from node.weights import weights_hash
+from testnet.local import LocalRun, run_local_federation
+from testnet.report import RunSummary
+
+pytestmark = pytest.mark.integration
+
+ROUNDS = 3
+
+
+def run(out: Path, rounds: int, forged: tuple[str, ...] = ()) -> RunSummary:
+    torch.set_num_threads(1)
+    config = with_overrides(MedswarmConfig(), rounds=rounds, update_timeout=10.0)
+    local = LocalRun(
+        config=config,
+        nodes=4,
+        data_dir=resolve_data_dir(None, os.environ),
+        out_dir=out,
+        forged_blob_sites=forged,
+    )
+    return trio.run(run_local_federation, local)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def events_named(out: Path, name: str) -> list[dict[str, Any]]:
+    return [e for e in read_jsonl(out / "chain" / "events.jsonl") if e["event"] == name]
+
+
+@pytest.fixture(scope="module")
+def honest(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RunSummary]:
+    out = tmp_path_factory.mktemp("honest")
+    return out, run(out, ROUNDS)
+
+
+def test_every_node_has_the_same_global_hash_every_round(honest: tuple[Path, RunSummary]) -> None:
+    out, summary = honest
+    rounds = read_jsonl(out / "rounds.jsonl")
+    assert [r["round"] for r in rounds] == [1, 2, 3]
+    for line in rounds:
+        assert line["nodes_agree"], line["global_hashes"]
+        assert len(line["nodes"]) == 4
+    assert summary.nodes_agree
+    assert summary.final_global_hash == rounds[-1]["global_hash"]
+    model = Path(summary.final_model).read_bytes()
+    assert hashlib.sha256(model).hexdigest() == summary.final_global_hash
+
+
+def test_network_result_equals_in_memory_fedavg(honest: tuple[Path, RunSummary]) -> None:
+    _, summary = honest
+    sites = load_all_sites("heart-disease", resolve_data_dir(None, os.environ))
+    config = MedswarmConfig()
+    weights = initial_weights(sites, config.federation.seed)
+    for index in range(ROUNDS):
+        weights = fedavg_round(weights, sites, config.training, config.federation.seed, index)
+    assert weights_hash(weights) == summary.final_global_hash
+
+
+def test_chain_records_match_what_the_nodes_computed(honest: tuple[Path, RunSummary]) -> None:
+    out, summary = honest
+    rounds = {r["round"]: r for r in read_jsonl(out / "rounds.jsonl")}
+    names = {h.address: h.name for h in summary.hospitals}
+    recorded = events_named(out, "RoundRecorded")
+    assert [e["args"]["round"] for e in recorded] == [1, 2, 3]
+    for event in recorded:
+        assert event["args"]["globalHash"] == "0x" + rounds[event["args"]["round"]]["global_hash"]
+    updates = events_named(out, "UpdateRecorded")
+    assert len(updates) == 4 * ROUNDS
+    for event in updates:
+        args = event["args"]
+        node = rounds[args["round"]]["nodes"][names[args["member"]]]
+        assert args["updateHash"] == "0x" + node["update_hash"]
+        assert args["samples"] == node["samples"]
+    assert sorted(e["args"]["round"] for e in events_named(out, "RoundFinalized")) == [1, 2, 3]
+    for hospital in summary.hospitals:
+        scores = [e["args"]["score"] for e in updates if e["args"]["member"] == hospital.address]
+        assert hospital.contribution == sum(scores)
+
+
+def test_rewards_add_up_to_the_pool(honest: tuple[Path, RunSummary]) -> None:
+    out, summary = honest
+    pool = summary.chain["reward_pool_wei"]
+    (distributed,) = events_named(out, "RewardsDistributed")
+    paid = [h.reward_wei for h in summary.hospitals]
+    assert sum(paid) + distributed["args"]["dust"] == pool
+    total = sum(h.contribution for h in summary.hospitals)
+    assert paid == [pool * h.contribution // total for h in summary.hospitals]
+    withdrawn = {e["args"]["member"]: e["args"]["amount"] for e in events_named(out, "Withdrawn")}
+    assert withdrawn == {h.address: h.reward_wei for h in summary.hospitals if h.reward_wei}
+
+
+def test_audit_traces_the_final_model(
+    honest: tuple[Path, RunSummary], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, summary = honest
+    assert main(["audit", "--run-dir", str(out)]) == 0
+    assert main(["audit", "verify", summary.final_model, "--run-dir", str(out)]) == 0
+    assert "round 3" in capsys.readouterr().out
+
+
+def test_a_node_serving_forged_blobs_is_left_out(tmp_path: Path) -> None:
+    summary = run(tmp_path, rounds=2, forged=("cleveland",))
+    assert summary.nodes_agree
+    cleveland = next(h for h in summary.hospitals if h.site == "cleveland")
+    updates = events_named(tmp_path, "UpdateRecorded")
+    assert len(updates) == 3 * 2
+    assert cleveland.address not in {e["args"]["member"] for e in updates}
+    assert cleveland.contribution == 0
+    rounds = read_jsonl(tmp_path / "rounds.jsonl")
+    assert all(line["nodes_agree"] for line in rounds)
+    for line in rounds:
+        (excluded,) = line["excluded"]
+        assert excluded["member"] == cleveland.address
+        assert "hash mismatch" in excluded["reason"]
