@@ -30,8 +30,8 @@ def test_flag_wins_over_environment(tmp_path: Path) -> None:
 
 def test_default_is_shared_data_beside_the_project() -> None:
     expected = (PROJECT_ROOT.parent / "shared" / "data").resolve()
-    assert resolve_data_dir(None, {}) == expected
-    assert resolve_data_dir(None, {"MEDSWARM_DATA": ""}) == expected
+    assert resolve_data_dir(None, {}).resolve() == expected
+    assert resolve_data_dir(None, {"MEDSWARM_DATA": ""}).resolve() == expected
 
 
 def test_missing_file_names_the_file_the_url_and_the_setting(tmp_path: Path) -> None:
