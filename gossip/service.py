@@ -40,6 +40,7 @@ class GossipConfig:
 
     listen_host: str = "127.0.0.1"
     listen_port: int = 0
+    bootstrap: tuple[str, ...] = ()  # multiaddrs with /p2p/<peer id> to dial at start
     heartbeat_interval: float = 0.5
     fetch_timeout: float = 10.0
     connect_timeout: float = 10.0

@@ -103,8 +103,14 @@ class HospitalNode:
         """Bind this node's libp2p peer id and addresses to its account on chain."""
         await self._on_chain(self.chain.register, self.gossip.peer_id, self.gossip.listen_addrs)
 
-    async def connect_to_members(self, timeout: float) -> None:
-        """Read the members from the registry, dial them and wait until they share the topic."""
+    async def connect_to_members(self, timeout: float, bootstrap: tuple[str, ...] = ()) -> None:
+        """Dial the bootstrap peers, then every member the registry lists; wait for the topic.
+
+        Bootstrap addresses come from ``network.bootstrap`` and ``bootstrap``; members'
+        addresses come from their own registration transactions.
+        """
+        for address in (*self.config.network.bootstrap, *bootstrap):
+            await self.gossip.connect(address)
         await self.refresh_membership()
         others = [m for m in self.membership.members if m.address.lower() != self.address.lower()]
         for member in others:

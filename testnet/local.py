@@ -111,8 +111,11 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
             await node.start(nursery)
         for node in nodes:
             await node.register()
+        # The first hospital is everyone's bootstrap peer; the rest come from the registry.
+        seed_peer = tuple(nodes[0].gossip.listen_addrs[:1])
         for node in nodes:
-            await node.connect_to_members(run.connect_timeout)
+            bootstrap = () if node is nodes[0] else seed_peer
+            await node.connect_to_members(run.connect_timeout, bootstrap)
         async with trio.open_nursery() as rounds:
             for node in nodes:
                 rounds.start_soon(node.run, federation.rounds)
