@@ -28,6 +28,9 @@ demo: setup
 test: setup
 	$(BIN)/pytest
 
+bench: setup
+	$(BIN)/python bench/federation_round.py --rounds 10
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

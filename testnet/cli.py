@@ -62,6 +62,7 @@ def run_testnet(args: argparse.Namespace) -> int:
         f"{config.federation.rounds} rounds, seed {config.federation.seed} -> {args.out}",
         file=out,
     )
+    progress.start()
     summary = trio.run(run_local_federation, run, progress.round_done)
     progress.finish()
     print(format_table(summary), file=out)
@@ -80,6 +81,9 @@ class Progress:
         self.total, self.out, self.done = total, out, 0
         self.tty = out.isatty()
 
+    def start(self) -> None:
+        self._draw_bar()
+
     def round_done(self, line: dict[str, Any]) -> None:
         self.done += 1
         digest = line["global_hash"] or "DISAGREE:" + ",".join(h[:8] for h in line["global_hashes"])
@@ -90,6 +94,9 @@ class Progress:
         if self.tty:
             self.out.write("\r\033[K")
         print(text, file=self.out)
+        self._draw_bar()
+
+    def _draw_bar(self) -> None:
         if self.tty:
             width = 30
             filled = width * self.done // self.total
