@@ -141,9 +141,21 @@ class GossipService:
 
     async def wait_for_topic_peers(self, peer_ids: Sequence[str], timeout: float) -> None:
         """Wait until every given peer has joined the federation topic."""
-        with trio.fail_after(timeout):
-            for peer in peer_ids:
-                await self._pubsub.wait_for_subscription(ID.from_base58(peer), self.topic, timeout)
+        deadline = trio.current_time() + timeout
+        missing = []
+        for peer in peer_ids:
+            remaining = max(deadline - trio.current_time(), 0.001)
+            try:
+                await self._pubsub.wait_for_subscription(
+                    ID.from_base58(peer), self.topic, remaining
+                )
+            except trio.TooSlowError:
+                missing.append(peer)
+        if missing:
+            raise GossipError(
+                f"peers {', '.join(missing)} did not join {self.topic} within {timeout:.0f}s: "
+                "are they running, and do their registered addresses reach them?"
+            )
 
     async def publish(self, announcement: Announcement) -> None:
         """Publish a signed announcement on the federation topic."""

@@ -2,12 +2,12 @@
 
 Every table maps to one dataclass; unknown keys and wrong types are errors that name the
 table, the key and what is allowed. Defaults are the ones the demo uses, so an empty file
-is a valid configuration.
+is a valid configuration. (Which chain to use is not configurable yet: ``medswarm testnet
+run`` always starts an embedded one.)
 
     [federation]  name, dataset, rounds, seed, deadlines, quorum  (FederationConfig)
     [training]    local optimiser settings                        (node.training.TrainingConfig)
     [network]     libp2p listen address, timeouts, size limits    (gossip.service.GossipConfig)
-    [chain]       embedded chain or a JSON-RPC URL                (ChainConfig)
 """
 
 from __future__ import annotations
@@ -50,26 +50,12 @@ class FederationConfig:
 
 
 @dataclass(frozen=True)
-class ChainConfig:
-    """Where the ledger lives: ``embedded`` (in-process EVM) or ``rpc`` (a JSON-RPC URL)."""
-
-    kind: str = "embedded"
-    url: str = ""
-    chain_id: int = 0  # 0: ask the node
-
-    def __post_init__(self) -> None:
-        _require(self.kind in ("embedded", "rpc"), "chain.kind must be 'embedded' or 'rpc'")
-        _require(self.kind != "rpc" or bool(self.url), "chain.kind = 'rpc' needs chain.url")
-
-
-@dataclass(frozen=True)
 class MedswarmConfig:
     """The whole configuration of a federation run."""
 
     federation: FederationConfig = field(default_factory=FederationConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     network: GossipConfig = field(default_factory=GossipConfig)
-    chain: ChainConfig = field(default_factory=ChainConfig)
 
 
 T = TypeVar("T")

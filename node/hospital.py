@@ -213,13 +213,11 @@ class HospitalNode:
                     }
                 )
         if len(accepted) < needed:
-            log.error(
-                "round %d: only %d valid updates of %d needed; no aggregate",
-                round_number,
-                len(accepted),
-                needed,
+            raise RoundFailed(
+                f"round {round_number}: aggregator {self.name} has {len(accepted)} valid "
+                f"updates, the quorum needs {needed} of {len(members)} "
+                "(federation.quorum, federation.update_timeout)"
             )
-            return
         mean_delta = fedavg([(weights, a.samples) for a, weights in accepted])
         blob = encode_weights(mean_delta)
         digest = self.gossip.store.put(blob)

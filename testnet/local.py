@@ -24,6 +24,7 @@ from incentive.clients import AdminClient, MemberClient
 from incentive.deploy import deploy_federation
 from incentive.events import EventLog
 from incentive.rundir import write_chain_record
+from medswarm.errors import MedswarmError
 from node.config import MedswarmConfig, to_toml_dict
 from node.data import SiteData, dataset_sites, load_site
 from node.hospital import HospitalNode
@@ -48,6 +49,36 @@ class LocalRun:
     out_dir: Path
     connect_timeout: float = 30.0
     forged_blob_sites: tuple[str, ...] = ()  # sites whose nodes serve corrupted blobs
+
+
+async def _run_nodes(
+    nodes: list[HospitalNode], run: LocalRun, local_only: dict[str, float]
+) -> None:
+    """Start the nodes, connect them, run every round on each, and stop them."""
+    federation = run.config.federation
+    async with trio.open_nursery() as nursery:
+        for node in nodes:
+            await node.start(nursery)
+        for node in nodes:
+            await node.register()
+        # The first hospital is everyone's bootstrap peer; the rest come from the registry.
+        seed_peer = tuple(nodes[0].gossip.listen_addrs[:1])
+        for node in nodes:
+            bootstrap = () if node is nodes[0] else seed_peer
+            await node.connect_to_members(run.connect_timeout, bootstrap)
+        async with trio.open_nursery() as rounds:
+            for node in nodes:
+                rounds.start_soon(node.run, federation.rounds)
+            rounds.start_soon(_baselines, [n.site for n in nodes], run.config, local_only)
+        nursery.cancel_scope.cancel()
+
+
+def _leaves(group: BaseExceptionGroup[MedswarmError]) -> list[BaseException]:
+    """The individual errors inside (possibly nested) exception groups."""
+    found: list[BaseException] = []
+    for error in group.exceptions:
+        found.extend(_leaves(error) if isinstance(error, BaseExceptionGroup) else [error])
+    return found
 
 
 def load_sites(dataset: str, nodes: int, data_dir: Path) -> list[SiteData]:
@@ -106,21 +137,11 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
         if node.site.site in run.forged_blob_sites:
             serve_forged_blobs(node)
     local_only: dict[str, float] = {}
-    async with trio.open_nursery() as nursery:
-        for node in nodes:
-            await node.start(nursery)
-        for node in nodes:
-            await node.register()
-        # The first hospital is everyone's bootstrap peer; the rest come from the registry.
-        seed_peer = tuple(nodes[0].gossip.listen_addrs[:1])
-        for node in nodes:
-            bootstrap = () if node is nodes[0] else seed_peer
-            await node.connect_to_members(run.connect_timeout, bootstrap)
-        async with trio.open_nursery() as rounds:
-            for node in nodes:
-                rounds.start_soon(node.run, federation.rounds)
-            rounds.start_soon(_baselines, sites, config, local_only)
-        nursery.cancel_scope.cancel()
+    try:
+        await _run_nodes(nodes, run, local_only)
+    except* MedswarmError as group:
+        reasons = sorted({str(error) for error in _leaves(group)})
+        raise TestnetError("the federation stopped: " + "; ".join(reasons)) from None
 
     final_hashes = {node.global_hash for node in nodes}
     final = nodes[0]

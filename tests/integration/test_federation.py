@@ -17,6 +17,7 @@ from node.config import MedswarmConfig, with_overrides
 from node.data import load_all_sites, resolve_data_dir
 from node.simulate import fedavg_round, initial_weights
 from node.weights import weights_hash
+from testnet.errors import TestnetError
 from testnet.local import LocalRun, run_local_federation
 from testnet.report import RunSummary
 
@@ -131,3 +132,16 @@ def test_a_node_serving_forged_blobs_is_left_out(tmp_path: Path) -> None:
         (excluded,) = line["excluded"]
         assert excluded["member"] == cleveland.address
         assert "hash mismatch" in excluded["reason"]
+
+
+def test_a_round_without_quorum_stops_with_a_clear_error(tmp_path: Path) -> None:
+    config = with_overrides(MedswarmConfig(), rounds=1, quorum=1.0, update_timeout=5.0)
+    local = LocalRun(
+        config=config,
+        nodes=4,
+        data_dir=resolve_data_dir(None, os.environ),
+        out_dir=tmp_path,
+        forged_blob_sites=("cleveland",),
+    )
+    with pytest.raises(TestnetError, match="has 3 valid updates, the quorum needs 4 of 4"):
+        trio.run(run_local_federation, local)

@@ -11,6 +11,7 @@ import trio
 from eth_account import Account
 
 from gossip.blobs import BlobStore, blob_hash
+from gossip.errors import GossipError
 from gossip.messages import Announcement, AnnouncementKind
 from gossip.service import GossipConfig, GossipService
 from gossip.validation import AnnouncementPolicy, Verdict
@@ -119,3 +120,10 @@ async def test_forged_blob_is_refetched_from_an_honest_provider() -> None:
         data = await fetcher.fetch(digest, [forger.peer_id, honest.peer_id])
         assert data == real
         assert fetcher.offences[forger.peer_id] == 1
+
+
+async def test_waiting_for_an_absent_peer_names_it() -> None:
+    async with federation() as fed:
+        absent = "12D3KooWAbsentPeerAbsentPeerAbsentPeerAbsentPeerAb"
+        with pytest.raises(GossipError, match="did not join"):
+            await fed.services[0].wait_for_topic_peers([fed.services[1].peer_id, absent], 0.5)

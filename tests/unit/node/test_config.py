@@ -42,8 +42,8 @@ def test_wrong_type_is_an_error() -> None:
 def test_out_of_range_values_are_errors() -> None:
     with pytest.raises(ConfigError, match="rounds must be at least 1"):
         config_from_dict({"federation": {"rounds": 0}})
-    with pytest.raises(ConfigError, match=r"chain.url"):
-        config_from_dict({"chain": {"kind": "rpc"}})
+    with pytest.raises(ConfigError, match="quorum"):
+        config_from_dict({"federation": {"quorum": 1.5}})
 
 
 def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
