@@ -173,10 +173,7 @@ def standardise(x: FloatArray, mean: FloatArray, std: FloatArray) -> FloatArray:
     return ((x - mean) / (std + STD_EPSILON)).astype(np.float32)
 
 
-def load_site(site: SiteInfo, dataset_dir: Path) -> SiteData:
-    """Load one site, standardised with its own training statistics."""
-    raw = load_raw_split(dataset_dir, site)
-    mean, std = standardiser(raw.train_x)
+def _standardised(site: SiteInfo, raw: RawSplit, mean: FloatArray, std: FloatArray) -> SiteData:
     return SiteData(
         dataset=NAME,
         site=site.name,
@@ -188,6 +185,12 @@ def load_site(site: SiteInfo, dataset_dir: Path) -> SiteData:
     )
 
 
+def load_site(site: SiteInfo, dataset_dir: Path) -> SiteData:
+    """Load one site, standardised with its own training statistics."""
+    raw = load_raw_split(dataset_dir, site)
+    return _standardised(site, raw, *standardiser(raw.train_x))
+
+
 def load_pooled(dataset_dir: Path) -> tuple[SiteData, ...]:
     """Load every site standardised with the statistics of all sites' training rows together.
 
@@ -197,16 +200,7 @@ def load_pooled(dataset_dir: Path) -> tuple[SiteData, ...]:
     raws = [load_raw_split(dataset_dir, site) for site in HEART_SITES]
     mean, std = standardiser(np.concatenate([r.train_x for r in raws]))
     return tuple(
-        SiteData(
-            dataset=NAME,
-            site=site.name,
-            display_name=site.display_name,
-            train_x=standardise(raw.train_x, mean, std),
-            train_y=raw.train_y,
-            test_x=standardise(raw.test_x, mean, std),
-            test_y=raw.test_y,
-        )
-        for site, raw in zip(HEART_SITES, raws, strict=True)
+        _standardised(site, raw, mean, std) for site, raw in zip(HEART_SITES, raws, strict=True)
     )
 
 
