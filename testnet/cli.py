@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+import torch
 import trio
 
 from node.config import load_config, with_overrides
@@ -50,6 +51,8 @@ def add_testnet_parser(subparsers: Any) -> None:
 
 def run_testnet(args: argparse.Namespace) -> int:
     """Handler of ``medswarm testnet run``."""
+    # Nodes train small models concurrently in worker threads: one torch thread each.
+    torch.set_num_threads(1)
     config = with_overrides(
         load_config(args.config), dataset=args.dataset, rounds=args.rounds, seed=args.seed
     )
