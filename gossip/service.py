@@ -89,6 +89,8 @@ class GossipService:
         # What the blob protocol answers from; the testnet swaps it to inject a lying provider.
         self.serve_lookup: Callable[[str], bytes | None] = store.get
         self.offences: Counter[str] = Counter()
+        # Bytes this node put on / took off the wire for announcements and blobs.
+        self.traffic: Counter[str] = Counter()
         self.decisions: Counter[Verdict] = Counter()
 
     @property
@@ -120,6 +122,11 @@ class GossipService:
                     await self._deliver(message.data)
             finally:
                 self._send.close()
+
+    def is_connected(self, peer_id: str) -> bool:
+        """Whether this host has an open connection to ``peer_id``."""
+        connections = self._host.get_network().connections
+        return bool(connections.get(ID.from_base58(peer_id)))
 
     async def connect(self, address: str) -> str:
         """Dial a peer by multiaddr (with ``/p2p/``); retries until ``connect_timeout``."""
@@ -159,7 +166,9 @@ class GossipService:
 
     async def publish(self, announcement: Announcement) -> None:
         """Publish a signed announcement on the federation topic."""
-        await self._pubsub.publish(self.topic, announcement.encode())
+        encoded = announcement.encode()
+        self.traffic["sent"] += len(encoded)
+        await self._pubsub.publish(self.topic, encoded)
 
     async def fetch(self, digest: str, providers: Sequence[str]) -> bytes:
         """Get blob ``digest`` from the local store or the first good provider; store it."""
@@ -175,6 +184,7 @@ class GossipService:
             timeout=self.config.fetch_timeout,
             on_forged=self._record_offence,
         )
+        self.traffic["received"] += len(data)
         self.store.put(data)
         return data
 
@@ -190,6 +200,7 @@ class GossipService:
         return decision.accepted
 
     async def _deliver(self, data: bytes) -> None:
+        self.traffic["received"] += len(data)
         try:
             announcement = Announcement.decode(data)
         except GossipError:  # validated already; only a bug could get here
@@ -210,4 +221,10 @@ class GossipService:
         return stream
 
     async def _serve_blob(self, stream: Any) -> None:
-        await serve_blob(stream, self.serve_lookup)
+        def counted(digest: str) -> bytes | None:
+            data = self.serve_lookup(digest)
+            if data is not None:
+                self.traffic["sent"] += len(data)
+            return data
+
+        await serve_blob(stream, counted)

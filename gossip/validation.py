@@ -46,7 +46,9 @@ class AnnouncementPolicy:
     ``member_peer_id`` maps a member's Ethereum address (any case) to the libp2p peer id it
     registered on chain, or ``None`` for a non-member. ``current_round`` is the round the
     node is working on; announcements up to ``rounds_ahead`` rounds ahead are accepted (a
-    faster peer may already be there), older ones are ignored.
+    faster peer may already be there), older ones are ignored. An announcement signed by an
+    address the node does not know is ignored (not rejected: the registry may have admitted it
+    since the node last looked) and reported through ``on_unknown_sender``.
     """
 
     federation: str
@@ -54,6 +56,7 @@ class AnnouncementPolicy:
     current_round: Callable[[], int]
     max_blob_bytes: int
     rounds_ahead: int = 1
+    on_unknown_sender: Callable[[str], None] | None = None
 
 
 def validate_announcement(
@@ -77,7 +80,10 @@ def judge(announcement: Announcement, origin_peer_id: str, policy: AnnouncementP
         return Decision(Verdict.REJECT, str(exc))
     registered = policy.member_peer_id(announcement.sender)
     if registered is None:
-        return Decision(Verdict.REJECT, f"sender {announcement.sender} is not a member")
+        # Possibly a member admitted after this node last read the registry: not an offence.
+        if policy.on_unknown_sender is not None:
+            policy.on_unknown_sender(announcement.sender)
+        return Decision(Verdict.IGNORE, f"sender {announcement.sender} is not a known member")
     if registered != announcement.peer_id or origin_peer_id != announcement.peer_id:
         return Decision(
             Verdict.REJECT,

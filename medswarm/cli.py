@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from incentive.cli import add_audit_parser
 from medswarm import __version__
 from medswarm.errors import MedswarmError
+from node.cli import add_node_parser
 from testnet.cli import add_testnet_parser
 
 
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more log output (repeatable)"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_node_parser(subparsers)
     add_testnet_parser(subparsers)
     add_audit_parser(subparsers)
     return parser

@@ -2,8 +2,12 @@
 
 Every table maps to one dataclass; unknown keys and wrong types are errors that name the
 table, the key and what is allowed. Defaults are the ones the demo uses, so an empty file
-is a valid configuration. (Which chain to use is not configurable yet: ``medswarm testnet
-run`` always starts an embedded one.)
+is a valid configuration.
+
+    [node]        a node process's identity, data and files   (NodeSettings)
+    [chain]       the JSON-RPC chain a node process uses      (ChainSettings)
+
+``medswarm testnet run`` (one process, embedded chain) ignores ``[node]`` and ``[chain]``.
 
     [federation]  name, dataset, rounds, seed, deadlines, quorum  (FederationConfig)
     [training]    local optimiser settings                        (node.training.TrainingConfig)
@@ -33,7 +37,8 @@ class FederationConfig:
     dataset: str = "heart-disease"
     rounds: int = 20
     seed: int = 0
-    update_timeout: float = 60.0  # how long the aggregator waits for members' updates
+    update_timeout: float = 60.0  # how long the aggregator waits for all members' updates
+    takeover_timeout: float = 20.0  # extra wait per rank before the next candidate takes over
     aggregate_timeout: float = 120.0  # how long members wait for the aggregate
     chain_timeout: float = 60.0  # how long to wait for a round record to appear on chain
     quorum: float = 2 / 3  # fraction of members whose updates a round needs
@@ -43,10 +48,40 @@ class FederationConfig:
     def __post_init__(self) -> None:
         _require(self.rounds >= 1, "federation.rounds must be at least 1")
         _require(0 < self.quorum <= 1, "federation.quorum must be in (0, 1]")
-        for name in ("update_timeout", "aggregate_timeout", "chain_timeout"):
+        for name in ("update_timeout", "takeover_timeout", "aggregate_timeout", "chain_timeout"):
             _require(getattr(self, name) > 0, f"federation.{name} must be positive")
         _require(self.reward_pool_eth >= 0, "federation.reward_pool_eth must not be negative")
         _require(self.name.replace("-", "").isalnum(), "federation.name: letters, digits, '-'")
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Who this node is and where it keeps things (``medswarm node run`` only).
+
+    Relative paths are relative to the config file's directory.
+    """
+
+    name: str = ""  # defaults to the site name
+    site: str = ""
+    shard: int = 0  # this node's share of the site's training rows: shard of shards
+    shards: int = 1
+    data_dir: str = ""  # default: $MEDSWARM_DATA, else ../shared/data
+    state_dir: str = "state"  # blobs and checkpoint
+    account_key_file: str = "account.key"
+    identity_key_file: str = "identity.key"
+    events_file: str = "events.jsonl"
+    connect_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.shard < self.shards, "node.shard must be in 0..node.shards-1")
+
+
+@dataclass(frozen=True)
+class ChainSettings:
+    """The JSON-RPC chain a node process talks to (``medswarm node run`` only)."""
+
+    url: str = "http://127.0.0.1:8545"
+    deployment_file: str = "deployment.json"  # written by the federation's deployer
 
 
 @dataclass(frozen=True)
@@ -56,6 +91,8 @@ class MedswarmConfig:
     federation: FederationConfig = field(default_factory=FederationConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     network: GossipConfig = field(default_factory=GossipConfig)
+    node: NodeSettings = field(default_factory=NodeSettings)
+    chain: ChainSettings = field(default_factory=ChainSettings)
 
 
 T = TypeVar("T")

@@ -1,24 +1,26 @@
 """The hospital node: the one place where training, gossip and the chain meet.
 
-One round ``r`` seen from a node (see docs/architecture.md for the picture):
+One round ``r`` seen from a node in cluster ``c`` (see docs/architecture.md for the picture):
 
 1. train locally from the global model of round ``r-1``; the update is the weight delta;
-2. store the update as a content-addressed blob and publish a signed announcement;
-3. if the registry names this node the round's aggregator: wait for members' updates
-   (all, or a quorum once ``update_timeout`` passes), fetch and check them, score them,
-   average them (FedAvg by samples) and announce the aggregate, then record the round on
-   chain;
-4. every node fetches the aggregate (optionally recomputing it from its inputs), applies it
-   to the previous global model, hashes the result and attests that hash on chain.
+   store it as a content-addressed blob and publish a signed announcement;
+2. if the node is among ``c``'s aggregator candidates for ``r`` (an order the Ledger derives
+   from on-chain facts), do the aggregator's duty when its turn comes (see
+   :mod:`node.aggregator`): the first in line right away, the next ones only if nobody has
+   recorded ``c``'s aggregate by their deadline;
+3. wait until every cluster's aggregate is recorded on chain, fetch those blobs (recomputing
+   the own cluster's aggregate from its inputs), combine them by sample count into the global
+   model, hash it, store it, and attest the hash on chain;
+4. wait until the round is final on chain (a quorum of members attested one hash) and
+   checkpoint; if the final hash is not the one this node computed, fetch the final model by
+   hash from peers instead.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -30,31 +32,22 @@ from gossip.messages import AggregateInput, Announcement, AnnouncementKind
 from gossip.service import GossipService
 from gossip.validation import AnnouncementPolicy
 from incentive.clients import MemberClient
-from incentive.contribution import contribution_score
-from incentive.records import MemberRecord
+from incentive.records import ClusterInfo
 from node.aggregation import apply_delta, delta, fedavg
+from node.aggregator import AggregatorDuty
 from node.config import MedswarmConfig
 from node.data import SiteData
 from node.errors import NodeError, RoundFailed
 from node.inbox import RoundInbox
+from node.journal import Checkpoint, Journal
 from node.membership import Membership
 from node.training import derive_seed, evaluate, train_local
 from node.weights import CODEC, Weights, decode_weights, encode_weights, weights_hash
 
 log = logging.getLogger(__name__)
 
-CLUSTER = 0  # this slice: every hospital in one cluster
 RoundEventSink = Callable[[dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class RoundOutcome:
-    """What one node ends a round with."""
-
-    round: int
-    global_hash: str
-    test_loss: float
-    test_accuracy: float
+POLL_SECONDS = 0.1
 
 
 class HospitalNode:
@@ -68,40 +61,47 @@ class HospitalNode:
         account_key: str,
         store: BlobStore,
         initial_weights: Weights,
+        name: str | None = None,
         identity: KeyPair | None = None,
+        journal: Journal | None = None,
         on_event: RoundEventSink | None = None,
     ) -> None:
         self.config = config
         self.site = site
+        self.name = name or site.site
         self.chain = chain
         self.address: str = chain.address
         self._account_key = account_key
         self.membership = Membership()
         self.inbox = RoundInbox()
+        self.journal = journal
         self.current_round = 0
+        self.completed_round = 0
         self.global_weights = initial_weights
         self.global_hash = weights_hash(initial_weights)
         self._on_event = on_event or (lambda _event: None)
+        self._refresh_wanted = trio.Event()
         policy = AnnouncementPolicy(
             federation=config.federation.name,
             member_peer_id=self.membership.peer_id,
             current_round=lambda: self.current_round,
             max_blob_bytes=config.network.max_blob_bytes,
+            on_unknown_sender=lambda _sender: self._refresh_wanted.set(),
         )
         self.gossip = GossipService(config.network, policy, store, identity)
+        store.put(encode_weights(initial_weights))
 
-    @property
-    def name(self) -> str:
-        return self.site.display_name
+    # ----------------------------------------------------------------- start-up
 
     async def start(self, nursery: trio.Nursery) -> None:
         """Start the network services in ``nursery``; returns once listening."""
         await nursery.start(self.gossip.run)
         nursery.start_soon(self._pump_announcements)
+        nursery.start_soon(self._refresh_on_demand)
 
     async def register(self) -> None:
         """Bind this node's libp2p peer id and addresses to its account on chain."""
-        await self._on_chain(self.chain.register, self.gossip.peer_id, self.gossip.listen_addrs)
+        await self.on_chain(self.chain.register, self.gossip.peer_id, self.gossip.listen_addrs)
 
     async def connect_to_members(self, timeout: float, bootstrap: tuple[str, ...] = ()) -> None:
         """Dial the bootstrap peers, then every member the registry lists; wait for the topic.
@@ -113,66 +113,114 @@ class HospitalNode:
             await self.gossip.connect(address)
         await self.refresh_membership()
         others = [m for m in self.membership.members if m.address.lower() != self.address.lower()]
-        for member in others:
-            if member.multiaddrs:
-                await self.gossip.connect(member.multiaddrs[0])
         await self.gossip.wait_for_topic_peers([m.peer_id for m in others], timeout)
 
-    async def run(self, rounds: int) -> list[RoundOutcome]:
-        """Take part in rounds 1..``rounds`` one after another."""
-        return [await self.run_round(r) for r in range(1, rounds + 1)]
-
     async def refresh_membership(self) -> None:
-        self.membership.update(await self._on_chain(self.chain.members))
+        """Re-read the registry and dial members this node is not connected to yet."""
+        self.membership.update(await self.on_chain(self.chain.members))
+        for member in self.membership.members:
+            if member.address.lower() == self.address.lower() or not member.multiaddrs:
+                continue
+            if not self.gossip.is_connected(member.peer_id):
+                try:
+                    await self.gossip.connect(member.multiaddrs[0])
+                except GossipError as exc:
+                    log.warning("%s: cannot reach member %s: %s", self.name, member.name, exc)
 
-    async def run_round(self, round_number: int) -> RoundOutcome:
-        """Take part in one round; return the new global model's hash and its test metrics."""
-        started = time.monotonic()
+    def resume_from_journal(self) -> None:
+        """Continue from the last checkpoint, if this node has one and still has its model."""
+        checkpoint = self.journal.load() if self.journal else None
+        if checkpoint is None:
+            return
+        blob = self.gossip.store.get(checkpoint.global_hash)
+        if blob is None:
+            log.warning("%s: checkpoint model %s is missing; resyncing from peers",
+                        self.name, checkpoint.global_hash)
+            return
+        self._adopt_global(checkpoint.round, decode_weights(blob))
+        self.emit({"event": "resumed", "round": checkpoint.round,
+                   "global_hash": checkpoint.global_hash})
+
+    # ------------------------------------------------------------------- rounds
+
+    async def run(self, rounds: int) -> None:
+        """Take part in rounds until round ``rounds`` is final on chain."""
+        genesis = await self.on_chain(self.chain.genesis_hash)
+        if self.completed_round == 0 and genesis != self.global_hash:
+            raise NodeError(
+                f"{self.name}: the initial model hashes to {self.global_hash}, but the "
+                f"federation's genesis is {genesis}: use the federation's seed and data set"
+            )
+        while self.completed_round < rounds:
+            await self.catch_up()
+            if self.completed_round >= rounds:
+                break
+            await self.run_round(self.completed_round + 1)
+
+    async def catch_up(self) -> None:
+        """If the chain has finalized rounds this node missed, fetch that model by hash."""
+        last = await self.on_chain(self.chain.last_finalized_round)
+        if last <= self.completed_round:
+            return
+        final_hash = await self.on_chain(self.chain.final_hash, last)
+        await self.refresh_membership()
+        blob = await self.gossip.fetch(final_hash, self.membership.peer_ids(exclude=self.address))
+        self._adopt_global(last, decode_weights(blob))
+        self.emit({"event": "resynced", "round": last, "global_hash": final_hash})
+
+    async def run_round(self, round_number: int) -> None:
+        """Take part in one round and finish it on the model the chain finalized."""
+        started = trio.current_time()
+        wall_started = time.monotonic()
+        traffic_before = dict(self.gossip.traffic)
         self.current_round = round_number
         self.inbox.forget_before(round_number)
-        update = await self._train_and_announce(round_number)
-        aggregator = await self._on_chain(self.chain.expected_aggregator, round_number)
-        aggregate_task_result: dict[str, Any] = {}
+        await self.refresh_membership()
+        cluster = self.membership.cluster_of(self.address)
+        update = await self._train_and_announce(round_number, cluster)
+        candidates = await self.on_chain(self.chain.aggregator_candidates, round_number, cluster)
         async with trio.open_nursery() as nursery:
-            if aggregator.lower() == self.address.lower():
-                nursery.start_soon(self._aggregate, round_number, aggregate_task_result)
-            aggregate = await self._await_aggregate(round_number, aggregator)
-            new_global = await self._adopt(aggregate)
+            if self.address in candidates:
+                duty = AggregatorDuty(self, round_number, cluster, candidates.index(self.address))
+                nursery.start_soon(duty.run, started)
+            new_global = await self._combine_clusters(round_number, cluster)
+            nursery.cancel_scope.cancel()
         new_hash = weights_hash(new_global)
-        previous_hash = self.global_hash
-        if "records" in aggregate_task_result:
-            await self._on_chain(
-                self.chain.record_round,
-                round_number,
-                new_hash,
-                previous_hash,
-                aggregate_task_result["records"],
-            )
-        self.global_weights, self.global_hash = new_global, new_hash
+        self.gossip.store.put(encode_weights(new_global))
         await self._attest(round_number, new_hash)
+        final_hash = await self._wait_final(round_number)
+        if final_hash != new_hash:
+            log.error("%s: round %d finalized %s, this node computed %s; adopting the final one",
+                      self.name, round_number, final_hash, new_hash)
+            blob = await self.gossip.fetch(final_hash, self.membership.peer_ids(self.address))
+            new_global = decode_weights(blob)
+        self._adopt_global(round_number, new_global)
         metrics = await trio.to_thread.run_sync(
             evaluate, new_global, self.site.test_x, self.site.test_y, self.site.dataset
         )
-        outcome = RoundOutcome(round_number, new_hash, metrics.loss, metrics.accuracy)
-        self._on_event(
+        self.emit(
             {
                 "event": "round",
                 "round": round_number,
-                "node": self.name,
+                "site": self.site.site,
+                "display_name": self.site.display_name,
+                "cluster": cluster,
                 "address": self.address,
-                "aggregator": aggregator,
+                "aggregator": candidates[0] if candidates else None,
                 "update_hash": update.blob_hash,
                 "samples": update.samples,
-                "included": [item.sender for item in aggregate.inputs],
-                "global_hash": new_hash,
+                "global_hash": self.global_hash,
+                "computed_hash": new_hash,
                 "test_loss": metrics.loss,
                 "test_accuracy": metrics.accuracy,
-                "seconds": round(time.monotonic() - started, 3),
+                "seconds": round(time.monotonic() - wall_started, 3),
+                "bytes_sent": self.gossip.traffic["sent"] - traffic_before.get("sent", 0),
+                "bytes_received": self.gossip.traffic["received"]
+                - traffic_before.get("received", 0),
             }
         )
-        return outcome
 
-    async def _train_and_announce(self, round_number: int) -> Announcement:
+    async def _train_and_announce(self, round_number: int, cluster: int) -> Announcement:
         # The same seed the in-memory simulation uses, so both give the same numbers.
         seed = derive_seed(self.config.federation.seed, "train", round_number - 1, self.site.site)
         result = await trio.to_thread.run_sync(
@@ -180,123 +228,64 @@ class HospitalNode:
         )
         blob = encode_weights(delta(result.weights, self.global_weights))
         digest = self.gossip.store.put(blob)
-        announcement = self._announcement(
-            AnnouncementKind.UPDATE, round_number, digest, len(blob), result.samples
+        announcement = self.announcement(
+            AnnouncementKind.UPDATE, round_number, cluster, digest, len(blob), result.samples
         )
         await self.gossip.publish(announcement)
         return announcement
 
-    async def _aggregate(self, round_number: int, result: dict[str, Any]) -> None:
-        """As the round's aggregator: collect, check, score and average the updates."""
-        members = self.membership.addresses()
-        needed = max(1, math.ceil(self.config.federation.quorum * len(members)))
-        await self.inbox.wait_until(
-            lambda: len(self.inbox.updates(round_number)) >= len(members),
-            self.config.federation.update_timeout,
-        )
-        announced = self.inbox.updates(round_number)
-        accepted: list[tuple[Announcement, Weights]] = []
-        for sender in sorted(announced):
-            announcement = announced[sender]
-            try:
-                blob = await self.gossip.fetch(announcement.blob_hash, [announcement.peer_id])
-                accepted.append((announcement, decode_weights(blob)))
-            except (GossipError, NodeError, ValueError) as exc:
-                log.warning("round %d: update of %s excluded: %s", round_number, sender, exc)
-                self._on_event(
-                    {
-                        "event": "excluded",
-                        "round": round_number,
-                        "node": self.name,
-                        "member": announcement.sender,
-                        "reason": str(exc),
-                    }
-                )
-        if len(accepted) < needed:
+    async def _combine_clusters(self, round_number: int, own_cluster: int) -> Weights:
+        """Wait for every cluster's recorded aggregate; return the new global model."""
+        clusters = self.membership.clusters()
+        records: dict[int, ClusterInfo] = {}
+        with trio.move_on_after(self.config.federation.aggregate_timeout):
+            while len(records) < len(clusters):
+                for cluster in clusters:
+                    if cluster not in records:
+                        info = await self.on_chain(self.chain.cluster_record, round_number, cluster)
+                        if info is not None:
+                            records[cluster] = info
+                if len(records) < len(clusters):
+                    await trio.sleep(POLL_SECONDS)
+        missing = sorted(set(clusters) - set(records))
+        if missing:
             raise RoundFailed(
-                f"round {round_number}: aggregator {self.name} has {len(accepted)} valid "
-                f"updates, the quorum needs {needed} of {len(members)} "
-                "(federation.quorum, federation.update_timeout)"
-            )
-        mean_delta = fedavg([(weights, a.samples) for a, weights in accepted])
-        blob = encode_weights(mean_delta)
-        digest = self.gossip.store.put(blob)
-        inputs = tuple(
-            AggregateInput(sender=a.sender, blob_hash=a.blob_hash, samples=a.samples)
-            for a, _ in accepted
-        )
-        total = sum(a.samples for a, _ in accepted)
-        announcement = self._announcement(
-            AnnouncementKind.AGGREGATE, round_number, digest, len(blob), total, inputs
-        )
-        result["records"] = await trio.to_thread.run_sync(self._score, accepted)
-        await self.gossip.publish(announcement)
-
-    def _score(self, accepted: list[tuple[Announcement, Weights]]) -> list[MemberRecord]:
-        """Each update's effect on this node's training loss, weighted by its samples."""
-        x, y = self.site.train_x, self.site.train_y
-        dataset = self.site.dataset
-        before = evaluate(self.global_weights, x, y, dataset).loss
-        records = []
-        for announcement, update in accepted:
-            after = evaluate(apply_delta(self.global_weights, update), x, y, dataset).loss
-            records.append(
-                MemberRecord(
-                    address=announcement.sender,
-                    update_hash=announcement.blob_hash,
-                    samples=announcement.samples,
-                    score=contribution_score(announcement.samples, before, after),
-                )
-            )
-        return records
-
-    async def _await_aggregate(self, round_number: int, aggregator: str) -> Announcement:
-        def from_aggregator() -> list[Announcement]:
-            return [
-                a
-                for a in self.inbox.aggregates(round_number, CLUSTER)
-                if a.sender.lower() == aggregator.lower()
-            ]
-
-        arrived = await self.inbox.wait_until(
-            lambda: bool(from_aggregator()), self.config.federation.aggregate_timeout
-        )
-        if not arrived:
-            raise RoundFailed(
-                f"round {round_number}: no aggregate from aggregator {aggregator} within "
+                f"round {round_number}: no aggregate recorded for cluster(s) {missing} within "
                 f"{self.config.federation.aggregate_timeout:.0f}s (federation.aggregate_timeout)"
             )
-        return from_aggregator()[0]
+        parts = []
+        for cluster in clusters:
+            info = records[cluster]
+            blob = await self._fetch_aggregate(round_number, info, verify=cluster == own_cluster)
+            parts.append((decode_weights(blob), info.total_samples))
+        return apply_delta(self.global_weights, fedavg(parts))
 
-    async def _adopt(self, aggregate: Announcement) -> Weights:
-        """Fetch (and, if configured, recompute) the aggregate; return the new global model.
-
-        With ``verify_aggregates`` the aggregate is recomputed from its listed inputs and must
-        hash to what the aggregator announced; that also covers an aggregator that announces
-        but cannot serve its aggregate.
-        """
-        verify = self.config.federation.verify_aggregates
-        blob: bytes | None = None
-        try:
-            blob = await self.gossip.fetch(aggregate.blob_hash, [aggregate.peer_id])
-        except GossipError as exc:
-            if not verify:
-                raise RoundFailed(f"round {aggregate.round}: aggregate unavailable: {exc}") from exc
-            log.warning(
-                "round %d: aggregate not fetched (%s); recomputing from its inputs",
-                aggregate.round,
-                exc,
-            )
-        if verify:
-            recomputed = encode_weights(fedavg(await self._fetch_inputs(aggregate)))
-            if blob_hash(recomputed) != aggregate.blob_hash:
+    async def _fetch_aggregate(self, round_number: int, info: ClusterInfo, verify: bool) -> bytes:
+        """The recorded aggregate's bytes; for the own cluster, recomputed from its inputs."""
+        announced = self._aggregate_announcement(round_number, info) if verify else None
+        if verify and self.config.federation.verify_aggregates and announced is not None:
+            recomputed = encode_weights(fedavg(await self._fetch_inputs(announced)))
+            if blob_hash(recomputed) != info.aggregate_hash:
                 raise RoundFailed(
-                    f"round {aggregate.round}: aggregate {aggregate.blob_hash} from "
-                    f"{aggregate.sender} does not match the average of its inputs"
+                    f"round {round_number}: cluster {info.cluster}'s recorded aggregate "
+                    f"{info.aggregate_hash} is not the average of its announced inputs"
                 )
-            blob = recomputed
-        assert blob is not None
-        return apply_delta(self.global_weights, decode_weights(blob))
+            self.gossip.store.put(recomputed)
+            return recomputed
+        providers = [self.membership.peer_id(info.aggregator) or ""]
+        providers += self.membership.peer_ids(exclude=self.address, cluster=info.cluster)
+        try:
+            return await self.gossip.fetch(info.aggregate_hash, [p for p in providers if p])
+        except GossipError as exc:
+            raise RoundFailed(
+                f"round {round_number}: cannot fetch cluster {info.cluster}'s aggregate: {exc}"
+            ) from exc
+
+    def _aggregate_announcement(self, round_number: int, info: ClusterInfo) -> Announcement | None:
+        for announcement in self.inbox.aggregates(round_number, info.cluster):
+            if announcement.blob_hash == info.aggregate_hash:
+                return announcement
+        return None
 
     async def _fetch_inputs(self, aggregate: Announcement) -> list[tuple[Weights, int]]:
         updates = []
@@ -313,38 +302,52 @@ class HospitalNode:
         return updates
 
     async def _attest(self, round_number: int, global_hash: str) -> None:
-        deadline = trio.current_time() + self.config.federation.chain_timeout
-        while True:
-            info = await self._on_chain(self.chain.round_info, round_number)
-            if info is not None:
-                break
-            if trio.current_time() > deadline:
-                raise RoundFailed(
-                    f"round {round_number} was not recorded on chain within "
-                    f"{self.config.federation.chain_timeout:.0f}s (federation.chain_timeout)"
-                )
-            await trio.sleep(0.05)
-        if info.global_hash != global_hash:
-            raise RoundFailed(
-                f"round {round_number}: chain records global model {info.global_hash}, this "
-                f"node computed {global_hash}; not attesting"
-            )
-        await self._on_chain(self.chain.attest, round_number, global_hash)
+        if await self.on_chain(self.chain.has_attested, round_number, self.address):
+            return
+        status = await self.on_chain(self.chain.round_status, round_number)
+        if status.finalized and status.final_hash != global_hash:
+            return  # the round is settled on another hash; attesting ours would revert
+        await self.on_chain(self.chain.attest, round_number, global_hash)
 
-    def _announcement(
+    async def _wait_final(self, round_number: int) -> str:
+        with trio.move_on_after(self.config.federation.chain_timeout):
+            while True:
+                status = await self.on_chain(self.chain.round_status, round_number)
+                if status.finalized and status.final_hash:
+                    return str(status.final_hash)
+                await trio.sleep(POLL_SECONDS)
+        raise RoundFailed(
+            f"round {round_number} was not finalized on chain within "
+            f"{self.config.federation.chain_timeout:.0f}s (federation.chain_timeout): fewer than "
+            "a quorum of members attested the same global model"
+        )
+
+    def _adopt_global(self, round_number: int, weights: Weights) -> None:
+        self.global_weights = weights
+        self.global_hash = weights_hash(weights)
+        self.completed_round = round_number
+        self.gossip.store.put(encode_weights(weights))
+        if self.journal is not None:
+            self.journal.save(Checkpoint(round_number, self.global_hash))
+
+    # ------------------------------------------------------------------ helpers
+
+    def announcement(
         self,
         kind: AnnouncementKind,
         round_number: int,
+        cluster: int,
         digest: str,
         size: int,
         samples: int,
         inputs: tuple[AggregateInput, ...] = (),
     ) -> Announcement:
+        """A signed announcement from this node."""
         return Announcement(
             kind=kind,
             federation=self.config.federation.name,
             round=round_number,
-            cluster=CLUSTER,
+            cluster=cluster,
             blob_hash=digest,
             size=size,
             codec=CODEC,
@@ -354,9 +357,25 @@ class HospitalNode:
             inputs=inputs,
         ).signed(self._account_key)
 
+    def emit(self, event: dict[str, Any]) -> None:
+        """Report a structured event (round results, exclusions, resyncs)."""
+        self._on_event({"ts": time.time(), "node": self.name, **event})
+
+    async def on_chain(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run a (blocking) chain client call in a worker thread."""
+        return await trio.to_thread.run_sync(function, *args)
+
     async def _pump_announcements(self) -> None:
         async for announcement in self.gossip.announcements:
             self.inbox.add(announcement)
 
-    async def _on_chain(self, function: Callable[..., Any], *args: Any) -> Any:
-        return await trio.to_thread.run_sync(function, *args)
+    async def _refresh_on_demand(self) -> None:
+        """Re-read the registry when an unknown member speaks, at most once a second."""
+        while True:
+            await self._refresh_wanted.wait()
+            self._refresh_wanted = trio.Event()
+            try:
+                await self.refresh_membership()
+            except Exception as exc:  # a failed refresh must not take the node down
+                log.warning("%s: registry refresh failed: %s", self.name, exc)
+            await trio.sleep(1.0)

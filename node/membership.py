@@ -8,21 +8,44 @@ from incentive.records import MemberInfo
 
 
 class Membership:
-    """Address -> registered member, refreshed from the registry."""
+    """Address -> registered member (with its cluster), refreshed from the registry.
+
+    Only members that registered a libp2p peer id count: they are the ones that can speak.
+    """
 
     def __init__(self) -> None:
         self._by_address: dict[str, MemberInfo] = {}
 
     def update(self, members: Iterable[MemberInfo]) -> None:
-        self._by_address = {m.address.lower(): m for m in members if m.peer_id}
+        self._by_address = {m.address.lower(): m for m in members if m.peer_id and m.active}
 
     @property
     def members(self) -> list[MemberInfo]:
         return [self._by_address[a] for a in sorted(self._by_address)]
 
-    def addresses(self) -> list[str]:
-        return sorted(self._by_address)
+    def addresses(self, cluster: int | None = None) -> list[str]:
+        """Lowercase member addresses, sorted (optionally of one cluster)."""
+        return [a for a, m in sorted(self._by_address.items()) if cluster in (None, m.cluster)]
+
+    def clusters(self) -> list[int]:
+        """The clusters that have at least one registered member, ascending."""
+        return sorted({m.cluster for m in self._by_address.values()})
+
+    def cluster_of(self, address: str) -> int:
+        member = self._by_address.get(address.lower())
+        if member is None:
+            raise LookupError(f"{address} is not a registered member")
+        return member.cluster
 
     def peer_id(self, address: str) -> str | None:
         member = self._by_address.get(address.lower())
         return None if member is None else str(member.peer_id)
+
+    def peer_ids(self, exclude: str | None = None, cluster: int | None = None) -> list[str]:
+        """Peer ids of the members (optionally of one cluster), without ``exclude``'s."""
+        skip = (exclude or "").lower()
+        return [
+            m.peer_id
+            for a, m in sorted(self._by_address.items())
+            if a != skip and cluster in (None, m.cluster)
+        ]

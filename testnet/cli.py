@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -15,6 +16,8 @@ import trio
 from node.config import load_config, with_overrides
 from node.data import resolve_data_dir
 from testnet.local import LocalRun, run_local_federation
+from testnet.multiproc import MultiProcessTestnet, stop_testnet
+from testnet.scenario import load_scenario
 from testnet.report import format_table
 
 
@@ -48,6 +51,28 @@ def add_testnet_parser(subparsers: Any) -> None:
     run.add_argument("--json", action="store_true", help="print summary.json to stdout at the end")
     run.set_defaults(handler=run_testnet)
 
+    up = commands.add_parser(
+        "up",
+        help="run a scenario: anvil and one OS process per node, with faults",
+        description=(
+            "Start anvil, deploy the contracts, start one process per node of the scenario, "
+            "inject its faults on their rounds, and when the last round is final pay rewards "
+            "and write the run directory: events.jsonl, summary.json, model-final.bin, chain/, "
+            "nodes/<name>/ (config, keys, log, state) and the report."
+        ),
+    )
+    up.add_argument("--scenario", type=Path, required=True, help="scenario TOML file")
+    up.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    up.add_argument("--rounds", type=int, default=None, help="override the scenario's rounds")
+    up.add_argument("--data-dir", default=None, help="data directory (default as for run)")
+    up.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory")
+    up.add_argument("--json", action="store_true", help="print summary.json at the end")
+    up.set_defaults(handler=up_testnet)
+
+    down = commands.add_parser("down", help="stop the processes a testnet up started")
+    down.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory")
+    down.set_defaults(handler=down_testnet)
+
 
 def run_testnet(args: argparse.Namespace) -> int:
     """Handler of ``medswarm testnet run``."""
@@ -75,6 +100,42 @@ def run_testnet(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary.to_json(), indent=2, sort_keys=True))
     return 0 if summary.nodes_agree else 1
+
+
+def up_testnet(args: argparse.Namespace) -> int:
+    """Handler of ``medswarm testnet up``."""
+    scenario = load_scenario(args.scenario)
+    config = with_overrides(scenario.config, seed=args.seed, rounds=args.rounds)
+    scenario = dataclasses.replace(scenario, config=config)
+    data_dir = resolve_data_dir(args.data_dir, os.environ)
+    out = sys.stderr if args.json else sys.stdout
+    total = config.federation.rounds
+    print(
+        f"medswarm: scenario {scenario.name}, {len(scenario.nodes)} node processes, "
+        f"{total} rounds, {len(scenario.faults)} faults -> {args.out}",
+        file=out,
+    )
+
+    def on_round(round_number: int, final_hash: str, accuracy: float | None) -> None:
+        shown = "n/a" if accuracy is None else f"{accuracy:.3f}"
+        print(f"round {round_number:>3}/{total}  final {final_hash[:16]}  mean accuracy {shown}",
+              file=out, flush=True)
+
+    testnet = MultiProcessTestnet(scenario, args.out, data_dir, on_round=on_round)
+    summary = testnet.up()
+    agree = "all live nodes agree" if summary["nodes_agree"] else "NODES DISAGREE"
+    print(f"final global model {summary['final_global_hash']} ({agree})", file=out)
+    print(f"run directory: {args.out}", file=out)
+    if args.json:
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0 if summary["nodes_agree"] else 1
+
+
+def down_testnet(args: argparse.Namespace) -> int:
+    """Handler of ``medswarm testnet down``."""
+    stopped = stop_testnet(args.out)
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    return 0
 
 
 class Progress:

@@ -49,6 +49,7 @@ class LocalRun:
     out_dir: Path
     connect_timeout: float = 30.0
     forged_blob_sites: tuple[str, ...] = ()  # sites whose nodes serve corrupted blobs
+    clusters: tuple[int, ...] = ()  # cluster of each node, in site order (default: all in 0)
 
 
 async def _run_nodes(
@@ -107,13 +108,17 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
     deployment = deploy_federation(chain.w3, admin_key, chain.lock, events)
     admin = AdminClient(chain.w3, deployment, admin_key, chain.lock, events)
     members = [MemberClient(chain.w3, deployment, key, chain.lock, events) for key in member_keys]
-    for site, member in zip(sites, members, strict=True):
-        admin.admit(member.address, site.display_name)
+    clusters = run.clusters or (0,) * run.nodes
+    if len(clusters) != run.nodes:
+        raise TestnetError(f"{len(clusters)} cluster assignments given for {run.nodes} nodes")
+    for site, member, cluster in zip(sites, members, clusters, strict=True):
+        admin.admit(member.address, site.display_name, cluster)
     pool_wei = int(federation.reward_pool_eth * 10**18)
     if pool_wei:
         admin.fund_rewards(pool_wei)
 
     start_weights = initial_weights(sites, federation.seed)
+    admin.set_genesis(weights_hash(start_weights))
     round_log = RoundLog(run.out_dir / "rounds.jsonl", run.nodes)
 
     def on_event(event: dict[str, Any]) -> None:
@@ -129,6 +134,7 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
             key,
             BlobStore(run.out_dir / "nodes" / site.site / "blobs", config.network.max_blob_bytes),
             start_weights,
+            name=site.site,
             on_event=on_event,
         )
         for site, member, key in zip(sites, members, member_keys, strict=True)

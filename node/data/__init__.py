@@ -17,7 +17,7 @@ from node.data.registry import (
     site_info,
     verify_checksums,
 )
-from node.data.types import DatasetSpec, SiteData, SiteInfo
+from node.data.types import DatasetSpec, SiteData, SiteInfo, shard
 
 __all__ = [
     "DATASETS",
@@ -35,6 +35,7 @@ __all__ = [
     "load_pooled",
     "load_site",
     "resolve_data_dir",
+    "shard",
     "site_info",
     "verify_checksums",
 ]

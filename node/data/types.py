@@ -75,3 +75,24 @@ class DatasetSpec:
     download_note: str
     load_site: Callable[[SiteInfo, Path], SiteData]
     load_pooled: Callable[[Path], tuple[SiteData, ...]]
+
+
+def shard(site: SiteData, index: int, count: int) -> SiteData:
+    """Training rows ``index, index + count, ...`` of ``site`` (the test split is kept whole).
+
+    Lets several nodes share one site's data without sharing rows, e.g. two nodes per
+    hospital in a larger testnet. ``shard(site, 0, 1)`` is ``site``'s data unchanged.
+    """
+    if not 0 <= index < count:
+        raise ValueError(f"shard index {index} is not in 0..{count - 1}")
+    if count == 1:
+        return site
+    return SiteData(
+        dataset=site.dataset,
+        site=site.site,
+        display_name=f"{site.display_name} {index + 1}/{count}",
+        train_x=site.train_x[index::count].copy(),
+        train_y=site.train_y[index::count].copy(),
+        test_x=site.test_x,
+        test_y=site.test_y,
+    )

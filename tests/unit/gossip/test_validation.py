@@ -57,11 +57,21 @@ def test_tampered_announcement_is_rejected() -> None:
     assert "signed by" in decision.reason
 
 
-def test_non_member_is_rejected() -> None:
+def test_unknown_sender_is_ignored_and_reported() -> None:
+    reported: list[str] = []
+    base = policy()
+    watching = AnnouncementPolicy(
+        federation=base.federation,
+        member_peer_id=base.member_peer_id,
+        current_round=base.current_round,
+        max_blob_bytes=base.max_blob_bytes,
+        on_unknown_sender=reported.append,
+    )
     message = announcement(sender=STRANGER).signed(STRANGER_KEY)
-    decision = judge(message, PEER, policy())
-    assert decision.verdict is Verdict.REJECT
-    assert "not a member" in decision.reason
+    decision = judge(message, PEER, watching)
+    assert decision.verdict is Verdict.IGNORE
+    assert "not a known member" in decision.reason
+    assert reported == [STRANGER]
 
 
 def test_member_address_from_another_peer_is_rejected() -> None:

@@ -1,0 +1,155 @@
+"""A cluster aggregator's duty for one round, with take-over by the next in line.
+
+The Ledger orders a cluster's members for each round (``aggregatorCandidates``). The first
+candidate collects the cluster's updates (all of them, or a quorum once
+``federation.update_timeout`` has passed), checks them, scores them, averages them, records
+the aggregate on chain and announces it. Candidate ``k`` waits ``takeover_timeout`` seconds
+longer per rank and acts only if nobody has recorded the cluster's aggregate by then. The
+chain accepts one record per round and cluster, so a race between two candidates ends with
+one record that every node adopts.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING
+
+import trio
+
+from gossip.errors import GossipError
+from gossip.messages import AggregateInput, Announcement, AnnouncementKind
+from incentive.contribution import contribution_score
+from incentive.errors import ContractReverted
+from incentive.records import MemberRecord
+from node.aggregation import apply_delta, fedavg
+from node.errors import NodeError
+from node.training import evaluate
+from node.weights import Weights, decode_weights, encode_weights
+
+if TYPE_CHECKING:
+    from node.hospital import HospitalNode
+
+log = logging.getLogger(__name__)
+
+
+class AggregatorDuty:
+    """One node's part as aggregator candidate ``rank`` of ``cluster`` in ``round``."""
+
+    def __init__(self, node: HospitalNode, round_number: int, cluster: int, rank: int) -> None:
+        self.node = node
+        self.round = round_number
+        self.cluster = cluster
+        self.rank = rank
+
+    async def run(self, round_started: float) -> None:
+        """Wait for this candidate's turn, then aggregate unless someone already did."""
+        federation = self.node.config.federation
+        members = self.node.membership.addresses(cluster=self.cluster)
+        needed = max(1, math.ceil(federation.quorum * len(members)))
+        collect_until = round_started + federation.update_timeout
+        if self.rank == 0:
+            await self.node.inbox.wait_until(
+                lambda: len(self._announced(members)) >= len(members),
+                collect_until - trio.current_time(),
+            )
+        else:
+            await trio.sleep_until(collect_until + self.rank * federation.takeover_timeout)
+            if await self._recorded():
+                return
+            log.warning("%s: taking over as aggregator (rank %d) of cluster %d in round %d",
+                        self.node.name, self.rank, self.cluster, self.round)
+            self.node.emit({"event": "takeover", "round": self.round, "cluster": self.cluster,
+                            "rank": self.rank})
+        accepted = await self._collect(members, needed)
+        if accepted is None or await self._recorded():
+            return
+        await self._aggregate(accepted)
+
+    async def _collect(
+        self, members: list[str], needed: int
+    ) -> list[tuple[Announcement, Weights]] | None:
+        """Fetch and check updates until a quorum is valid; None if the round moved on."""
+        excluded: set[str] = set()
+        accepted: dict[str, tuple[Announcement, Weights]] = {}
+        while True:
+            for sender, announcement in sorted(self._announced(members).items()):
+                if sender in accepted or sender in excluded:
+                    continue
+                try:
+                    blob = await self.node.gossip.fetch(
+                        announcement.blob_hash, [announcement.peer_id]
+                    )
+                    accepted[sender] = (announcement, decode_weights(blob))
+                except (GossipError, NodeError, ValueError) as exc:
+                    excluded.add(sender)
+                    log.warning("round %d: update of %s excluded: %s", self.round, sender, exc)
+                    self.node.emit({"event": "excluded", "round": self.round,
+                                    "member": announcement.sender, "reason": str(exc)})
+            if len(accepted) >= needed:
+                return [accepted[sender] for sender in sorted(accepted)]
+            log.info("%s: cluster %d has %d of the %d valid updates round %d needs; waiting",
+                     self.node.name, self.cluster, len(accepted), needed, self.round)
+            await self.node.inbox.wait_until(
+                lambda: len(set(self._announced(members)) - excluded - set(accepted)) > 0, 1.0
+            )
+            if await self._recorded():
+                return None
+
+    async def _aggregate(self, accepted: list[tuple[Announcement, Weights]]) -> None:
+        node = self.node
+        mean_delta = fedavg([(weights, a.samples) for a, weights in accepted])
+        blob = encode_weights(mean_delta)
+        digest = node.gossip.store.put(blob)
+        records = await trio.to_thread.run_sync(self._score, accepted)
+        try:
+            await node.on_chain(
+                node.chain.record_cluster,
+                self.round,
+                self.cluster,
+                digest,
+                node.global_hash,
+                records,
+            )
+        except ContractReverted as exc:
+            if exc.error_name == "ClusterAlreadyRecorded":
+                log.info("%s: another candidate recorded cluster %d first", node.name, self.cluster)
+                return
+            raise
+        inputs = tuple(
+            AggregateInput(sender=a.sender, blob_hash=a.blob_hash, samples=a.samples)
+            for a, _ in accepted
+        )
+        total = sum(a.samples for a, _ in accepted)
+        await node.gossip.publish(
+            node.announcement(
+                AnnouncementKind.AGGREGATE, self.round, self.cluster, digest, len(blob), total,
+                inputs,
+            )
+        )
+
+    def _score(self, accepted: list[tuple[Announcement, Weights]]) -> list[MemberRecord]:
+        """Each update's effect on this node's training loss, weighted by its samples."""
+        node = self.node
+        site, start = node.site, node.global_weights
+        before = evaluate(start, site.train_x, site.train_y, site.dataset).loss
+        records = []
+        for announcement, update in accepted:
+            after = evaluate(apply_delta(start, update), site.train_x, site.train_y, site.dataset)
+            records.append(
+                MemberRecord(
+                    address=announcement.sender,
+                    update_hash=announcement.blob_hash,
+                    samples=announcement.samples,
+                    score=contribution_score(announcement.samples, before, after.loss),
+                )
+            )
+        return records
+
+    def _announced(self, members: list[str]) -> dict[str, Announcement]:
+        updates = self.node.inbox.updates(self.round)
+        return {sender: updates[sender] for sender in members if sender in updates}
+
+    async def _recorded(self) -> bool:
+        info = await self.node.on_chain(self.node.chain.cluster_record, self.round, self.cluster)
+        return info is not None

@@ -1,0 +1,41 @@
+"""``medswarm node``: run one hospital node as its own process."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+import trio
+
+from node.config import load_config
+from node.errors import ConfigError
+from node.process import run_node_process
+
+
+def add_node_parser(subparsers: Any) -> None:
+    """Register ``node`` and its sub-commands on the ``medswarm`` parser."""
+    node = subparsers.add_parser("node", help="run one hospital node")
+    commands = node.add_subparsers(dest="node_command", required=True)
+    run = commands.add_parser(
+        "run",
+        help="run a node from its config file until the federation's last round is final",
+        description=(
+            "Start a hospital node: load or create its keys, load its site's data, connect to "
+            "the chain named in [chain] and to the members the registry lists, and take part "
+            "in rounds until the last one is final. Restarted with the same config, it "
+            "resumes from its checkpoint."
+        ),
+    )
+    run.add_argument("--config", type=Path, required=True, help="the node's TOML config file")
+    run.set_defaults(handler=run_node)
+
+
+def run_node(args: argparse.Namespace) -> int:
+    """Handler of ``medswarm node run``."""
+    if not args.config.exists():
+        raise ConfigError(f"config file {args.config} does not exist")
+    config = load_config(args.config)
+    torch.set_num_threads(1)
+    return trio.run(run_node_process, config, args.config.resolve().parent)

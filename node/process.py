@@ -1,0 +1,141 @@
+"""One hospital node as its own OS process: ``medswarm node run --config node.toml``.
+
+The process loads its keys (creating them on first start), its site's data, the federation's
+deployment record and its checkpoint; registers its libp2p peer id on chain; connects to the
+members the registry lists; and takes part in rounds until the last one is final. Structured
+events go to ``node.events_file`` as JSON lines. Killed and started again with the same
+config, it resumes from its checkpoint or resyncs the current model from peers by hash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from gossip.blobs import BlobStore
+from incentive.chain import connect_rpc
+from incentive.clients import MemberClient
+from incentive.deployment import Deployment
+from node.config import MedswarmConfig
+from node.data import load_site, resolve_data_dir, shard
+from node.errors import NodeError
+from node.hospital import HospitalNode
+from node.journal import Journal
+from node.keystore import load_or_create_account_key, load_or_create_identity
+from node.model import build_model
+from node.weights import state_dict_to_weights
+
+log = logging.getLogger(__name__)
+
+
+class JsonLinesWriter:
+    """Appends one JSON object per line and flushes it (readers tail the file)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = path.open("a", buffering=1)
+        self._lock = threading.Lock()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            self._handle.write(json.dumps(event, sort_keys=True) + "\n")
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+async def run_node_process(config: MedswarmConfig, base_dir: Path) -> int:
+    """Run one node until the federation's last round is final; return an exit code."""
+    started = time.monotonic()
+    settings = config.node
+    if not settings.site:
+        raise NodeError("node.site is empty: name this node's site (e.g. site = \"cleveland\")")
+
+    def path(value: str) -> Path:
+        candidate = Path(value)
+        return candidate if candidate.is_absolute() else base_dir / candidate
+
+    data_dir = resolve_data_dir(settings.data_dir or None, os.environ)
+    site = shard(
+        load_site(config.federation.dataset, settings.site, data_dir),
+        settings.shard,
+        settings.shards,
+    )
+    name = settings.name or site.site
+    state_dir = path(settings.state_dir)
+    account_key = load_or_create_account_key(path(settings.account_key_file))
+    identity = load_or_create_identity(path(settings.identity_key_file))
+    deployment_file = path(config.chain.deployment_file)
+    try:
+        deployment = Deployment.from_json(deployment_file.read_text())
+    except FileNotFoundError as exc:
+        raise NodeError(
+            f"deployment record {deployment_file} not found: point chain.deployment_file at "
+            "the file the federation's deployer wrote"
+        ) from exc
+    w3 = connect_rpc(config.chain.url, deployment.chain_id)
+    client = MemberClient(w3, deployment, account_key)
+    initial = state_dict_to_weights(
+        build_model(site.dataset, site.n_features, config.federation.seed)
+    )
+    events = JsonLinesWriter(path(settings.events_file))
+    node = HospitalNode(
+        config,
+        site,
+        client,
+        account_key,
+        BlobStore(state_dir / "blobs", config.network.max_blob_bytes),
+        initial,
+        name=name,
+        identity=identity,
+        journal=Journal(state_dir),
+        on_event=events,
+    )
+    node.resume_from_journal()
+    try:
+        async with trio.open_nursery() as nursery:
+            await node.start(nursery)
+            if not await node.on_chain(_registered_as, client, node):
+                await node.register()
+            node.emit({"event": "node-started", "pid": os.getpid(),
+                       "startup_seconds": round(time.monotonic() - started, 3),
+                       "rss_mb": _rss_mb(), "peer_id": node.gossip.peer_id,
+                       "address": node.address, "resumed_round": node.completed_round})
+            await node.connect_to_members(settings.connect_timeout)
+            await node.run(config.federation.rounds)
+            node.emit({"event": "node-stopped", "pid": os.getpid(), "rss_mb": _rss_mb(),
+                       "global_hash": node.global_hash, "round": node.completed_round})
+            nursery.cancel_scope.cancel()
+    finally:
+        events.close()
+    return 0
+
+
+def _registered_as(client: MemberClient, node: HospitalNode) -> bool:
+    """Whether the registry already binds this account to this peer id and these addresses."""
+    for member in client.members():
+        if member.address.lower() == node.address.lower():
+            return bool(
+                member.peer_id == node.gossip.peer_id
+                and list(member.multiaddrs) == node.gossip.listen_addrs
+            )
+    raise NodeError(
+        f"account {node.address} is not a member of the federation: ask the consortium "
+        "admin to admit it first"
+    )
+
+
+def _rss_mb() -> float:
+    """This process's resident memory now, in MB (Linux)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)

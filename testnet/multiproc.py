@@ -1,0 +1,376 @@
+"""A testnet of separate node processes on anvil, with faults injected on a timeline.
+
+``medswarm testnet up --scenario FILE`` lands here. The launcher is a plain supervisor: it
+starts anvil, deploys and configures the contracts, writes each node's keys and config, starts
+one OS process per node, watches the chain to know which round is in progress, fires the
+scenario's faults (SIGKILL and restart, SIGSTOP/SIGCONT, late admission, chain restart),
+and when the last round is final, pays rewards and writes the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+
+from incentive.chain import connect_rpc
+from incentive.clients import AdminClient, MemberClient
+from incentive.deploy import deploy_federation
+from incentive.errors import ChainError
+from incentive.events import EventLog, read_events_from_chain
+from incentive.rundir import write_chain_record
+from node.config import to_toml_dict
+from node.data import load_site
+from node.keystore import load_or_create_identity
+from node.model import build_model
+from node.weights import state_dict_to_weights, weights_hash
+from testnet.anvil import AnvilChain, AnvilConfig, free_port
+from testnet.errors import TestnetError
+from testnet.events import EventCollector
+from testnet.scenario import FaultSpec, NodeSpec, Scenario
+from testnet.summary import summarise_run
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.25
+STOP_GRACE_SECONDS = 10.0
+
+
+@dataclass
+class NodeProcess:
+    """A node of the testnet: its files, its account and (while running) its OS process."""
+
+    spec: NodeSpec
+    directory: Path
+    account_key: str
+    peer_id: str
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+
+    @property
+    def address(self) -> str:
+        return str(Account.from_key(self.account_key).address)
+
+    @property
+    def multiaddr(self) -> str:
+        return f"/ip4/127.0.0.1/tcp/{self.port}/p2p/{self.peer_id}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@dataclass
+class _Timer:
+    due: float
+    action: Callable[[], None]
+
+
+@dataclass
+class MultiProcessTestnet:
+    """Runs one scenario end to end and writes its run directory."""
+
+    scenario: Scenario
+    out_dir: Path
+    data_dir: Path
+    on_round: Callable[[int, str, float | None], None] | None = None
+    nodes: dict[str, NodeProcess] = field(default_factory=dict)
+    faults_fired: list[dict[str, Any]] = field(default_factory=list)
+    _timers: list[_Timer] = field(default_factory=list)
+
+    def up(self) -> dict[str, Any]:
+        """Run the scenario; return the summary (also written to ``summary.json``)."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        started = time.time()
+        self.collector = EventCollector(self.out_dir / "events.jsonl")
+        chain_dir = self.out_dir / "chain"
+        accounts = len(self.scenario.nodes) + 1
+        self.anvil = AnvilChain(AnvilConfig(run_dir=chain_dir, accounts=accounts))
+        self.anvil.start()
+        try:
+            self._deploy()
+            self._prepare_nodes()
+            for node in self.nodes.values():
+                if node.spec.name not in self.scenario.late_joiners:
+                    self._start(node)
+            self._write_pids()
+            self._supervise(started)
+            return self._finish(started)
+        finally:
+            self.down()
+
+    def down(self) -> None:
+        """Stop every process this launcher started (nodes first, then anvil)."""
+        for node in self.nodes.values():
+            _stop_process(node.process)
+        self.anvil.stop()
+
+    # ---------------------------------------------------------------- set-up
+
+    def _deploy(self) -> None:
+        keys = self.anvil.private_keys(len(self.scenario.nodes) + 1)
+        self.admin_key, self._node_keys = keys[0], keys[1:]
+        self.w3 = connect_rpc(self.anvil.url)
+        self.events = EventLog()
+        self.deployment = deploy_federation(self.w3, self.admin_key, None, self.events)
+        self.admin = AdminClient(self.w3, self.deployment, self.admin_key, None, self.events)
+        config = self.scenario.config
+        first = self.scenario.nodes[0]
+        site = load_site(config.federation.dataset, first.site, self.data_dir)
+        model = build_model(site.dataset, site.n_features, config.federation.seed)
+        self.admin.set_genesis(weights_hash(state_dict_to_weights(model)))
+        pool = int(config.federation.reward_pool_eth * 10**18)
+        if pool:
+            self.admin.fund_rewards(pool)
+        self.pool_wei = pool
+        self.deployment_file = self.out_dir / "chain" / "deployment.json"
+        self.deployment_file.write_text(self.deployment.to_json())
+
+    def _prepare_nodes(self) -> None:
+        for spec, key in zip(self.scenario.nodes, self._node_keys, strict=True):
+            directory = self.out_dir / "nodes" / spec.name
+            directory.mkdir(parents=True, exist_ok=True)
+            key_file = directory / "account.key"
+            key_file.write_text(key.removeprefix("0x") + "\n")
+            key_file.chmod(0o600)
+            identity = load_or_create_identity(directory / "identity.key")
+            peer_id = str(_peer_id(identity))
+            node = NodeProcess(spec, directory, key, peer_id, free_port())
+            self.nodes[spec.name] = node
+            if spec.name not in self.scenario.late_joiners:
+                self.admin.admit(node.address, spec.name, spec.cluster)
+        bootstrap = next(
+            n.multiaddr for n in self.nodes.values() if n.spec.name not in self.scenario.late_joiners
+        )
+        for node in self.nodes.values():
+            self._write_node_config(node, bootstrap)
+
+    def _write_node_config(self, node: NodeProcess, bootstrap: str) -> None:
+        document = to_toml_dict(self.scenario.config)
+        document["network"]["listen_port"] = node.port
+        document["network"]["bootstrap"] = [] if bootstrap == node.multiaddr else [bootstrap]
+        document["node"] = {
+            "name": node.spec.name,
+            "site": node.spec.site,
+            "shard": node.spec.shard,
+            "shards": node.spec.shards,
+            "data_dir": str(self.data_dir),
+            "state_dir": "state",
+            "account_key_file": "account.key",
+            "identity_key_file": "identity.key",
+            "events_file": "events.jsonl",
+        }
+        document["chain"] = {"url": self.anvil.url, "deployment_file": str(self.deployment_file)}
+        (node.directory / "node.toml").write_text(_to_toml(document))
+
+    # ----------------------------------------------------------- supervision
+
+    def _start(self, node: NodeProcess) -> None:
+        log_file = (node.directory / "node.log").open("ab")
+        node.process = subprocess.Popen(
+            [sys.executable, "-m", "medswarm", "node", "run", "--config",
+             str(node.directory / "node.toml")],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        node.started_at = time.time()
+        self._write_pids()
+
+    def _supervise(self, started: float) -> None:
+        rounds = self.scenario.config.federation.rounds
+        pending = sorted(self.scenario.faults, key=lambda f: f.round)
+        reported = 0
+        deadline = started + self.scenario.timeout
+        while True:
+            now = time.time()
+            if now > deadline:
+                raise TestnetError(
+                    f"scenario {self.scenario.name!r} did not finish within "
+                    f"{self.scenario.timeout:.0f}s (round {reported} of {rounds} final); see "
+                    f"{self.out_dir}/nodes/*/node.log"
+                )
+            for timer in [t for t in self._timers if t.due <= now]:
+                self._timers.remove(timer)
+                timer.action()
+            self.collector.poll(self.nodes.values())
+            finalized = self._last_finalized()
+            if finalized is not None:
+                while reported < finalized:
+                    reported += 1
+                    if self.on_round is not None:
+                        final_hash = self.admin.final_hash(reported) or ""
+                        self.on_round(reported, final_hash, self.collector.mean_accuracy(reported))
+                while pending and pending[0].round <= finalized + 1:
+                    self._fire(pending.pop(0), finalized + 1)
+            live = [n for n in self.nodes.values() if n.running]
+            if reported >= rounds and not live and not self._timers:
+                return
+            if reported < rounds and not live and not self._timers:
+                raise TestnetError(
+                    f"every node process has exited but only {reported} of {rounds} rounds are "
+                    f"final; see {self.out_dir}/nodes/*/node.log"
+                )
+            time.sleep(POLL_SECONDS)
+
+    def _last_finalized(self) -> int | None:
+        try:
+            return int(self.admin.last_finalized_round())
+        except ChainError:
+            return None  # the chain is restarting
+
+    def _fire(self, fault: FaultSpec, round_number: int) -> None:
+        node = self.nodes.get(fault.node)
+        detail = ""
+        if fault.kind == "crash" and node is not None:
+            _kill(node.process)
+            detail = "SIGKILL"
+            if fault.restart_after is not None:
+                self._later(fault.restart_after, lambda: self._restart(node, round_number))
+                detail += f", restart after {fault.restart_after:.1f}s"
+        elif fault.kind == "straggler" and node is not None and node.process is not None:
+            os.kill(node.process.pid, signal.SIGSTOP)
+            process = node.process
+            self._later(fault.duration, lambda: _resume(process))
+            detail = f"SIGSTOP for {fault.duration:.1f}s"
+        elif fault.kind == "join" and node is not None:
+            self.admin.admit(node.address, node.spec.name, node.spec.cluster)
+            self._start(node)
+            detail = f"admitted in cluster {node.spec.cluster} and started"
+        elif fault.kind == "chain-restart":
+            self.anvil.kill()
+            self._later(fault.duration, self.anvil.restart)
+            detail = f"anvil killed, restarted from its state file after {fault.duration:.1f}s"
+        self._record_fault(fault.kind, fault.node or "chain", round_number, detail)
+
+    def _restart(self, node: NodeProcess, round_number: int) -> None:
+        self._start(node)
+        self._record_fault("restart", node.spec.name, round_number, "started again")
+
+    def _later(self, seconds: float, action: Callable[[], None]) -> None:
+        self._timers.append(_Timer(time.time() + seconds, action))
+
+    def _record_fault(self, kind: str, node: str, round_number: int, detail: str) -> None:
+        event = {"ts": time.time(), "event": "fault", "kind": kind, "node": node,
+                 "round": round_number, "detail": detail}
+        self.faults_fired.append(event)
+        self.collector.add(event)
+        log.info("fault: %s %s in round %d (%s)", kind, node, round_number, detail)
+
+    def _write_pids(self) -> None:
+        pids = {"anvil": self.anvil.pid}
+        pids.update({n.spec.name: n.process.pid for n in self.nodes.values() if n.running})
+        (self.out_dir / "testnet.json").write_text(json.dumps({"pids": pids}, indent=2) + "\n")
+
+    # ------------------------------------------------------------- results
+
+    def _finish(self, started: float) -> dict[str, Any]:
+        for node in self.nodes.values():
+            _stop_process(node.process)
+        self.collector.poll(self.nodes.values())
+        credits = self.admin.distribute().credits if self.pool_wei else {}
+        for node in self.nodes.values():
+            member = MemberClient(self.w3, self.deployment, node.account_key)
+            if member.credit(member.address):
+                member.withdraw()
+        chain_events = EventLog(read_events_from_chain(self.w3, self.deployment))
+        write_chain_record(self.out_dir, self.deployment, chain_events)
+        self.collector.write()
+        summary = summarise_run(
+            scenario=self.scenario,
+            out_dir=self.out_dir,
+            admin=self.admin,
+            nodes=list(self.nodes.values()),
+            events=self.collector.events,
+            faults=self.faults_fired,
+            seconds=time.time() - started,
+            pool_wei=self.pool_wei,
+            credits=credits,
+        )
+        (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+        return summary
+
+
+def stop_testnet(out_dir: Path) -> list[str]:
+    """``testnet down``: stop the processes a launcher recorded in ``out_dir/testnet.json``."""
+    record = out_dir / "testnet.json"
+    if not record.exists():
+        raise TestnetError(f"{record} not found: no testnet was started with --out {out_dir}")
+    stopped = []
+    for name, pid in json.loads(record.read_text()).get("pids", {}).items():
+        if pid is None:
+            continue
+        try:
+            os.killpg(int(pid), signal.SIGTERM)
+            stopped.append(name)
+        except (ProcessLookupError, PermissionError):
+            continue
+    return stopped
+
+
+def _peer_id(identity: Any) -> str:
+    from libp2p.peer.id import ID
+
+    return str(ID.from_pubkey(identity.public_key).to_base58())
+
+
+def _kill(process: subprocess.Popen[bytes] | None) -> None:
+    if process is not None and process.poll() is None:
+        process.kill()
+        process.wait(timeout=STOP_GRACE_SECONDS)
+
+
+def _resume(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGCONT)
+
+
+def _stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.kill(process.pid, signal.SIGCONT)
+    except ProcessLookupError:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=STOP_GRACE_SECONDS)
+
+
+def _to_toml(document: dict[str, dict[str, Any]]) -> str:
+    """Write the flat tables of a node config as TOML (values: str, number, bool, list)."""
+    lines = []
+    for table, values in document.items():
+        lines.append(f"[{table}]")
+        for key, value in values.items():
+            if value is None:
+                continue
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))
+

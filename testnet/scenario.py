@@ -1,0 +1,178 @@
+"""Scenario files: the nodes of a testnet, their data and clusters, and a timeline of faults.
+
+A scenario is TOML::
+
+    name = "crash-restart"
+    description = "..."
+    rounds = 20
+    seed = 0
+    timeout = 600                     # seconds for the whole run
+
+    [federation]                      # any [federation] key of the node config
+    update_timeout = 6.0
+    [training]                        # any [training] key of the node config
+    lr = 0.1
+
+    [[nodes]]
+    name = "cleveland-a"              # unique; also the node's directory name
+    site = "cleveland"                # a site of the data set
+    shard = 0                         # this node's share of the site's training rows
+    shards = 2
+    cluster = 0
+
+    [[faults]]
+    kind = "crash"                    # crash | straggler | join | chain-restart
+    node = "hungary-a"                # target node (not for chain-restart)
+    round = 5                         # fires while this round is in progress
+    restart_after = 2.0               # crash: restart after this many seconds (omit: stay down)
+    duration = 10.0                   # straggler: paused this long; chain-restart: downtime
+
+A ``join`` fault admits its node on chain and starts it when ``round`` begins; such a node is
+not started with the others.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from node.config import MedswarmConfig, config_from_dict
+from testnet.errors import TestnetError
+
+FAULT_KINDS = ("crash", "straggler", "join", "chain-restart")
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of a scenario."""
+
+    name: str
+    site: str
+    cluster: int = 0
+    shard: int = 0
+    shards: int = 1
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """One fault on the scenario's timeline."""
+
+    kind: str
+    round: int
+    node: str = ""
+    restart_after: float | None = None
+    duration: float = 5.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A parsed, checked scenario."""
+
+    name: str
+    config: MedswarmConfig
+    nodes: tuple[NodeSpec, ...]
+    faults: tuple[FaultSpec, ...] = ()
+    description: str = ""
+    timeout: float = 600.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def late_joiners(self) -> set[str]:
+        return {f.node for f in self.faults if f.kind == "join"}
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Read and check a scenario file."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise TestnetError(f"scenario file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise TestnetError(f"scenario file {path} is not valid TOML: {exc}") from exc
+    return scenario_from_dict(raw, source=str(path))
+
+
+def scenario_from_dict(raw: dict[str, Any], source: str = "scenario") -> Scenario:
+    """Build a scenario from parsed TOML, with errors that name the offending entry."""
+    known = {"name", "description", "rounds", "seed", "dataset", "timeout", "federation",
+             "training", "network", "nodes", "faults"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise TestnetError(f"{source}: unknown key {unknown[0]!r}; valid keys: {sorted(known)}")
+    federation = dict(raw.get("federation", {}))
+    for key in ("rounds", "seed", "dataset"):
+        if key in raw:
+            federation[key] = raw[key]
+    config = config_from_dict(
+        {"federation": federation, "training": raw.get("training", {}),
+         "network": raw.get("network", {})},
+        source=source,
+    )
+    nodes = tuple(_node(item, i, source) for i, item in enumerate(raw.get("nodes", [])))
+    if not nodes:
+        raise TestnetError(f"{source}: a scenario needs at least one [[nodes]] entry")
+    names = [n.name for n in nodes]
+    if len(set(names)) != len(names):
+        raise TestnetError(f"{source}: node names must be unique, got {names}")
+    faults = tuple(_fault(item, i, source, set(names)) for i, item in enumerate(raw.get("faults", [])))
+    clusters = sorted({n.cluster for n in nodes})
+    if clusters != list(range(len(clusters))):
+        raise TestnetError(f"{source}: clusters must be numbered 0, 1, ... without gaps: {clusters}")
+    return Scenario(
+        name=str(raw.get("name", Path(source).stem)),
+        config=config,
+        nodes=nodes,
+        faults=faults,
+        description=str(raw.get("description", "")),
+        timeout=float(raw.get("timeout", 600.0)),
+    )
+
+
+def _node(item: Any, index: int, source: str) -> NodeSpec:
+    if not isinstance(item, dict):
+        raise TestnetError(f"{source}: nodes[{index}] must be a table")
+    allowed = {"name", "site", "cluster", "shard", "shards"}
+    unknown = sorted(set(item) - allowed)
+    if unknown or "site" not in item:
+        raise TestnetError(
+            f"{source}: nodes[{index}] needs 'site' and takes only {sorted(allowed)}; got "
+            f"{sorted(item)}"
+        )
+    spec = NodeSpec(
+        name=str(item.get("name", item["site"])),
+        site=str(item["site"]),
+        cluster=int(item.get("cluster", 0)),
+        shard=int(item.get("shard", 0)),
+        shards=int(item.get("shards", 1)),
+    )
+    if not 0 <= spec.shard < spec.shards:
+        raise TestnetError(f"{source}: nodes[{index}] shard must be in 0..shards-1")
+    return spec
+
+
+def _fault(item: Any, index: int, source: str, names: set[str]) -> FaultSpec:
+    if not isinstance(item, dict):
+        raise TestnetError(f"{source}: faults[{index}] must be a table")
+    allowed = {"kind", "node", "round", "restart_after", "duration"}
+    unknown = sorted(set(item) - allowed)
+    if unknown:
+        raise TestnetError(f"{source}: faults[{index}]: unknown key(s) {unknown}")
+    kind = item.get("kind")
+    if kind not in FAULT_KINDS:
+        raise TestnetError(f"{source}: faults[{index}].kind must be one of {FAULT_KINDS}")
+    node = str(item.get("node", ""))
+    if kind != "chain-restart" and node not in names:
+        raise TestnetError(f"{source}: faults[{index}] names unknown node {node!r}")
+    round_number = item.get("round")
+    if not isinstance(round_number, int) or round_number < 1:
+        raise TestnetError(f"{source}: faults[{index}].round must be a round number >= 1")
+    restart = item.get("restart_after")
+    return FaultSpec(
+        kind=kind,
+        round=round_number,
+        node=node,
+        restart_after=None if restart is None else float(restart),
+        duration=float(item.get("duration", 5.0)),
+    )

@@ -1,0 +1,98 @@
+"""``summary.json`` of a multi-process run: did the live nodes agree, and who got what."""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from incentive.clients import AdminClient
+
+if TYPE_CHECKING:
+    from testnet.multiproc import NodeProcess
+    from testnet.scenario import Scenario
+
+
+def summarise_run(
+    *,
+    scenario: Scenario,
+    out_dir: Path,
+    admin: AdminClient,
+    nodes: Sequence[NodeProcess],
+    events: list[dict[str, Any]],
+    faults: list[dict[str, Any]],
+    seconds: float,
+    pool_wei: int,
+    credits: dict[str, int],
+) -> dict[str, Any]:
+    """Build the run summary from the chain (the truth) and the nodes' own events."""
+    federation = scenario.config.federation
+    final_round = int(admin.last_finalized_round())
+    final_hash = admin.final_hash(final_round) if final_round else None
+    stopped = {e["node"]: e for e in events if e.get("event") == "node-stopped"}
+    started = {e["node"]: e for e in events if e.get("event") == "node-started"}
+    finished_hashes = {str(e["global_hash"]) for e in stopped.values()}
+    nodes_agree = bool(stopped) and finished_hashes == {final_hash}
+    model_path = _copy_final_model(out_dir, nodes, final_hash)
+    last_round = {}
+    for event in events:
+        if event.get("event") == "round":
+            last_round[str(event["node"])] = event
+    hospitals = []
+    for node in nodes:
+        latest = last_round.get(node.spec.name, {})
+        credit_key = next((a for a in credits if a.lower() == node.address.lower()), None)
+        hospitals.append(
+            {
+                "name": node.spec.name,
+                "site": node.spec.site,
+                "cluster": node.spec.cluster,
+                "address": node.address,
+                "samples": latest.get("samples"),
+                "federated_accuracy": latest.get("test_accuracy"),
+                "last_round": latest.get("round"),
+                "contribution": int(admin.contribution(node.address)),
+                "reward_wei": credits.get(credit_key, 0) if credit_key else 0,
+                "reward": credits.get(credit_key, 0) if credit_key else 0,
+                "finished": node.spec.name in stopped,
+                "final_hash": stopped.get(node.spec.name, {}).get("global_hash"),
+                "startup_seconds": started.get(node.spec.name, {}).get("startup_seconds"),
+                "rss_mb": stopped.get(node.spec.name, {}).get("rss_mb"),
+            }
+        )
+    for hospital in hospitals:
+        hospital["reward_eth"] = hospital["reward_wei"] / 10**18
+    final_accuracies = [
+        float(e["test_accuracy"]) for e in last_round.values() if e.get("round") == final_round
+    ]
+    return {
+        "scenario": scenario.name,
+        "dataset": federation.dataset,
+        "seed": federation.seed,
+        "rounds": federation.rounds,
+        "final_round": final_round,
+        "nodes_agree": nodes_agree,
+        "final_global_hash": final_hash,
+        "final_model": str(model_path) if model_path else None,
+        "final_mean_accuracy": statistics.fmean(final_accuracies) if final_accuracies else None,
+        "metric_name": "accuracy",
+        "final_mean_metric": statistics.fmean(final_accuracies) if final_accuracies else None,
+        "seconds": round(seconds, 2),
+        "faults": faults,
+        "hospitals": hospitals,
+        "chain": {"kind": "anvil", "reward_pool_wei": pool_wei},
+    }
+
+
+def _copy_final_model(out_dir: Path, nodes: Sequence[NodeProcess], digest: str | None) -> Path | None:
+    if not digest:
+        return None
+    for node in nodes:
+        blob = node.directory / "state" / "blobs" / digest
+        if blob.is_file():
+            target = out_dir / "model-final.bin"
+            shutil.copyfile(blob, target)
+            return target
+    return None
