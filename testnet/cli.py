@@ -16,6 +16,7 @@ from node.config import load_config, with_overrides
 from node.data import resolve_data_dir
 from testnet.local import LocalRun, run_local_federation
 from testnet.report import format_table
+from testnet.report_cli import add_report_parser
 
 
 def add_testnet_parser(subparsers: Any) -> None:
@@ -47,6 +48,7 @@ def add_testnet_parser(subparsers: Any) -> None:
     run.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory")
     run.add_argument("--json", action="store_true", help="print summary.json to stdout at the end")
     run.set_defaults(handler=run_testnet)
+    add_report_parser(commands)
 
 
 def run_testnet(args: argparse.Namespace) -> int:
