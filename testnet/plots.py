@@ -16,7 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from testnet.event_log import FaultEvent, RoundEvent
 from testnet.run_data import HospitalRow, RunData
@@ -147,6 +147,7 @@ def contribution_figure(hospitals: Sequence[HospitalRow], colour: Callable[[str]
         ax.set_ylabel(ylabel)
         ax.set_xlabel("hospital")
         ax.margins(y=0.15)
+        ax.yaxis.set_major_formatter(FuncFormatter(_tick))
         ax.grid(axis="y", alpha=0.3)
     return fig
 
@@ -178,6 +179,9 @@ def traffic_figure(rounds: Sequence[RoundEvent], faults: Sequence[FaultEvent]) -
     bottom.set_title("Round time (slowest node)")
     bottom.set_xlabel("round")
     bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
+    numbers = [e.round for e in rounds]
+    if numbers:
+        bottom.set_xlim(min(numbers) - 0.7, max(numbers) + 0.7)
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
     return fig
@@ -200,7 +204,9 @@ def _mark_faults(ax: Axes, faults: Sequence[FaultEvent], *, labelled: bool) -> N
     labels: dict[int, list[str]] = defaultdict(list)
     for fault in faults:
         if fault.round is not None:
-            labels[fault.round].append(f"{fault.kind} {fault.node}".strip())
+            # "chain-restart chain" says nothing more than "chain-restart"
+            node = "" if fault.node in fault.kind else fault.node
+            labels[fault.round].append(f"{fault.kind} {node}".strip())
     for number in labels:
         ax.axvline(number, color=FAULT_COLOUR, linestyle=":", linewidth=1.3, alpha=0.8)
     if labelled and labels:
@@ -236,6 +242,10 @@ def _short(value: float | None) -> str:
     if value is None:
         return "n/a"
     return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _tick(value: float, _position: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:g}"
 
 
 def _save(fig: Figure, path: Path) -> None:

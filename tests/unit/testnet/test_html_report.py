@@ -76,7 +76,7 @@ def write_run(run_dir: Path, *, summary: bool = True, agree: bool = True) -> Non
                 "startup_seconds": 1.25 + node,
             }
         )
-    accuracy = {
+    accuracy: dict[int, list[float | None]] = {
         1: [0.60, 0.55, 0.50],
         2: [0.70, None, 0.60],
         3: [0.75, 0.62, 0.68],
