@@ -19,6 +19,7 @@ from testnet.local import LocalRun, run_local_federation
 from testnet.multiproc import MultiProcessTestnet, stop_testnet
 from testnet.scenario import load_scenario
 from testnet.report import format_table
+from testnet.report_cli import add_report_parser
 
 
 def add_testnet_parser(subparsers: Any) -> None:
@@ -50,6 +51,7 @@ def add_testnet_parser(subparsers: Any) -> None:
     run.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory")
     run.add_argument("--json", action="store_true", help="print summary.json to stdout at the end")
     run.set_defaults(handler=run_testnet)
+    add_report_parser(commands)
 
     up = commands.add_parser(
         "up",
