@@ -32,6 +32,7 @@ from node.simulate import initial_weights, run_local_only
 from node.weights import encode_weights, weights_hash
 from testnet.attacks import serve_forged_blobs
 from testnet.errors import TestnetError
+from testnet.html_report import write_report
 from testnet.report import HospitalSummary, RoundLog, RunSummary, write_summary
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
 
     start_weights = initial_weights(sites, federation.seed)
     admin.set_genesis(weights_hash(start_weights))
-    round_log = RoundLog(run.out_dir / "rounds.jsonl", run.nodes)
+    round_log = RoundLog(run.out_dir / "rounds.jsonl", run.nodes, run.out_dir / "events.jsonl")
 
     def on_event(event: dict[str, Any]) -> None:
         line = round_log.record(event)
@@ -194,6 +195,7 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
         },
     )
     write_summary(run.out_dir / "summary.json", summary)
+    write_report(run.out_dir)
     return summary
 
 

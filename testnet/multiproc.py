@@ -36,6 +36,7 @@ from node.model import build_model
 from node.weights import state_dict_to_weights, weights_hash
 from testnet.anvil import AnvilChain, AnvilConfig, free_port
 from testnet.errors import TestnetError
+from testnet.html_report import write_report
 from testnet.events import EventCollector
 from testnet.scenario import FaultSpec, NodeSpec, Scenario
 from testnet.summary import summarise_run
@@ -300,6 +301,7 @@ class MultiProcessTestnet:
             credits=credits,
         )
         (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+        write_report(self.out_dir)
         return summary
 
 

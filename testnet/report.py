@@ -55,17 +55,23 @@ class RunSummary:
 class RoundLog:
     """Collects per-node round events and writes one ``rounds.jsonl`` line per round."""
 
-    def __init__(self, path: Path, node_count: int) -> None:
+    def __init__(self, path: Path, node_count: int, events_path: Path | None = None) -> None:
         self.path = path
+        self.events_path = events_path
         self.node_count = node_count
         self._pending: dict[int, list[dict[str, Any]]] = {}
         self.completed: list[dict[str, Any]] = []
         self._excluded: dict[int, list[dict[str, Any]]] = {}
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("")
+        if events_path is not None:
+            events_path.write_text("")
 
     def record(self, event: dict[str, Any]) -> dict[str, Any] | None:
         """Take one node event; return the round line once every node has reported."""
+        if self.events_path is not None:
+            with self.events_path.open("a") as handle:
+                handle.write(json.dumps(event, sort_keys=True) + "\n")
         if event.get("event") == "excluded":
             entry = {"member": event["member"], "by": event["node"], "reason": event["reason"]}
             self._excluded.setdefault(int(event["round"]), []).append(entry)
