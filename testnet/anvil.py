@@ -129,14 +129,17 @@ class AnvilChain:
 
     @property
     def run_dir(self) -> Path:
+        """Where the state file, cache and log live."""
         return self.config.run_dir
 
     @property
     def state_file(self) -> Path:
+        """``anvil-state.json`` in the run directory."""
         return self.run_dir / STATE_FILE
 
     @property
     def log_file(self) -> Path:
+        """``anvil.log`` in the run directory."""
         return self.run_dir / LOG_FILE
 
     @property
@@ -158,12 +161,14 @@ class AnvilChain:
 
     @property
     def running(self) -> bool:
+        """Whether the anvil process is alive."""
         return self._process is not None and self._process.poll() is None
 
     def start(self) -> AnvilChain:
         """Start anvil (loading the state file if there is one) and wait until RPC answers."""
         if self.running:
             raise AnvilError(f"anvil is already running at {self.url} (pid {self.pid})")
+        self._terminate(kill_only=True)  # reap a process that exited on its own, close its log
         binary = find_anvil(self.config.binary)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self._port is None:
