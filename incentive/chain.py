@@ -61,11 +61,16 @@ def connect_rpc(url: str, chain_id: int | None = None, timeout: float = 10.0) ->
     """Connect to a JSON-RPC node; raise ChainUnavailable if nothing answers at ``url``.
 
     ``chain_id``, when given, must match the node's (guards against signing for the wrong
-    network). ``timeout`` bounds each HTTP request in seconds.
+    network). ``timeout`` bounds each HTTP request in seconds. web3.py's own retrying is
+    turned off: :class:`incentive.tx.TransactionSender` retries an unreachable node with its
+    ``RetryPolicy``, and this first probe fails fast.
     """
     if not url.startswith(("http://", "https://")):
         raise ChainUnavailable(url, "only http:// and https:// URLs are supported")
-    w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": timeout}))
+    provider = HTTPProvider(
+        url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None
+    )
+    w3 = Web3(provider)
     try:
         actual = int(w3.eth.chain_id)
     except Exception as exc:  # requests and web3 raise many types for an unreachable node

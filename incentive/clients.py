@@ -20,6 +20,7 @@ from incentive.deployment import event_decoder as _event_decoder
 from incentive.events import EventLog
 from incentive.hashes import hash_bytes, hash_hex
 from incentive.records import DistributionResult, MemberInfo, MemberRecord, RoundInfo
+from incentive.retry import DEFAULT_RETRY, RetryPolicy
 from incentive.tx import TransactionSender, TxOutcome
 
 MULTIADDR_SEPARATOR = ","
@@ -36,12 +37,14 @@ class FederationClient:
         private_key: str | bytes,
         lock: AbstractContextManager[Any] | None = None,
         event_log: EventLog | None = None,
+        *,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         self.w3 = w3
         self.deployment = deployment
         self._contracts = bind_contracts(w3, deployment)
         self._sender = TransactionSender(
-            w3, private_key, lock, event_log, _event_decoder(deployment)
+            w3, private_key, lock, event_log, _event_decoder(deployment), retry=retry
         )
 
     @property

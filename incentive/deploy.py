@@ -9,6 +9,7 @@ from typing import Any
 from contracts import load_artifact
 from incentive.deployment import LEDGER, REGISTRY, REWARD_POOL, Deployment, event_decoder
 from incentive.events import EventLog
+from incentive.retry import DEFAULT_RETRY, RetryPolicy
 from incentive.tx import TransactionSender, TxOutcome
 
 logger = logging.getLogger(__name__)
@@ -19,10 +20,12 @@ def deploy_federation(
     admin_key: str | bytes,
     lock: AbstractContextManager[Any] | None = None,
     event_log: EventLog | None = None,
+    *,
+    retry: RetryPolicy = DEFAULT_RETRY,
 ) -> Deployment:
     """Deploy the three contracts from ``admin_key`` and name Ledger and RewardPool in the
     Registry; the admin account becomes the consortium admin."""
-    sender = TransactionSender(w3, admin_key, lock, event_log)
+    sender = TransactionSender(w3, admin_key, lock, event_log, retry=retry)
 
     def deploy(name: str, *args: Any) -> tuple[str, TxOutcome]:
         artifact = load_artifact(name)

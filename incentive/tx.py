@@ -5,6 +5,11 @@ in-process chain, anvil or a consortium node; every transaction waits for its re
 revert surfaces as :class:`ContractReverted` naming the contract's custom error. Each
 :class:`TransactionSender` is one lane: its transactions go out one at a time, so nonces stay
 ordered when several threads share a client.
+
+While the node cannot be reached, every request is retried with backoff (``RetryPolicy``,
+:mod:`incentive.retry`). A transaction is signed once and the same raw bytes are re-sent after
+an outage, so it keeps its nonce and hash: it is mined at most once, and it is sent again if a
+restarted node lost it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from incentive.abi_codec import EventDecoder, revert_data
 from incentive.deployment import error_decoder
 from incentive.errors import ChainError, ContractReverted, TransactionTimeout
 from incentive.events import EventLog, EventRecord, decode_logs
+from incentive.retry import DEFAULT_RETRY, RetryPolicy, call_with_retry, endpoint, is_unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +39,10 @@ DEFAULT_TIP_WEI = 10**9
 # On the in-process chain gas estimation runs the EVM a dozen times (a binary search in
 # Python); a single eth_call catches reverts just as well, and unused gas costs nothing there.
 EMBEDDED_GAS_LIMIT = 10_000_000
+# How nodes answer a raw transaction they already hold or have mined (geth, anvil, Besu,
+# Nethermind), and one whose nonce is used up.
+_ALREADY_KNOWN = ("already known", "already imported", "known transaction", "alreadyknown")
+_NONCE_USED = ("nonce too low", "nonce_too_low", "oldnonce")
 
 
 @dataclass(frozen=True)
@@ -90,12 +100,14 @@ class TransactionSender:
         decoder: EventDecoder | None = None,
         *,
         receipt_timeout: float = 120.0,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         self.w3 = w3
         self.account = Account.from_key(private_key)
         self.event_log = event_log
         self.decoder = decoder
         self.receipt_timeout = receipt_timeout
+        self.retry = retry
         self._chain_lock: AbstractContextManager[Any] = lock if lock is not None else nullcontext()
         self._lane = threading.Lock()
         self._chain_id: int | None = None
@@ -108,9 +120,15 @@ class TransactionSender:
 
     def call(self, contract: str, function: str, fn: Any) -> Any:
         """Run a view function; reverts raise ContractReverted."""
-        try:
+
+        def attempt() -> Any:
             with self._chain_lock:
                 return fn.call({"from": self.address})
+
+        try:
+            return self._retrying(attempt, f"{contract}.{function}")
+        except ChainError:
+            raise
         except Exception as exc:
             raise reverted(contract, function, exc) from exc
 
@@ -145,26 +163,15 @@ class TransactionSender:
         build: Callable[[dict[str, Any]], Any],
         value: int,
     ) -> TxOutcome:
+        what = f"{contract}.{function}"
         with self._lane:
-            with self._chain_lock:
-                params: dict[str, Any] = {"from": self.address, "value": value}
-                try:
-                    gas = gas_limit(params)
-                except Exception as exc:
-                    raise reverted(contract, function, exc) from exc
-                params.update(self._fee_fields())
-                params.update(
-                    gas=gas,
-                    nonce=int(self.w3.eth.get_transaction_count(self.address, "pending")),
-                    chainId=self._cached_chain_id(),
-                )
-                try:
-                    signed = self.account.sign_transaction(build(params))
-                    tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-                except Exception as exc:  # nonce, funds or transport trouble
-                    raise ChainError(f"{contract}.{function}: sending failed: {exc}") from exc
-            receipt = self._wait_for_receipt(tx_hash)
-        hex_hash = "0x" + bytes(tx_hash).hex()
+            signed = self._retrying(
+                lambda: self._sign(contract, function, gas_limit, build, value), what
+            )
+            self._retrying(lambda: self._submit(signed, what), what)
+            receipt = self._wait_for_receipt(signed, what)
+            tx_hash = signed.hash
+        hex_hash = _hex(tx_hash)
         if int(receipt["status"]) != 1:
             raise ContractReverted(
                 contract,
@@ -194,6 +201,87 @@ class TransactionSender:
             contract_address=str(created) if created else None,
         )
 
+    def _retrying(self, fn: Callable[[], Any], what: str) -> Any:
+        return call_with_retry(fn, self.retry, endpoint(self.w3), what)
+
+    def _sign(
+        self,
+        contract: str,
+        function: str,
+        gas_limit: Callable[[dict[str, Any]], int],
+        build: Callable[[dict[str, Any]], Any],
+        value: int,
+    ) -> Any:
+        """Estimate gas, pick fees and the nonce, and sign; nothing is sent yet."""
+        with self._chain_lock:
+            params: dict[str, Any] = {"from": self.address, "value": value}
+            try:
+                gas = gas_limit(params)
+            except Exception as exc:
+                if is_unreachable(exc):
+                    raise
+                raise reverted(contract, function, exc) from exc
+            params.update(self._fee_fields())
+            params.update(
+                gas=gas,
+                nonce=int(self.w3.eth.get_transaction_count(self.address, "pending")),
+                chainId=self._cached_chain_id(),
+            )
+            try:
+                return self.account.sign_transaction(build(params))
+            except Exception as exc:
+                if is_unreachable(exc):
+                    raise
+                raise ChainError(f"{contract}.{function}: signing failed: {exc}") from exc
+
+    def _submit(self, signed: Any, what: str) -> None:
+        """Send the signed bytes; a node that already has them (or mined them) is fine."""
+        try:
+            with self._chain_lock:
+                self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        except Exception as exc:
+            if is_unreachable(exc):
+                raise
+            message = str(exc).lower()
+            if any(m in message for m in _ALREADY_KNOWN):
+                logger.debug("%s: node already holds transaction %s", what, _hex(signed.hash))
+                return
+            if any(m in message for m in _NONCE_USED):
+                if self._receipt(signed) is not None:
+                    logger.debug("%s: transaction %s already mined", what, _hex(signed.hash))
+                    return
+                raise ChainError(
+                    f"{what}: transaction {_hex(signed.hash)} can never be mined: its nonce is "
+                    f"used by another transaction from {self.address}; sign with each key in "
+                    "one client only"
+                ) from exc
+            raise ChainError(f"{what}: sending failed: {exc}") from exc
+
+    def _receipt(self, signed: Any) -> Any:
+        try:
+            with self._chain_lock:
+                return self.w3.eth.get_transaction_receipt(signed.hash)
+        except TransactionNotFound:
+            return None
+
+    def _poll(self, signed: Any, what: str) -> Any:
+        """The receipt, or None; re-sends the transaction if the node no longer knows it."""
+        receipt = self._receipt(signed)
+        if receipt is not None or self._embedded:
+            return receipt
+        try:
+            with self._chain_lock:
+                self.w3.eth.get_transaction(signed.hash)
+            return None  # pending
+        except TransactionNotFound:
+            pass
+        # Mined in between, or lost (a node restarted from older state): send it again.
+        receipt = self._receipt(signed)
+        if receipt is None:
+            logger.warning("%s: node lost transaction %s; re-sending it", what, _hex(signed.hash))
+            self._submit(signed, what)
+        return receipt
+
     def _cached_chain_id(self) -> int:
         if self._chain_id is None:
             self._chain_id = int(self.w3.eth.chain_id)
@@ -209,19 +297,21 @@ class TransactionSender:
             tip = DEFAULT_TIP_WEI
         return {"maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * int(base_fee) + tip}
 
-    def _wait_for_receipt(self, tx_hash: Any) -> Any:
+    def _wait_for_receipt(self, signed: Any, what: str) -> Any:
         deadline = time.monotonic() + self.receipt_timeout
         delay = 0.01
         while True:
-            try:
-                with self._chain_lock:
-                    return self.w3.eth.get_transaction_receipt(tx_hash)
-            except TransactionNotFound:
-                pass
+            receipt = self._retrying(lambda: self._poll(signed, what), what)
+            if receipt is not None:
+                return receipt
             if time.monotonic() >= deadline:
                 raise TransactionTimeout(
-                    f"transaction 0x{bytes(tx_hash).hex()} not mined within "
+                    f"transaction {_hex(signed.hash)} not mined within "
                     f"{self.receipt_timeout:.0f} s; is the chain producing blocks?"
                 )
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
+
+
+def _hex(tx_hash: Any) -> str:
+    return "0x" + bytes(tx_hash).hex()

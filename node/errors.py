@@ -69,3 +69,7 @@ class ConfigError(NodeError, ValueError):
 
 class RoundFailed(NodeError):
     """A round could not complete on this node (no quorum, no aggregate, bad aggregate)."""
+
+
+class KeyFileError(NodeError):
+    """A key file is malformed, too widely readable, or cannot be written."""
