@@ -9,6 +9,7 @@ and when the last round is final, pays rewards and writes the run directory.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -235,9 +236,14 @@ class MultiProcessTestnet:
     def _fire(self, fault: FaultSpec, round_number: int) -> None:
         node = self.nodes.get(fault.node)
         detail = ""
+        if fault.kind == "crash-aggregator":
+            first = self.admin.aggregator_candidates(round_number, fault.cluster)[0]
+            node = next(n for n in self.nodes.values() if n.address.lower() == first.lower())
+            fault = dataclasses.replace(fault, kind="crash", node=node.spec.name)
+            detail = f"first aggregator candidate of cluster {fault.cluster}; "
         if fault.kind == "crash" and node is not None:
             _kill(node.process)
-            detail = "SIGKILL"
+            detail += "SIGKILL"
             if fault.restart_after is not None:
                 self._later(fault.restart_after, lambda: self._restart(node, round_number))
                 detail += f", restart after {fault.restart_after:.1f}s"

@@ -21,8 +21,9 @@ A scenario is TOML::
     cluster = 0
 
     [[faults]]
-    kind = "crash"                    # crash | straggler | join | chain-restart
-    node = "hungary-a"                # target node (not for chain-restart)
+    kind = "crash"                    # crash | crash-aggregator | straggler | join | chain-restart
+    node = "hungary-a"                # target node (not for crash-aggregator, chain-restart)
+    cluster = 0                       # crash-aggregator: whose first aggregator candidate
     round = 5                         # fires while this round is in progress
     restart_after = 2.0               # crash: restart after this many seconds (omit: stay down)
     duration = 10.0                   # straggler: paused this long; chain-restart: downtime
@@ -41,7 +42,7 @@ from typing import Any
 from node.config import MedswarmConfig, config_from_dict
 from testnet.errors import TestnetError
 
-FAULT_KINDS = ("crash", "straggler", "join", "chain-restart")
+FAULT_KINDS = ("crash", "crash-aggregator", "straggler", "join", "chain-restart")
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class FaultSpec:
     node: str = ""
     restart_after: float | None = None
     duration: float = 5.0
+    cluster: int = 0
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,7 @@ def _node(item: Any, index: int, source: str) -> NodeSpec:
 def _fault(item: Any, index: int, source: str, names: set[str]) -> FaultSpec:
     if not isinstance(item, dict):
         raise TestnetError(f"{source}: faults[{index}] must be a table")
-    allowed = {"kind", "node", "round", "restart_after", "duration"}
+    allowed = {"kind", "node", "round", "restart_after", "duration", "cluster"}
     unknown = sorted(set(item) - allowed)
     if unknown:
         raise TestnetError(f"{source}: faults[{index}]: unknown key(s) {unknown}")
@@ -163,7 +165,7 @@ def _fault(item: Any, index: int, source: str, names: set[str]) -> FaultSpec:
     if kind not in FAULT_KINDS:
         raise TestnetError(f"{source}: faults[{index}].kind must be one of {FAULT_KINDS}")
     node = str(item.get("node", ""))
-    if kind != "chain-restart" and node not in names:
+    if kind not in ("chain-restart", "crash-aggregator") and node not in names:
         raise TestnetError(f"{source}: faults[{index}] names unknown node {node!r}")
     round_number = item.get("round")
     if not isinstance(round_number, int) or round_number < 1:
@@ -175,4 +177,5 @@ def _fault(item: Any, index: int, source: str, names: set[str]) -> FaultSpec:
         node=node,
         restart_after=None if restart is None else float(restart),
         duration=float(item.get("duration", 5.0)),
+        cluster=int(item.get("cluster", 0)),
     )
