@@ -27,19 +27,24 @@ contract Ledger is ILedger {
         uint32 blockNumber;
     }
 
+    /// A final round. Records go to the open round only, so its cluster count lives in
+    /// `_openClustersRecorded` and is copied here when the round becomes final.
     struct Round {
         bytes32 finalHash;
-        uint32 clustersRecorded;
         /// Block in which the round became final (0 = not final).
         uint64 finalizedAt;
+        uint32 clustersRecorded;
     }
 
     IRegistry public immutable registry;
     /// Hash of the shared initial model: round 1's previous global hash (0 = not set yet).
     bytes32 public genesisHash;
 
+    // One storage slot, written by every record and every finalization.
     uint64 private _lastFinalizedRound;
-    uint192 private _totalContribution;
+    /// Clusters recorded so far in the open round (_lastFinalizedRound + 1).
+    uint32 private _openClustersRecorded;
+    uint160 private _totalContribution;
     mapping(address => uint256) public contribution;
     mapping(uint64 => Round) private _rounds;
     mapping(uint64 => mapping(uint16 => ClusterRecord)) private _clusters;
@@ -157,7 +162,7 @@ contract Ledger is ILedger {
             totalSamples: totalSamples,
             blockNumber: uint32(block.number)
         });
-        _rounds[round].clustersRecorded += 1;
+        _openClustersRecorded += 1;
         emit ClusterRecorded(
             round,
             cluster,
@@ -176,11 +181,13 @@ contract Ledger is ILedger {
     function attest(uint64 round, bytes32 globalHash) external {
         (bool active, uint256 index,) = registry.membership(msg.sender);
         if (!active) revert NotMember(msg.sender);
-        Round storage r = _rounds[round];
-        bool alreadyFinal = r.finalizedAt != 0;
+        uint64 lastFinal = _lastFinalizedRound;
+        // Rounds become final in order, so the rounds up to lastFinal are exactly the final ones.
+        bool alreadyFinal = round != 0 && round <= lastFinal;
         if (alreadyFinal) {
-            if (globalHash != r.finalHash) revert HashMismatch(round, r.finalHash, globalHash);
-        } else if (r.clustersRecorded < registry.clusterCount()) {
+            bytes32 finalHash_ = _rounds[round].finalHash;
+            if (globalHash != finalHash_) revert HashMismatch(round, finalHash_, globalHash);
+        } else if (round != lastFinal + 1 || _openClustersRecorded < registry.clusterCount()) {
             revert RoundIncomplete(round);
         }
         uint256 bit = 1 << (index & 255);
@@ -191,9 +198,12 @@ contract Ledger is ILedger {
         votes[round][globalHash] = count;
         emit Attested(round, msg.sender, globalHash);
         if (!alreadyFinal && count >= quorum()) {
+            Round storage r = _rounds[round];
             r.finalHash = globalHash;
             r.finalizedAt = uint64(block.number);
+            r.clustersRecorded = _openClustersRecorded;
             _lastFinalizedRound = round;
+            _openClustersRecorded = 0;
             emit RoundFinalized(round, globalHash, count);
         }
     }
@@ -236,9 +246,15 @@ contract Ledger is ILedger {
         )
     {
         Round storage r = _rounds[round];
-        finalized = r.finalizedAt != 0;
-        if (finalized) attestationsForFinal = votes[round][r.finalHash];
-        return (r.clustersRecorded, finalized, r.finalHash, attestationsForFinal);
+        uint64 lastFinal = _lastFinalizedRound;
+        finalized = round != 0 && round <= lastFinal;
+        if (finalized) {
+            clustersRecorded = r.clustersRecorded;
+            attestationsForFinal = votes[round][r.finalHash];
+        } else if (round == lastFinal + 1) {
+            clustersRecorded = _openClustersRecorded;
+        }
+        return (clustersRecorded, finalized, r.finalHash, attestationsForFinal);
     }
 
     /// @notice The final global hash of `round` (0 while it is not final).
@@ -331,7 +347,7 @@ contract Ledger is ILedger {
             scoreSum += scores[i];
         }
         if (sampleSum > type(uint64).max) revert SamplesOverflow();
-        _totalContribution += uint192(scoreSum);
+        _totalContribution += uint160(scoreSum);
         return (keccak256(packed), uint64(sampleSum));
     }
 
