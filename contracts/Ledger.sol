@@ -4,42 +4,66 @@ pragma solidity ^0.8.28;
 import {ILedger} from "./ILedger.sol";
 import {IRegistry} from "./IRegistry.sol";
 
-/// @title Per-round commitments, attestations and cumulative contribution scores.
-/// @notice Round r (r = 1, 2, ...) is recorded once, in order, by its expected aggregator:
-/// the member at index r % memberCount in admission order. A record stores a compact
-/// commitment; per-member detail goes into `UpdateRecorded` events. Members then attest the
-/// global hash; the round is final once ceil(2/3 of memberCount) members have attested.
+/// @title Two-tier round ledger: per-cluster records, per-hash attestations, contributions.
+/// @notice Round r (r = 1, 2, ...) opens when round r-1 is final (round 1 when the genesis
+/// hash is set). In an open round each cluster's aggregate is recorded once, by any member of
+/// that cluster: the first valid record wins, so an aggregator that takes over from a silent
+/// one either records first or learns from `ClusterAlreadyRecorded` that it lost. Who should
+/// try first is `aggregatorCandidates(round, cluster)`; the deadlines between candidates are
+/// the nodes' business, not the chain's. Once every cluster is recorded, members attest the
+/// global hash they computed; votes are counted per hash and the first hash to reach
+/// `quorum()` (ceil(2/3 of the members)) becomes the round's final hash.
 contract Ledger is ILedger {
     /// Bytes per member record in the `recordsHash` preimage:
     /// address (20) | updateHash (32) | samples (8, big-endian) | score (8, big-endian).
     uint256 private constant RECORD_BYTES = 68;
 
-    struct Round {
-        bytes32 globalHash;
-        bytes32 previousGlobalHash;
+    /// The commitment of one cluster's aggregate in one round (3 storage slots).
+    struct ClusterRecord {
+        bytes32 aggregateHash;
         bytes32 recordsHash;
         address aggregator;
-        uint48 blockNumber;
-        uint32 attestations;
-        bool finalized;
+        uint64 totalSamples;
+        uint32 blockNumber;
+    }
+
+    /// A final round. Records go to the open round only, so its cluster count lives in
+    /// `_openClustersRecorded` and is copied here when the round becomes final.
+    struct Round {
+        bytes32 finalHash;
+        /// Block in which the round became final (0 = not final).
+        uint64 finalizedAt;
+        uint32 clustersRecorded;
     }
 
     IRegistry public immutable registry;
+    /// Hash of the shared initial model: round 1's previous global hash (0 = not set yet).
+    bytes32 public genesisHash;
 
-    uint64 private _lastRecordedRound;
-    uint192 private _totalContribution;
+    // One storage slot, written by every record and every finalization.
+    uint64 private _lastFinalizedRound;
+    /// Clusters recorded so far in the open round (_lastFinalizedRound + 1).
+    uint32 private _openClustersRecorded;
+    uint160 private _totalContribution;
     mapping(address => uint256) public contribution;
     mapping(uint64 => Round) private _rounds;
+    mapping(uint64 => mapping(uint16 => ClusterRecord)) private _clusters;
+    /// Attestations per round and global hash.
+    mapping(uint64 => mapping(bytes32 => uint256)) public votes;
     /// Attestation bitmaps: bit (index % 256) of word (index / 256) is set once the member
     /// with that admission index attested the round.
     mapping(uint64 => mapping(uint256 => uint256)) private _attestedBits;
 
-    event RoundRecorded(
+    event GenesisSet(bytes32 genesisHash);
+    event ClusterRecorded(
         uint64 indexed round,
-        bytes32 globalHash,
+        uint16 indexed cluster,
+        bytes32 aggregateHash,
         bytes32 previousGlobalHash,
         bytes32 recordsHash,
-        address aggregator
+        address aggregator,
+        uint64 totalSamples,
+        uint256 candidateRank
     );
     event UpdateRecorded(
         uint64 indexed round, address indexed member, bytes32 updateHash, uint64 samples, uint64 score
@@ -47,107 +71,200 @@ contract Ledger is ILedger {
     event Attested(uint64 indexed round, address indexed member, bytes32 globalHash);
     event RoundFinalized(uint64 indexed round, bytes32 globalHash, uint256 attestations);
 
+    error NotAdmin(address caller);
+    error GenesisAlreadySet();
+    error ZeroHash();
+    error GenesisNotSet();
     error NotMember(address caller);
-    error NoMembers();
-    error WrongAggregator(address caller, address expected);
-    error RoundAlreadyRecorded(uint64 round);
-    error RoundNotNext(uint64 round, uint64 expected);
+    error NotInCluster(address account, uint16 cluster);
+    error ClusterAlreadyRecorded(uint64 round, uint16 cluster);
+    error RoundNotOpen(uint64 round, uint64 expected);
+    error PreviousHashMismatch(uint64 round, bytes32 expected, bytes32 given);
     error LengthMismatch();
     error NoRecords();
     error RecordsNotSorted(uint256 index);
     error UnknownMember(address member);
-    error RoundNotRecorded(uint64 round);
+    error SamplesOverflow();
+    error RoundIncomplete(uint64 round);
     error AlreadyAttested(uint64 round, address member);
-    error HashMismatch(uint64 round, bytes32 recorded, bytes32 attested);
+    error HashMismatch(uint64 round, bytes32 finalHash, bytes32 attested);
 
     constructor(IRegistry registry_) {
         registry = registry_;
     }
 
-    /// @notice The member allowed to record `round`: members[round % memberCount].
-    function expectedAggregator(uint64 round) public view returns (address) {
-        uint256 count = registry.memberCount();
-        if (count == 0) revert NoMembers();
-        return registry.memberAt(round % count);
+    /// @notice Set the hash of the shared initial model (registry admin, once, non-zero).
+    function setGenesis(bytes32 initialModelHash) external {
+        if (msg.sender != registry.admin()) revert NotAdmin(msg.sender);
+        if (genesisHash != bytes32(0)) revert GenesisAlreadySet();
+        if (initialModelHash == bytes32(0)) revert ZeroHash();
+        genesisHash = initialModelHash;
+        emit GenesisSet(initialModelHash);
     }
 
-    /// @notice Members whose attestations finalize a round: ceil(2 * memberCount / 3).
+    /// @notice Members whose attestations of one hash finalize a round: ceil(2n/3).
     function quorum() public view returns (uint256) {
         return (2 * registry.memberCount() + 2) / 3;
     }
 
-    function lastRecordedRound() external view returns (uint64) {
-        return _lastRecordedRound;
+    function lastFinalizedRound() external view returns (uint64) {
+        return _lastFinalizedRound;
     }
 
     function totalContribution() external view returns (uint256) {
         return _totalContribution;
     }
 
-    /// @notice Record round `round`. Records must be sorted by member address, strictly
-    /// ascending (which also rules out duplicates); every named member must be admitted.
-    function recordRound(
+    /// @notice The members of `cluster` ordered by keccak256(round, cluster, member) (packed:
+    /// uint64 | uint16 | address), ascending. Index 0 aggregates the cluster in `round`; index
+    /// 1 takes over if it stays silent, and so on.
+    function aggregatorCandidates(uint64 round, uint16 cluster)
+        external
+        view
+        returns (address[] memory candidates)
+    {
+        candidates = registry.clusterMembers(cluster);
+        uint256 n = candidates.length;
+        bytes32[] memory keys = new bytes32[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            address member = candidates[i];
+            bytes32 key = _candidateKey(round, cluster, member);
+            uint256 j = i;
+            for (; j > 0 && keys[j - 1] > key; --j) {
+                keys[j] = keys[j - 1];
+                candidates[j] = candidates[j - 1];
+            }
+            keys[j] = key;
+            candidates[j] = member;
+        }
+    }
+
+    /// @notice Record the aggregate of `cluster` in the open round. The caller must belong to
+    /// the cluster; records are sorted by member address, strictly ascending (no duplicates),
+    /// and name members of the cluster only.
+    function recordCluster(
         uint64 round,
-        bytes32 globalHash,
+        uint16 cluster,
+        bytes32 aggregateHash,
         bytes32 previousGlobalHash,
         address[] calldata members,
         bytes32[] calldata updateHashes,
         uint64[] calldata samples,
         uint64[] calldata scores
     ) external {
-        _checkRecorder(round);
-        (bytes32 recordsHash, uint256 roundTotal) =
-            _storeRecords(round, members, updateHashes, samples, scores);
-        _commitRound(round, globalHash, previousGlobalHash, recordsHash, roundTotal);
+        _checkRecordable(round, cluster, previousGlobalHash);
+        (bytes32 recordsHash, uint64 totalSamples) =
+            _storeRecords(round, cluster, members, updateHashes, samples, scores);
+        _clusters[round][cluster] = ClusterRecord({
+            aggregateHash: aggregateHash,
+            recordsHash: recordsHash,
+            aggregator: msg.sender,
+            totalSamples: totalSamples,
+            blockNumber: uint32(block.number)
+        });
+        _openClustersRecorded += 1;
+        emit ClusterRecorded(
+            round,
+            cluster,
+            aggregateHash,
+            previousGlobalHash,
+            recordsHash,
+            msg.sender,
+            totalSamples,
+            _candidateRank(round, cluster, msg.sender)
+        );
     }
 
-    /// @notice Attest that the caller computed the same global model for `round`.
+    /// @notice Attest that the caller computed `globalHash` as the global model of `round`.
+    /// Before the round is final any hash may be attested, and the first hash whose votes
+    /// reach `quorum()` becomes final. Afterwards only the final hash is accepted.
     function attest(uint64 round, bytes32 globalHash) external {
-        (bool active, uint256 index) = registry.memberIndex(msg.sender);
+        (bool active, uint256 index,) = registry.membership(msg.sender);
         if (!active) revert NotMember(msg.sender);
-        Round storage r = _rounds[round];
-        if (r.aggregator == address(0)) revert RoundNotRecorded(round);
-        if (r.globalHash != globalHash) revert HashMismatch(round, r.globalHash, globalHash);
+        uint64 lastFinal = _lastFinalizedRound;
+        // Rounds become final in order, so the rounds up to lastFinal are exactly the final ones.
+        bool alreadyFinal = round != 0 && round <= lastFinal;
+        if (alreadyFinal) {
+            bytes32 finalHash_ = _rounds[round].finalHash;
+            if (globalHash != finalHash_) revert HashMismatch(round, finalHash_, globalHash);
+        } else if (round != lastFinal + 1 || _openClustersRecorded < registry.clusterCount()) {
+            revert RoundIncomplete(round);
+        }
         uint256 bit = 1 << (index & 255);
         uint256 word = _attestedBits[round][index >> 8];
         if (word & bit != 0) revert AlreadyAttested(round, msg.sender);
         _attestedBits[round][index >> 8] = word | bit;
-        uint32 count = r.attestations + 1;
-        r.attestations = count;
+        uint256 count = votes[round][globalHash] + 1;
+        votes[round][globalHash] = count;
         emit Attested(round, msg.sender, globalHash);
-        if (!r.finalized && count >= quorum()) {
-            r.finalized = true;
+        if (!alreadyFinal && count >= quorum()) {
+            Round storage r = _rounds[round];
+            r.finalHash = globalHash;
+            r.finalizedAt = uint64(block.number);
+            r.clustersRecorded = _openClustersRecorded;
+            _lastFinalizedRound = round;
+            _openClustersRecorded = 0;
             emit RoundFinalized(round, globalHash, count);
         }
     }
 
-    function roundInfo(uint64 round)
+    /// @notice The commitment of `cluster` in `round` (all zero when not recorded). The
+    /// previous hash is the one the record was checked against: genesis or round-1's final.
+    function clusterRecord(uint64 round, uint16 cluster)
         external
         view
         returns (
-            bytes32 globalHash,
+            bytes32 aggregateHash,
             bytes32 previousGlobalHash,
             bytes32 recordsHash,
             address aggregator,
-            uint256 blockNumber,
-            uint256 attestations,
-            bool finalized
+            uint256 totalSamples,
+            uint256 blockNumber
         )
     {
-        Round storage r = _rounds[round];
+        ClusterRecord storage c = _clusters[round][cluster];
+        if (c.aggregator == address(0)) return (0, 0, 0, address(0), 0, 0);
         return (
-            r.globalHash,
-            r.previousGlobalHash,
-            r.recordsHash,
-            r.aggregator,
-            r.blockNumber,
-            r.attestations,
-            r.finalized
+            c.aggregateHash,
+            _previousHash(round),
+            c.recordsHash,
+            c.aggregator,
+            c.totalSamples,
+            c.blockNumber
         );
     }
 
-    function isFinal(uint64 round) external view returns (bool) {
-        return _rounds[round].finalized;
+    /// @notice How far `round` got: clusters recorded, and its final hash once final.
+    function roundStatus(uint64 round)
+        external
+        view
+        returns (
+            uint256 clustersRecorded,
+            bool finalized,
+            bytes32 finalHash_,
+            uint256 attestationsForFinal
+        )
+    {
+        Round storage r = _rounds[round];
+        uint64 lastFinal = _lastFinalizedRound;
+        finalized = round != 0 && round <= lastFinal;
+        if (finalized) {
+            clustersRecorded = r.clustersRecorded;
+            attestationsForFinal = votes[round][r.finalHash];
+        } else if (round == lastFinal + 1) {
+            clustersRecorded = _openClustersRecorded;
+        }
+        return (clustersRecorded, finalized, r.finalHash, attestationsForFinal);
+    }
+
+    /// @notice The final global hash of `round` (0 while it is not final).
+    function finalHash(uint64 round) external view returns (bytes32) {
+        return _rounds[round].finalHash;
+    }
+
+    /// @notice Block in which `round` became final (0 while it is not final).
+    function finalizedAt(uint64 round) external view returns (uint256) {
+        return _rounds[round].finalizedAt;
     }
 
     function hasAttested(uint64 round, address member) external view returns (bool) {
@@ -155,23 +272,60 @@ contract Ledger is ILedger {
         return active && (_attestedBits[round][index >> 8] >> (index & 255)) & 1 == 1;
     }
 
-    function _checkRecorder(uint64 round) private view {
-        if (!registry.isMember(msg.sender)) revert NotMember(msg.sender);
-        if (_rounds[round].aggregator != address(0)) revert RoundAlreadyRecorded(round);
-        uint64 next = _lastRecordedRound + 1;
-        if (round != next) revert RoundNotNext(round, next);
-        address expected = expectedAggregator(round);
-        if (msg.sender != expected) revert WrongAggregator(msg.sender, expected);
+    function _checkRecordable(uint64 round, uint16 cluster, bytes32 previousGlobalHash)
+        private
+        view
+    {
+        (bool active,, uint16 callerCluster) = registry.membership(msg.sender);
+        if (!active) revert NotMember(msg.sender);
+        if (callerCluster != cluster) revert NotInCluster(msg.sender, cluster);
+        if (_clusters[round][cluster].aggregator != address(0)) {
+            revert ClusterAlreadyRecorded(round, cluster);
+        }
+        uint64 open = _lastFinalizedRound + 1;
+        if (round != open) revert RoundNotOpen(round, open);
+        bytes32 expected = _previousHash(round);
+        if (expected == bytes32(0)) revert GenesisNotSet();
+        if (previousGlobalHash != expected) {
+            revert PreviousHashMismatch(round, expected, previousGlobalHash);
+        }
+    }
+
+    /// The global hash round `round` builds on: genesis for round 1, else round-1's final.
+    function _previousHash(uint64 round) private view returns (bytes32) {
+        return round <= 1 ? genesisHash : _rounds[round - 1].finalHash;
+    }
+
+    function _candidateKey(uint64 round, uint16 cluster, address member)
+        private
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encodePacked(round, cluster, member));
+    }
+
+    /// Position of `member` in aggregatorCandidates(round, cluster).
+    function _candidateRank(uint64 round, uint16 cluster, address member)
+        private
+        view
+        returns (uint256 rank)
+    {
+        address[] memory list = registry.clusterMembers(cluster);
+        bytes32 own = _candidateKey(round, cluster, member);
+        for (uint256 i = 0; i < list.length; ++i) {
+            if (_candidateKey(round, cluster, list[i]) < own) ++rank;
+        }
     }
 
     /// Credits scores, emits one UpdateRecorded per member and hashes the packed records.
     function _storeRecords(
         uint64 round,
+        uint16 cluster,
         address[] calldata members,
         bytes32[] calldata updateHashes,
         uint64[] calldata samples,
         uint64[] calldata scores
-    ) private returns (bytes32 recordsHash, uint256 roundTotal) {
+    ) private returns (bytes32 recordsHash, uint64 totalSamples) {
         uint256 n = members.length;
         if (updateHashes.length != n || samples.length != n || scores.length != n) {
             revert LengthMismatch();
@@ -179,51 +333,28 @@ contract Ledger is ILedger {
         if (n == 0) revert NoRecords();
         bytes memory packed = _newRecordBuffer(n);
         address previous = address(0);
+        uint256 sampleSum = 0;
+        uint256 scoreSum = 0;
         for (uint256 i = 0; i < n; ++i) {
             address member = members[i];
             if (uint160(member) <= uint160(previous)) revert RecordsNotSorted(i);
             previous = member;
-            roundTotal +=
-                _storeRecord(round, packed, i, member, updateHashes[i], samples[i], scores[i]);
+            _checkInCluster(member, cluster);
+            _pack(packed, i, member, updateHashes[i], samples[i], scores[i]);
+            contribution[member] += scores[i];
+            emit UpdateRecorded(round, member, updateHashes[i], samples[i], scores[i]);
+            sampleSum += samples[i];
+            scoreSum += scores[i];
         }
-        recordsHash = keccak256(packed);
+        if (sampleSum > type(uint64).max) revert SamplesOverflow();
+        _totalContribution += uint160(scoreSum);
+        return (keccak256(packed), uint64(sampleSum));
     }
 
-    function _storeRecord(
-        uint64 round,
-        bytes memory packed,
-        uint256 i,
-        address member,
-        bytes32 updateHash,
-        uint64 sampleCount,
-        uint64 score
-    ) private returns (uint64) {
-        if (!registry.isMember(member)) revert UnknownMember(member);
-        _pack(packed, i, member, updateHash, sampleCount, score);
-        contribution[member] += score;
-        emit UpdateRecorded(round, member, updateHash, sampleCount, score);
-        return score;
-    }
-
-    function _commitRound(
-        uint64 round,
-        bytes32 globalHash,
-        bytes32 previousGlobalHash,
-        bytes32 recordsHash,
-        uint256 roundTotal
-    ) private {
-        _rounds[round] = Round({
-            globalHash: globalHash,
-            previousGlobalHash: previousGlobalHash,
-            recordsHash: recordsHash,
-            aggregator: msg.sender,
-            blockNumber: uint48(block.number),
-            attestations: 0,
-            finalized: false
-        });
-        _lastRecordedRound = round;
-        _totalContribution += uint192(roundTotal);
-        emit RoundRecorded(round, globalHash, previousGlobalHash, recordsHash, msg.sender);
+    function _checkInCluster(address member, uint16 cluster) private view {
+        (bool active,, uint16 memberCluster) = registry.membership(member);
+        if (!active) revert UnknownMember(member);
+        if (memberCluster != cluster) revert NotInCluster(member, cluster);
     }
 
     /// A buffer for `n` packed records, allocated with 32 spare bytes past its length because

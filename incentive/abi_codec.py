@@ -1,7 +1,7 @@
 """Decoding what contracts return: custom errors from revert data, events from logs.
 
 Both decoders are built from the committed ABIs, so a revert surfaces with its Solidity error
-name (``WrongAggregator``) and an event with its name and typed arguments.
+name (``ClusterAlreadyRecorded``) and an event with its name and typed arguments.
 """
 
 from __future__ import annotations

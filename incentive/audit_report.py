@@ -22,30 +22,53 @@ class UpdateEntry:
 
 
 @dataclass(frozen=True)
-class RoundEntry:
-    """One recorded round: its commitment, its updates and its attestations."""
+class ClusterEntry:
+    """One cluster's recorded aggregate in a round, with the updates it was built from.
 
-    round: int
-    global_hash: str
+    ``candidate_rank`` is the aggregator's place in the round's failover order (0 = first
+    choice; higher means earlier candidates stayed silent).
+    """
+
+    cluster: int
+    aggregate_hash: str
     previous_hash: str
     records_hash: str
     aggregator: str
     aggregator_name: str
+    candidate_rank: int
+    total_samples: int
     block_number: int
     transaction_hash: str
-    finalized: bool
-    attestations: int
-    attesters: list[str] = field(default_factory=list)
     updates: list[UpdateEntry] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
+class RoundEntry:
+    """One round: its clusters, the votes per global hash and, once final, the final hash.
+
+    ``attestations`` and ``attesters`` count the final hash only; ``votes`` maps every
+    attested hash to its number of attestations (competing hashes show up there).
+    """
+
+    round: int
+    final_hash: str | None
+    previous_hash: str
+    finalized: bool
+    finalized_block: int | None
+    attestations: int
+    attesters: list[str] = field(default_factory=list)
+    votes: dict[str, int] = field(default_factory=dict)
+    clusters: list[ClusterEntry] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class MemberTotals:
-    """A member's standing: contribution score and rewards (wei)."""
+    """A member's standing: cluster, contribution score and rewards (wei)."""
 
     address: str
     name: str
     peer_id: str
+    cluster: int
     contribution: int
     credited: int
     withdrawn: int
@@ -77,6 +100,7 @@ class AuditReport:
     registry: str
     ledger: str
     rewards: str
+    genesis_hash: str | None
     rounds: list[RoundEntry]
     members: list[MemberTotals]
     epochs: list[EpochEntry]
@@ -91,7 +115,7 @@ class AuditReport:
         return not self.problems
 
     def round_by_number(self, number: int) -> RoundEntry | None:
-        """The recorded round ``number``, if any."""
+        """The round ``number``, if anything was recorded for it."""
         return next((r for r in self.rounds if r.round == number), None)
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,36 +128,26 @@ class AuditReport:
 
 
 def render_text(report: AuditReport) -> str:
-    """A human-readable report: members, then per round each hospital's update."""
+    """A human-readable report: members, then per round and cluster each hospital's update."""
     lines = [
         f"Federation on chain {report.chain_id} (from {report.source})",
         f"  registry {report.registry}",
         f"  ledger   {report.ledger}",
         f"  rewards  {report.rewards}",
+        f"  genesis  {report.genesis_hash or '(not set)'}",
         "",
         "Members",
-        f"  {'HOSPITAL':<20} {'ADDRESS':<42} {'CONTRIBUTION':>14} {'CREDITED wei':>24} "
-        f"{'WITHDRAWN wei':>24}",
+        f"  {'HOSPITAL':<20} {'CLUSTER':>7} {'ADDRESS':<42} {'CONTRIBUTION':>14} "
+        f"{'CREDITED wei':>24} {'WITHDRAWN wei':>24}",
     ]
     for m in report.members:
         lines.append(
-            f"  {m.name:<20} {m.address:<42} {m.contribution:>14} {m.credited:>24} "
-            f"{m.withdrawn:>24}"
+            f"  {m.name:<20} {m.cluster:>7} {m.address:<42} {m.contribution:>14} "
+            f"{m.credited:>24} {m.withdrawn:>24}"
         )
     names = {m.address: m.name for m in report.members}
     for r in report.rounds:
-        status = "final" if r.finalized else "not final"
-        lines += [
-            "",
-            f"Round {r.round}  global {r.global_hash}",
-            f"  previous {r.previous_hash}",
-            f"  aggregator {r.aggregator_name} ({r.aggregator}), block {r.block_number}, "
-            f"{status}, {r.attestations} attestation(s)",
-            f"  attested by {', '.join(names.get(a, a) for a in r.attesters) or 'nobody'}",
-            f"  {'HOSPITAL':<20} {'UPDATE HASH':<64} {'SAMPLES':>10} {'SCORE':>14}",
-        ]
-        for u in r.updates:
-            lines.append(f"  {u.name:<20} {u.update_hash:<64} {u.samples:>10} {u.score:>14}")
+        lines += ["", *_round_lines(r, names)]
     lines += [
         "",
         f"Rewards: funded {report.funded} wei, credited {report.credited} wei, "
@@ -146,5 +160,34 @@ def render_text(report: AuditReport) -> str:
         lines.append(f"PROBLEMS ({len(report.problems)}):")
         lines += [f"  - {p}" for p in report.problems]
     else:
-        lines.append("Checks passed: records hashes, round chain, aggregators, quorum, rewards.")
+        lines.append(
+            "Checks passed: records hashes, round chain, aggregator candidates, quorum, rewards."
+        )
     return "\n".join(lines) + "\n"
+
+
+def _round_lines(r: RoundEntry, names: dict[str, str]) -> list[str]:
+    if r.finalized:
+        status = f"final in block {r.finalized_block}, {r.attestations} attestation(s)"
+        head = f"Round {r.round}  final {r.final_hash}"
+    else:
+        status = "NOT final"
+        head = f"Round {r.round}  (no final hash)"
+    lines = [
+        head,
+        f"  previous {r.previous_hash}",
+        f"  {status}; attested by {', '.join(names.get(a, a) for a in r.attesters) or 'nobody'}",
+    ]
+    for digest, count in r.votes.items():
+        if digest != r.final_hash:
+            lines.append(f"  other hash {digest}: {count} vote(s)")
+    for c in r.clusters:
+        lines += [
+            f"  Cluster {c.cluster}  aggregate {c.aggregate_hash}",
+            f"    aggregator {c.aggregator_name} ({c.aggregator}), candidate rank "
+            f"{c.candidate_rank}, block {c.block_number}, {c.total_samples} samples",
+            f"    {'HOSPITAL':<20} {'UPDATE HASH':<64} {'SAMPLES':>10} {'SCORE':>14}",
+        ]
+        for u in c.updates:
+            lines.append(f"    {u.name:<20} {u.update_hash:<64} {u.samples:>10} {u.score:>14}")
+    return lines

@@ -4,9 +4,9 @@
     medswarm audit --rpc URL --registry ADDR [--json]
     medswarm audit verify MODEL (--run-dir RUN | --rpc URL --registry ADDR) [--json]
 
-Exit codes: ``audit`` 0 when every check passed, 1 when it found problems; ``verify`` 0 when a
-recorded round produced the model, 1 when none did; 2 for unusable input (missing or garbled
-run directory, unreachable chain), reported by the top-level CLI as ``error: ...``.
+Exit codes: ``audit`` 0 when every check passed, 1 when it found problems; ``verify`` 0 when the
+model is the final global model of a round, 1 when it is not; 2 for unusable input (missing or
+garbled run directory, unreachable chain), reported by the top-level CLI as ``error: ...``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from incentive.audit import (
     source_from_run_dir,
     verify_model,
 )
-from incentive.audit_report import render_text
+from incentive.audit_report import RoundEntry, render_text
 from incentive.chain import connect_rpc
 from incentive.errors import AuditError, ChainError
 from medswarm.errors import MedswarmError
@@ -39,8 +39,9 @@ def add_audit_parser(
         "audit",
         help="trace models to rounds, hospitals, scores and rewards; check the arithmetic",
         description=(
-            "Report every recorded round (global hash, each hospital's update hash, samples "
-            "and score), members' contributions and rewards, and check them. Exit 0 when all "
+            "Report every round (final global hash, attestations, and per cluster the "
+            "aggregate, its aggregator and each hospital's update hash, samples and score), "
+            "members' contributions and rewards, and check them. Exit 0 when all "
             "checks pass, 1 when problems are found, 2 on unusable input."
         ),
     )
@@ -52,8 +53,8 @@ def add_audit_parser(
         "verify",
         help="find the round that produced a model file",
         description=(
-            "Print the recorded round whose global hash is the SHA-256 of MODEL (exit 0), or "
-            "say that no recorded round produced it (exit 1)."
+            "Print the round whose final global hash is the SHA-256 of MODEL (exit 0), or "
+            "say that no round finalized it (exit 1)."
         ),
     )
     verify.add_argument("model", type=Path, help="model file to look up")
@@ -130,24 +131,41 @@ def run_verify(args: argparse.Namespace) -> int:
     found = verify_model(model, report)
     digest = file_sha256(model)
     if getattr(args, "json", False):
-        print(
-            json.dumps(
-                {
-                    "model": str(model),
-                    "sha256": digest,
-                    "round": None if found is None else found.round,
-                    "finalized": None if found is None else found.finalized,
-                    "aggregator": None if found is None else found.aggregator,
-                }
-            )
-        )
+        print(json.dumps(_verify_json(model, digest, found)))
     elif found is None:
-        print(f"{model} (sha256 {digest}) was not produced by any recorded round")
+        print(f"{model} (sha256 {digest}) is not the final model of any round")
     else:
-        status = "final" if found.finalized else "NOT final"
+        aggregators = "; ".join(
+            f"cluster {c.cluster}: {c.aggregator_name} ({c.aggregator}), candidate rank "
+            f"{c.candidate_rank}"
+            for c in found.clusters
+        )
         print(
-            f"{model} is the global model of round {found.round} (sha256 {digest}); recorded "
-            f"by {found.aggregator_name} ({found.aggregator}) in block {found.block_number}, "
-            f"{status} with {found.attestations} attestation(s)"
+            f"{model} is the final global model of round {found.round} (sha256 {digest}); "
+            f"final in block {found.finalized_block} with {found.attestations} "
+            f"attestation(s); aggregated by {aggregators}"
         )
     return 0 if found is not None else 1
+
+
+def _verify_json(model: Path, digest: str, found: RoundEntry | None) -> dict[str, Any]:
+    return {
+        "model": str(model),
+        "sha256": digest,
+        "round": None if found is None else found.round,
+        "finalized": None if found is None else found.finalized,
+        "finalized_block": None if found is None else found.finalized_block,
+        "attestations": None if found is None else found.attestations,
+        "clusters": []
+        if found is None
+        else [
+            {
+                "cluster": c.cluster,
+                "aggregate_hash": c.aggregate_hash,
+                "aggregator": c.aggregator,
+                "aggregator_name": c.aggregator_name,
+                "candidate_rank": c.candidate_rank,
+            }
+            for c in found.clusters
+        ],
+    }

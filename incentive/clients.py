@@ -19,12 +19,24 @@ from incentive.deployment import LEDGER, REGISTRY, REWARD_POOL, Deployment, bind
 from incentive.deployment import event_decoder as _event_decoder
 from incentive.events import EventLog
 from incentive.hashes import hash_bytes, hash_hex
-from incentive.records import DistributionResult, MemberInfo, MemberRecord, RoundInfo
+from incentive.records import (
+    ClusterInfo,
+    DistributionResult,
+    MemberInfo,
+    MemberRecord,
+    RoundStatus,
+    sort_records,
+)
 from incentive.retry import DEFAULT_RETRY, RetryPolicy
 from incentive.tx import TransactionSender, TxOutcome
 
 MULTIADDR_SEPARATOR = ","
 _ZERO_ADDRESS = "0x" + "00" * 20
+_ZERO_HASH = bytes(32)
+
+
+def _hash_or_none(value: bytes) -> str | None:
+    return None if bytes(value) == _ZERO_HASH else hash_hex(value)
 
 
 class FederationClient:
@@ -62,38 +74,97 @@ class FederationClient:
 
     def members(self) -> list[MemberInfo]:
         """All admitted members in admission order."""
-        result = []
-        for address in self._call(REGISTRY, "members"):
-            name, peer_id, multiaddrs, active, admitted_at = self._call(
-                REGISTRY, "memberInfo", address
-            )
-            result.append(
-                MemberInfo(
-                    address=to_checksum_address(address),
-                    name=name,
-                    peer_id=peer_id,
-                    multiaddrs=[a for a in multiaddrs.split(MULTIADDR_SEPARATOR) if a],
-                    active=bool(active),
-                    admitted_at=int(admitted_at),
-                )
-            )
-        return result
+        return [self.member_info(address) for address in self._call(REGISTRY, "members")]
+
+    def member_info(self, address: str) -> MemberInfo:
+        """What the Registry holds about ``address`` (``active`` False for a non-member)."""
+        checksummed = to_checksum_address(address)
+        name, peer_id, multiaddrs, active, admitted_at, cluster = self._call(
+            REGISTRY, "memberInfo", checksummed
+        )
+        return MemberInfo(
+            address=checksummed,
+            name=name,
+            peer_id=peer_id,
+            multiaddrs=[a for a in multiaddrs.split(MULTIADDR_SEPARATOR) if a],
+            active=bool(active),
+            admitted_at=int(admitted_at),
+            cluster=int(cluster),
+        )
 
     def is_member(self, address: str) -> bool:
         """Whether ``address`` is an admitted member."""
         return bool(self._call(REGISTRY, "isMember", to_checksum_address(address)))
 
-    def expected_aggregator(self, round: int) -> str:
-        """The member allowed to record ``round`` (members[round % count])."""
-        return str(to_checksum_address(self._call(LEDGER, "expectedAggregator", round)))
+    def cluster_of(self, address: str) -> int:
+        """The cluster of member ``address`` (ContractReverted NotMember for others)."""
+        return int(self._call(REGISTRY, "clusterOf", to_checksum_address(address)))
+
+    def cluster_count(self) -> int:
+        """Number of clusters; they are numbered 0..cluster_count()-1."""
+        return int(self._call(REGISTRY, "clusterCount"))
+
+    def cluster_members(self, cluster: int) -> list[str]:
+        """Members of ``cluster`` in admission order."""
+        return [to_checksum_address(a) for a in self._call(REGISTRY, "clusterMembers", cluster)]
+
+    def aggregator_candidates(self, round: int, cluster: int) -> list[str]:
+        """The cluster's members in failover order for ``round`` (index 0 aggregates)."""
+        found = self._call(LEDGER, "aggregatorCandidates", round, cluster)
+        return [to_checksum_address(a) for a in found]
 
     def quorum(self) -> int:
-        """Attestations needed to finalize a round now: ceil(2/3 of the member count)."""
+        """Attestations of one hash needed to finalize a round now: ceil(2/3 of members)."""
         return int(self._call(LEDGER, "quorum"))
 
-    def last_recorded_round(self) -> int:
-        """Highest recorded round (0 before the first)."""
-        return int(self._call(LEDGER, "lastRecordedRound"))
+    def genesis_hash(self) -> str | None:
+        """Hash of the shared initial model (round 1's previous hash); None until set."""
+        return _hash_or_none(self._call(LEDGER, "genesisHash"))
+
+    def last_finalized_round(self) -> int:
+        """Highest final round (0 before the first); round this + 1 is the open one."""
+        return int(self._call(LEDGER, "lastFinalizedRound"))
+
+    def final_hash(self, round: int) -> str | None:
+        """The final global hash of ``round``, or None while it is not final."""
+        return _hash_or_none(self._call(LEDGER, "finalHash", round))
+
+    def cluster_record(self, round: int, cluster: int) -> ClusterInfo | None:
+        """The commitment of ``cluster`` in ``round``, or None if it is not recorded."""
+        aggregate, previous, records, aggregator, samples, block = self._call(
+            LEDGER, "clusterRecord", round, cluster
+        )
+        if aggregator == _ZERO_ADDRESS:
+            return None
+        return ClusterInfo(
+            round=round,
+            cluster=cluster,
+            aggregate_hash=hash_hex(aggregate),
+            previous_hash=hash_hex(previous),
+            records_hash=hash_hex(records),
+            aggregator=to_checksum_address(aggregator),
+            total_samples=int(samples),
+            block_number=int(block),
+        )
+
+    def round_status(self, round: int) -> RoundStatus:
+        """Clusters recorded in ``round`` and, once final, its hash and attestations."""
+        clusters, finalized, final, attestations = self._call(LEDGER, "roundStatus", round)
+        return RoundStatus(
+            round=round,
+            clusters_recorded=int(clusters),
+            finalized=bool(finalized),
+            final_hash=hash_hex(final) if finalized else None,
+            attestations=int(attestations),
+        )
+
+    def votes(self, round: int, global_hash: bytes | str) -> int:
+        """Attestations of ``global_hash`` for ``round``."""
+        return int(self._call(LEDGER, "votes", round, hash_bytes(global_hash)))
+
+    def has_attested(self, round: int, address: str) -> bool:
+        """Whether ``address`` attested ``round`` (any hash)."""
+        return bool(self._call(LEDGER, "hasAttested", round, to_checksum_address(address)))
 
     def contribution(self, address: str) -> int:
         """Cumulative contribution score of a member."""
@@ -102,31 +173,6 @@ class FederationClient:
     def total_contribution(self) -> int:
         """Sum of all recorded scores."""
         return int(self._call(LEDGER, "totalContribution"))
-
-    def round_info(self, round: int) -> RoundInfo | None:
-        """The commitment of ``round``, or None if it is not recorded."""
-        info = self._call(LEDGER, "roundInfo", round)
-        global_hash, previous, records, aggregator, block, attestations, finalized = info
-        if aggregator == _ZERO_ADDRESS:
-            return None
-        return RoundInfo(
-            round=round,
-            global_hash=hash_hex(global_hash),
-            previous_hash=hash_hex(previous),
-            records_hash=hash_hex(records),
-            aggregator=to_checksum_address(aggregator),
-            block_number=int(block),
-            attestations=int(attestations),
-            finalized=bool(finalized),
-        )
-
-    def is_final(self, round: int) -> bool:
-        """Whether ``round`` reached its attestation quorum."""
-        return bool(self._call(LEDGER, "isFinal", round))
-
-    def has_attested(self, round: int, address: str) -> bool:
-        """Whether ``address`` attested ``round``."""
-        return bool(self._call(LEDGER, "hasAttested", round, to_checksum_address(address)))
 
     def credit(self, address: str) -> int:
         """Reward credited to ``address`` and not yet withdrawn, in wei."""
@@ -147,20 +193,27 @@ class MemberClient(FederationClient):
                 raise ValueError(f"multiaddr {addr!r} is empty or contains a comma")
         return self._transact(REGISTRY, "register", peer_id, MULTIADDR_SEPARATOR.join(multiaddrs))
 
-    def record_round(
+    def record_cluster(
         self,
         round: int,
-        global_hash: bytes | str,
+        cluster: int,
+        aggregate_hash: bytes | str,
         previous_hash: bytes | str,
         records: Sequence[MemberRecord],
     ) -> TxOutcome:
-        """Record a round as its expected aggregator; records are sent sorted by address."""
-        ordered = sorted(records, key=lambda r: int(r.address, 16))
+        """Record this member's cluster aggregate for the open round (records sent sorted).
+
+        The first valid record of a (round, cluster) wins; a later one raises
+        ContractReverted with ``error_name == "ClusterAlreadyRecorded"``: adopt
+        :meth:`cluster_record` then.
+        """
+        ordered = sort_records(records)
         return self._transact(
             LEDGER,
-            "recordRound",
+            "recordCluster",
             round,
-            hash_bytes(global_hash),
+            cluster,
+            hash_bytes(aggregate_hash),
             hash_bytes(previous_hash),
             [r.address for r in ordered],
             [hash_bytes(r.update_hash) for r in ordered],
@@ -181,9 +234,14 @@ class MemberClient(FederationClient):
 class AdminClient(FederationClient):
     """What the consortium admin (the deployer) does on chain."""
 
-    def admit(self, address: str, name: str) -> TxOutcome:
-        """Admit a hospital's account under a human-readable name."""
-        return self._transact(REGISTRY, "admit", to_checksum_address(address), name)
+    def admit(self, address: str, name: str, cluster: int = 0) -> TxOutcome:
+        """Admit a hospital's account under a human-readable name into ``cluster``, which
+        must exist or be the next new one (``cluster <= cluster_count()``)."""
+        return self._transact(REGISTRY, "admit", to_checksum_address(address), name, cluster)
+
+    def set_genesis(self, initial_model_hash: bytes | str) -> TxOutcome:
+        """Set the hash of the shared initial model, once (round 1 builds on it)."""
+        return self._transact(LEDGER, "setGenesis", hash_bytes(initial_model_hash))
 
     def fund_rewards(self, wei: int) -> TxOutcome:
         """Send ``wei`` to the reward pool."""

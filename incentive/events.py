@@ -5,7 +5,7 @@ of each receipt it gets to an :class:`EventLog`, which the node writes next to i
 (``EventLog.write_jsonl``). On a live chain :func:`read_events_from_chain` rebuilds the same
 records from ``eth_getLogs`` in narrow block ranges. One record per line::
 
-    {"contract": "Ledger", "event": "RoundRecorded", "args": {...}, "address": "0x..",
+    {"contract": "Ledger", "event": "ClusterRecorded", "args": {...}, "address": "0x..",
      "blockNumber": 12, "blockHash": "0x..", "transactionHash": "0x..", "logIndex": 0}
 
 Argument values: addresses checksummed, ``bytes32`` as 0x-prefixed lowercase hex, integers

@@ -10,6 +10,11 @@ While the node cannot be reached, every request is retried with backoff (``Retry
 :mod:`incentive.retry`). A transaction is signed once and the same raw bytes are re-sent after
 an outage, so it keeps its nonce and hash: it is mined at most once, and it is sent again if a
 restarted node lost it.
+
+A transaction can pass its pre-flight call and still revert once mined, when another
+transaction changed the state in between (two aggregators racing to record the same cluster).
+The sender then replays the call against the state after the transaction's block, so the
+revert still names its custom error (``ClusterAlreadyRecorded``).
 """
 
 from __future__ import annotations
@@ -145,7 +150,10 @@ class TransactionSender:
             def gas_limit(params: dict[str, Any]) -> int:
                 return _with_margin(fn.estimate_gas(params))
 
-        return self._send(contract, function, gas_limit, fn.build_transaction, value)
+        def replay(block: int) -> None:
+            fn.call({"from": self.address, "value": value}, block_identifier=block)
+
+        return self._send(contract, function, gas_limit, fn.build_transaction, value, replay)
 
     def deploy(self, contract: str, constructor: Any) -> TxOutcome:
         """Deploy a contract; the outcome's ``contract_address`` is set."""
@@ -162,6 +170,7 @@ class TransactionSender:
         gas_limit: Callable[[dict[str, Any]], int],
         build: Callable[[dict[str, Any]], Any],
         value: int,
+        replay: Callable[[int], None] | None = None,
     ) -> TxOutcome:
         what = f"{contract}.{function}"
         with self._lane:
@@ -173,15 +182,7 @@ class TransactionSender:
             tx_hash = signed.hash
         hex_hash = _hex(tx_hash)
         if int(receipt["status"]) != 1:
-            raise ContractReverted(
-                contract,
-                function,
-                None,
-                detail=(
-                    f"transaction {hex_hash} failed in block {receipt['blockNumber']} "
-                    "(out of gas, or the state changed after the gas estimate)"
-                ),
-            )
+            raise self._failure(contract, function, hex_hash, int(receipt["blockNumber"]), replay)
         events = decode_logs(self.decoder, receipt["logs"]) if self.decoder is not None else []
         if self.event_log is not None and events:
             self.event_log.extend(events)
@@ -281,6 +282,34 @@ class TransactionSender:
             logger.warning("%s: node lost transaction %s; re-sending it", what, _hex(signed.hash))
             self._submit(signed, what)
         return receipt
+
+    def _failure(
+        self,
+        contract: str,
+        function: str,
+        hex_hash: str,
+        block: int,
+        replay: Callable[[int], None] | None,
+    ) -> ContractReverted:
+        """The error for a mined transaction that failed, named by replaying it if possible."""
+        if replay is not None:
+            try:
+                with self._chain_lock:
+                    replay(block)
+            except Exception as exc:
+                error = reverted(contract, function, exc)
+                if isinstance(error, ContractReverted) and error.error_name is not None:
+                    logger.debug("%s failed in block %d: %s", hex_hash, block, error)
+                    return error
+        return ContractReverted(
+            contract,
+            function,
+            None,
+            detail=(
+                f"transaction {hex_hash} failed in block {block} "
+                "(out of gas, or the state changed after the gas estimate)"
+            ),
+        )
 
     def _cached_chain_id(self) -> int:
         if self._chain_id is None:

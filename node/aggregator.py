@@ -57,10 +57,21 @@ class AggregatorDuty:
             await trio.sleep_until(collect_until + self.rank * federation.takeover_timeout)
             if await self._recorded():
                 return
-            log.warning("%s: taking over as aggregator (rank %d) of cluster %d in round %d",
-                        self.node.name, self.rank, self.cluster, self.round)
-            self.node.emit({"event": "takeover", "round": self.round, "cluster": self.cluster,
-                            "rank": self.rank})
+            log.warning(
+                "%s: taking over as aggregator (rank %d) of cluster %d in round %d",
+                self.node.name,
+                self.rank,
+                self.cluster,
+                self.round,
+            )
+            self.node.emit(
+                {
+                    "event": "takeover",
+                    "round": self.round,
+                    "cluster": self.cluster,
+                    "rank": self.rank,
+                }
+            )
         accepted = await self._collect(members, needed)
         if accepted is None or await self._recorded():
             return
@@ -84,12 +95,24 @@ class AggregatorDuty:
                 except (GossipError, NodeError, ValueError) as exc:
                     excluded.add(sender)
                     log.warning("round %d: update of %s excluded: %s", self.round, sender, exc)
-                    self.node.emit({"event": "excluded", "round": self.round,
-                                    "member": announcement.sender, "reason": str(exc)})
+                    self.node.emit(
+                        {
+                            "event": "excluded",
+                            "round": self.round,
+                            "member": announcement.sender,
+                            "reason": str(exc),
+                        }
+                    )
             if len(accepted) >= needed:
                 return [accepted[sender] for sender in sorted(accepted)]
-            log.info("%s: cluster %d has %d of the %d valid updates round %d needs; waiting",
-                     self.node.name, self.cluster, len(accepted), needed, self.round)
+            log.info(
+                "%s: cluster %d has %d of the %d valid updates round %d needs; waiting",
+                self.node.name,
+                self.cluster,
+                len(accepted),
+                needed,
+                self.round,
+            )
             await self.node.inbox.wait_until(
                 lambda: len(set(self._announced(members)) - excluded - set(accepted)) > 0, 1.0
             )
@@ -123,7 +146,12 @@ class AggregatorDuty:
         total = sum(a.samples for a, _ in accepted)
         await node.gossip.publish(
             node.announcement(
-                AnnouncementKind.AGGREGATE, self.round, self.cluster, digest, len(blob), total,
+                AnnouncementKind.AGGREGATE,
+                self.round,
+                self.cluster,
+                digest,
+                len(blob),
+                total,
                 inputs,
             )
         )

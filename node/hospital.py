@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 RoundEventSink = Callable[[dict[str, Any]], None]
 POLL_SECONDS = 0.1
+ANNOUNCEMENT_GRACE_SECONDS = 5.0
 
 
 class HospitalNode:
@@ -134,12 +135,16 @@ class HospitalNode:
             return
         blob = self.gossip.store.get(checkpoint.global_hash)
         if blob is None:
-            log.warning("%s: checkpoint model %s is missing; resyncing from peers",
-                        self.name, checkpoint.global_hash)
+            log.warning(
+                "%s: checkpoint model %s is missing; resyncing from peers",
+                self.name,
+                checkpoint.global_hash,
+            )
             return
         self._adopt_global(checkpoint.round, decode_weights(blob))
-        self.emit({"event": "resumed", "round": checkpoint.round,
-                   "global_hash": checkpoint.global_hash})
+        self.emit(
+            {"event": "resumed", "round": checkpoint.round, "global_hash": checkpoint.global_hash}
+        )
 
     # ------------------------------------------------------------------- rounds
 
@@ -190,8 +195,13 @@ class HospitalNode:
         await self._attest(round_number, new_hash)
         final_hash = await self._wait_final(round_number)
         if final_hash != new_hash:
-            log.error("%s: round %d finalized %s, this node computed %s; adopting the final one",
-                      self.name, round_number, final_hash, new_hash)
+            log.error(
+                "%s: round %d finalized %s, this node computed %s; adopting the final one",
+                self.name,
+                round_number,
+                final_hash,
+                new_hash,
+            )
             blob = await self.gossip.fetch(final_hash, self.membership.peer_ids(self.address))
             new_global = decode_weights(blob)
         self._adopt_global(round_number, new_global)
@@ -262,8 +272,15 @@ class HospitalNode:
 
     async def _fetch_aggregate(self, round_number: int, info: ClusterInfo, verify: bool) -> bytes:
         """The recorded aggregate's bytes; for the own cluster, recomputed from its inputs."""
-        announced = self._aggregate_announcement(round_number, info) if verify else None
-        if verify and self.config.federation.verify_aggregates and announced is not None:
+        announced = None
+        if verify and self.config.federation.verify_aggregates:
+            # The aggregator records before it announces: give the announcement a moment.
+            await self.inbox.wait_until(
+                lambda: self._aggregate_announcement(round_number, info) is not None,
+                ANNOUNCEMENT_GRACE_SECONDS,
+            )
+            announced = self._aggregate_announcement(round_number, info)
+        if announced is not None:
             recomputed = encode_weights(fedavg(await self._fetch_inputs(announced)))
             if blob_hash(recomputed) != info.aggregate_hash:
                 raise RoundFailed(

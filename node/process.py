@@ -56,7 +56,7 @@ async def run_node_process(config: MedswarmConfig, base_dir: Path) -> int:
     started = time.monotonic()
     settings = config.node
     if not settings.site:
-        raise NodeError("node.site is empty: name this node's site (e.g. site = \"cleveland\")")
+        raise NodeError('node.site is empty: name this node\'s site (e.g. site = "cleveland")')
 
     def path(value: str) -> Path:
         candidate = Path(value)
@@ -104,14 +104,28 @@ async def run_node_process(config: MedswarmConfig, base_dir: Path) -> int:
             await node.start(nursery)
             if not await node.on_chain(_registered_as, client, node):
                 await node.register()
-            node.emit({"event": "node-started", "pid": os.getpid(),
-                       "startup_seconds": round(time.monotonic() - started, 3),
-                       "rss_mb": _rss_mb(), "peer_id": node.gossip.peer_id,
-                       "address": node.address, "resumed_round": node.completed_round})
+            node.emit(
+                {
+                    "event": "node-started",
+                    "pid": os.getpid(),
+                    "startup_seconds": round(time.monotonic() - started, 3),
+                    "rss_mb": _rss_mb(),
+                    "peer_id": node.gossip.peer_id,
+                    "address": node.address,
+                    "resumed_round": node.completed_round,
+                }
+            )
             await node.connect_to_members(settings.connect_timeout)
             await node.run(config.federation.rounds)
-            node.emit({"event": "node-stopped", "pid": os.getpid(), "rss_mb": _rss_mb(),
-                       "global_hash": node.global_hash, "round": node.completed_round})
+            node.emit(
+                {
+                    "event": "node-stopped",
+                    "pid": os.getpid(),
+                    "rss_mb": _rss_mb(),
+                    "global_hash": node.global_hash,
+                    "round": node.completed_round,
+                }
+            )
             nursery.cancel_scope.cancel()
     finally:
         events.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gossip.messages import Announcement, AnnouncementKind
 from node.hospital import HospitalNode
 
 
@@ -20,3 +21,14 @@ def serve_forged_blobs(node: HospitalNode) -> None:
         return bytes(byte ^ 0xFF for byte in data[:16]) + data[16:]
 
     node.gossip.serve_lookup = forged
+
+
+def withhold_updates(node: HospitalNode) -> None:
+    """Make ``node`` train but never announce its updates (a silent, free-riding member)."""
+    publish = node.gossip.publish
+
+    async def publish_all_but_updates(announcement: Announcement) -> None:
+        if announcement.kind is not AnnouncementKind.UPDATE:
+            await publish(announcement)
+
+    node.gossip.publish = publish_all_but_updates  # type: ignore[method-assign]

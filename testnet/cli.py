@@ -17,9 +17,9 @@ from node.config import load_config, with_overrides
 from node.data import resolve_data_dir
 from testnet.local import LocalRun, run_local_federation
 from testnet.multiproc import MultiProcessTestnet, stop_testnet
-from testnet.scenario import load_scenario
 from testnet.report import format_table
 from testnet.report_cli import add_report_parser
+from testnet.scenario import load_scenario
 
 
 def add_testnet_parser(subparsers: Any) -> None:
@@ -120,8 +120,11 @@ def up_testnet(args: argparse.Namespace) -> int:
 
     def on_round(round_number: int, final_hash: str, accuracy: float | None) -> None:
         shown = "n/a" if accuracy is None else f"{accuracy:.3f}"
-        print(f"round {round_number:>3}/{total}  final {final_hash[:16]}  mean accuracy {shown}",
-              file=out, flush=True)
+        print(
+            f"round {round_number:>3}/{total}  final {final_hash[:16]}  mean accuracy {shown}",
+            file=out,
+            flush=True,
+        )
 
     testnet = MultiProcessTestnet(scenario, args.out, data_dir, on_round=on_round)
     summary = testnet.up()

@@ -30,7 +30,7 @@ from node.data import SiteData, dataset_sites, load_site
 from node.hospital import HospitalNode
 from node.simulate import initial_weights, run_local_only
 from node.weights import encode_weights, weights_hash
-from testnet.attacks import serve_forged_blobs
+from testnet.attacks import serve_forged_blobs, withhold_updates
 from testnet.errors import TestnetError
 from testnet.html_report import write_report
 from testnet.report import HospitalSummary, RoundLog, RunSummary, write_summary
@@ -50,6 +50,7 @@ class LocalRun:
     out_dir: Path
     connect_timeout: float = 30.0
     forged_blob_sites: tuple[str, ...] = ()  # sites whose nodes serve corrupted blobs
+    silent_sites: tuple[str, ...] = ()  # sites whose nodes never announce their updates
     clusters: tuple[int, ...] = ()  # cluster of each node, in site order (default: all in 0)
 
 
@@ -143,6 +144,8 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
     for node in nodes:
         if node.site.site in run.forged_blob_sites:
             serve_forged_blobs(node)
+        if node.site.site in run.silent_sites:
+            withhold_updates(node)
     local_only: dict[str, float] = {}
     try:
         await _run_nodes(nodes, run, local_only)

@@ -37,8 +37,8 @@ from node.model import build_model
 from node.weights import state_dict_to_weights, weights_hash
 from testnet.anvil import AnvilChain, AnvilConfig, free_port
 from testnet.errors import TestnetError
-from testnet.html_report import write_report
 from testnet.events import EventCollector
+from testnet.html_report import write_report
 from testnet.scenario import FaultSpec, NodeSpec, Scenario
 from testnet.summary import summarise_run
 
@@ -153,7 +153,9 @@ class MultiProcessTestnet:
             if spec.name not in self.scenario.late_joiners:
                 self.admin.admit(node.address, spec.name, spec.cluster)
         bootstrap = next(
-            n.multiaddr for n in self.nodes.values() if n.spec.name not in self.scenario.late_joiners
+            n.multiaddr
+            for n in self.nodes.values()
+            if n.spec.name not in self.scenario.late_joiners
         )
         for node in self.nodes.values():
             self._write_node_config(node, bootstrap)
@@ -181,8 +183,15 @@ class MultiProcessTestnet:
     def _start(self, node: NodeProcess) -> None:
         log_file = (node.directory / "node.log").open("ab")
         node.process = subprocess.Popen(
-            [sys.executable, "-m", "medswarm", "node", "run", "--config",
-             str(node.directory / "node.toml")],
+            [
+                sys.executable,
+                "-m",
+                "medswarm",
+                "node",
+                "run",
+                "--config",
+                str(node.directory / "node.toml"),
+            ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -270,15 +279,23 @@ class MultiProcessTestnet:
         self._timers.append(_Timer(time.time() + seconds, action))
 
     def _record_fault(self, kind: str, node: str, round_number: int, detail: str) -> None:
-        event = {"ts": time.time(), "event": "fault", "kind": kind, "node": node,
-                 "round": round_number, "detail": detail}
+        event = {
+            "ts": time.time(),
+            "event": "fault",
+            "kind": kind,
+            "node": node,
+            "round": round_number,
+            "detail": detail,
+        }
         self.faults_fired.append(event)
         self.collector.add(event)
         log.info("fault: %s %s in round %d (%s)", kind, node, round_number, detail)
 
     def _write_pids(self) -> None:
         pids = {"anvil": self.anvil.pid}
-        pids.update({n.spec.name: n.process.pid for n in self.nodes.values() if n.running})
+        pids.update(
+            {n.spec.name: n.process.pid for n in self.nodes.values() if n.process and n.running}
+        )
         (self.out_dir / "testnet.json").write_text(json.dumps({"pids": pids}, indent=2) + "\n")
 
     # ------------------------------------------------------------- results
@@ -381,4 +398,3 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return json.dumps(str(value))
-

@@ -98,8 +98,19 @@ def load_scenario(path: Path) -> Scenario:
 
 def scenario_from_dict(raw: dict[str, Any], source: str = "scenario") -> Scenario:
     """Build a scenario from parsed TOML, with errors that name the offending entry."""
-    known = {"name", "description", "rounds", "seed", "dataset", "timeout", "federation",
-             "training", "network", "nodes", "faults"}
+    known = {
+        "name",
+        "description",
+        "rounds",
+        "seed",
+        "dataset",
+        "timeout",
+        "federation",
+        "training",
+        "network",
+        "nodes",
+        "faults",
+    }
     unknown = sorted(set(raw) - known)
     if unknown:
         raise TestnetError(f"{source}: unknown key {unknown[0]!r}; valid keys: {sorted(known)}")
@@ -108,8 +119,11 @@ def scenario_from_dict(raw: dict[str, Any], source: str = "scenario") -> Scenari
         if key in raw:
             federation[key] = raw[key]
     config = config_from_dict(
-        {"federation": federation, "training": raw.get("training", {}),
-         "network": raw.get("network", {})},
+        {
+            "federation": federation,
+            "training": raw.get("training", {}),
+            "network": raw.get("network", {}),
+        },
         source=source,
     )
     nodes = tuple(_node(item, i, source) for i, item in enumerate(raw.get("nodes", [])))
@@ -118,10 +132,14 @@ def scenario_from_dict(raw: dict[str, Any], source: str = "scenario") -> Scenari
     names = [n.name for n in nodes]
     if len(set(names)) != len(names):
         raise TestnetError(f"{source}: node names must be unique, got {names}")
-    faults = tuple(_fault(item, i, source, set(names)) for i, item in enumerate(raw.get("faults", [])))
+    faults = tuple(
+        _fault(item, i, source, set(names)) for i, item in enumerate(raw.get("faults", []))
+    )
     clusters = sorted({n.cluster for n in nodes})
     if clusters != list(range(len(clusters))):
-        raise TestnetError(f"{source}: clusters must be numbered 0, 1, ... without gaps: {clusters}")
+        raise TestnetError(
+            f"{source}: clusters must be numbered 0, 1, ... without gaps: {clusters}"
+        )
     return Scenario(
         name=str(raw.get("name", Path(source).stem)),
         config=config,

@@ -40,7 +40,7 @@ def summarise_run(
     for event in events:
         if event.get("event") == "round":
             last_round[str(event["node"])] = event
-    hospitals = []
+    hospitals: list[dict[str, Any]] = []
     for node in nodes:
         latest = last_round.get(node.spec.name, {})
         credit_key = next((a for a in credits if a.lower() == node.address.lower()), None)
@@ -63,7 +63,7 @@ def summarise_run(
             }
         )
     for hospital in hospitals:
-        hospital["reward_eth"] = hospital["reward_wei"] / 10**18
+        hospital["reward_eth"] = int(hospital["reward_wei"]) / 10**18
     final_accuracies = [
         float(e["test_accuracy"]) for e in last_round.values() if e.get("round") == final_round
     ]
@@ -86,7 +86,9 @@ def summarise_run(
     }
 
 
-def _copy_final_model(out_dir: Path, nodes: Sequence[NodeProcess], digest: str | None) -> Path | None:
+def _copy_final_model(
+    out_dir: Path, nodes: Sequence[NodeProcess], digest: str | None
+) -> Path | None:
     if not digest:
         return None
     for node in nodes:

@@ -1,233 +1,270 @@
-"""Ledger on the real EVM: who may record which round, commitments, contributions, quorum."""
+"""Ledger on the real EVM: cluster records, failover candidates, the genesis/previous-hash chain."""
 
 from __future__ import annotations
 
 import threading
+import time
+from typing import Any
 
 import pytest
-from chain_kit import Federation, sha
+from chain_kit import GENESIS, Federation, reverted_with, sha, start_federation
 from eth_utils import keccak
 
+from incentive.candidates import aggregator_candidates
+from incentive.chain import EmbeddedChain
 from incentive.errors import ContractReverted
 from incentive.records import MemberRecord
 
 pytestmark = pytest.mark.integration
 
-GENESIS = "00" * 32
 
-
-def record(fed: Federation, round: int, scores: list[int], previous: str = GENESIS) -> str:
-    """Record ``round`` as its aggregator; returns the global hash used."""
-    global_hash = sha(f"global {round}")
-    fed.aggregator_for(round).record_round(round, global_hash, previous, fed.records(round, scores))
-    return global_hash
-
-
-def reverted_with(error: str, call: object, *args: object) -> ContractReverted:
-    assert callable(call)
-    with pytest.raises(ContractReverted) as caught:
-        call(*args)
-    assert caught.value.error_name == error, str(caught.value)
-    return caught.value
-
-
-def test_expected_aggregator_rotates_through_members_in_admission_order(fed: Federation) -> None:
-    for round in range(1, 6):
-        assert fed.outsider.expected_aggregator(round) == fed.members[round % 4].address
-
-
-def test_record_round_stores_commitment_and_emits_one_event_per_member(fed: Federation) -> None:
-    records = fed.records(1, [5, 0, 7, 11])
-    global_hash = sha("global 1")
-
-    outcome = fed.aggregator_for(1).record_round(1, global_hash, GENESIS, records)
-
-    ordered = sorted(records, key=lambda r: int(r.address, 16))
-    packed = b"".join(
+def packed(records: list[MemberRecord]) -> bytes:
+    """The recordsHash preimage, built here by hand: sorted by address, 68 bytes each."""
+    return b"".join(
         bytes.fromhex(r.address[2:])
         + bytes.fromhex(r.update_hash)
         + r.samples.to_bytes(8, "big")
         + r.score.to_bytes(8, "big")
-        for r in ordered
+        for r in sorted(records, key=lambda r: int(r.address, 16))
     )
-    info = fed.outsider.round_info(1)
+
+
+def test_candidate_order_on_chain_matches_python(chain: EmbeddedChain) -> None:
+    fed = start_federation(chain, clusters=[0, 0, 0, 0, 0, 1])
+    members0 = [m.address for m in fed.in_cluster(0)]
+    orders = set()
+
+    for round in range(1, 9):
+        for cluster in (0, 1, 2):
+            on_chain = fed.outsider.aggregator_candidates(round, cluster)
+            addresses = [m.address for m in fed.in_cluster(cluster)]
+            assert on_chain == aggregator_candidates(round, cluster, addresses)
+        orders.add(tuple(fed.outsider.aggregator_candidates(round, 0)))
+
+    assert fed.outsider.aggregator_candidates(1, 2) == []
+    assert all(sorted(order) == sorted(members0) for order in orders)
+    assert len(orders) > 1  # the first candidate changes from round to round
+
+
+def test_record_cluster_stores_commitment_and_emits_one_event_per_member(
+    fed: Federation,
+) -> None:
+    records = fed.records(1, [5, 0, 7, 11], cluster=1)
+    aggregator = fed.candidates(1, 1)[0]
+
+    outcome = aggregator.record_cluster(1, 1, sha("aggregate 1 1"), GENESIS, records)
+
+    ordered = sorted(records, key=lambda r: int(r.address, 16))
+    records_hash = keccak(packed(records)).hex()
+    info = fed.outsider.cluster_record(1, 1)
     assert info is not None
-    assert info.global_hash == global_hash
+    assert (info.round, info.cluster) == (1, 1)
+    assert info.aggregate_hash == sha("aggregate 1 1")
     assert info.previous_hash == GENESIS
-    assert info.records_hash == keccak(packed).hex()
-    assert info.aggregator == fed.aggregator_for(1).address
+    assert info.records_hash == records_hash
+    assert info.aggregator == aggregator.address
+    assert info.total_samples == 102 + 103
     assert info.block_number == outcome.block_number
-    assert (info.attestations, info.finalized) == (0, False)
-    assert fed.outsider.last_recorded_round() == 1
+    assert fed.outsider.cluster_record(1, 0) is None
+    (recorded,) = outcome.named("ClusterRecorded")
+    assert recorded.args == {
+        "round": 1,
+        "cluster": 1,
+        "aggregateHash": "0x" + sha("aggregate 1 1"),
+        "previousGlobalHash": "0x" + GENESIS,
+        "recordsHash": "0x" + records_hash,
+        "aggregator": aggregator.address,
+        "totalSamples": 205,
+        "candidateRank": 0,
+    }
     updates = outcome.named("UpdateRecorded")
     assert [e.args["member"] for e in updates] == [r.address for r in ordered]
     assert [e.args["score"] for e in updates] == [r.score for r in ordered]
     assert updates[0].args["updateHash"] == "0x" + ordered[0].update_hash
-    (recorded,) = outcome.named("RoundRecorded")
-    assert recorded.args["recordsHash"] == "0x" + keccak(packed).hex()
+    status = fed.outsider.round_status(1)
+    assert (status.clusters_recorded, status.finalized, status.final_hash) == (1, False, None)
 
 
-def test_contributions_accumulate_over_rounds(fed: Federation) -> None:
-    first = record(fed, 1, [5, 0, 7, 11])
-    record(fed, 2, [1, 2, 3, 4], previous=first)
+def test_failover_candidate_records_and_the_slower_one_learns_it_lost(fed: Federation) -> None:
+    first, second = fed.candidates(1, 0)
+    records = fed.records(1, [1, 2, 3, 4], cluster=0)
 
-    assert [fed.outsider.contribution(m.address) for m in fed.members] == [6, 2, 10, 15]
-    assert fed.outsider.total_contribution() == 33
-    assert fed.outsider.round_info(2) is not None
-    assert fed.outsider.round_info(3) is None
+    outcome = second.record_cluster(1, 0, sha("aggregate by second"), GENESIS, records)
 
-
-def test_only_the_expected_aggregator_records(fed: Federation) -> None:
-    wrong = fed.not_aggregator_for(1)
+    (recorded,) = outcome.named("ClusterRecorded")
+    assert (recorded.args["aggregator"], recorded.args["candidateRank"]) == (second.address, 1)
     error = reverted_with(
-        "WrongAggregator", wrong.record_round, 1, sha("g"), GENESIS, fed.records(1, [1, 1, 1, 1])
-    )
-    assert error.error_args == {
-        "caller": wrong.address,
-        "expected": fed.aggregator_for(1).address,
-    }
-
-
-def test_non_members_cannot_record(fed: Federation) -> None:
-    reverted_with(
-        "NotMember", fed.outsider.record_round, 1, sha("g"), GENESIS, fed.records(1, [1, 1, 1, 1])
-    )
-
-
-def test_rounds_are_recorded_in_order_and_once(fed: Federation) -> None:
-    error = reverted_with(
-        "RoundNotNext",
-        fed.aggregator_for(2).record_round,
-        2,
-        sha("g"),
-        GENESIS,
-        fed.records(2, [1, 1, 1, 1]),
-    )
-    assert error.error_args == {"round": 2, "expected": 1}
-    record(fed, 1, [1, 1, 1, 1])
-    reverted_with(
-        "RoundAlreadyRecorded",
-        fed.aggregator_for(1).record_round,
+        "ClusterAlreadyRecorded",
+        first.record_cluster,
         1,
-        sha("g"),
+        0,
+        sha("aggregate by first"),
         GENESIS,
-        fed.records(1, [1, 1, 1, 1]),
+        records,
     )
+    assert error.error_args == {"round": 1, "cluster": 0}
+    info = fed.outsider.cluster_record(1, 0)
+    assert info is not None and info.aggregate_hash == sha("aggregate by second")
 
 
-def test_records_must_name_members(fed: Federation) -> None:
-    records = [
-        *fed.records(1, [1, 1, 1, 1])[:3],
-        MemberRecord(fed.outsider.address, sha("x"), 1, 1),
-    ]
+def test_a_race_decided_inside_one_block_still_names_cluster_already_recorded(
+    fed: Federation,
+) -> None:
+    tester = fed.chain.provider.ethereum_tester
+    candidates = fed.candidates(1, 0)
+    records = fed.records(1, [1, 2, 3, 4], cluster=0)
+    errors: list[BaseException] = []
+
+    def record(rank: int) -> None:
+        try:
+            candidates[rank].record_cluster(1, 0, sha(f"agg {rank}"), GENESIS, records)
+        except BaseException as exc:  # collected for the assertions below
+            errors.append(exc)
+
+    tester.disable_auto_mine_transactions()
+    try:
+        with fed.chain.lock:
+            sent = fed.chain.w3.eth.filter("pending")
+        threads = [threading.Thread(target=record, args=(rank,)) for rank in (0, 1)]
+        for t in threads:
+            t.start()
+        _wait_for_pending(fed, sent, 2)  # both passed their pre-flight check and were sent
+        with fed.chain.lock:
+            tester.mine_blocks(1)
+        for t in threads:
+            t.join(timeout=30)
+    finally:
+        tester.enable_auto_mine_transactions()
+
+    assert len(errors) == 1, errors
+    assert isinstance(errors[0], ContractReverted)
+    assert errors[0].error_name == "ClusterAlreadyRecorded"
+    assert len([e for e in fed.log.records() if e.event == "ClusterRecorded"]) == 1
+
+
+def _wait_for_pending(fed: Federation, sent: Any, count: int, timeout: float = 20.0) -> None:
+    """Poll a pending-transaction filter until ``count`` transactions were sent."""
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while True:
+        with fed.chain.lock:
+            seen += len(sent.get_new_entries())
+        if seen >= count:
+            return
+        assert time.monotonic() < deadline, f"only {seen} of {count} transactions were sent"
+        time.sleep(0.01)
+
+
+def test_only_members_of_the_cluster_record(fed: Federation) -> None:
+    records = fed.records(1, [1, 1, 1, 1], cluster=0)
+    reverted_with("NotMember", fed.outsider.record_cluster, 1, 0, sha("a"), GENESIS, records)
+    outsider_of_cluster = fed.in_cluster(1)[0]
     error = reverted_with(
-        "UnknownMember", fed.aggregator_for(1).record_round, 1, sha("g"), GENESIS, records
+        "NotInCluster", outsider_of_cluster.record_cluster, 1, 0, sha("a"), GENESIS, records
     )
+    assert error.error_args == {"account": outsider_of_cluster.address, "cluster": 0}
+
+
+def test_records_must_name_members_of_that_cluster(fed: Federation) -> None:
+    aggregator = fed.candidates(1, 0)[0]
+    stranger = MemberRecord(fed.outsider.address, sha("x"), 1, 1)
+    error = reverted_with(
+        "UnknownMember",
+        aggregator.record_cluster, 1, 0, sha("a"), GENESIS,
+        [*fed.records(1, [1, 1, 1, 1], cluster=0), stranger],
+    )  # fmt: skip
     assert error.error_args == {"member": fed.outsider.address}
+    error = reverted_with(
+        "NotInCluster",
+        aggregator.record_cluster, 1, 0, sha("a"), GENESIS, fed.records(1, [1, 1, 1, 1]),
+    )  # fmt: skip
+    assert error.error_args["cluster"] == 0
+    assert error.error_args["account"] in {m.address for m in fed.in_cluster(1)}
 
 
-def test_record_arrays_must_have_equal_lengths(fed: Federation) -> None:
-    agg = fed.aggregator_for(1)
-    members = sorted((m.address for m in fed.members), key=lambda a: int(a, 16))
-    reverted_with(
-        "LengthMismatch",
-        agg._transact,
-        "Ledger",
-        "recordRound",
-        1,
-        b"\x01" * 32,
-        b"\x00" * 32,
-        members,
-        [b"\x02" * 32] * 3,
-        [1] * 4,
-        [1] * 4,
-    )
+def test_record_arrays_are_checked(fed: Federation) -> None:
+    aggregator = fed.candidates(1, 0)[0]
+    a, b = sorted((m.address for m in fed.in_cluster(0)), key=lambda x: int(x, 16))
 
-
-def test_records_must_be_sorted_without_duplicates_and_not_empty(fed: Federation) -> None:
-    agg = fed.aggregator_for(1)
-    a, b = sorted((fed.members[0].address, fed.members[1].address), key=lambda x: int(x, 16))
-
-    def raw(members: list[str]) -> None:
+    def raw(members: list[str], hashes: int | None = None, samples: int = 1) -> None:
         n = len(members)
-        agg._transact(
-            "Ledger", "recordRound", 1, b"\x01" * 32, b"\x00" * 32, members,
-            [b"\x02" * 32] * n, [1] * n, [1] * n,
+        aggregator._transact(
+            "Ledger", "recordCluster", 1, 0, b"\x01" * 32, bytes.fromhex(GENESIS), members,
+            [b"\x02" * 32] * (n if hashes is None else hashes), [samples] * n, [1] * n,
         )  # fmt: skip
 
     assert reverted_with("RecordsNotSorted", raw, [b, a]).error_args == {"index": 1}
     assert reverted_with("RecordsNotSorted", raw, [a, a]).error_args == {"index": 1}
     reverted_with("NoRecords", raw, [])
+    reverted_with("LengthMismatch", raw, [a, b], 1)
+    reverted_with("SamplesOverflow", raw, [a, b], None, 2**63)
 
 
-def test_round_finalizes_once_when_two_thirds_attest(fed: Federation) -> None:
-    global_hash = record(fed, 1, [1, 2, 3, 4])
-    assert fed.outsider.quorum() == 3  # ceil(2 * 4 / 3)
+def test_rounds_open_one_at_a_time_on_the_previous_final_hash(fed: Federation) -> None:
+    aggregator = fed.candidates(1, 0)[0]
+    records = fed.records(1, [1, 1, 1, 1], cluster=0)
+    error = reverted_with(
+        "PreviousHashMismatch", aggregator.record_cluster, 1, 0, sha("a"), sha("other"), records
+    )
+    assert error.error_args == {
+        "round": 1,
+        "expected": "0x" + GENESIS,
+        "given": "0x" + sha("other"),
+    }
+    error = reverted_with(
+        "RoundNotOpen", fed.candidates(2, 0)[0].record_cluster, 2, 0, sha("a"), GENESIS,
+        fed.records(2, [1, 1, 1, 1], cluster=0),
+    )  # fmt: skip
+    assert error.error_args == {"round": 2, "expected": 1}
 
-    first = [fed.members[i].attest(1, global_hash) for i in range(2)]
-    assert not fed.outsider.is_final(1)
-    third = fed.members[2].attest(1, "0x" + global_hash.upper())
-    fourth = fed.members[3].attest(1, bytes.fromhex(global_hash))
+    final_1 = fed.finish_round(1, [1, 1, 1, 1], GENESIS)
 
-    assert all(not o.named("RoundFinalized") for o in first)
-    (finalized,) = third.named("RoundFinalized")
-    assert finalized.args == {"round": 1, "globalHash": "0x" + global_hash, "attestations": 3}
-    assert not fourth.named("RoundFinalized")
-    assert fed.outsider.is_final(1)
-    info = fed.outsider.round_info(1)
-    assert info is not None and (info.attestations, info.finalized) == (4, True)
-    assert fed.outsider.has_attested(1, fed.members[3].address)
-    assert not fed.outsider.has_attested(1, fed.outsider.address)
+    assert fed.outsider.last_finalized_round() == 1
+    assert fed.outsider.final_hash(1) == final_1
+    late = fed.candidates(1, 0)[1]
+    reverted_with(  # already recorded wins over not open: the loser learns it lost
+        "ClusterAlreadyRecorded", late.record_cluster, 1, 0, sha("a"), GENESIS, records
+    )
+    round_2 = fed.records(2, [1, 1, 1, 1], cluster=0)
+    error = reverted_with(
+        "PreviousHashMismatch",
+        fed.candidates(2, 0)[0].record_cluster, 2, 0, sha("a"), GENESIS, round_2,
+    )  # fmt: skip
+    assert error.error_args["expected"] == "0x" + final_1
+    fed.candidates(2, 0)[0].record_cluster(2, 0, sha("a"), final_1, round_2)
+    info = fed.outsider.cluster_record(2, 0)
+    assert info is not None and info.previous_hash == final_1
+    reverted_with(
+        "RoundNotOpen", fed.candidates(3, 0)[0].record_cluster, 3, 0, sha("a"), final_1,
+        fed.records(3, [1, 1, 1, 1], cluster=0),
+    )  # fmt: skip
 
 
-def test_attest_rejects_unrecorded_rounds_wrong_hashes_repeats_and_outsiders(
-    fed: Federation,
+def test_genesis_is_set_once_by_the_admin_and_needed_before_round_1(
+    chain: EmbeddedChain,
 ) -> None:
-    member = fed.members[0]
-    reverted_with("RoundNotRecorded", member.attest, 1, sha("g"))
-    global_hash = record(fed, 1, [1, 1, 1, 1])
-    error = reverted_with("HashMismatch", member.attest, 1, sha("other"))
-    assert error.error_args["recorded"] == "0x" + global_hash
-    member.attest(1, global_hash)
-    reverted_with("AlreadyAttested", member.attest, 1, global_hash)
-    reverted_with("NotMember", fed.outsider.attest, 1, global_hash)
+    fed = start_federation(chain, genesis=None)
+    assert fed.outsider.genesis_hash() is None
+    reverted_with(
+        "GenesisNotSet", fed.candidates(1, 0)[0].record_cluster, 1, 0, sha("a"), "00" * 32,
+        fed.records(1, [1, 1, 1, 1], cluster=0),
+    )  # fmt: skip
+    reverted_with("NotAdmin", fed.members[0]._transact, "Ledger", "setGenesis", b"\x01" * 32)
+    reverted_with("ZeroHash", fed.admin.set_genesis, "00" * 32)
+
+    outcome = fed.admin.set_genesis(GENESIS)
+
+    (event,) = outcome.named("GenesisSet")
+    assert event.args == {"genesisHash": "0x" + GENESIS}
+    assert fed.outsider.genesis_hash() == GENESIS
+    reverted_with("GenesisAlreadySet", fed.admin.set_genesis, sha("another"))
 
 
-def test_gas_stays_within_budget(fed: Federation) -> None:
-    global_hash = sha("global 1")
-    first = fed.aggregator_for(1).record_round(1, global_hash, GENESIS, fed.records(1, [1] * 4))
-    later = fed.aggregator_for(2).record_round(2, sha("g2"), global_hash, fed.records(2, [1] * 4))
-    attests = [m.attest(1, global_hash).gas_used for m in fed.members]
+def test_contributions_accumulate_over_clusters_and_rounds(fed: Federation) -> None:
+    final_1 = fed.finish_round(1, [5, 0, 7, 11], GENESIS)
+    fed.record_clusters(2, [1, 2, 3, 4], final_1)
 
-    assert first.gas_used < 260_000  # fresh contribution slots for all four members
-    assert later.gas_used < 200_000
-    assert max(attests) < 65_000
-
-
-def test_clients_can_be_called_from_worker_threads(fed: Federation) -> None:
-    global_hash = record(fed, 1, [1, 1, 1, 1])
-    errors: list[BaseException] = []
-
-    def attest(member_index: int) -> None:
-        try:
-            fed.members[member_index].attest(1, global_hash)
-        except BaseException as exc:  # collected for the assertion below
-            errors.append(exc)
-
-    def register_twice() -> None:  # one client, two threads: nonces must stay ordered
-        try:
-            fed.members[0].register("12D3KooWfirst", [])
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=attest, args=(i,)) for i in range(4)]
-    threads += [threading.Thread(target=register_twice) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-
-    assert errors == []
-    info = fed.outsider.round_info(1)
-    assert info is not None and (info.attestations, info.finalized) == (4, True)
-    assert len([e for e in fed.log.records() if e.event == "MemberRegistered"]) == 2
+    assert [fed.outsider.contribution(m.address) for m in fed.members] == [6, 2, 10, 15]
+    assert fed.outsider.total_contribution() == 33
+    assert fed.outsider.round_status(2).clusters_recorded == 2
+    assert fed.outsider.cluster_record(3, 0) is None

@@ -1,9 +1,9 @@
-"""Registry on the real EVM: admission, registration, wiring and their access rules."""
+"""Registry on the real EVM: admission into clusters, registration, wiring, access rules."""
 
 from __future__ import annotations
 
 import pytest
-from chain_kit import HOSPITALS, Federation
+from chain_kit import CLUSTERS, HOSPITALS, Federation, reverted_with
 
 from incentive.deployment import Deployment
 from incentive.errors import ContractReverted
@@ -16,11 +16,42 @@ def test_members_are_listed_in_admission_order_with_their_peer_info(fed: Federat
 
     assert [m.address for m in members] == [c.address for c in fed.members]
     assert [m.name for m in members] == HOSPITALS
+    assert [m.cluster for m in members] == CLUSTERS
     assert members[1].peer_id == "12D3KooWCharite"
     assert members[1].multiaddrs == ["/ip4/127.0.0.1/tcp/4000"]
     assert all(m.active for m in members)
     assert fed.admin.is_member(fed.members[2].address)
     assert not fed.admin.is_member(fed.outsider.address)
+
+
+def test_clusters_list_their_members_in_admission_order(fed: Federation) -> None:
+    assert fed.outsider.cluster_count() == 2
+    assert fed.outsider.cluster_members(0) == [fed.members[0].address, fed.members[1].address]
+    assert fed.outsider.cluster_members(1) == [fed.members[2].address, fed.members[3].address]
+    assert fed.outsider.cluster_members(2) == []
+    assert [fed.outsider.cluster_of(m.address) for m in fed.members] == CLUSTERS
+    error = reverted_with("NotMember", fed.outsider.cluster_of, fed.outsider.address)
+    assert error.error_args == {"caller": fed.outsider.address}
+
+
+def test_admission_opens_the_next_cluster_but_cannot_skip_one(fed: Federation) -> None:
+    error = reverted_with("ClusterOutOfRange", fed.admin.admit, fed.outsider.address, "Far", 3)
+    assert error.error_args == {"cluster": 3, "clusterCount": 2}
+
+    outcome = fed.admin.admit(fed.outsider.address, "Newcomer", 2)
+
+    (admitted,) = outcome.named("MemberAdmitted")
+    assert admitted.args == {"member": fed.outsider.address, "name": "Newcomer", "cluster": 2}
+    assert fed.outsider.cluster_count() == 3
+    assert fed.outsider.member_info(fed.outsider.address).cluster == 2
+    assert fed.outsider.cluster_members(2) == [fed.outsider.address]
+
+
+def test_admit_defaults_to_cluster_0(fed: Federation) -> None:
+    fed.admin.admit(fed.outsider.address, "Newcomer")
+
+    assert fed.outsider.cluster_members(0)[-1] == fed.outsider.address
+    assert fed.outsider.cluster_count() == 2
 
 
 def test_register_updates_peer_id_and_addresses(fed: Federation) -> None:
@@ -44,7 +75,7 @@ def test_register_updates_peer_id_and_addresses(fed: Federation) -> None:
 def test_only_the_admin_admits(fed: Federation) -> None:
     intruder = fed.members[0]
     with pytest.raises(ContractReverted) as caught:
-        intruder._transact("Registry", "admit", fed.outsider.address, "Rogue")
+        intruder._transact("Registry", "admit", fed.outsider.address, "Rogue", 0)
     assert caught.value.error_name == "NotAdmin"
     assert "NotAdmin" in str(caught.value)
 

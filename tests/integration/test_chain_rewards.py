@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chain_kit import Federation, sha
+from chain_kit import GENESIS, Federation, sha
 from eth_utils import keccak
 
 from contracts.compile import compile_sources
@@ -16,14 +16,7 @@ from incentive.tx import TransactionSender
 
 pytestmark = pytest.mark.integration
 
-GENESIS = "00" * 32
 ATTACKER_SOURCE = Path(__file__).parent / "solidity" / "ReentrantWithdrawer.sol"
-
-
-def record(fed: Federation, round: int, records: list[MemberRecord], previous: str) -> str:
-    global_hash = sha(f"global {round}")
-    fed.aggregator_for(round).record_round(round, global_hash, previous, records)
-    return global_hash
 
 
 def expected_shares(pot: int, contributions: dict[str, int]) -> dict[str, int]:
@@ -47,7 +40,7 @@ def test_distribute_needs_contribution_funds_and_the_admin(fed: Federation) -> N
         fed.admin.distribute()
     assert caught.value.error_name == "NothingToDistribute"
 
-    record(fed, 1, fed.records(1, [1, 2, 3, 4]), GENESIS)
+    fed.record_clusters(1, [1, 2, 3, 4], GENESIS)
     with pytest.raises(ContractReverted) as caught:
         fed.members[0]._transact("RewardPool", "distribute")
     assert caught.value.error_name == "NotAdmin"
@@ -59,7 +52,7 @@ def test_distribute_needs_contribution_funds_and_the_admin(fed: Federation) -> N
 
 
 def test_distribute_with_empty_pool_reverts(fed: Federation) -> None:
-    record(fed, 1, fed.records(1, [1, 2, 3, 4]), GENESIS)
+    fed.record_clusters(1, [1, 2, 3, 4], GENESIS)
     with pytest.raises(ContractReverted) as caught:
         fed.admin.distribute()
     assert caught.value.error_name == "PoolEmpty"
@@ -69,7 +62,7 @@ def test_rewards_are_proportional_and_dust_stays_for_the_next_epoch(fed: Federat
     addresses = [m.address for m in fed.members]
     first_scores = dict(zip(addresses, [5, 0, 7, 11], strict=True))
     funded_first = 10**18 + 7
-    g1 = record(fed, 1, fed.records(1, list(first_scores.values())), GENESIS)
+    g1 = fed.finish_round(1, list(first_scores.values()), GENESIS)
     fed.admin.fund_rewards(funded_first)
 
     first = fed.admin.distribute()
@@ -85,7 +78,7 @@ def test_rewards_are_proportional_and_dust_stays_for_the_next_epoch(fed: Federat
     assert fed.outsider.unallocated_rewards() == first.dust
 
     second_scores = dict(zip(addresses, [1, 2, 3, 4], strict=True))
-    record(fed, 2, fed.records(2, list(second_scores.values())), g1)
+    fed.record_clusters(2, list(second_scores.values()), g1)
     fed.admin.fund_rewards(1000)
     second = fed.admin.distribute()
 
@@ -100,7 +93,7 @@ def test_rewards_are_proportional_and_dust_stays_for_the_next_epoch(fed: Federat
 
 
 def test_withdraw_pays_out_the_credit_once(fed: Federation) -> None:
-    record(fed, 1, fed.records(1, [1, 1, 1, 1]), GENESIS)
+    fed.record_clusters(1, [1, 1, 1, 1], GENESIS)
     fed.admin.fund_rewards(4 * 10**17)
     fed.admin.distribute()
     member = fed.members[2]
@@ -140,10 +133,12 @@ def deploy_attacker(fed: Federation, artifact: dict[str, Any]) -> tuple[Any, Tra
     created = sender.deploy("ReentrantWithdrawer", factory.constructor(fed.deployment.rewards))
     assert created.contract_address is not None
     attacker = w3.eth.contract(address=created.contract_address, abi=artifact["abi"])
-    fed.admin.admit(attacker.address, "Attacker")
-    # five members now: round 1's aggregator is members[1 % 5], still fed.members[1]
-    records = [*fed.records(1, [1, 1, 1, 1]), MemberRecord(attacker.address, sha("a"), 1, 1)]
-    fed.aggregator_for(1).record_round(1, sha("g"), GENESIS, records)
+    fed.admin.admit(attacker.address, "Attacker", 1)
+    records = [*fed.records(1, [1, 1, 1, 1], 1), MemberRecord(attacker.address, sha("a"), 1, 1)]
+    fed.candidates(1, 0)[0].record_cluster(
+        1, 0, sha("aggregate 0"), GENESIS, fed.records(1, [1, 1, 1, 1], 0)
+    )
+    fed.candidates(1, 1)[0].record_cluster(1, 1, sha("aggregate 1"), GENESIS, records)
     fed.admin.fund_rewards(5 * 10**18)
     fed.admin.distribute()
     return attacker, sender

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import trio
@@ -16,7 +17,7 @@ from medswarm.cli import main
 from node.config import MedswarmConfig, with_overrides
 from node.data import load_all_sites, resolve_data_dir
 from node.simulate import fedavg_round, initial_weights
-from node.weights import weights_hash
+from node.weights import decode_weights, weights_hash
 from testnet.errors import TestnetError
 from testnet.local import LocalRun, run_local_federation
 from testnet.report import RunSummary
@@ -79,11 +80,19 @@ def test_network_result_equals_in_memory_fedavg(honest: tuple[Path, RunSummary])
 def test_chain_records_match_what_the_nodes_computed(honest: tuple[Path, RunSummary]) -> None:
     out, summary = honest
     rounds = {r["round"]: r for r in read_jsonl(out / "rounds.jsonl")}
-    names = {h.address: h.name for h in summary.hospitals}
-    recorded = events_named(out, "RoundRecorded")
-    assert [e["args"]["round"] for e in recorded] == [1, 2, 3]
-    for event in recorded:
+    names = {h.address: h.site for h in summary.hospitals}
+    finalized = events_named(out, "RoundFinalized")
+    assert [e["args"]["round"] for e in finalized] == [1, 2, 3]
+    for event in finalized:
         assert event["args"]["globalHash"] == "0x" + rounds[event["args"]["round"]]["global_hash"]
+    recorded = events_named(out, "ClusterRecorded")
+    assert [(e["args"]["round"], e["args"]["cluster"]) for e in recorded] == [
+        (1, 0),
+        (2, 0),
+        (3, 0),
+    ]
+    previous = [e["args"]["previousGlobalHash"] for e in recorded]
+    assert previous[1:] == [e["args"]["globalHash"] for e in finalized[:-1]]
     updates = events_named(out, "UpdateRecorded")
     assert len(updates) == 4 * ROUNDS
     for event in updates:
@@ -91,7 +100,6 @@ def test_chain_records_match_what_the_nodes_computed(honest: tuple[Path, RunSumm
         node = rounds[args["round"]]["nodes"][names[args["member"]]]
         assert args["updateHash"] == "0x" + node["update_hash"]
         assert args["samples"] == node["samples"]
-    assert sorted(e["args"]["round"] for e in events_named(out, "RoundFinalized")) == [1, 2, 3]
     for hospital in summary.hospitals:
         scores = [e["args"]["score"] for e in updates if e["args"]["member"] == hospital.address]
         assert hospital.contribution == sum(scores)
@@ -135,13 +143,47 @@ def test_a_node_serving_forged_blobs_is_left_out(tmp_path: Path) -> None:
 
 
 def test_a_round_without_quorum_stops_with_a_clear_error(tmp_path: Path) -> None:
-    config = with_overrides(MedswarmConfig(), rounds=1, quorum=1.0, update_timeout=5.0)
+    config = with_overrides(
+        MedswarmConfig(),
+        rounds=1,
+        quorum=1.0,
+        update_timeout=2.0,
+        takeover_timeout=2.0,
+        aggregate_timeout=10.0,
+    )
     local = LocalRun(
         config=config,
         nodes=4,
         data_dir=resolve_data_dir(None, os.environ),
         out_dir=tmp_path,
-        forged_blob_sites=("cleveland",),
+        silent_sites=("cleveland",),
     )
-    with pytest.raises(TestnetError, match="has 3 valid updates, the quorum needs 4 of 4"):
+    with pytest.raises(TestnetError, match=r"no aggregate recorded for cluster\(s\) \[0\]"):
         trio.run(run_local_federation, local)
+
+
+def test_two_clusters_agree_and_match_flat_fedavg(tmp_path: Path) -> None:
+    config = with_overrides(MedswarmConfig(), rounds=2)
+    local = LocalRun(
+        config=config,
+        nodes=4,
+        data_dir=resolve_data_dir(None, os.environ),
+        out_dir=tmp_path,
+        clusters=(0, 1, 1, 0),  # US: Cleveland, VA Long Beach; Europe: Hungary, Switzerland
+    )
+    summary = trio.run(run_local_federation, local)
+    assert summary.nodes_agree
+    recorded = events_named(tmp_path, "ClusterRecorded")
+    assert sorted((e["args"]["round"], e["args"]["cluster"]) for e in recorded) == [
+        (1, 0),
+        (1, 1),
+        (2, 0),
+        (2, 1),
+    ]
+    sites = load_all_sites("heart-disease", resolve_data_dir(None, os.environ))
+    flat = initial_weights(sites, config.federation.seed)
+    for index in range(2):
+        flat = fedavg_round(flat, sites, config.training, config.federation.seed, index)
+    two_tier = decode_weights(Path(summary.final_model).read_bytes())
+    for name, values in flat.items():
+        np.testing.assert_allclose(two_tier[name], values, rtol=0, atol=1e-6)

@@ -18,13 +18,13 @@ def selector(signature: str) -> bytes:
 
 
 def test_custom_error_is_decoded_with_named_arguments() -> None:
-    data = selector("WrongAggregator(address,address)") + encode(["address", "address"], [A, B])
+    data = selector("ClusterAlreadyRecorded(uint64,uint16)") + encode(["uint64", "uint16"], [7, 2])
 
     decoded = ErrorDecoder([LEDGER_ABI]).decode(data)
 
     assert decoded is not None
-    assert decoded.name == "WrongAggregator"
-    assert decoded.args == {"caller": A, "expected": B}
+    assert decoded.name == "ClusterAlreadyRecorded"
+    assert decoded.args == {"round": 7, "cluster": 2}
 
 
 def test_standard_errors_and_unknown_selectors() -> None:

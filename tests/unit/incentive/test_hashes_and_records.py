@@ -1,13 +1,14 @@
-"""Hash normalisation and MemberRecord validation."""
+"""Hash normalisation, MemberRecord validation and the records hash."""
 
 from __future__ import annotations
 
 import hashlib
 
 import pytest
+from eth_utils import keccak
 
 from incentive.hashes import hash_bytes, hash_hex
-from incentive.records import MemberRecord
+from incentive.records import MemberRecord, records_hash, sort_records
 
 DIGEST = hashlib.sha256(b"update").hexdigest()
 ADDRESS = "0x2b5ad5c4795c026514f8317c7a215e218dccd6cf"
@@ -56,3 +57,17 @@ def test_member_record_rejects_bad_fields(kwargs: dict[str, object], error: type
     }
     with pytest.raises(error):
         MemberRecord(**fields)  # type: ignore[arg-type]
+
+
+def test_records_hash_packs_68_bytes_per_record_and_sorting_is_by_address() -> None:
+    low = MemberRecord("0x" + "00" * 19 + "01", DIGEST, samples=2, score=3)
+    high = MemberRecord(ADDRESS, "11" * 32, samples=2**64 - 1, score=0)
+    by_hand = (
+        b"\x00" * 19 + b"\x01" + bytes.fromhex(DIGEST)
+        + (2).to_bytes(8, "big") + (3).to_bytes(8, "big")
+        + bytes.fromhex(ADDRESS[2:]) + b"\x11" * 32 + b"\xff" * 8 + b"\x00" * 8
+    )  # fmt: skip
+
+    assert len(by_hand) == 2 * 68
+    assert sort_records([high, low]) == [low, high]
+    assert records_hash([low, high]) == keccak(by_hand).hex()
