@@ -38,8 +38,11 @@ from incentive.retry import DEFAULT_RETRY, RetryPolicy, call_with_retry, endpoin
 
 logger = logging.getLogger(__name__)
 
-GAS_MARGIN = 1.25
-GAS_EXTRA = 20_000
+# Head-room over the estimate: the state can change between estimate and mining (an
+# attestation estimated as an ordinary vote may be mined as the one that finalizes the round,
+# which costs about twice as much). Unused gas is not charged.
+GAS_MARGIN = 1.5
+GAS_EXTRA = 80_000
 DEFAULT_TIP_WEI = 10**9
 # On the in-process chain gas estimation runs the EVM a dozen times (a binary search in
 # Python); a single eth_call catches reverts just as well, and unused gas costs nothing there.

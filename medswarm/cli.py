@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from incentive.cli import add_audit_parser
 from medswarm import __version__
-from medswarm.errors import MedswarmError
+from medswarm.errors import MedswarmError, leaf_errors
 from node.cli import add_node_parser
 from testnet.cli import add_testnet_parser
 
@@ -46,6 +46,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except MedswarmError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BaseExceptionGroup as group:
+        # Concurrent tasks (trio nurseries) report their failures together.
+        leaves = leaf_errors(group)
+        if not all(isinstance(leaf, MedswarmError) for leaf in leaves):
+            raise
+        for message in dict.fromkeys(str(leaf) for leaf in leaves):
+            print(f"error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -12,3 +12,10 @@ class MedswarmError(Exception):
 
 class MedswarmWarning(UserWarning):
     """Base class for medswarm's own warnings (tests turn them into errors)."""
+
+
+def leaf_errors(error: BaseException) -> list[BaseException]:
+    """The individual errors inside (possibly nested) exception groups, or ``[error]``."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaf_errors(inner)]
+    return [error]

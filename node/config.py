@@ -71,9 +71,11 @@ class NodeSettings:
     identity_key_file: str = "identity.key"
     events_file: str = "events.jsonl"
     connect_timeout: float = 60.0
+    linger_seconds: float = 30.0  # keep serving blobs this long after the last round
 
     def __post_init__(self) -> None:
         _require(0 <= self.shard < self.shards, "node.shard must be in 0..node.shards-1")
+        _require(self.linger_seconds >= 0, "node.linger_seconds must not be negative")
 
 
 @dataclass(frozen=True)

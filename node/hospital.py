@@ -32,6 +32,7 @@ from gossip.messages import AggregateInput, Announcement, AnnouncementKind
 from gossip.service import GossipService
 from gossip.validation import AnnouncementPolicy
 from incentive.clients import MemberClient
+from incentive.errors import ContractReverted
 from incentive.records import ClusterInfo
 from node.aggregation import apply_delta, delta, fedavg
 from node.aggregator import AggregatorDuty
@@ -47,8 +48,9 @@ from node.weights import CODEC, Weights, decode_weights, encode_weights, weights
 log = logging.getLogger(__name__)
 
 RoundEventSink = Callable[[dict[str, Any]], None]
-POLL_SECONDS = 0.1
+POLL_SECONDS = 0.25
 ANNOUNCEMENT_GRACE_SECONDS = 5.0
+MAX_CONSECUTIVE_FAILURES = 3
 
 
 class HospitalNode:
@@ -156,11 +158,23 @@ class HospitalNode:
                 f"{self.name}: the initial model hashes to {self.global_hash}, but the "
                 f"federation's genesis is {genesis}: use the federation's seed and data set"
             )
+        failures = 0
         while self.completed_round < rounds:
             await self.catch_up()
             if self.completed_round >= rounds:
                 break
-            await self.run_round(self.completed_round + 1)
+            try:
+                await self.run_round(self.completed_round + 1)
+                failures = 0
+            except RoundFailed as exc:
+                # The chain says how the round ended for everyone else; try to follow it.
+                failures += 1
+                self.emit(
+                    {"event": "round-failed", "round": self.completed_round + 1, "reason": str(exc)}
+                )
+                if failures >= MAX_CONSECUTIVE_FAILURES:
+                    raise
+                log.warning("%s: %s; catching up with the chain", self.name, exc)
 
     async def catch_up(self) -> None:
         """If the chain has finalized rounds this node missed, fetch that model by hash."""
@@ -324,7 +338,12 @@ class HospitalNode:
         status = await self.on_chain(self.chain.round_status, round_number)
         if status.finalized and status.final_hash != global_hash:
             return  # the round is settled on another hash; attesting ours would revert
-        await self.on_chain(self.chain.attest, round_number, global_hash)
+        try:
+            await self.on_chain(self.chain.attest, round_number, global_hash)
+        except ContractReverted as exc:
+            if exc.error_name not in ("AlreadyAttested", "HashMismatch"):
+                raise
+            log.info("%s: attestation of round %d not counted: %s", self.name, round_number, exc)
 
     async def _wait_final(self, round_number: int) -> str:
         with trio.move_on_after(self.config.federation.chain_timeout):

@@ -65,7 +65,7 @@ class RoundInbox:
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Wait until ``predicate()`` holds; return False if ``timeout`` passes first."""
-        with trio.move_on_after(timeout):
+        with trio.move_on_after(max(0.0, timeout)):
             while not predicate():
                 await self._changed.wait()
             return True

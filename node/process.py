@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +52,6 @@ class JsonLinesWriter:
 
 async def run_node_process(config: MedswarmConfig, base_dir: Path) -> int:
     """Run one node until the federation's last round is final; return an exit code."""
-    started = time.monotonic()
     settings = config.node
     if not settings.site:
         raise NodeError('node.site is empty: name this node\'s site (e.g. site = "cleveland")')
@@ -108,7 +106,7 @@ async def run_node_process(config: MedswarmConfig, base_dir: Path) -> int:
                 {
                     "event": "node-started",
                     "pid": os.getpid(),
-                    "startup_seconds": round(time.monotonic() - started, 3),
+                    "startup_seconds": round(_process_age_seconds(), 3),
                     "rss_mb": _rss_mb(),
                     "peer_id": node.gossip.peer_id,
                     "address": node.address,
@@ -119,13 +117,15 @@ async def run_node_process(config: MedswarmConfig, base_dir: Path) -> int:
             await node.run(config.federation.rounds)
             node.emit(
                 {
-                    "event": "node-stopped",
+                    "event": "node-finished",
                     "pid": os.getpid(),
                     "rss_mb": _rss_mb(),
                     "global_hash": node.global_hash,
                     "round": node.completed_round,
                 }
             )
+            # Keep serving blobs for a while: a slower peer may still need the final model.
+            await trio.sleep(settings.linger_seconds)
             nursery.cancel_scope.cancel()
     finally:
         events.close()
@@ -144,6 +144,17 @@ def _registered_as(client: MemberClient, node: HospitalNode) -> bool:
         f"account {node.address} is not a member of the federation: ask the consortium "
         "admin to admit it first"
     )
+
+
+def _process_age_seconds() -> float:
+    """Seconds since this process was started (Linux; includes interpreter start-up)."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started_ticks = int(fields[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return uptime - started_ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mb() -> float:

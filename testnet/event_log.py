@@ -58,7 +58,7 @@ class ProcessEvent:
     """A node process starting or stopping."""
 
     ts: float | None
-    event: str  # "node-started" or "node-stopped"
+    event: str  # "node-started", "node-finished" (reached the last round) or "node-stopped"
     node: str
     pid: int | None
     rss_mb: float | None
@@ -159,7 +159,7 @@ def _parse(
             round=_optional_int(raw, "round"),
             detail="" if detail is None else _text(detail),
         )
-    if kind in ("node-started", "node-stopped"):
+    if kind in ("node-started", "node-finished", "node-stopped"):
         return ProcessEvent(
             ts=ts,
             event=kind,

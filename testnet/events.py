@@ -52,6 +52,10 @@ class EventCollector:
                 latest[str(event["node"])] = event
         return latest
 
+    def finished_nodes(self) -> set[str]:
+        """Nodes that reported reaching the federation's last round."""
+        return {str(e["node"]) for e in self.events if e.get("event") == "node-finished"}
+
     def mean_accuracy(self, round_number: int) -> float | None:
         accuracies = [float(e["test_accuracy"]) for e in self.rounds(round_number).values()]
         return statistics.fmean(accuracies) if accuracies else None

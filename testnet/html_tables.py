@@ -71,7 +71,7 @@ def faults_table(faults: Sequence[FaultEvent], start_ts: float | None) -> str:
 def processes_table(processes: Sequence[ProcessEvent], start_ts: float | None) -> str:
     """One row per node process: when it started and stopped, start-up time, memory."""
     starts = [p for p in processes if p.event == "node-started"]
-    stops = [p for p in processes if p.event == "node-stopped"]
+    stops = [p for p in processes if p.event in ("node-finished", "node-stopped")]
     rows: list[list[str]] = []
     for start in starts:
         stop = _matching_stop(start, stops)

@@ -24,7 +24,7 @@ from incentive.clients import AdminClient, MemberClient
 from incentive.deploy import deploy_federation
 from incentive.events import EventLog
 from incentive.rundir import write_chain_record
-from medswarm.errors import MedswarmError
+from medswarm.errors import MedswarmError, leaf_errors
 from node.config import MedswarmConfig, to_toml_dict
 from node.data import SiteData, dataset_sites, load_site
 from node.hospital import HospitalNode
@@ -74,14 +74,6 @@ async def _run_nodes(
                 rounds.start_soon(node.run, federation.rounds)
             rounds.start_soon(_baselines, [n.site for n in nodes], run.config, local_only)
         nursery.cancel_scope.cancel()
-
-
-def _leaves(group: BaseExceptionGroup[MedswarmError]) -> list[BaseException]:
-    """The individual errors inside (possibly nested) exception groups."""
-    found: list[BaseException] = []
-    for error in group.exceptions:
-        found.extend(_leaves(error) if isinstance(error, BaseExceptionGroup) else [error])
-    return found
 
 
 def load_sites(dataset: str, nodes: int, data_dir: Path) -> list[SiteData]:
@@ -150,7 +142,7 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
     try:
         await _run_nodes(nodes, run, local_only)
     except* MedswarmError as group:
-        reasons = sorted({str(error) for error in _leaves(group)})
+        reasons = sorted({str(error) for error in leaf_errors(group)})
         raise TestnetError("the federation stopped: " + "; ".join(reasons)) from None
 
     final_hashes = {node.global_hash for node in nodes}

@@ -174,6 +174,7 @@ class MultiProcessTestnet:
             "account_key_file": "account.key",
             "identity_key_file": "identity.key",
             "events_file": "events.jsonl",
+            "linger_seconds": self.scenario.timeout,  # the launcher stops it when all are done
         }
         document["chain"] = {"url": self.anvil.url, "deployment_file": str(self.deployment_file)}
         (node.directory / "node.toml").write_text(_to_toml(document))
@@ -219,7 +220,10 @@ class MultiProcessTestnet:
             self.collector.poll(self.nodes.values())
             finalized = self._last_finalized()
             if finalized is not None:
-                while reported < finalized:
+                while reported < finalized and (
+                    reported + 1 < finalized
+                    or self.collector.mean_accuracy(reported + 1) is not None
+                ):
                     reported += 1
                     if self.on_round is not None:
                         final_hash = self.admin.final_hash(reported) or ""
@@ -227,7 +231,12 @@ class MultiProcessTestnet:
                 while pending and pending[0].round <= finalized + 1:
                     self._fire(pending.pop(0), finalized + 1)
             live = [n for n in self.nodes.values() if n.running]
-            if reported >= rounds and not live and not self._timers:
+            finished = self.collector.finished_nodes()
+            if (
+                reported >= rounds
+                and not self._timers
+                and all(n.spec.name in finished for n in live)
+            ):
                 return
             if reported < rounds and not live and not self._timers:
                 raise TestnetError(

@@ -31,7 +31,7 @@ def summarise_run(
     federation = scenario.config.federation
     final_round = int(admin.last_finalized_round())
     final_hash = admin.final_hash(final_round) if final_round else None
-    stopped = {e["node"]: e for e in events if e.get("event") == "node-stopped"}
+    stopped = {e["node"]: e for e in events if e.get("event") == "node-finished"}
     started = {e["node"]: e for e in events if e.get("event") == "node-started"}
     finished_hashes = {str(e["global_hash"]) for e in stopped.values()}
     nodes_agree = bool(stopped) and finished_hashes == {final_hash}
