@@ -114,6 +114,15 @@ class HospitalNode:
         """
         for address in (*self.config.network.bootstrap, *bootstrap):
             await self.gossip.connect(address)
+        deadline = trio.current_time() + timeout
+        while True:  # admitted members that have not registered yet are starting up
+            admitted = await self.on_chain(self.chain.members)
+            waiting = [m.name for m in admitted if m.active and not m.peer_id]
+            if not waiting or trio.current_time() > deadline:
+                break
+            await trio.sleep(POLL_SECONDS)
+        if waiting:
+            log.warning("%s: starting without %s (admitted, not registered)", self.name, waiting)
         await self.refresh_membership()
         others = [m for m in self.membership.members if m.address.lower() != self.address.lower()]
         await self.gossip.wait_for_topic_peers([m.peer_id for m in others], timeout)

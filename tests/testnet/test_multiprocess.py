@@ -1,0 +1,102 @@
+"""The shipped CI scenario end to end: anvil, one OS process per node, a crash and a straggler."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from medswarm.cli import main
+from node.data import resolve_data_dir
+from testnet.multiproc import MultiProcessTestnet
+from testnet.scenario import load_scenario
+
+pytestmark = pytest.mark.integration
+
+SCENARIO = Path("testnet/scenarios/ci-smoke.toml")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("ci-smoke")
+    testnet = MultiProcessTestnet(load_scenario(SCENARIO), out, resolve_data_dir(None, os.environ))
+    return out, testnet.up()
+
+
+def test_every_live_node_ends_on_the_final_hash(run: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = run
+    assert summary["nodes_agree"] is True
+    assert summary["final_round"] == 5
+    assert all(h["finished"] for h in summary["hospitals"])
+    assert {h["final_hash"] for h in summary["hospitals"]} == {summary["final_global_hash"]}
+    model = Path(summary["final_model"])
+    assert main(["audit", "verify", str(model), "--run-dir", str(out)]) == 0
+
+
+def test_the_crashed_node_came_back_from_its_checkpoint(run: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = run
+    kinds = [(f["kind"], f["node"]) for f in summary["faults"]]
+    assert kinds == [("crash", "hungary"), ("restart", "hungary"), ("straggler", "va")]
+    hungary = read_jsonl(out / "nodes" / "hungary" / "events.jsonl")
+    starts = [e for e in hungary if e["event"] == "node-started"]
+    assert len(starts) == 2
+    # Back from its own checkpoint, or (killed before writing one) resynced from peers;
+    # a first start has neither.
+    assert any(e["event"] in ("resumed", "resynced") for e in hungary)
+    chain = read_jsonl(out / "chain" / "events.jsonl")
+    address = next(h["address"] for h in summary["hospitals"] if h["name"] == "hungary")
+    rounds = {
+        e["args"]["round"]
+        for e in chain
+        if e["event"] == "UpdateRecorded" and e["args"]["member"] == address
+    }
+    assert 5 in rounds  # contributing again after the restart
+
+
+def test_nothing_is_recorded_twice_on_chain(run: tuple[Path, dict[str, Any]]) -> None:
+    out, _ = run
+    chain = read_jsonl(out / "chain" / "events.jsonl")
+    for name in ("UpdateRecorded", "Attested"):
+        keys = Counter(
+            (e["args"]["round"], e["args"]["member"]) for e in chain if e["event"] == name
+        )
+        assert keys and max(keys.values()) == 1, name
+    clusters = Counter(
+        (e["args"]["round"], e["args"]["cluster"]) for e in chain if e["event"] == "ClusterRecorded"
+    )
+    assert sorted(clusters) == [(r, c) for r in range(1, 6) for c in (0, 1)]
+    assert max(clusters.values()) == 1
+
+
+def test_the_run_directory_has_the_report(run: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = run
+    for name in ("events.jsonl", "summary.json", "report.html", "plots/accuracy.png"):
+        assert (out / name).exists(), name
+    events = read_jsonl(out / "events.jsonl")
+    assert {e["event"] for e in events} >= {"round", "fault", "node-started", "node-finished"}
+    assert summary["scenario"] == "ci-smoke"
+
+
+def test_no_process_is_left_running(run: tuple[Path, dict[str, Any]]) -> None:
+    out, _ = run
+    pids = json.loads((out / "testnet.json").read_text())["pids"]
+    for name, pid in pids.items():
+        if pid is None:
+            continue
+        alive = Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)
+        assert not alive, f"{name} (pid {pid}) still running"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"

@@ -1,0 +1,60 @@
+from pathlib import Path
+
+import pytest
+
+from testnet.errors import TestnetError
+from testnet.scenario import load_scenario, scenario_from_dict
+
+SCENARIOS = sorted(Path("testnet/scenarios").glob("*.toml"))
+
+
+def minimal(**changes: object) -> dict[str, object]:
+    raw: dict[str, object] = {
+        "name": "t",
+        "rounds": 3,
+        "nodes": [{"name": "a", "site": "cleveland"}, {"name": "b", "site": "va", "cluster": 1}],
+        "faults": [{"kind": "crash", "node": "a", "round": 2, "restart_after": 1.0}],
+    }
+    raw.update(changes)
+    return raw
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_shipped_scenarios_load(path: Path) -> None:
+    scenario = load_scenario(path)
+    assert scenario.nodes
+    assert scenario.config.federation.rounds >= 1
+
+
+def test_shipped_crash_restart_is_eight_nodes_in_two_clusters() -> None:
+    scenario = load_scenario(Path("testnet/scenarios/crash-restart.toml"))
+    assert len(scenario.nodes) == 8
+    assert {n.cluster for n in scenario.nodes} == {0, 1}
+    assert {f.kind for f in scenario.faults} == {"crash", "straggler"}
+
+
+def test_values_reach_the_config() -> None:
+    scenario = scenario_from_dict(minimal(federation={"update_timeout": 3.0}, seed=4))
+    assert scenario.config.federation.rounds == 3
+    assert scenario.config.federation.seed == 4
+    assert scenario.config.federation.update_timeout == 3.0
+    assert scenario.faults[0].restart_after == 1.0
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"nodez": []}, "unknown key 'nodez'"),
+        ({"nodes": []}, "at least one"),
+        ({"faults": [{"kind": "crash", "node": "zz", "round": 2}]}, "unknown node 'zz'"),
+        ({"faults": [{"kind": "melt", "node": "a", "round": 2}]}, "kind must be one of"),
+        ({"faults": [{"kind": "crash", "node": "a", "round": 0}]}, "round must be"),
+        ({"nodes": [{"name": "a", "site": "va", "cluster": 2}]}, "without gaps|no gap"),
+        ({"nodes": [{"site": "va"}, {"site": "va"}]}, "unique"),
+        ({"rounds": 0}, "at least 1"),
+    ],
+)
+def test_bad_scenarios_say_what_is_wrong(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(Exception, match=message) as caught:
+        scenario_from_dict(minimal(**changes))
+    assert isinstance(caught.value, TestnetError | ValueError)
