@@ -84,6 +84,10 @@ class HospitalNode:
         self.global_hash = weights_hash(initial_weights)
         self._on_event = on_event or (lambda _event: None)
         self._refresh_wanted = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._dialing: set[str] = set()
+        self._next_dial: dict[str, float] = {}
+        self._dial_backoff: dict[str, float] = {}
         policy = AnnouncementPolicy(
             federation=config.federation.name,
             member_peer_id=self.membership.peer_id,
@@ -98,6 +102,7 @@ class HospitalNode:
 
     async def start(self, nursery: trio.Nursery) -> None:
         """Start the network services in ``nursery``; returns once listening."""
+        self._nursery = nursery
         await nursery.start(self.gossip.run)
         nursery.start_soon(self._pump_announcements)
         nursery.start_soon(self._refresh_on_demand)
@@ -128,16 +133,39 @@ class HospitalNode:
         await self.gossip.wait_for_topic_peers([m.peer_id for m in others], timeout)
 
     async def refresh_membership(self) -> None:
-        """Re-read the registry and dial members this node is not connected to yet."""
+        """Re-read the registry; dial members this node is not connected to, in the background.
+
+        A member that cannot be reached is retried with a growing delay (up to a minute), so
+        a dead peer does not slow every round down.
+        """
         self.membership.update(await self.on_chain(self.chain.members))
+        now = trio.current_time()
         for member in self.membership.members:
-            if member.address.lower() == self.address.lower() or not member.multiaddrs:
+            peer = member.peer_id
+            if (
+                member.address.lower() == self.address.lower()
+                or not member.multiaddrs
+                or peer in self._dialing
+                or now < self._next_dial.get(peer, 0.0)
+                or self.gossip.is_connected(peer)
+                or self._nursery is None
+            ):
                 continue
-            if not self.gossip.is_connected(member.peer_id):
-                try:
-                    await self.gossip.connect(member.multiaddrs[0])
-                except GossipError as exc:
-                    log.warning("%s: cannot reach member %s: %s", self.name, member.name, exc)
+            self._dialing.add(peer)
+            self._nursery.start_soon(self._dial, member.name, peer, member.multiaddrs[0])
+
+    async def _dial(self, name: str, peer: str, address: str) -> None:
+        try:
+            await self.gossip.connect(address)
+            self._dial_backoff.pop(peer, None)
+        except GossipError as exc:
+            backoff = min(self._dial_backoff.get(peer, 2.0) * 2, 60.0)
+            self._dial_backoff[peer] = backoff
+            self._next_dial[peer] = trio.current_time() + backoff
+            log.warning("%s: cannot reach member %s (retry in %.0fs): %s", self.name, name,
+                        backoff, exc)
+        finally:
+            self._dialing.discard(peer)
 
     def resume_from_journal(self) -> None:
         """Continue from the last checkpoint, if this node has one and still has its model."""

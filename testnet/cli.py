@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -127,6 +128,8 @@ def up_testnet(args: argparse.Namespace) -> int:
         )
 
     testnet = MultiProcessTestnet(scenario, args.out, data_dir, on_round=on_round)
+    # SIGTERM unwinds like Ctrl-C, so the launcher still stops the processes it started.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     summary = testnet.up()
     agree = "all live nodes agree" if summary["nodes_agree"] else "NODES DISAGREE"
     print(f"final global model {summary['final_global_hash']} ({agree})", file=out)
@@ -134,6 +137,10 @@ def up_testnet(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
     return 0 if summary["nodes_agree"] else 1
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def down_testnet(args: argparse.Namespace) -> int:
