@@ -195,6 +195,15 @@ class HospitalNode:
                 f"{self.name}: the initial model hashes to {self.global_hash}, but the "
                 f"federation's genesis is {genesis}: use the federation's seed and data set"
             )
+        if self.completed_round > 0:
+            recorded = await self.on_chain(self.chain.final_hash, self.completed_round)
+            if recorded != self.global_hash:
+                raise NodeError(
+                    f"{self.name}: the checkpoint says round {self.completed_round} ended on "
+                    f"{self.global_hash}, but this chain has {recorded or 'no final model'} for "
+                    "that round: the state directory belongs to another federation or chain; "
+                    "delete its checkpoint.json to start over"
+                )
         failures = 0
         while self.completed_round < rounds:
             await self.catch_up()

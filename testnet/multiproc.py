@@ -93,6 +93,11 @@ class MultiProcessTestnet:
 
     def up(self) -> dict[str, Any]:
         """Run the scenario; return the summary (also written to ``summary.json``)."""
+        if self.out_dir.exists() and any(self.out_dir.iterdir()):
+            raise TestnetError(
+                f"{self.out_dir} already holds a run: choose another --out or delete it "
+                "(its nodes' checkpoints would not match a new chain)"
+            )
         self.out_dir.mkdir(parents=True, exist_ok=True)
         started = time.time()
         self.collector = EventCollector(self.out_dir / "events.jsonl")
