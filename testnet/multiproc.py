@@ -29,6 +29,7 @@ from incentive.clients import AdminClient, MemberClient
 from incentive.deploy import deploy_federation
 from incentive.errors import ChainError
 from incentive.events import EventLog, read_events_from_chain
+from incentive.retry import RetryPolicy
 from incentive.rundir import write_chain_record
 from node.config import to_toml_dict
 from node.data import load_site
@@ -132,6 +133,10 @@ class MultiProcessTestnet:
         self.events = EventLog()
         self.deployment = deploy_federation(self.w3, self.admin_key, None, self.events)
         self.admin = AdminClient(self.w3, self.deployment, self.admin_key, None, self.events)
+        # The supervisor loop must keep running while the chain is down (it restarts it).
+        self.probe = AdminClient(
+            self.w3, self.deployment, self.admin_key, retry=RetryPolicy(total=0.5)
+        )
         config = self.scenario.config
         first = self.scenario.nodes[0]
         site = load_site(config.federation.dataset, first.site, self.data_dir)
@@ -231,7 +236,7 @@ class MultiProcessTestnet:
                 ):
                     reported += 1
                     if self.on_round is not None:
-                        final_hash = self.admin.final_hash(reported) or ""
+                        final_hash = self._final_hash(reported)
                         self.on_round(reported, final_hash, self.collector.mean_accuracy(reported))
                 while pending and pending[0].round <= finalized + 1:
                     self._fire(pending.pop(0), finalized + 1)
@@ -250,9 +255,15 @@ class MultiProcessTestnet:
                 )
             time.sleep(POLL_SECONDS)
 
+    def _final_hash(self, round_number: int) -> str:
+        try:
+            return self.probe.final_hash(round_number) or ""
+        except ChainError:
+            return ""
+
     def _last_finalized(self) -> int | None:
         try:
-            return int(self.admin.last_finalized_round())
+            return int(self.probe.last_finalized_round())
         except ChainError:
             return None  # the chain is restarting
 
@@ -280,9 +291,10 @@ class MultiProcessTestnet:
             self._start(node)
             detail = f"admitted in cluster {node.spec.cluster} and started"
         elif fault.kind == "chain-restart":
-            self.anvil.kill()
-            self._later(fault.duration, self.anvil.restart)
-            detail = f"anvil killed, restarted from its state file after {fault.duration:.1f}s"
+            # SIGTERM: anvil writes its state file and exits; it comes back from that file.
+            self.anvil.stop()
+            self._later(fault.duration, self.anvil.start)
+            detail = f"anvil stopped, started again from its state file after {fault.duration:.1f}s"
         self._record_fault(fault.kind, fault.node or "chain", round_number, detail)
 
     def _restart(self, node: NodeProcess, round_number: int) -> None:
