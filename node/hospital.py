@@ -162,8 +162,9 @@ class HospitalNode:
             backoff = min(self._dial_backoff.get(peer, 2.0) * 2, 60.0)
             self._dial_backoff[peer] = backoff
             self._next_dial[peer] = trio.current_time() + backoff
-            log.warning("%s: cannot reach member %s (retry in %.0fs): %s", self.name, name,
-                        backoff, exc)
+            log.warning(
+                "%s: cannot reach member %s (retry in %.0fs): %s", self.name, name, backoff, exc
+            )
         finally:
             self._dialing.discard(peer)
 
