@@ -77,7 +77,7 @@ class NodeProcess:
 @dataclass
 class _Timer:
     due: float
-    action: Callable[[], None]
+    action: Callable[[], object]
 
 
 @dataclass
@@ -301,7 +301,7 @@ class MultiProcessTestnet:
         self._start(node)
         self._record_fault("restart", node.spec.name, round_number, "started again")
 
-    def _later(self, seconds: float, action: Callable[[], None]) -> None:
+    def _later(self, seconds: float, action: Callable[[], object]) -> None:
         self._timers.append(_Timer(time.time() + seconds, action))
 
     def _record_fault(self, kind: str, node: str, round_number: int, detail: str) -> None:
