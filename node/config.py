@@ -104,13 +104,17 @@ def load_config(path: Path | None) -> MedswarmConfig:
     """Read a TOML file (or the defaults when ``path`` is None)."""
     if path is None:
         return MedswarmConfig()
+    return config_from_dict(read_toml(path, "config file"), source=str(path))
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """Parse a TOML file; a missing or malformed file is a :class:`ConfigError` naming it."""
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except FileNotFoundError as exc:
-        raise ConfigError(f"config file {path} does not exist") from exc
+        raise ConfigError(f"{what} {path} does not exist") from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-    return config_from_dict(raw, source=str(path))
+        raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from exc
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> MedswarmConfig:

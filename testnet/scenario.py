@@ -34,12 +34,11 @@ not started with the others.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node.config import MedswarmConfig, config_from_dict
+from node.config import MedswarmConfig, config_from_dict, read_toml
 from testnet.errors import TestnetError
 
 FAULT_KINDS = ("crash", "crash-aggregator", "straggler", "join", "chain-restart")
@@ -87,13 +86,7 @@ class Scenario:
 
 def load_scenario(path: Path) -> Scenario:
     """Read and check a scenario file."""
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise TestnetError(f"scenario file {path} does not exist") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise TestnetError(f"scenario file {path} is not valid TOML: {exc}") from exc
-    return scenario_from_dict(raw, source=str(path))
+    return scenario_from_dict(read_toml(path, "scenario file"), source=str(path))
 
 
 def scenario_from_dict(raw: dict[str, Any], source: str = "scenario") -> Scenario:
