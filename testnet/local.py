@@ -8,6 +8,7 @@ so its deployment and every event are written into the run directory for the aud
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics
 import time
@@ -204,8 +205,6 @@ async def _baselines(sites: list[SiteData], config: MedswarmConfig, out: dict[st
 
 
 def _write_config(path: Path, config: MedswarmConfig, run: LocalRun) -> None:
-    import json
-
     document = to_toml_dict(config)
     document["run"] = {"nodes": run.nodes, "data_dir": str(run.data_dir)}
     path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")

@@ -59,7 +59,6 @@ class NodeProcess:
     peer_id: str
     port: int
     process: subprocess.Popen[bytes] | None = None
-    started_at: float = 0.0
 
     @property
     def address(self) -> str:
@@ -208,7 +207,6 @@ class MultiProcessTestnet:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        node.started_at = time.time()
         self._write_pids()
 
     def _supervise(self, started: float) -> None:

@@ -34,7 +34,7 @@ not started with the others.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,6 @@ class Scenario:
     faults: tuple[FaultSpec, ...] = ()
     description: str = ""
     timeout: float = 600.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def late_joiners(self) -> set[str]:
