@@ -42,12 +42,16 @@ class FederationConfig:
     aggregate_timeout: float = 120.0  # how long members wait for the aggregate
     chain_timeout: float = 60.0  # how long to wait for a round record to appear on chain
     quorum: float = 2 / 3  # fraction of members whose updates a round needs
+    round_attempts: int = 3  # failed attempts in a row at one round before the node stops; 0: never
     verify_aggregates: bool = True  # members recompute the aggregate from its inputs
     reward_pool_eth: float = 10.0  # funded at start, paid out after the last round
 
     def __post_init__(self) -> None:
         _require(self.rounds >= 1, "federation.rounds must be at least 1")
         _require(0 < self.quorum <= 1, "federation.quorum must be in (0, 1]")
+        _require(
+            self.round_attempts >= 0, "federation.round_attempts must be 0 (never stop) or more"
+        )
         for name in ("update_timeout", "takeover_timeout", "aggregate_timeout", "chain_timeout"):
             _require(getattr(self, name) > 0, f"federation.{name} must be positive")
         _require(self.reward_pool_eth >= 0, "federation.reward_pool_eth must not be negative")

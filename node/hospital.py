@@ -50,7 +50,9 @@ log = logging.getLogger(__name__)
 RoundEventSink = Callable[[dict[str, Any]], None]
 POLL_SECONDS = 0.25
 ANNOUNCEMENT_GRACE_SECONDS = 5.0
-MAX_CONSECUTIVE_FAILURES = 3
+RETRY_FIRST_SECONDS = 1.0  # pause after a failed round attempt, doubling up to the maximum
+RETRY_MAX_SECONDS = 16.0
+DIAL_BACKOFF_MAX_SECONDS = 15.0
 
 
 class HospitalNode:
@@ -135,8 +137,8 @@ class HospitalNode:
     async def refresh_membership(self) -> None:
         """Re-read the registry; dial members this node is not connected to, in the background.
 
-        A member that cannot be reached is retried with a growing delay (up to a minute), so
-        a dead peer does not slow every round down.
+        A member that cannot be reached is retried with a growing delay (up to 15 s), so a
+        dead peer does not slow every round down and a healed link is used again soon.
         """
         self.membership.update(await self.on_chain(self.chain.members))
         now = trio.current_time()
@@ -159,7 +161,7 @@ class HospitalNode:
             await self.gossip.connect(address)
             self._dial_backoff.pop(peer, None)
         except GossipError as exc:
-            backoff = min(self._dial_backoff.get(peer, 2.0) * 2, 60.0)
+            backoff = min(self._dial_backoff.get(peer, 1.0) * 2, DIAL_BACKOFF_MAX_SECONDS)
             self._dial_backoff[peer] = backoff
             self._next_dial[peer] = trio.current_time() + backoff
             log.warning(
@@ -205,12 +207,13 @@ class HospitalNode:
                     "that round: the state directory belongs to another federation or chain; "
                     "delete its checkpoint.json to start over"
                 )
+        attempts = self.config.federation.round_attempts
         failures = 0
         while self.completed_round < rounds:
-            await self.catch_up()
-            if self.completed_round >= rounds:
-                break
             try:
+                await self.catch_up()
+                if self.completed_round >= rounds:
+                    break
                 await self.run_round(self.completed_round + 1)
                 failures = 0
             except RoundFailed as exc:
@@ -219,9 +222,11 @@ class HospitalNode:
                 self.emit(
                     {"event": "round-failed", "round": self.completed_round + 1, "reason": str(exc)}
                 )
-                if failures >= MAX_CONSECUTIVE_FAILURES:
+                if attempts and failures >= attempts:
                     raise
-                log.warning("%s: %s; catching up with the chain", self.name, exc)
+                pause = min(RETRY_FIRST_SECONDS * 2 ** (failures - 1), RETRY_MAX_SECONDS)
+                log.warning("%s: %s; trying again in %.0fs", self.name, exc, pause)
+                await trio.sleep(pause)
 
     async def catch_up(self) -> None:
         """If the chain has finalized rounds this node missed, fetch that model by hash."""
@@ -230,7 +235,7 @@ class HospitalNode:
             return
         final_hash = await self.on_chain(self.chain.final_hash, last)
         await self.refresh_membership()
-        blob = await self.gossip.fetch(final_hash, self.membership.peer_ids(exclude=self.address))
+        blob = await self._fetch_final(last, final_hash)
         self._adopt_global(last, decode_weights(blob))
         self.emit({"event": "resynced", "round": last, "global_hash": final_hash})
 
@@ -245,12 +250,18 @@ class HospitalNode:
         cluster = self.membership.cluster_of(self.address)
         update = await self._train_and_announce(round_number, cluster)
         candidates = await self.on_chain(self.chain.aggregator_candidates, round_number, cluster)
+        failure: RoundFailed | None = None  # raised after the nursery, not in a group
         async with trio.open_nursery() as nursery:
             if self.address in candidates:
                 duty = AggregatorDuty(self, round_number, cluster, candidates.index(self.address))
                 nursery.start_soon(duty.run, started)
-            new_global = await self._combine_clusters(round_number, cluster)
+            try:
+                new_global = await self._combine_clusters(round_number, cluster)
+            except RoundFailed as exc:
+                failure = exc
             nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
         new_hash = weights_hash(new_global)
         self.gossip.store.put(encode_weights(new_global))
         await self._attest(round_number, new_hash)
@@ -263,8 +274,7 @@ class HospitalNode:
                 final_hash,
                 new_hash,
             )
-            blob = await self.gossip.fetch(final_hash, self.membership.peer_ids(self.address))
-            new_global = decode_weights(blob)
+            new_global = decode_weights(await self._fetch_final(round_number, final_hash))
         self._adopt_global(round_number, new_global)
         metrics = await trio.to_thread.run_sync(
             evaluate, new_global, self.site.test_x, self.site.test_y, self.site.dataset
@@ -404,6 +414,15 @@ class HospitalNode:
             f"{self.config.federation.chain_timeout:.0f}s (federation.chain_timeout): fewer than "
             "a quorum of members attested the same global model"
         )
+
+    async def _fetch_final(self, round_number: int, final_hash: str) -> bytes:
+        try:
+            return await self.gossip.fetch(final_hash, self.membership.peer_ids(self.address))
+        except GossipError as exc:
+            raise RoundFailed(
+                f"round {round_number} ended on {final_hash}, which no reachable member "
+                f"served: {exc}"
+            ) from exc
 
     def _adopt_global(self, round_number: int, weights: Weights) -> None:
         self.global_weights = weights

@@ -56,6 +56,7 @@ class AnvilConfig:
 
     run_dir: Path
     port: int | None = None
+    host: str = HOST  # the address to listen on (another one inside a network lab)
     chain_id: int = ANVIL_CHAIN_ID
     mnemonic: str = TEST_MNEMONIC
     accounts: int = 10
@@ -101,10 +102,10 @@ def find_anvil(binary: Path | None = None) -> Path:
     )
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+def free_port(host: str = HOST) -> int:
+    """A TCP port on ``host`` that nothing listens on right now."""
     with socket.socket() as sock:
-        sock.bind((HOST, 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
@@ -119,7 +120,10 @@ def derive_private_keys(mnemonic: str, n: int) -> list[str]:
 
 
 class AnvilChain:
-    """One anvil process on 127.0.0.1; use as a context manager so it is always stopped."""
+    """One anvil process (on 127.0.0.1 unless configured otherwise).
+
+    Use it as a context manager so it is always stopped.
+    """
 
     def __init__(self, config: AnvilConfig) -> None:
         self.config = config
@@ -152,7 +156,7 @@ class AnvilChain:
     @property
     def url(self) -> str:
         """The JSON-RPC URL, e.g. ``http://127.0.0.1:8545``."""
-        return f"http://{HOST}:{self.port}"
+        return f"http://{self.config.host}:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -172,7 +176,7 @@ class AnvilChain:
         binary = find_anvil(self.config.binary)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self._port is None:
-            self._port = free_port()
+            self._port = free_port(self.config.host)
         log = self.log_file.open("ab")
         log.write(f"--- medswarm: starting anvil on {self.url}\n".encode())
         log.flush()
@@ -252,7 +256,7 @@ class AnvilChain:
         c = self.config
         return [
             str(binary),
-            "--host", HOST,
+            "--host", c.host,
             "--port", str(self.port),
             "--chain-id", str(c.chain_id),
             "--mnemonic", c.mnemonic,

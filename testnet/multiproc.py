@@ -3,8 +3,9 @@
 ``medswarm testnet up --scenario FILE`` lands here. The launcher is a plain supervisor: it
 starts anvil, deploys and configures the contracts, writes each node's keys and config, starts
 one OS process per node, watches the chain to know which round is in progress, fires the
-scenario's faults (SIGKILL and restart, SIGSTOP/SIGCONT, late admission, chain restart),
-and when the last round is final, pays rewards and writes the run directory.
+scenario's faults (SIGKILL and restart, SIGSTOP/SIGCONT, late admission, network partition,
+chain restart), and when the last round is final, pays rewards and writes the run directory.
+A scenario with a partition runs each node in its own network namespace (:mod:`testnet.netns`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from testnet.anvil import AnvilChain, AnvilConfig, free_port
 from testnet.errors import TestnetError
 from testnet.events import EventCollector
 from testnet.html_report import write_report
+from testnet.netns import NetworkLab, destroy_namespaces, namespaces_available
 from testnet.scenario import FaultSpec, NodeSpec, Scenario
 from testnet.summary import summarise_run
 
@@ -58,6 +60,7 @@ class NodeProcess:
     account_key: str
     peer_id: str
     port: int
+    host: str = "127.0.0.1"
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -66,7 +69,7 @@ class NodeProcess:
 
     @property
     def multiaddr(self) -> str:
-        return f"/ip4/127.0.0.1/tcp/{self.port}/p2p/{self.peer_id}"
+        return f"/ip4/{self.host}/tcp/{self.port}/p2p/{self.peer_id}"
 
     @property
     def running(self) -> bool:
@@ -89,6 +92,7 @@ class MultiProcessTestnet:
     on_round: Callable[[int, str, float | None], None] | None = None
     nodes: dict[str, NodeProcess] = field(default_factory=dict)
     faults_fired: list[dict[str, Any]] = field(default_factory=list)
+    lab: NetworkLab | None = None
     _timers: list[_Timer] = field(default_factory=list)
 
     def up(self) -> dict[str, Any]:
@@ -103,9 +107,14 @@ class MultiProcessTestnet:
         self.collector = EventCollector(self.out_dir / "events.jsonl")
         chain_dir = self.out_dir / "chain"
         accounts = len(self.scenario.nodes) + 1
-        self.anvil = AnvilChain(AnvilConfig(run_dir=chain_dir, accounts=accounts))
-        self.anvil.start()
+        host = "127.0.0.1"
+        if self.scenario.needs_namespaces:
+            self._create_lab()
+            assert self.lab is not None
+            host = self.lab.gateway
+        self.anvil = AnvilChain(AnvilConfig(run_dir=chain_dir, accounts=accounts, host=host))
         try:
+            self.anvil.start()
             self._deploy()
             self._prepare_nodes()
             for node in self.nodes.values():
@@ -121,9 +130,22 @@ class MultiProcessTestnet:
         """Stop every process this launcher started (nodes first, then anvil)."""
         for node in self.nodes.values():
             _stop_process(node.process)
-        self.anvil.stop()
+        if hasattr(self, "anvil"):
+            self.anvil.stop()
+        if self.lab is not None:
+            self.lab.destroy()
 
     # ---------------------------------------------------------------- set-up
+
+    def _create_lab(self) -> None:
+        problem = namespaces_available()
+        if problem is not None:
+            raise TestnetError(
+                f"scenario {self.scenario.name!r} has a network partition, which runs each node "
+                f"in its own network namespace, and this process cannot create one: {problem}"
+            )
+        self.lab = NetworkLab([n.name for n in self.scenario.nodes])
+        self.lab.create()
 
     def _deploy(self) -> None:
         keys = self.anvil.private_keys(len(self.scenario.nodes) + 1)
@@ -157,7 +179,8 @@ class MultiProcessTestnet:
             key_file.chmod(0o600)
             identity = load_or_create_identity(directory / "identity.key")
             peer_id = str(_peer_id(identity))
-            node = NodeProcess(spec, directory, key, peer_id, free_port())
+            host = self.lab.address(spec.name) if self.lab else "127.0.0.1"
+            node = NodeProcess(spec, directory, key, peer_id, free_port(), host)
             self.nodes[spec.name] = node
             if spec.name not in self.scenario.late_joiners:
                 self.admin.admit(node.address, spec.name, spec.cluster)
@@ -172,6 +195,7 @@ class MultiProcessTestnet:
     def _write_node_config(self, node: NodeProcess, bootstrap: str) -> None:
         document = to_toml_dict(self.scenario.config)
         document["network"]["listen_port"] = node.port
+        document["network"]["listen_host"] = node.host
         document["network"]["bootstrap"] = [] if bootstrap == node.multiaddr else [bootstrap]
         document["node"] = {
             "name": node.spec.name,
@@ -192,16 +216,19 @@ class MultiProcessTestnet:
 
     def _start(self, node: NodeProcess) -> None:
         log_file = (node.directory / "node.log").open("ab")
+        argv = [
+            sys.executable,
+            "-m",
+            "medswarm",
+            "node",
+            "run",
+            "--config",
+            str(node.directory / "node.toml"),
+        ]
+        if self.lab is not None:
+            argv = self.lab.command(node.spec.name, argv)
         node.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "medswarm",
-                "node",
-                "run",
-                "--config",
-                str(node.directory / "node.toml"),
-            ],
+            argv,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -288,12 +315,27 @@ class MultiProcessTestnet:
             self.admin.admit(node.address, node.spec.name, node.spec.cluster)
             self._start(node)
             detail = f"admitted in cluster {node.spec.cluster} and started"
+        elif fault.kind == "partition" and self.lab is not None:
+            self.lab.partition(fault.sides)
+            self._later(fault.duration, lambda: self._heal(round_number))
+            sides = " | ".join(", ".join(side) for side in fault.sides)
+            detail = f"links cut between {sides}; healed after {fault.duration:.1f}s"
         elif fault.kind == "chain-restart":
             # SIGTERM: anvil writes its state file and exits; it comes back from that file.
             self.anvil.stop()
             self._later(fault.duration, self.anvil.start)
             detail = f"anvil stopped, started again from its state file after {fault.duration:.1f}s"
-        self._record_fault(fault.kind, fault.node or "chain", round_number, detail)
+        target = fault.node or ("network" if fault.kind == "partition" else "chain")
+        self._record_fault(fault.kind, target, round_number, detail)
+
+    def _heal(self, partitioned_in: int) -> None:
+        assert self.lab is not None
+        self.lab.heal()
+        now = self._last_finalized()
+        current = partitioned_in if now is None else now + 1
+        self._record_fault(
+            "heal", "network", current, f"partition of round {partitioned_in} healed"
+        )
 
     def _restart(self, node: NodeProcess, round_number: int) -> None:
         self._start(node)
@@ -320,7 +362,8 @@ class MultiProcessTestnet:
         pids.update(
             {n.spec.name: n.process.pid for n in self.nodes.values() if n.process and n.running}
         )
-        (self.out_dir / "testnet.json").write_text(json.dumps({"pids": pids}, indent=2) + "\n")
+        record = {"pids": pids, "namespaces": self.lab.namespaces if self.lab else []}
+        (self.out_dir / "testnet.json").write_text(json.dumps(record, indent=2) + "\n")
 
     # ------------------------------------------------------------- results
 
@@ -358,7 +401,8 @@ def stop_testnet(out_dir: Path) -> list[str]:
     if not record.exists():
         raise TestnetError(f"{record} not found: no testnet was started with --out {out_dir}")
     stopped = []
-    for name, pid in json.loads(record.read_text()).get("pids", {}).items():
+    recorded = json.loads(record.read_text())
+    for name, pid in recorded.get("pids", {}).items():
         if pid is None:
             continue
         try:
@@ -366,6 +410,9 @@ def stop_testnet(out_dir: Path) -> list[str]:
             stopped.append(name)
         except (ProcessLookupError, PermissionError):
             continue
+    namespaces = destroy_namespaces(recorded.get("namespaces", []))
+    if namespaces:
+        stopped.append(f"{len(namespaces)} network namespaces")
     return stopped
 
 

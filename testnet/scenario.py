@@ -21,15 +21,19 @@ A scenario is TOML::
     cluster = 0
 
     [[faults]]
-    kind = "crash"                    # crash | crash-aggregator | straggler | join | chain-restart
+    kind = "crash"                    # crash | crash-aggregator | straggler | join | partition
+                                      # | chain-restart
     node = "hungary-a"                # target node (not for crash-aggregator, chain-restart)
     cluster = 0                       # crash-aggregator: whose first aggregator candidate
     round = 5                         # fires while this round is in progress
     restart_after = 2.0               # crash: restart after this many seconds (omit: stay down)
-    duration = 10.0                   # straggler: paused this long; chain-restart: downtime
+    duration = 10.0                   # straggler: paused this long; chain-restart: downtime;
+                                      # partition: healed after this long
+    sides = [["a", "b"], ["c", "d"]]  # partition: nodes that can reach only their own side
 
 A ``join`` fault admits its node on chain and starts it when ``round`` begins; such a node is
-not started with the others.
+not started with the others. A scenario with a ``partition`` runs every node in its own
+network namespace (see :mod:`testnet.netns`), which needs root or CAP_NET_ADMIN.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ from typing import Any
 from node.config import MedswarmConfig, config_from_dict, read_toml
 from testnet.errors import TestnetError
 
-FAULT_KINDS = ("crash", "crash-aggregator", "straggler", "join", "chain-restart")
+FAULT_KINDS = ("crash", "crash-aggregator", "straggler", "join", "partition", "chain-restart")
+NODELESS_FAULTS = ("crash-aggregator", "partition", "chain-restart")
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,7 @@ class FaultSpec:
     restart_after: float | None = None
     duration: float = 5.0
     cluster: int = 0
+    sides: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,11 @@ class Scenario:
     faults: tuple[FaultSpec, ...] = ()
     description: str = ""
     timeout: float = 600.0
+
+    @property
+    def needs_namespaces(self) -> bool:
+        """Whether a fault cuts links between nodes (so each node needs its own namespace)."""
+        return any(f.kind == "partition" for f in self.faults)
 
     @property
     def late_joiners(self) -> set[str]:
@@ -167,7 +178,7 @@ def _node(item: Any, index: int, source: str) -> NodeSpec:
 def _fault(item: Any, index: int, source: str, names: set[str]) -> FaultSpec:
     if not isinstance(item, dict):
         raise TestnetError(f"{source}: faults[{index}] must be a table")
-    allowed = {"kind", "node", "round", "restart_after", "duration", "cluster"}
+    allowed = {"kind", "node", "round", "restart_after", "duration", "cluster", "sides"}
     unknown = sorted(set(item) - allowed)
     if unknown:
         raise TestnetError(f"{source}: faults[{index}]: unknown key(s) {unknown}")
@@ -175,12 +186,13 @@ def _fault(item: Any, index: int, source: str, names: set[str]) -> FaultSpec:
     if kind not in FAULT_KINDS:
         raise TestnetError(f"{source}: faults[{index}].kind must be one of {FAULT_KINDS}")
     node = str(item.get("node", ""))
-    if kind not in ("chain-restart", "crash-aggregator") and node not in names:
+    if kind not in NODELESS_FAULTS and node not in names:
         raise TestnetError(f"{source}: faults[{index}] names unknown node {node!r}")
     round_number = item.get("round")
     if not isinstance(round_number, int) or round_number < 1:
         raise TestnetError(f"{source}: faults[{index}].round must be a round number >= 1")
     restart = item.get("restart_after")
+    sides = _sides(item.get("sides"), f"{source}: faults[{index}]", names, kind == "partition")
     return FaultSpec(
         kind=kind,
         round=round_number,
@@ -188,4 +200,29 @@ def _fault(item: Any, index: int, source: str, names: set[str]) -> FaultSpec:
         restart_after=None if restart is None else float(restart),
         duration=float(item.get("duration", 5.0)),
         cluster=int(item.get("cluster", 0)),
+        sides=sides,
     )
+
+
+def _sides(raw: Any, where: str, names: set[str], wanted: bool) -> tuple[tuple[str, ...], ...]:
+    if not wanted:
+        if raw is not None:
+            raise TestnetError(f"{where}: 'sides' belongs to partition faults only")
+        return ()
+    shape = (
+        isinstance(raw, list)
+        and len(raw) >= 2
+        and all(isinstance(side, list) and side for side in raw)
+    )
+    if not shape:
+        raise TestnetError(
+            f'{where}: a partition needs sides = [["node", ...], ["node", ...]] '
+            "(two or more non-empty lists of node names)"
+        )
+    listed = [str(n) for side in raw for n in side]
+    unknown = sorted(set(listed) - names)
+    if unknown:
+        raise TestnetError(f"{where}: sides name unknown node(s) {unknown}")
+    if len(set(listed)) != len(listed):
+        raise TestnetError(f"{where}: a node may stand on one side of a partition only")
+    return tuple(tuple(str(n) for n in side) for side in raw)

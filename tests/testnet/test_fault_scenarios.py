@@ -5,14 +5,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from node.config import with_overrides
-from node.data import resolve_data_dir
+from node.data import load_all_sites, resolve_data_dir
+from node.simulate import fedavg_round, initial_weights
+from node.weights import decode_weights
 from testnet.multiproc import MultiProcessTestnet
+from testnet.netns import namespaces_available
 from testnet.scenario import load_scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -82,3 +87,46 @@ def test_a_late_joiner_catches_up_and_contributes(tmp_path: Path) -> None:
     assert recorded and recorded[0] >= 5
     assert recorded == list(range(recorded[0], 9))
     assert next(h for h in summary["hospitals"] if h["name"] == "cleveland-b")["finished"]
+
+
+def test_both_sides_of_a_partition_converge_on_one_model_after_healing(tmp_path: Path) -> None:
+    problem = namespaces_available()
+    if problem is not None:
+        pytest.skip(f"network namespaces unavailable: {problem}")
+    summary, chain = run_scenario("partition", rounds=5, out=tmp_path)
+    assert summary["nodes_agree"]
+    assert all(h["finished"] for h in summary["hospitals"])
+    assert [f["kind"] for f in summary["faults"]] == ["partition", "heal"]
+    cut, healed = (f["ts"] for f in summary["faults"])
+
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    failed = [e for e in events if e["event"] == "round-failed" and cut < e["ts"] < healed]
+    assert {e["node"] for e in failed} == {"cleveland", "va", "hungary", "switzerland"}
+    assert all("aggregate" in e["reason"] for e in failed)
+    round3 = [e for e in events if e["event"] == "round" and e["round"] == 3]
+    assert len(round3) == 4 and all(e["ts"] > healed for e in round3)  # nothing final in the split
+
+    recorded = [
+        (e["args"]["round"], e["args"]["cluster"]) for e in chain if e["event"] == "ClusterRecorded"
+    ]
+    assert sorted(recorded) == [(r, c) for r in range(1, 6) for c in (0, 1)]  # each once
+    updates = [
+        (e["args"]["round"], e["args"]["member"]) for e in chain if e["event"] == "UpdateRecorded"
+    ]
+    assert len(updates) == len(set(updates)) == 20
+
+    sites = load_all_sites("heart-disease", resolve_data_dir(None, os.environ))
+    scenario = load_scenario(Path("testnet/scenarios/partition.toml"))
+    flat = initial_weights(sites, scenario.config.federation.seed)
+    for index in range(5):
+        flat = fedavg_round(flat, sites, scenario.config.training, 0, index)
+    final = decode_weights(Path(summary["final_model"]).read_bytes())
+    for name, values in flat.items():
+        np.testing.assert_allclose(final[name], values, rtol=0, atol=1e-6)
+    lab_namespaces = json.loads((tmp_path / "testnet.json").read_text())["namespaces"]
+    assert lab_namespaces and not set(lab_namespaces) & set(_namespaces())
+
+
+def _namespaces() -> list[str]:
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    return [line.split()[0] for line in listed.stdout.splitlines() if line.strip()]

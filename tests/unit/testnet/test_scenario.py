@@ -52,9 +52,26 @@ def test_values_reach_the_config() -> None:
         ({"nodes": [{"name": "a", "site": "va", "cluster": 2}]}, "without gaps|no gap"),
         ({"nodes": [{"site": "va"}, {"site": "va"}]}, "unique"),
         ({"rounds": 0}, "at least 1"),
+        ({"faults": [{"kind": "partition", "round": 2}]}, "needs sides"),
+        ({"faults": [{"kind": "partition", "round": 2, "sides": [["a", "b"]]}]}, "needs sides"),
+        ({"faults": [{"kind": "partition", "round": 2, "sides": [["a"], ["zz"]]}]}, "'zz'"),
+        ({"faults": [{"kind": "partition", "round": 2, "sides": [["a"], ["a"]]}]}, "one side"),
+        (
+            {"faults": [{"kind": "crash", "node": "a", "round": 2, "sides": [["a"], ["b"]]}]},
+            "partition faults only",
+        ),
+        ({"federation": {"round_attempts": -1}}, "round_attempts"),
     ],
 )
 def test_bad_scenarios_say_what_is_wrong(changes: dict[str, object], message: str) -> None:
     with pytest.raises(Exception, match=message) as caught:
         scenario_from_dict(minimal(**changes))
     assert isinstance(caught.value, TestnetError | ValueError)
+
+
+def test_a_partition_runs_nodes_in_namespaces() -> None:
+    fault = {"kind": "partition", "round": 2, "duration": 9.0, "sides": [["a"], ["b"]]}
+    scenario = scenario_from_dict(minimal(faults=[fault]))
+    assert scenario.needs_namespaces
+    assert scenario.faults[0].sides == (("a",), ("b",))
+    assert not scenario_from_dict(minimal()).needs_namespaces
