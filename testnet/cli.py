@@ -72,7 +72,9 @@ def add_testnet_parser(subparsers: Any) -> None:
     up.add_argument("--json", action="store_true", help="print summary.json at the end")
     up.set_defaults(handler=up_testnet)
 
-    down = commands.add_parser("down", help="stop the processes a testnet up started")
+    down = commands.add_parser(
+        "down", help="stop the processes (and network namespaces) a testnet up started"
+    )
     down.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory")
     down.set_defaults(handler=down_testnet)
 
