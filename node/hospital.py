@@ -90,6 +90,7 @@ class HospitalNode:
         self._dialing: set[str] = set()
         self._next_dial: dict[str, float] = {}
         self._dial_backoff: dict[str, float] = {}
+        self._first_attempt: dict[int, tuple[float, dict[str, int]]] = {}
         policy = AnnouncementPolicy(
             federation=config.federation.name,
             member_peer_id=self.membership.peer_id,
@@ -242,8 +243,11 @@ class HospitalNode:
     async def run_round(self, round_number: int) -> None:
         """Take part in one round and finish it on the model the chain finalized."""
         started = trio.current_time()
-        wall_started = time.monotonic()
-        traffic_before = dict(self.gossip.traffic)
+        # Time and traffic count from the first attempt at this round (a failed attempt is
+        # retried), so a round that waited out a partition shows how long it really took.
+        wall_started, traffic_before = self._first_attempt.setdefault(
+            round_number, (time.monotonic(), dict(self.gossip.traffic))
+        )
         self.current_round = round_number
         self.inbox.forget_before(round_number)
         await self.refresh_membership()
@@ -276,6 +280,7 @@ class HospitalNode:
             )
             new_global = decode_weights(await self._fetch_final(round_number, final_hash))
         self._adopt_global(round_number, new_global)
+        self._first_attempt.pop(round_number, None)
         metrics = await trio.to_thread.run_sync(
             evaluate, new_global, self.site.test_x, self.site.test_y, self.site.dataset
         )

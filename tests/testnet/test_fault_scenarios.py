@@ -105,6 +105,7 @@ def test_both_sides_of_a_partition_converge_on_one_model_after_healing(tmp_path:
     assert all("aggregate" in e["reason"] for e in failed)
     round3 = [e for e in events if e["event"] == "round" and e["round"] == 3]
     assert len(round3) == 4 and all(e["ts"] > healed for e in round3)  # nothing final in the split
+    assert all(e["seconds"] > healed - cut for e in round3)  # timed from the first attempt
 
     recorded = [
         (e["args"]["round"], e["args"]["cluster"]) for e in chain if e["event"] == "ClusterRecorded"
