@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import threading
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,7 @@ async def run_node_process(config: MedswarmConfig, base_dir: Path) -> int:
                     "event": "node-finished",
                     "pid": os.getpid(),
                     "rss_mb": _rss_mb(),
+                    "peak_rss_mb": _peak_rss_mb(),
                     "global_hash": node.global_hash,
                     "round": node.completed_round,
                 }
@@ -164,3 +166,8 @@ def _rss_mb() -> float:
     except (OSError, ValueError, IndexError):
         return 0.0
     return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+
+
+def _peak_rss_mb() -> float:
+    """The most resident memory this process has held, in MB (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -60,6 +60,7 @@ def summarise_run(
                 "final_hash": stopped.get(node.spec.name, {}).get("global_hash"),
                 "startup_seconds": started.get(node.spec.name, {}).get("startup_seconds"),
                 "rss_mb": stopped.get(node.spec.name, {}).get("rss_mb"),
+                "peak_rss_mb": stopped.get(node.spec.name, {}).get("peak_rss_mb"),
             }
         )
     for hospital in hospitals:
