@@ -46,6 +46,9 @@ ECG_CANDIDATES: tuple[TrainingConfig, ...] = (
     TrainingConfig(optimizer="adam", lr=0.003, batch_size=32, local_steps=20),
     TrainingConfig(optimizer="sgd", lr=0.05, batch_size=64, local_steps=10, momentum=0.9),
     TrainingConfig(optimizer="sgd", lr=0.1, batch_size=32, local_steps=20),
+    TrainingConfig(optimizer="sgd", lr=0.05, batch_size=64, local_steps=20, momentum=0.9),
+    TrainingConfig(optimizer="sgd", lr=0.1, batch_size=64, local_steps=10, momentum=0.9),
+    TrainingConfig(optimizer="sgd", lr=0.02, batch_size=64, local_steps=10, momentum=0.9),
 )
 CANDIDATES = {"tcga-brca": TCGA_CANDIDATES, "mitbih-ecg": ECG_CANDIDATES}
 

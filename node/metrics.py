@@ -14,8 +14,6 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-Array = npt.NDArray[np.floating] | npt.NDArray[np.integer] | npt.NDArray[np.bool_]
-
 _PAIR_BLOCK = 1024  # rows of the pair matrix handled at once, to bound memory
 
 
@@ -91,22 +89,22 @@ def concordance_index(event: npt.ArrayLike, time: npt.ArrayLike, risk: npt.Array
     return (concordant + tied / 2) / comparable
 
 
-def _accuracy_of_logits(outputs: Array, labels: Array) -> float:
-    return accuracy(labels, np.asarray(outputs) > 0)
+def _accuracy_of_logits(outputs: npt.ArrayLike, labels: npt.ArrayLike) -> float:
+    return accuracy(labels, np.asarray(outputs, dtype=np.float64) > 0)
 
 
-def _balanced_accuracy_of_logits(outputs: Array, labels: Array) -> float:
-    return balanced_accuracy(labels, np.asarray(outputs) > 0)
+def _balanced_accuracy_of_logits(outputs: npt.ArrayLike, labels: npt.ArrayLike) -> float:
+    return balanced_accuracy(labels, np.asarray(outputs, dtype=np.float64) > 0)
 
 
-def _c_index_of_risks(outputs: Array, labels: Array) -> float:
+def _c_index_of_risks(outputs: npt.ArrayLike, labels: npt.ArrayLike) -> float:
     outcome = np.asarray(labels)
     if outcome.ndim != 2 or outcome.shape[1] != 2:
         raise ValueError(f"survival labels must be (event, time) rows, got shape {outcome.shape}")
     return concordance_index(outcome[:, 0], outcome[:, 1], outputs)
 
 
-METRICS: dict[str, Callable[[Array, Array], float]] = {
+METRICS: dict[str, Callable[[npt.ArrayLike, npt.ArrayLike], float]] = {
     "accuracy": _accuracy_of_logits,
     "balanced_accuracy": _balanced_accuracy_of_logits,
     "c_index": _c_index_of_risks,

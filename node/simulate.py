@@ -165,18 +165,22 @@ def run_fedavg(
 def run_local_only(
     sites: Sequence[SiteData], config: TrainingConfig, rounds: int, seed: int
 ) -> RunResult:
-    """Train each site alone for as many updates as it makes in ``rounds`` federated rounds.
+    """Train each site alone, as a federation of one, for ``rounds`` rounds.
 
-    Each site's model is scored on its own test split only.
+    Every round is the same local training a node does in the federation (a fresh optimiser
+    starting from the site's own model of the previous round), so a site makes exactly the
+    updates it makes in the federation, minus the averaging. Each site's model is scored on
+    its own test split only.
     """
     start = time.perf_counter()
     initial = initial_weights(sites, seed)
     scores: list[SiteScore] = []
     for site in sites:
-        steps = rounds * config.steps_for(site.n_train)
-        solo = dataclasses.replace(config, local_steps=steps, local_epochs=None)
-        result = train_local(initial, site, solo, derive_seed(seed, "local", site.site))
-        scores.extend(score_sites(result.weights, [site]))
+        weights = initial
+        for rnd in range(rounds):
+            seed_of_round = derive_seed(seed, "local", rnd, site.site)
+            weights = train_local(weights, site, config, seed_of_round).weights
+        scores.extend(score_sites(weights, [site]))
     seconds = time.perf_counter() - start
     return RunResult("Local only", seed, tuple(scores), seconds, metric_name=_metric_name(sites))
 
@@ -186,8 +190,9 @@ def train_pooled(
 ) -> Weights:
     """Train one model on all sites' training rows together.
 
-    ``pooled_sites`` are standardised with pooled statistics (:func:`node.data.load_pooled`);
-    the model makes as many updates as the whole federation makes in ``rounds`` rounds.
+    ``pooled_sites`` are standardised with pooled statistics (:func:`node.data.load_pooled`).
+    Like a federation of one that holds every site's rows: ``rounds`` rounds, each with a
+    fresh optimiser making as many updates as all sites make in one federated round.
     """
     union = SiteData(
         dataset=pooled_sites[0].dataset,
@@ -198,10 +203,12 @@ def train_pooled(
         test_x=np.concatenate([s.test_x for s in pooled_sites]),
         test_y=np.concatenate([s.test_y for s in pooled_sites]),
     )
-    steps = rounds * sum(config.steps_for(s.n_train) for s in pooled_sites)
+    steps = sum(config.steps_for(s.n_train) for s in pooled_sites)
     solo = dataclasses.replace(config, local_steps=steps, local_epochs=None)
-    initial = initial_weights(pooled_sites, seed)
-    return train_local(initial, union, solo, derive_seed(seed, "pooled")).weights
+    weights = initial_weights(pooled_sites, seed)
+    for rnd in range(rounds):
+        weights = train_local(weights, union, solo, derive_seed(seed, "pooled", rnd)).weights
+    return weights
 
 
 def run_pooled(

@@ -206,6 +206,9 @@ TASK = TaskSpec(
     model="cox-linear",
     loss="cox-breslow",
     metric="c_index",
+    # Chosen on validation splits (docs/learning.md, bench/select_hparams.py).
+    training={"optimizer": "adam", "lr": 0.0003, "local_steps": 20, "batch_size": 16},
+    rounds=20,
 )
 
 SPEC = DatasetSpec(
