@@ -39,9 +39,7 @@ class LogisticRegression(nn.Module):
 class CoxLinear(nn.Module):
     """Cox proportional hazards: log-hazard ratio ``w . x``, a linear layer without bias.
 
-    A bias would cancel out of the partial likelihood, so it is left out. It starts from
-    zero weights, the null model (every hazard ratio 1) from which Cox fits usually start, so
-    light training shrinks towards "no effect" rather than towards random weights.
+    A bias would cancel out of the partial likelihood, so it is left out.
     """
 
     def __init__(self, n_features: int) -> None:
@@ -109,21 +107,12 @@ def _seeded(model: nn.Module, seed: int) -> nn.Module:
     return model
 
 
-def _zeroed(model: nn.Module) -> nn.Module:
-    model.to_empty(device="cpu")
-    with torch.no_grad():
-        for tensor in model.parameters():
-            tensor.zero_()
-    return model
-
-
 MODEL_BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {
     "logistic-regression": lambda n, seed: _seeded(LogisticRegression(n), seed),
-    "cox-linear": lambda n, seed: _zeroed(CoxLinear(n)),
+    "cox-linear": lambda n, seed: _seeded(CoxLinear(n), seed),
     "ecg-cnn": lambda n, seed: _seeded(EcgCnn(n), seed),
 }
-"""Model name -> builder of ``(n_features, seed)`` (the Cox model starts at zero whatever
-the seed)."""
+"""Model name -> builder of ``(n_features, seed)``."""
 
 
 def build_model(dataset: str, n_features: int, seed: int) -> nn.Module:

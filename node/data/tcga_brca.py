@@ -207,7 +207,7 @@ TASK = TaskSpec(
     loss="cox-breslow",
     metric="c_index",
     # Chosen on validation splits (docs/learning.md, bench/select_hparams.py).
-    training={"optimizer": "adam", "lr": 0.0003, "local_steps": 20, "batch_size": 16},
+    training={"optimizer": "adam", "lr": 0.003, "local_steps": 20, "batch_size": 16},
     rounds=20,
 )
 

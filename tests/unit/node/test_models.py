@@ -53,8 +53,13 @@ def test_ecg_cnn_rejects_too_short_windows() -> None:
         build_model("mitbih-ecg", 14, seed=0)
 
 
-def test_cox_model_has_no_bias_and_starts_at_zero() -> None:
-    weights = state_dict_to_weights(build_model("tcga-brca", 39, seed=7))
+def test_cox_model_is_linear_without_bias_and_seeded() -> None:
+    model = build_model("tcga-brca", 39, seed=7)
+    weights = state_dict_to_weights(model)
     assert list(weights) == ["linear.weight"]
     assert weights["linear.weight"].shape == (1, 39)
-    assert not weights["linear.weight"].any()
+    assert np.abs(weights["linear.weight"]).max() <= 1 / math.sqrt(39)
+    again = state_dict_to_weights(build_model("tcga-brca", 39, seed=7))
+    assert weights_hash(weights) == weights_hash(again)
+    x = torch.randn(4, 39)
+    assert torch.allclose(model(x), x @ torch.from_numpy(weights["linear.weight"][0]))
