@@ -11,6 +11,8 @@ is a valid configuration.
 
     [federation]  name, dataset, rounds, seed, deadlines, quorum  (FederationConfig)
     [training]    local optimiser settings                        (node.training.TrainingConfig)
+                  keys left out take the data set's recommended values
+                  (node.training.default_training_config)
     [network]     libp2p listen address, timeouts, size limits    (gossip.service.GossipConfig)
 """
 
@@ -25,8 +27,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gossip.service import GossipConfig
+from node.data import TASKS
 from node.errors import ConfigError
-from node.training import TrainingConfig
+from node.training import TrainingConfig, default_training_config
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,8 @@ class FederationConfig:
     """What the federation trains and how its rounds are paced."""
 
     name: str = "heart-disease"
-    dataset: str = "heart-disease"
+    dataset: str = "heart-disease"  # heart-disease, tcga-brca, mitbih-ecg or csv
+    csv_label: str = ""  # dataset "csv" only: the label column of every hospital's file
     rounds: int = 20
     seed: int = 0
     update_timeout: float = 60.0  # how long the aggregator waits for all members' updates
@@ -56,6 +60,22 @@ class FederationConfig:
             _require(getattr(self, name) > 0, f"federation.{name} must be positive")
         _require(self.reward_pool_eth >= 0, "federation.reward_pool_eth must not be negative")
         _require(self.name.replace("-", "").isalnum(), "federation.name: letters, digits, '-'")
+        _require(
+            self.dataset in TASKS,
+            f"federation.dataset = {self.dataset!r}; known data sets: {', '.join(sorted(TASKS))}",
+        )
+        if self.dataset == "csv":
+            _require(
+                bool(self.csv_label),
+                "federation.csv_label must name the label column of the CSV files (e.g. "
+                'csv_label = "outcome")',
+            )
+        else:
+            _require(
+                not self.csv_label,
+                f'federation.csv_label applies to dataset = "csv" only; {self.dataset} '
+                "defines its own labels",
+            )
 
 
 @dataclass(frozen=True)
@@ -66,7 +86,7 @@ class NodeSettings:
     """
 
     name: str = ""  # defaults to the site name
-    site: str = ""
+    site: str = ""  # a site of the data set; for dataset "csv" the path of this node's file
     shard: int = 0  # this node's share of the site's training rows: shard of shards
     shards: int = 1
     data_dir: str = ""  # default: $MEDSWARM_DATA, else ../shared/data
@@ -122,12 +142,26 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> MedswarmConfig:
-    """Build and validate a configuration from parsed TOML."""
+    """Build and validate a configuration from parsed TOML.
+
+    ``[training]`` keys that are not given take the recommended values of the federation's
+    data set (for Fed-Heart-Disease, :class:`~node.training.TrainingConfig`'s defaults).
+    """
+    federation = raw.get("federation", {})
+    dataset = federation.get("dataset") if isinstance(federation, dict) else None
+    training = raw.get("training", {})
+    if isinstance(dataset, str) and dataset in TASKS and isinstance(training, dict):
+        recommended = dataclasses.asdict(default_training_config(dataset))
+        raw = {**raw, "training": {**recommended, **training}}
     return _build(MedswarmConfig, raw, source, "")
 
 
 def with_overrides(config: MedswarmConfig, **federation: Any) -> MedswarmConfig:
-    """A copy with some ``[federation]`` values replaced (``None`` values are skipped)."""
+    """A copy with some ``[federation]`` values replaced (``None`` values are skipped).
+
+    A new ``dataset`` brings its recommended ``[training]`` values along if the old
+    configuration used the old data set's recommended ones.
+    """
     changes = {key: value for key, value in federation.items() if value is not None}
     if not changes:
         return config
@@ -135,7 +169,12 @@ def with_overrides(config: MedswarmConfig, **federation: Any) -> MedswarmConfig:
         updated = dataclasses.replace(config.federation, **changes)
     except (TypeError, ValueError) as exc:
         raise ConfigError(str(exc)) from exc
-    return dataclasses.replace(config, federation=updated)
+    training = config.training
+    if updated.dataset != config.federation.dataset and training == default_training_config(
+        config.federation.dataset
+    ):
+        training = default_training_config(updated.dataset)
+    return dataclasses.replace(config, federation=updated, training=training)
 
 
 def to_toml_dict(config: MedswarmConfig) -> dict[str, dict[str, Any]]:

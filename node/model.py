@@ -1,4 +1,10 @@
-"""The models each data set trains, built deterministically from a seed."""
+"""The models each data set trains, built deterministically from a seed.
+
+A data set's :class:`~node.data.types.TaskSpec` names its model; ``MODEL_BUILDERS`` maps
+the name to a builder. Every model maps a ``(batch, n_features)`` float32 input to one
+output per sample, shape ``(batch,)``: a logit for binary tasks, a log-risk score for
+survival.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,14 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.nn import functional
 
-from node.data import DATASETS
+from node.data import task_spec
 from node.errors import UnknownDataset
+
+# Layers are built on the meta device and materialised uninitialised, so construction draws
+# nothing from the global generator; build_model sets every value from its own generator.
+_META = torch.device("meta")
 
 
 class LogisticRegression(nn.Module):
@@ -17,9 +28,7 @@ class LogisticRegression(nn.Module):
 
     def __init__(self, n_features: int) -> None:
         super().__init__()
-        # Built on the meta device so construction draws nothing from the global generator;
-        # the values are set by build_model from its own seeded generator.
-        self.linear = nn.Linear(n_features, 1, device="meta").to_empty(device="cpu")
+        self.linear = nn.Linear(n_features, 1, device=_META)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the logits, shape ``(batch,)``."""
@@ -27,35 +36,95 @@ class LogisticRegression(nn.Module):
         return logits
 
 
-def _init_linear(layer: nn.Linear, generator: torch.Generator) -> None:
-    """Initialise like PyTorch's default (uniform in ±1/sqrt(fan_in)), from ``generator``."""
-    bound = 1.0 / math.sqrt(layer.in_features)
+class CoxLinear(nn.Module):
+    """Cox proportional hazards: log-hazard ratio ``w . x``, a linear layer without bias.
+
+    A bias would cancel out of the partial likelihood, so it is left out.
+    """
+
+    def __init__(self, n_features: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_features, 1, bias=False, device=_META)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the log-risk scores, shape ``(batch,)``."""
+        risk: torch.Tensor = self.linear(x).squeeze(-1)
+        return risk
+
+
+class EcgCnn(nn.Module):
+    """A small 1-D CNN classifying one heartbeat window (one channel) with one logit.
+
+    Three convolution blocks (16, 32, 32 channels; kernels 7, 5, 5, the first with stride 2;
+    ReLU; max-pool by 2) then a 32-unit hidden layer. For the 234-sample beat window (the
+    first block halves it to 90 Hz resolution, ample for QRS shape) it has 22,273 parameters.
+    No batch normalisation or dropout, so the weights are the whole state and training
+    draws randomness only from its seeded batch order.
+    """
+
+    def __init__(self, n_samples: int) -> None:
+        super().__init__()
+        length = ((n_samples - 1) // 2 + 1) // 8  # after the strided conv and three pools
+        if length < 1:
+            raise ValueError(f"EcgCnn needs windows of at least 15 samples, got {n_samples}")
+        self.conv1 = nn.Conv1d(1, 16, kernel_size=7, stride=2, padding=3, device=_META)
+        self.conv2 = nn.Conv1d(16, 32, kernel_size=5, padding=2, device=_META)
+        self.conv3 = nn.Conv1d(32, 32, kernel_size=5, padding=2, device=_META)
+        self.hidden = nn.Linear(32 * length, 32, device=_META)
+        self.output = nn.Linear(32, 1, device=_META)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the logits, shape ``(batch,)``, for windows of shape ``(batch, samples)``."""
+        h = x.unsqueeze(1)
+        for conv in (self.conv1, self.conv2, self.conv3):
+            h = functional.max_pool1d(functional.relu(conv(h)), 2)
+        h = functional.relu(self.hidden(h.flatten(1)))
+        logits: torch.Tensor = self.output(h).squeeze(-1)
+        return logits
+
+
+def _init_uniform(model: nn.Module, generator: torch.Generator) -> None:
+    """Initialise like PyTorch's default for linear and convolution layers, from ``generator``.
+
+    Every weight and bias of a layer is uniform in ``±1/sqrt(fan_in)`` (``fan_in`` = inputs
+    per output unit), drawn layer by layer in the order the layers were defined.
+    """
     with torch.no_grad():
-        for tensor in (layer.weight, layer.bias):
-            tensor.copy_(torch.rand(tensor.shape, generator=generator) * (2 * bound) - bound)
+        for layer in model.modules():
+            if not isinstance(layer, nn.Linear | nn.Conv1d):
+                continue
+            fan_in = layer.weight[0].numel()
+            bound = 1.0 / math.sqrt(fan_in)
+            for tensor in (layer.weight, layer.bias):
+                if tensor is not None:
+                    values = torch.rand(tensor.shape, generator=generator)
+                    tensor.copy_(values * (2 * bound) - bound)
 
 
-def _logistic_regression(n_features: int, seed: int) -> nn.Module:
-    model = LogisticRegression(n_features)
-    _init_linear(model.linear, torch.Generator().manual_seed(seed))
+def _seeded(model: nn.Module, seed: int) -> nn.Module:
+    model.to_empty(device="cpu")
+    _init_uniform(model, torch.Generator().manual_seed(seed))
     return model
 
 
 MODEL_BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {
-    "heart-disease": _logistic_regression,
+    "logistic-regression": lambda n, seed: _seeded(LogisticRegression(n), seed),
+    "cox-linear": lambda n, seed: _seeded(CoxLinear(n), seed),
+    "ecg-cnn": lambda n, seed: _seeded(EcgCnn(n), seed),
 }
+"""Model name -> builder of ``(n_features, seed)``."""
 
 
 def build_model(dataset: str, n_features: int, seed: int) -> nn.Module:
-    """Return the model for ``dataset``, initialised from ``seed`` alone.
+    """Return the model of ``dataset``'s task, initialised from ``seed`` alone.
 
     Equal arguments give bit-identical weights, and the global random state is not touched.
-    Raises :class:`UnknownDataset` if no model is defined for ``dataset``.
+    Raises :class:`UnknownDataset` if ``dataset`` is not a known data set.
     """
-    if dataset not in MODEL_BUILDERS:
+    model_name = task_spec(dataset).model
+    if model_name not in MODEL_BUILDERS:
         known = ", ".join(sorted(MODEL_BUILDERS))
-        hint = "" if dataset in DATASETS else " (nor is it a known data set)"
-        raise UnknownDataset(f"no model for data set {dataset!r}{hint}; models exist for: {known}")
+        raise UnknownDataset(f"{dataset!r} names the model {model_name!r}; models: {known}")
     if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
         raise ValueError(f"n_features must be a positive integer, got {n_features!r}")
-    return MODEL_BUILDERS[dataset](n_features, seed)
+    return MODEL_BUILDERS[model_name](n_features, seed)

@@ -62,11 +62,14 @@ async def run_node_process(config: MedswarmConfig, base_dir: Path) -> int:
         return candidate if candidate.is_absolute() else base_dir / candidate
 
     data_dir = resolve_data_dir(settings.data_dir or None, os.environ)
-    site = shard(
-        load_site(config.federation.dataset, settings.site, data_dir),
-        settings.shard,
-        settings.shards,
-    )
+    federation = config.federation
+    if federation.dataset == "csv":  # the site is this hospital's own file
+        own = load_site(
+            "csv", str(path(settings.site)), data_dir, label_column=federation.csv_label
+        )
+    else:
+        own = load_site(federation.dataset, settings.site, data_dir)
+    site = shard(own, settings.shard, settings.shards)
     name = settings.name or site.site
     state_dir = path(settings.state_dir)
     account_key = load_or_create_account_key(path(settings.account_key_file))

@@ -11,20 +11,37 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from node.aggregation import apply_delta, delta, fedavg
-from node.data import SiteData, load_all_sites, load_pooled, resolve_data_dir
-from node.data.splits import shuffle_split
+from node.data import (
+    TASKS,
+    SiteData,
+    load_all_sites,
+    load_csv_pooled,
+    load_csv_sites,
+    load_pooled,
+    resolve_data_dir,
+    task_spec,
+)
+from node.data.splits import per_class_split, shuffle_split
 from node.model import build_model
-from node.training import TrainingConfig, derive_seed, evaluate, train_local
+from node.training import (
+    TrainingConfig,
+    default_training_config,
+    derive_seed,
+    evaluate,
+    train_local,
+)
 from node.weights import Weights, state_dict_to_weights
 
 VALIDATION_FRACTION = 0.25
@@ -33,13 +50,18 @@ VALIDATION_SEED = 7
 
 @dataclass(frozen=True)
 class SiteScore:
-    """Accuracy and loss of one model on one site's evaluation split."""
+    """The scores of one model on one site's evaluation split.
+
+    ``metric`` is the task's headline score (see :class:`~node.training.Metrics`);
+    ``accuracy`` is NaN for survival tasks.
+    """
 
     site: str
     display_name: str
     accuracy: float
     loss: float
     samples: int
+    metric: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -52,11 +74,28 @@ class RunResult:
     seconds: float
     round_accuracy: tuple[float, ...] = ()
     """Mean accuracy over sites after each round (federated runs only)."""
+    metric_name: str = "accuracy"
+    round_metric: tuple[float, ...] = ()
+    """Mean of the task's metric over sites after each round (federated runs only)."""
 
     @property
     def mean_accuracy(self) -> float:
-        """Unweighted mean of the sites' accuracies (FLamby's metric)."""
+        """Unweighted mean of the sites' accuracies (FLamby's metric for heart disease)."""
         return float(np.mean([s.accuracy for s in self.scores]))
+
+    @property
+    def mean_metric(self) -> float:
+        """Unweighted mean of the sites' metric, over the sites where it is defined.
+
+        FLamby's summary score. A site's C-index is undefined (NaN) when its split holds no
+        comparable pair; such a site is left out of the mean (NaN if every site is).
+        """
+        return _mean_defined([s.metric for s in self.scores])
+
+
+def _mean_defined(values: Sequence[float]) -> float:
+    defined = [v for v in values if not math.isnan(v)]
+    return float(np.mean(defined)) if defined else math.nan
 
 
 def initial_weights(sites: Sequence[SiteData], seed: int) -> Weights:
@@ -70,9 +109,20 @@ def score_sites(weights: Weights, sites: Sequence[SiteData]) -> tuple[SiteScore,
     for site in sites:
         metrics = evaluate(weights, site.test_x, site.test_y, site.dataset)
         scores.append(
-            SiteScore(site.site, site.display_name, metrics.accuracy, metrics.loss, metrics.samples)
+            SiteScore(
+                site.site,
+                site.display_name,
+                metrics.accuracy,
+                metrics.loss,
+                metrics.samples,
+                metrics.metric,
+            )
         )
     return tuple(scores)
+
+
+def _metric_name(sites: Sequence[SiteData]) -> str:
+    return task_spec(sites[0].dataset).metric
 
 
 def fedavg_round(
@@ -94,30 +144,45 @@ def run_fedavg(
     """Simulate ``rounds`` FedAvg rounds over ``sites`` and score the final global model."""
     start = time.perf_counter()
     weights = initial_weights(sites, seed)
-    history = []
+    accuracy_history, metric_history = [], []
     for rnd in range(rounds):
         weights = fedavg_round(weights, sites, config, seed, rnd)
-        history.append(float(np.mean([s.accuracy for s in score_sites(weights, sites)])))
+        scores = score_sites(weights, sites)
+        accuracy_history.append(float(np.mean([s.accuracy for s in scores])))
+        metric_history.append(_mean_defined([s.metric for s in scores]))
     scores = score_sites(weights, sites)
-    return RunResult("FedAvg", seed, scores, time.perf_counter() - start, tuple(history))
+    return RunResult(
+        "FedAvg",
+        seed,
+        scores,
+        time.perf_counter() - start,
+        tuple(accuracy_history),
+        _metric_name(sites),
+        tuple(metric_history),
+    )
 
 
 def run_local_only(
     sites: Sequence[SiteData], config: TrainingConfig, rounds: int, seed: int
 ) -> RunResult:
-    """Train each site alone for as many updates as it makes in ``rounds`` federated rounds.
+    """Train each site alone, as a federation of one, for ``rounds`` rounds.
 
-    Each site's model is scored on its own test split only.
+    Every round is the same local training a node does in the federation (a fresh optimiser
+    starting from the site's own model of the previous round), so a site makes exactly the
+    updates it makes in the federation, minus the averaging. Each site's model is scored on
+    its own test split only.
     """
     start = time.perf_counter()
     initial = initial_weights(sites, seed)
     scores: list[SiteScore] = []
     for site in sites:
-        steps = rounds * config.steps_for(site.n_train)
-        solo = dataclasses.replace(config, local_steps=steps, local_epochs=None)
-        result = train_local(initial, site, solo, derive_seed(seed, "local", site.site))
-        scores.extend(score_sites(result.weights, [site]))
-    return RunResult("Local only", seed, tuple(scores), time.perf_counter() - start)
+        weights = initial
+        for rnd in range(rounds):
+            seed_of_round = derive_seed(seed, "local", rnd, site.site)
+            weights = train_local(weights, site, config, seed_of_round).weights
+        scores.extend(score_sites(weights, [site]))
+    seconds = time.perf_counter() - start
+    return RunResult("Local only", seed, tuple(scores), seconds, metric_name=_metric_name(sites))
 
 
 def train_pooled(
@@ -125,8 +190,9 @@ def train_pooled(
 ) -> Weights:
     """Train one model on all sites' training rows together.
 
-    ``pooled_sites`` are standardised with pooled statistics (:func:`node.data.load_pooled`);
-    the model makes as many updates as the whole federation makes in ``rounds`` rounds.
+    ``pooled_sites`` are standardised with pooled statistics (:func:`node.data.load_pooled`).
+    Like a federation of one that holds every site's rows: ``rounds`` rounds, each with a
+    fresh optimiser making as many updates as all sites make in one federated round.
     """
     union = SiteData(
         dataset=pooled_sites[0].dataset,
@@ -137,10 +203,12 @@ def train_pooled(
         test_x=np.concatenate([s.test_x for s in pooled_sites]),
         test_y=np.concatenate([s.test_y for s in pooled_sites]),
     )
-    steps = rounds * sum(config.steps_for(s.n_train) for s in pooled_sites)
+    steps = sum(config.steps_for(s.n_train) for s in pooled_sites)
     solo = dataclasses.replace(config, local_steps=steps, local_epochs=None)
-    initial = initial_weights(pooled_sites, seed)
-    return train_local(initial, union, solo, derive_seed(seed, "pooled")).weights
+    weights = initial_weights(pooled_sites, seed)
+    for rnd in range(rounds):
+        weights = train_local(weights, union, solo, derive_seed(seed, "pooled", rnd)).weights
+    return weights
 
 
 def run_pooled(
@@ -160,20 +228,37 @@ def run_pooled(
     start = time.perf_counter()
     weights = train_pooled(pooled_sites, config, rounds, seed)
     seconds = time.perf_counter() - start
-    results = [RunResult("Pooled", seed, score_sites(weights, pooled_sites), seconds)]
+    metric_name = _metric_name(pooled_sites)
+    scores = score_sites(weights, pooled_sites)
+    results = [RunResult("Pooled", seed, scores, seconds, metric_name=metric_name)]
     if flamby_eval_sites:
         scores = score_sites(weights, flamby_eval_sites)
-        results.append(RunResult("Pooled (FLamby eval)", seed, scores, seconds))
+        results.append(
+            RunResult("Pooled (FLamby eval)", seed, scores, seconds, metric_name=metric_name)
+        )
     return results
 
 
-def validation_view(site: SiteData, fraction: float = VALIDATION_FRACTION) -> SiteData:
+def validation_view(
+    site: SiteData,
+    fraction: float = VALIDATION_FRACTION,
+    *,
+    stratify: bool = False,
+    seed: int = VALIDATION_SEED,
+) -> SiteData:
     """Return ``site`` with a validation part of its training rows in place of its test split.
 
     For choosing hyper-parameters without looking at the test split. The rows are picked by a
-    fixed-seed shuffle; the features keep the site's standardisation.
+    fixed-seed shuffle, or with ``stratify`` per class (binary label, or the event indicator
+    for survival; :func:`node.data.splits.per_class_split`), which keeps rare classes in
+    both parts. ``seed`` picks another validation part. The features keep the site's
+    standardisation.
     """
-    train_idx, val_idx = shuffle_split(site.n_train, 1.0 - fraction, VALIDATION_SEED)
+    if stratify:
+        classes = site.train_y if site.train_y.ndim == 1 else site.train_y[:, 0]
+        train_idx, val_idx = per_class_split(classes, fraction, seed)
+    else:
+        train_idx, val_idx = shuffle_split(site.n_train, 1.0 - fraction, seed)
     train_idx, val_idx = np.sort(train_idx), np.sort(val_idx)
     return dataclasses.replace(
         site,
@@ -188,11 +273,22 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m node.simulate",
         description="Simulate FedAvg over a data set's sites in memory and compare it with "
-        "local-only and pooled training.",
+        "local-only and pooled training, printing the data set's metric per site.",
     )
-    parser.add_argument("--dataset", default="heart-disease")
+    parser.add_argument(
+        "--dataset", default="heart-disease", choices=sorted(TASKS), help="default heart-disease"
+    )
     parser.add_argument("--data-dir", default=None, help="folder holding the data sets")
-    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument(
+        "--csv", nargs="+", type=Path, default=[], help="one CSV file per hospital (--dataset csv)"
+    )
+    parser.add_argument("--csv-label", default="", help="the label column of the CSV files")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="default: the rounds the data set's hyper-parameters were chosen for",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument(
@@ -201,49 +297,75 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="score on a validation part of each site's training split instead of its test split",
     )
     parser.add_argument("--json", default=None, help="also write the results to this file")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if (args.dataset == "csv") != bool(args.csv):
+        parser.error("--csv FILE... is required with --dataset csv and only allowed with it")
+    if args.dataset == "csv" and not args.csv_label:
+        parser.error("--csv-label names the label column of the CSV files")
+    return args
 
 
 def _table(results: Sequence[RunResult]) -> str:
     names = [s.display_name for s in results[0].scores]
     lines = [" | ".join(["method", "seed", *names, "mean", "seconds"])]
     for r in results:
-        cells = [r.method, str(r.seed), *(f"{s.accuracy:.4f}" for s in r.scores)]
-        lines.append(" | ".join([*cells, f"{r.mean_accuracy:.4f}", f"{r.seconds:.2f}"]))
+        cells = [r.method, str(r.seed), *(f"{s.metric:.4f}" for s in r.scores)]
+        lines.append(" | ".join([*cells, f"{r.mean_metric:.4f}", f"{r.seconds:.2f}"]))
     for method in dict.fromkeys(r.method for r in results):
-        means = [r.mean_accuracy for r in results if r.method == method]
+        means = [r.mean_metric for r in results if r.method == method]
         lines.append(f"{method}: mean over seeds {np.mean(means):.4f} (std {np.std(means):.4f})")
     return "\n".join(lines)
+
+
+def _load(args: argparse.Namespace) -> tuple[tuple[SiteData, ...], tuple[SiteData, ...]]:
+    """Return each site as a hospital sees it, and the sites as the pooled baseline sees them."""
+    if args.dataset == "csv":
+        return load_csv_sites(args.csv, args.csv_label), load_csv_pooled(args.csv, args.csv_label)
+    data_dir = resolve_data_dir(args.data_dir, os.environ)
+    return load_all_sites(args.dataset, data_dir), load_pooled(args.dataset, data_dir)
+
+
+def _same_test_data(first: Sequence[SiteData], second: Sequence[SiteData]) -> bool:
+    return all(np.array_equal(a.test_x, b.test_x) for a, b in zip(first, second, strict=True))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the simulation and baselines for each seed, print a table; return an exit code."""
     args = _parse_args(argv)
     torch.set_num_threads(args.threads)
-    data_dir = resolve_data_dir(args.data_dir, os.environ)
-    sites = load_all_sites(args.dataset, data_dir)
-    pooled = load_pooled(args.dataset, data_dir)
+    sites, pooled = _load(args)
     if args.validation:
-        sites = tuple(validation_view(s) for s in sites)
-        pooled = tuple(validation_view(s) for s in pooled)
-    config = TrainingConfig()
+        # Fed-Heart-Disease keeps the plain split its documented selection used.
+        stratify = args.dataset != "heart-disease"
+        sites = tuple(validation_view(s, stratify=stratify) for s in sites)
+        pooled = tuple(validation_view(s, stratify=stratify) for s in pooled)
+    config = default_training_config(args.dataset)
+    rounds = args.rounds if args.rounds is not None else task_spec(args.dataset).rounds
+    # The pooled model is also scored on the sites' own standardisation when that differs.
+    own_view = () if _same_test_data(sites, pooled) else sites
     results: list[RunResult] = []
     for seed in args.seeds:
-        results.append(run_fedavg(sites, config, args.rounds, seed))
-        results.append(run_local_only(sites, config, args.rounds, seed))
-        results.extend(run_pooled(pooled, config, args.rounds, seed, sites))
-    print(
-        f"config: {config}; rounds: {args.rounds}; split: "
-        f"{'validation' if args.validation else 'test'}"
-    )
+        results.append(run_fedavg(sites, config, rounds, seed))
+        results.append(run_local_only(sites, config, rounds, seed))
+        results.extend(run_pooled(pooled, config, rounds, seed, own_view))
+    split = "validation" if args.validation else "test"
+    print(f"data set: {args.dataset}; metric: {results[0].metric_name} on the {split} split")
+    print(f"config: {config}; rounds: {rounds}")
     print(_table(sorted(results, key=lambda r: (r.method, r.seed))))
     if args.json:
         payload = {
+            "dataset": args.dataset,
             "config": dataclasses.asdict(config),
-            "rounds": args.rounds,
-            "split": "validation" if args.validation else "test",
+            "rounds": rounds,
+            "split": split,
+            "metric": results[0].metric_name,
             "results": [
-                {**dataclasses.asdict(r), "mean_accuracy": r.mean_accuracy} for r in results
+                {
+                    **dataclasses.asdict(r),
+                    "mean_accuracy": r.mean_accuracy,
+                    "mean_metric": r.mean_metric,
+                }
+                for r in results
             ],
         }
         with open(args.json, "w", encoding="utf-8") as stream:

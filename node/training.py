@@ -1,4 +1,10 @@
-"""Local training and evaluation on one site's data, deterministic given a seed."""
+"""Local training and evaluation on one site's data, deterministic given a seed.
+
+The model, loss and metric come from the data set's task (:func:`node.data.task_spec`):
+logistic regression with cross-entropy scored by accuracy for Fed-Heart-Disease and CSV
+files, a Cox model with the partial likelihood scored by the C-index for Fed-TCGA-BRCA, and
+a 1-D CNN with class-balanced cross-entropy scored by balanced accuracy for MIT-BIH ECG.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,16 @@ from typing import Literal
 
 import numpy as np
 import torch
-from torch.nn import functional
 
-from node.data import SiteData
+from node.data import SiteData, task_spec
 from node.data.types import FloatArray
 from node.errors import InvalidTrainingConfig
+from node.losses import make_loss
+from node.metrics import METRICS
 from node.model import build_model
 from node.weights import WeightArray, Weights, load_weights_into, state_dict_to_weights
+
+_PREDICT_BATCH = 4096  # samples per forward pass when predicting, to bound memory
 
 OptimizerName = Literal["sgd", "adam"]
 OPTIMIZERS: tuple[OptimizerName, ...] = ("sgd", "adam")
@@ -32,7 +41,8 @@ class TrainingConfig:
 
     The local budget is either ``local_steps`` mini-batch updates or ``local_epochs`` passes
     over the site's training data: set exactly one of them (the other to ``None``). The
-    defaults were chosen on validation splits of Fed-Heart-Disease (see docs/learning.md).
+    defaults were chosen on validation splits of Fed-Heart-Disease; other data sets
+    recommend their own (:func:`default_training_config`, docs/learning.md).
     ``proximal_mu > 0`` adds FedProx's term ``mu/2 * ||w - w_global||^2`` to the loss.
     """
 
@@ -90,13 +100,27 @@ class LocalResult:
     train_loss: float
 
 
+def default_training_config(dataset: str) -> TrainingConfig:
+    """Return the hyper-parameters recommended for ``dataset`` (chosen on validation data)."""
+    return TrainingConfig(**task_spec(dataset).training)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class Metrics:
-    """Mean binary cross-entropy and accuracy (threshold 0.5) on ``samples`` samples."""
+    """A model's scores on ``samples`` samples.
+
+    ``loss`` is the task's loss on them (binary cross-entropy, class-balanced for ECG; the
+    Cox negative partial log-likelihood per event for survival). ``metric`` is the task's
+    headline score, named by ``metric_name``: ``"accuracy"``, ``"balanced_accuracy"`` or
+    ``"c_index"``. ``accuracy`` is the fraction of correct predictions (logit > 0) for binary
+    tasks and NaN for survival, which predicts no labels.
+    """
 
     loss: float
     accuracy: float
     samples: int
+    metric_name: str
+    metric: float
 
 
 def derive_seed(*parts: int | str) -> int:
@@ -132,6 +156,7 @@ def train_local(
     if n == 0:
         raise ValueError(f"site {site_data.site!r} has no training samples")
     model = _model_with(site_data.dataset, global_weights, site_data.n_features)
+    loss_fn = make_loss(task_spec(site_data.dataset).loss, site_data.train_y)
     anchors = [p.detach().clone() for p in model.parameters()]
     x = torch.tensor(site_data.train_x)
     y = torch.tensor(site_data.train_y)
@@ -158,7 +183,7 @@ def train_local(
             order, position = torch.randperm(n, generator=generator), 0
         batch = order[position : position + config.batch_size]
         position += config.batch_size
-        loss = functional.binary_cross_entropy_with_logits(model(x[batch]), y[batch])
+        loss = loss_fn(model(x[batch]), y[batch])
         loss_sum += float(loss.detach())
         if config.proximal_mu > 0:
             drift = sum(
@@ -171,20 +196,36 @@ def train_local(
     return LocalResult(weights=state_dict_to_weights(model), samples=n, train_loss=loss_sum / steps)
 
 
+def predict(
+    weights: Mapping[str, WeightArray], x: FloatArray, dataset: str = "heart-disease"
+) -> FloatArray:
+    """Return the raw outputs (logits or log-risk scores) of ``dataset``'s model for ``x``."""
+    model = _model_with(dataset, weights, int(x.shape[1]))
+    model.eval()
+    inputs = torch.tensor(np.asarray(x, dtype=np.float32))
+    with torch.no_grad():
+        parts = [model(inputs[i : i + _PREDICT_BATCH]) for i in range(0, len(x), _PREDICT_BATCH)]
+    return torch.cat(parts).numpy().astype(np.float32)
+
+
 def evaluate(
     weights: Mapping[str, WeightArray],
     x: FloatArray,
     y: FloatArray,
     dataset: str = "heart-disease",
 ) -> Metrics:
-    """Return the loss and accuracy of the ``dataset`` model with ``weights`` on ``(x, y)``."""
+    """Return the loss and scores of the ``dataset`` model with ``weights`` on ``(x, y)``."""
     if len(x) == 0:
         raise ValueError("cannot evaluate on an empty set")
-    model = _model_with(dataset, weights, int(x.shape[1]))
-    model.eval()
-    with torch.no_grad():
-        logits = model(torch.tensor(np.asarray(x, dtype=np.float32)))
-        targets = torch.tensor(np.asarray(y, dtype=np.float32))
-        loss = functional.binary_cross_entropy_with_logits(logits, targets)
-        correct = ((logits > 0).float() == targets).sum()
-    return Metrics(loss=float(loss), accuracy=float(correct) / len(x), samples=len(x))
+    task = task_spec(dataset)
+    outputs = predict(weights, x, dataset)
+    loss_fn = make_loss(task.loss, y)
+    loss = loss_fn(torch.from_numpy(outputs), torch.tensor(np.asarray(y, dtype=np.float32)))
+    accuracy = METRICS["accuracy"](outputs, y) if task.kind == "binary" else math.nan
+    return Metrics(
+        loss=float(loss),
+        accuracy=accuracy,
+        samples=len(x),
+        metric_name=task.metric,
+        metric=METRICS[task.metric](outputs, y),
+    )

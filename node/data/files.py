@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from node.data.paths import DATA_DIR_ENV, DATA_DIR_FLAG
-from node.data.types import DatasetSpec, SiteInfo
+from node.data.types import DataFile, DatasetSpec, SiteInfo
 from node.errors import ChecksumMismatch, DataFileMissing
 
 
@@ -16,17 +16,24 @@ def site_path(spec: DatasetSpec, site: SiteInfo, data_dir: Path) -> Path:
     return data_dir / spec.subdir / site.filename
 
 
+def _files_of(spec: DatasetSpec, sites: Sequence[SiteInfo]) -> list[DataFile]:
+    """The distinct files ``sites`` read: their own files, then the data set's shared ones."""
+    files = [DataFile(site.filename, site.md5) for site in sites]
+    return list(dict.fromkeys([*files, *(spec.shared_files if sites else ())]))
+
+
 def _checksum_list(spec: DatasetSpec) -> str:
-    return ", ".join(f"{s.filename} {s.md5}" for s in spec.sites)
+    return ", ".join(f"{f.filename} {f.md5}" for f in _files_of(spec, spec.sites))
 
 
 def require_files(spec: DatasetSpec, data_dir: Path, sites: Sequence[SiteInfo]) -> list[Path]:
-    """Return the paths of ``sites``' files, or raise :class:`DataFileMissing` naming them all.
+    """Return the paths of the files ``sites`` read, or raise :class:`DataFileMissing`.
 
-    The message says which files are missing, how to point the node at another data directory,
-    and where to download the originals (with their MD5 checksums).
+    The files are the sites' own and the data set's shared files, each once. The message says
+    which files are missing, how to point the node at another data directory, and where to
+    download the originals (with their MD5 checksums).
     """
-    paths = [site_path(spec, site, data_dir) for site in sites]
+    paths = [data_dir / spec.subdir / f.filename for f in _files_of(spec, sites)]
     missing = [p for p in paths if not p.is_file()]
     if missing:
         listed = ", ".join(str(p) for p in missing)
@@ -53,16 +60,16 @@ def file_md5(path: Path) -> str:
 
 
 def check_spec_checksums(spec: DatasetSpec, data_dir: Path) -> list[Path]:
-    """Check every site file of ``spec`` against its published MD5; return the checked paths.
+    """Check every file of ``spec`` against its published MD5; return the checked paths.
 
     Raises :class:`DataFileMissing` if a file is absent and :class:`ChecksumMismatch` (listing
     every file that differs) if any digest is wrong.
     """
     paths = require_files(spec, data_dir, spec.sites)
     wrong = [
-        f"{path} has MD5 {actual}, expected {site.md5}"
-        for site, path in zip(spec.sites, paths, strict=True)
-        if (actual := file_md5(path)) != site.md5
+        f"{path} has MD5 {actual}, expected {file.md5}"
+        for file, path in zip(_files_of(spec, spec.sites), paths, strict=True)
+        if (actual := file_md5(path)) != file.md5
     ]
     if wrong:
         raise ChecksumMismatch(

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from node.data.splits import flamby_split
-from node.data.types import DatasetSpec, FloatArray, SiteData, SiteInfo
+from node.data.types import DatasetSpec, FloatArray, SiteData, SiteInfo, TaskSpec
 from node.errors import MalformedDataFile
 
 NAME = "heart-disease"
@@ -204,6 +204,8 @@ def load_pooled(dataset_dir: Path) -> tuple[SiteData, ...]:
     )
 
 
+TASK = TaskSpec(kind="binary", model="logistic-regression", loss="bce", metric="accuracy")
+
 SPEC = DatasetSpec(
     name=NAME,
     title="Fed-Heart-Disease",
@@ -213,4 +215,5 @@ SPEC = DatasetSpec(
     download_note="unzip it and keep the four processed.*.data files",
     load_site=load_site,
     load_pooled=load_pooled,
+    task=TASK,
 )

@@ -118,3 +118,32 @@ def flamby_split(
     if len(levels) > 1 and bool(np.all(counts > 2)):
         return stratified_shuffle_split(y, train_fraction, seed)
     return shuffle_split(len(y), train_fraction, seed)
+
+
+def per_class_split(
+    labels: npt.ArrayLike, test_fraction: float, seed: int
+) -> tuple[IndexArray, IndexArray]:
+    """Return sorted ``(train_indices, test_indices)`` holding each class in both parts.
+
+    Each class (in sorted order) is shuffled with one ``numpy.random.RandomState(seed)`` and
+    its first ``round(test_fraction * n)`` members go to the test part, at least 1 and at
+    most ``n - 1``, so that a class with 2 or more members appears in both parts. A class with
+    a single member goes to the test part: then every class a site has is scored, and its
+    training part lacks that class (what federation is meant to make up for).
+    """
+    y = np.asarray(labels)
+    if y.ndim != 1 or len(y) == 0:
+        raise ValueError(f"labels must be a non-empty vector, got shape {y.shape}")
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be strictly between 0 and 1, got {test_fraction}")
+    rng = np.random.RandomState(seed)
+    test: list[int] = []
+    for level in np.unique(y):
+        (members,) = np.nonzero(y == level)
+        shuffled = members[rng.permutation(len(members))]
+        wanted = math.floor(test_fraction * len(members) + 0.5)
+        n_test = 1 if len(members) == 1 else min(max(wanted, 1), len(members) - 1)
+        test.extend(shuffled[:n_test].tolist())
+    is_test = np.zeros(len(y), dtype=bool)
+    is_test[test] = True
+    return np.flatnonzero(~is_test).astype(np.int64), np.flatnonzero(is_test).astype(np.int64)

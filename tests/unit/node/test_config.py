@@ -1,9 +1,11 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from node.config import MedswarmConfig, config_from_dict, load_config, with_overrides
 from node.errors import ConfigError
+from node.training import TrainingConfig, default_training_config
 
 
 def test_empty_file_gives_demo_defaults(tmp_path: Path) -> None:
@@ -61,3 +63,32 @@ def test_overrides_skip_none_and_validate() -> None:
     assert config.federation.seed == 0
     with pytest.raises(ConfigError):
         with_overrides(MedswarmConfig(), rounds=0)
+
+
+def test_training_defaults_follow_the_data_set() -> None:
+    ecg = config_from_dict({"federation": {"dataset": "mitbih-ecg"}})
+    assert ecg.training == default_training_config("mitbih-ecg")
+    mixed = config_from_dict({"federation": {"dataset": "mitbih-ecg"}, "training": {"lr": 0.5}})
+    assert mixed.training == dataclasses.replace(default_training_config("mitbih-ecg"), lr=0.5)
+    assert config_from_dict({}).training == TrainingConfig()
+
+
+def test_unknown_data_set_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="known data sets: csv, heart-disease"):
+        config_from_dict({"federation": {"dataset": "heart"}})
+
+
+def test_csv_needs_a_label_column_and_only_csv_takes_one() -> None:
+    config = config_from_dict({"federation": {"dataset": "csv", "csv_label": "outcome"}})
+    assert config.federation.csv_label == "outcome"
+    with pytest.raises(ConfigError, match="csv_label must name the label column"):
+        config_from_dict({"federation": {"dataset": "csv"}})
+    with pytest.raises(ConfigError, match='applies to dataset = "csv" only'):
+        config_from_dict({"federation": {"csv_label": "num"}})
+
+
+def test_overriding_the_data_set_brings_its_training_defaults() -> None:
+    config = with_overrides(MedswarmConfig(), dataset="tcga-brca")
+    assert config.training == default_training_config("tcga-brca")
+    tuned = dataclasses.replace(MedswarmConfig(), training=TrainingConfig(lr=0.7))
+    assert with_overrides(tuned, dataset="tcga-brca").training.lr == 0.7

@@ -55,12 +55,14 @@ def test_unknown_site_lists_the_valid_ones(data_dir: Path, site: object) -> None
 
 
 def test_unknown_dataset_lists_the_known_ones(data_dir: Path) -> None:
-    with pytest.raises(UnknownDataset, match="known data sets: heart-disease"):
+    with pytest.raises(UnknownDataset, match="known data sets: csv, heart-disease, mitbih-ecg"):
         load_site("heart", 0, data_dir)
 
 
 def test_checksums_of_the_shared_files_match(data_dir: Path) -> None:
     assert len(verify_checksums(data_dir)) == 4
+    assert len(verify_checksums(data_dir, "tcga-brca")) == 3  # brca.csv counted once
+    assert len(verify_checksums(data_dir, "mitbih-ecg")) == 12
 
 
 def _copy_heart(data_dir: Path, tmp_path: Path) -> Path:

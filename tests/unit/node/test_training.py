@@ -30,7 +30,7 @@ def test_build_model_is_deterministic_and_leaves_global_rng_alone() -> None:
 
 def test_build_model_rejects_unknown_dataset() -> None:
     with pytest.raises(UnknownDataset, match="heart-disease"):
-        build_model("tcga-brca", 39, 0)
+        build_model("fed-isic2019", 39, 0)
 
 
 @pytest.mark.parametrize(
@@ -115,6 +115,7 @@ def test_evaluate_against_hand_computed_loss_and_accuracy() -> None:
     expected_loss = (math.log1p(math.exp(-2.0)) + math.log1p(math.exp(1.0))) / 2
     metrics = evaluate(weights, x, y)
     assert metrics.accuracy == 0.5
+    assert (metrics.metric_name, metrics.metric) == ("accuracy", 0.5)
     assert metrics.loss == pytest.approx(expected_loss, rel=1e-6)
     assert metrics.samples == 2
 
