@@ -299,6 +299,8 @@ class HospitalNode:
                 "computed_hash": new_hash,
                 "test_loss": metrics.loss,
                 "test_accuracy": metrics.accuracy,
+                "metric_name": metrics.metric_name,
+                "test_metric": metrics.metric,
                 "seconds": round(time.monotonic() - wall_started, 3),
                 "bytes_sent": self.gossip.traffic["sent"] - traffic_before.get("sent", 0),
                 "bytes_received": self.gossip.traffic["received"]

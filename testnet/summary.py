@@ -65,9 +65,11 @@ def summarise_run(
         )
     for hospital in hospitals:
         hospital["reward_eth"] = int(hospital["reward_wei"]) / 10**18
-    final_accuracies = [
-        float(e["test_accuracy"]) for e in last_round.values() if e.get("round") == final_round
-    ]
+    final_events = [e for e in last_round.values() if e.get("round") == final_round]
+    final_accuracies = [float(e["test_accuracy"]) for e in final_events]
+    # The task's headline metric (older event logs carry accuracy only).
+    metric_name = str(final_events[0].get("metric_name", "accuracy")) if final_events else None
+    final_metrics = [float(e.get("test_metric", e["test_accuracy"])) for e in final_events]
     return {
         "scenario": scenario.name,
         "dataset": federation.dataset,
@@ -78,8 +80,8 @@ def summarise_run(
         "final_global_hash": final_hash,
         "final_model": str(model_path) if model_path else None,
         "final_mean_accuracy": statistics.fmean(final_accuracies) if final_accuracies else None,
-        "metric_name": "accuracy",
-        "final_mean_metric": statistics.fmean(final_accuracies) if final_accuracies else None,
+        "metric_name": metric_name,
+        "final_mean_metric": statistics.fmean(final_metrics) if final_metrics else None,
         "seconds": round(seconds, 2),
         "faults": faults,
         "hospitals": hospitals,
