@@ -44,10 +44,10 @@ from node.weights import Weights, weights_hash
 
 TUNED_HEART: dict[str, StrategyConfig] = {
     "fedavg": StrategyConfig("fedavg"),
-    "fedprox": StrategyConfig("fedprox", proximal_mu=0.01),
+    "fedprox": StrategyConfig("fedprox", proximal_mu=0.1),
     "fedadam": StrategyConfig("fedadam", server_lr=0.03, tau=1e-2),
     "fedyogi": StrategyConfig("fedyogi", server_lr=0.03, tau=1e-2),
-    "fedadagrad": StrategyConfig("fedadagrad", server_lr=0.1, tau=1e-2),
+    "fedadagrad": StrategyConfig("fedadagrad", server_lr=0.1, tau=1e-1),
     "scaffold": StrategyConfig("scaffold"),
 }
 """Server hyper-parameters chosen on Fed-Heart-Disease validation splits (docs/learning.md)."""
@@ -164,6 +164,14 @@ def _mean_accuracy(fed: _Federation, sites: Sequence[SiteData]) -> float:
     )
 
 
+def finetune(
+    weights: Weights, site: SiteData, config: TrainingConfig, steps: int, seed: int
+) -> Weights:
+    """Return ``weights`` after ``steps`` plain local steps on ``site`` (no proximal term)."""
+    tune = dataclasses.replace(config, local_steps=steps, local_epochs=None, proximal_mu=0.0)
+    return train_local(weights, site, tune, derive_seed(seed, "finetune", site.site)).weights
+
+
 def run_strategy(
     sites: Sequence[SiteData],
     training: TrainingConfig,
@@ -189,13 +197,9 @@ def run_strategy(
     global_scores = () if strategy.local_layers else score_sites(fed.shared, sites)
     personal: list[SiteScore] = []
     if strategy.personalised:
-        tune = dataclasses.replace(
-            config, local_steps=strategy.finetune_steps, local_epochs=None, proximal_mu=0.0
-        )
         for model, site in zip(_site_models(fed, sites), sites, strict=True):
             if strategy.finetune_steps:
-                seed_ft = derive_seed(seed, "finetune", site.site)
-                model = train_local(model, site, tune, seed_ft).weights
+                model = finetune(model, site, config, strategy.finetune_steps, seed)
             personal.extend(score_sites(model, [site]))
     return StrategyRun(
         strategy=strategy,

@@ -113,6 +113,12 @@ def test_local_layers_give_per_site_scores_only(heart_sites: tuple[SiteData, ...
     assert run.personal_accuracy is not None and run.global_accuracy is None
 
 
+def test_local_layers_without_finetuning(heart_sites: tuple[SiteData, ...]) -> None:
+    strategy = StrategyConfig("fedyogi", local_layers=("linear.bias",))
+    run = run_strategy(heart_sites, TrainingConfig(), strategy, rounds=2, seed=0)
+    assert run.personal_accuracy == run.round_accuracy[-1]
+
+
 def test_finetuning_keeps_the_global_scores(heart_sites: tuple[SiteData, ...]) -> None:
     plain = run_strategy(heart_sites, TrainingConfig(), StrategyConfig(), rounds=2, seed=0)
     tuned = run_strategy(
