@@ -34,7 +34,7 @@ GLOBAL_CANDIDATES: tuple[StrategyConfig, ...] = (
     *(StrategyConfig("fedavg", server_lr=lr) for lr in (0.5, 1.0, 1.5, 2.0)),
     *(StrategyConfig("fedprox", proximal_mu=mu) for mu in (0.001, 0.01, 0.1, 1.0)),
     *(
-        StrategyConfig(name, server_lr=lr, tau=tau)  # type: ignore[arg-type]
+        StrategyConfig(name, server_lr=lr, tau=tau)
         for name in ("fedadam", "fedyogi", "fedadagrad")
         for lr, tau in itertools.product(SERVER_LRS, TAUS)
     ),
