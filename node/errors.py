@@ -59,6 +59,14 @@ class AggregationError(MedswarmError, ValueError):
     """Updates cannot be aggregated: empty input, mismatched tensors or bad sample counts."""
 
 
+class InvalidStrategyConfig(MedswarmError, ValueError):
+    """A federated strategy's parameter has a value that cannot be used."""
+
+
+class InvalidStrategyState(MedswarmError, ValueError):
+    """Saved server-optimizer state is malformed or belongs to a different configuration."""
+
+
 class NodeError(MedswarmError):
     """Base class for errors of the node's round machinery."""
 

@@ -140,17 +140,40 @@ def _model_with(
     return model
 
 
+def _correction_terms(
+    model: torch.nn.Module, correction: Mapping[str, WeightArray] | None
+) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
+    if correction is None:
+        return []
+    names = [name for name, _ in model.named_parameters()]
+    if sorted(correction) != sorted(names):
+        raise ValueError(f"gradient_correction names {sorted(correction)}, expected {names}")
+    terms = []
+    for name, parameter in model.named_parameters():
+        term = torch.tensor(np.asarray(correction[name], dtype=np.float32))
+        if term.shape != parameter.shape:
+            raise ValueError(
+                f"gradient_correction[{name!r}] has shape {tuple(term.shape)}, "
+                f"expected {tuple(parameter.shape)}"
+            )
+        terms.append((parameter, term))
+    return terms
+
+
 def train_local(
     global_weights: Mapping[str, WeightArray],
     site_data: SiteData,
     config: TrainingConfig,
     seed: int,
+    gradient_correction: Mapping[str, WeightArray] | None = None,
 ) -> LocalResult:
     """Train from ``global_weights`` on ``site_data``'s training split.
 
     Mini-batches are drawn by reshuffling the training rows at the start of every pass, from a
     private generator seeded with ``seed``: equal inputs give bit-identical weights, and the
     global random state is left alone. Thread count is the caller's choice.
+    ``gradient_correction`` (a tensor per parameter) is added to every mini-batch gradient,
+    as SCAFFOLD's ``c - c_i`` (:mod:`node.strategies`).
     """
     n = site_data.n_train
     if n == 0:
@@ -158,6 +181,7 @@ def train_local(
     model = _model_with(site_data.dataset, global_weights, site_data.n_features)
     loss_fn = make_loss(task_spec(site_data.dataset).loss, site_data.train_y)
     anchors = [p.detach().clone() for p in model.parameters()]
+    corrections = _correction_terms(model, gradient_correction)
     x = torch.tensor(site_data.train_x)
     y = torch.tensor(site_data.train_y)
     generator = torch.Generator().manual_seed(seed)
@@ -192,6 +216,9 @@ def train_local(
             loss = loss + 0.5 * config.proximal_mu * drift
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
+        for parameter, correction in corrections:
+            assert parameter.grad is not None  # set by backward()
+            parameter.grad += correction
         optimizer.step()
     return LocalResult(weights=state_dict_to_weights(model), samples=n, train_loss=loss_sum / steps)
 

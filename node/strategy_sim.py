@@ -1,0 +1,331 @@
+"""Run one federated strategy (:mod:`node.strategies`) in memory over a data set's sites.
+
+As in :mod:`node.simulate`, every site trains from the same global weights with the node's
+own :func:`~node.training.train_local` and the per-round seeds
+``derive_seed(seed, "train", round, site)``; the sites' deltas are averaged by samples, in site
+order, with :func:`~node.aggregation.fedavg`, and the strategy's
+:class:`~node.strategies.ServerOptimizer` makes the server step. With ``fedavg`` and
+``server_lr = 1`` the run is bit-identical to :func:`node.simulate.run_fedavg`. A personalised
+run scores each site's own model (shared tensors, its local layers, then ``finetune_steps``
+local steps) on that site's test split. Run ``python -m node.strategy_sim --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from node.aggregation import delta, fedavg
+from node.data import SiteData, load_all_sites, resolve_data_dir
+from node.errors import InvalidStrategyConfig
+from node.simulate import SiteScore, initial_weights, score_sites, validation_view
+from node.strategies import (
+    STRATEGIES,
+    ServerOptimizer,
+    StrategyConfig,
+    client_variate_update,
+    merge_local,
+    scaffold_correction,
+    server_variate_update,
+    split_local,
+    zero_variate,
+)
+from node.training import TrainingConfig, derive_seed, train_local
+from node.weights import Weights, weights_hash
+
+TUNED_HEART: dict[str, StrategyConfig] = {
+    "fedavg": StrategyConfig("fedavg"),
+    "fedprox": StrategyConfig("fedprox", proximal_mu=0.1),
+    "fedadam": StrategyConfig("fedadam", server_lr=0.03, tau=1e-2),
+    "fedyogi": StrategyConfig("fedyogi", server_lr=0.03, tau=1e-2),
+    "fedadagrad": StrategyConfig("fedadagrad", server_lr=0.1, tau=1e-1),
+    "scaffold": StrategyConfig("scaffold"),
+}
+"""Server hyper-parameters chosen on Fed-Heart-Disease validation splits (docs/learning.md)."""
+
+
+@dataclass(frozen=True)
+class StrategyRun:
+    """The outcome of one strategy for one seed.
+
+    ``global_scores`` score the final global model on every site (empty when sites keep local
+    layers, as there is then no single model); ``personal_scores`` score each site's own
+    model on its own test split (empty unless the strategy personalises).
+    """
+
+    strategy: StrategyConfig
+    seed: int
+    global_scores: tuple[SiteScore, ...]
+    personal_scores: tuple[SiteScore, ...]
+    round_accuracy: tuple[float, ...]
+    """Mean accuracy over sites after each round, before any fine-tuning."""
+    shared_weights_hash: str
+    """:func:`~node.weights.weights_hash` of the final global (shared) weights."""
+    optimizer_state_hash: str
+    seconds: float
+
+    @property
+    def global_accuracy(self) -> float | None:
+        """Unweighted mean over sites of the global model's accuracy, if there is one."""
+        return _mean(self.global_scores)
+
+    @property
+    def personal_accuracy(self) -> float | None:
+        """Unweighted mean over sites of the personalised models' accuracy, if any."""
+        return _mean(self.personal_scores)
+
+
+def _mean(scores: Sequence[SiteScore]) -> float | None:
+    return float(np.mean([s.accuracy for s in scores])) if scores else None
+
+
+def site_training_config(training: TrainingConfig, strategy: StrategyConfig) -> TrainingConfig:
+    """Return the local training configuration ``strategy`` asks of every site."""
+    if strategy.name == "fedprox":
+        return dataclasses.replace(training, proximal_mu=strategy.proximal_mu)
+    if strategy.name == "scaffold" and (training.optimizer != "sgd" or training.momentum != 0):
+        raise InvalidStrategyConfig(
+            "scaffold's variate update assumes plain SGD: use optimizer 'sgd' with momentum 0"
+        )
+    return training
+
+
+@dataclass
+class _Federation:
+    """Everything the simulated federation carries from round to round."""
+
+    shared: Weights
+    local: list[Weights]
+    optimizer: ServerOptimizer
+    server_variate: Weights
+    client_variates: list[Weights]
+
+
+def _round(
+    fed: _Federation,
+    sites: Sequence[SiteData],
+    config: TrainingConfig,
+    strategy: StrategyConfig,
+    seed: int,
+    rnd: int,
+) -> None:
+    scaffold = strategy.name == "scaffold"
+    updates = []
+    variate_deltas = []
+    for i, site in enumerate(sites):
+        start = merge_local(fed.shared, fed.local[i])
+        correction = None
+        if scaffold:
+            shared_term = scaffold_correction(fed.server_variate, fed.client_variates[i])
+            correction = merge_local(shared_term, zero_variate(fed.local[i]))
+        result = train_local(
+            start,
+            site,
+            config,
+            derive_seed(seed, "train", rnd, site.site),
+            gradient_correction=correction,
+        )
+        trained, fed.local[i] = split_local(result.weights, strategy.local_layers)
+        updates.append((delta(trained, fed.shared), result.samples))
+        if scaffold:
+            old = fed.client_variates[i]
+            new = client_variate_update(
+                old,
+                fed.server_variate,
+                fed.shared,
+                trained,
+                config.steps_for(site.n_train),
+                config.lr,
+            )
+            variate_deltas.append(delta(new, old))
+            fed.client_variates[i] = new
+    fed.shared = fed.optimizer.step(fed.shared, fedavg(updates))
+    if scaffold:
+        fed.server_variate = server_variate_update(fed.server_variate, variate_deltas, len(sites))
+
+
+def _site_models(fed: _Federation, sites: Sequence[SiteData]) -> list[Weights]:
+    return [merge_local(fed.shared, fed.local[i]) for i in range(len(sites))]
+
+
+def _mean_accuracy(fed: _Federation, sites: Sequence[SiteData]) -> float:
+    models = _site_models(fed, sites)
+    return float(
+        np.mean([score_sites(m, [s])[0].accuracy for m, s in zip(models, sites, strict=True)])
+    )
+
+
+def finetune(
+    weights: Weights, site: SiteData, config: TrainingConfig, steps: int, seed: int
+) -> Weights:
+    """Return ``weights`` after ``steps`` plain local steps on ``site`` (no proximal term)."""
+    tune = dataclasses.replace(config, local_steps=steps, local_epochs=None, proximal_mu=0.0)
+    return train_local(weights, site, tune, derive_seed(seed, "finetune", site.site)).weights
+
+
+def run_strategy(
+    sites: Sequence[SiteData],
+    training: TrainingConfig,
+    strategy: StrategyConfig,
+    rounds: int,
+    seed: int,
+) -> StrategyRun:
+    """Simulate ``rounds`` rounds of ``strategy`` over ``sites`` and score the result."""
+    start_time = time.perf_counter()
+    config = site_training_config(training, strategy)
+    shared, local = split_local(initial_weights(sites, seed), strategy.local_layers)
+    fed = _Federation(
+        shared=shared,
+        local=[dict(local) for _ in sites],
+        optimizer=ServerOptimizer(strategy),
+        server_variate=zero_variate(shared),
+        client_variates=[zero_variate(shared) for _ in sites],
+    )
+    history = []
+    for rnd in range(rounds):
+        _round(fed, sites, config, strategy, seed, rnd)
+        history.append(_mean_accuracy(fed, sites))
+    global_scores = () if strategy.local_layers else score_sites(fed.shared, sites)
+    personal: list[SiteScore] = []
+    if strategy.personalised:
+        for model, site in zip(_site_models(fed, sites), sites, strict=True):
+            if strategy.finetune_steps:
+                model = finetune(model, site, config, strategy.finetune_steps, seed)
+            personal.extend(score_sites(model, [site]))
+    return StrategyRun(
+        strategy=strategy,
+        seed=seed,
+        global_scores=global_scores,
+        personal_scores=tuple(personal),
+        round_accuracy=tuple(history),
+        shared_weights_hash=weights_hash(fed.shared),
+        optimizer_state_hash=fed.optimizer.state_hash(),
+        seconds=time.perf_counter() - start_time,
+    )
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m node.strategy_sim",
+        description="Simulate one federated strategy over a data set's sites in memory and "
+        "print each seed's mean accuracy over sites. Server parameters not given on the "
+        "command line take the values tuned on Fed-Heart-Disease validation splits.",
+    )
+    parser.add_argument("--strategy", choices=STRATEGIES, default="fedavg")
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--server-lr", type=float, default=None)
+    parser.add_argument("--beta1", type=float, default=None)
+    parser.add_argument("--beta2", type=float, default=None)
+    parser.add_argument("--tau", type=float, default=None, help="adaptivity epsilon")
+    parser.add_argument("--proximal-mu", type=float, default=None, help="FedProx only")
+    parser.add_argument(
+        "--local-layers",
+        nargs="*",
+        default=[],
+        metavar="TENSOR",
+        help="tensors each site keeps local, e.g. linear.bias",
+    )
+    parser.add_argument(
+        "--finetune-steps", type=int, default=0, help="local steps before each site evaluates"
+    )
+    parser.add_argument("--dataset", default="heart-disease")
+    parser.add_argument("--data-dir", default=None, help="folder holding the data sets")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument(
+        "--validation",
+        action="store_true",
+        help="score on a validation part of each site's training split instead of its test split",
+    )
+    parser.add_argument("--json", default=None, help="also write the results to this file")
+    return parser.parse_args(argv)
+
+
+def strategy_from_args(args: argparse.Namespace) -> StrategyConfig:
+    """Build the strategy from the tuned defaults and the command line's overrides."""
+    overrides = {
+        field: getattr(args, field)
+        for field in ("server_lr", "beta1", "beta2", "tau", "proximal_mu")
+        if getattr(args, field) is not None
+    }
+    return dataclasses.replace(
+        TUNED_HEART[args.strategy],
+        **overrides,
+        local_layers=tuple(args.local_layers),
+        finetune_steps=args.finetune_steps,
+    )
+
+
+def _table(title: str, runs: Sequence[StrategyRun], personal: bool) -> list[str]:
+    rows = [[*(r.personal_scores if personal else r.global_scores)] for r in runs]
+    lines = [f"{title}:", " | ".join(["seed", *(s.display_name for s in rows[0]), "mean"])]
+    means = []
+    for run, scores in zip(runs, rows, strict=True):
+        mean = float(np.mean([s.accuracy for s in scores]))
+        means.append(mean)
+        cells = [str(run.seed), *(f"{s.accuracy:.4f}" for s in scores), f"{mean:.4f}"]
+        lines.append(" | ".join(cells))
+    lines.append(
+        f"{title}: mean over seeds {np.mean(means):.4f} ± {np.std(means):.4f} (std over seeds)"
+    )
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the strategy for each seed and print per-seed and mean accuracy; exit code 0."""
+    args = _parse_args(argv)
+    try:
+        strategy = strategy_from_args(args)
+    except InvalidStrategyConfig as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    sites = load_all_sites(args.dataset, resolve_data_dir(args.data_dir, os.environ))
+    if args.validation:
+        sites = tuple(validation_view(s) for s in sites)
+    training = TrainingConfig()
+    try:
+        runs = [run_strategy(sites, training, strategy, args.rounds, seed) for seed in args.seeds]
+    except InvalidStrategyConfig as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    split = "validation" if args.validation else "test"
+    print(f"strategy: {strategy}")
+    print(f"training: {training}; rounds: {args.rounds}; split: {split}")
+    lines = []
+    if runs[0].global_scores:
+        lines += _table("global model", runs, personal=False)
+    if runs[0].personal_scores:
+        lines += _table("personalised", runs, personal=True)
+    print("\n".join(lines))
+    if args.json:
+        payload = {
+            "strategy": dataclasses.asdict(strategy),
+            "training": dataclasses.asdict(training),
+            "rounds": args.rounds,
+            "split": split,
+            "runs": [
+                {
+                    **dataclasses.asdict(r),
+                    "global_accuracy": r.global_accuracy,
+                    "personal_accuracy": r.personal_accuracy,
+                }
+                for r in runs
+            ],
+        }
+        with open(args.json, "w", encoding="utf-8") as stream:
+            json.dump(payload, stream, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
