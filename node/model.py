@@ -36,6 +36,29 @@ class LogisticRegression(nn.Module):
         return logits
 
 
+class WideMlp(nn.Module):
+    """One wide hidden layer (ReLU) and one logit: the same binary task, any parameter count.
+
+    Used to load the network with big updates (``training.hidden_units``): a node's
+    traffic, memory and round time grow with the model while the task stays the same.
+    """
+
+    def __init__(self, n_features: int, hidden_units: int) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(n_features, hidden_units, device=_META)
+        self.out = nn.Linear(hidden_units, 1, device=_META)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the logits, shape ``(batch,)``."""
+        logits: torch.Tensor = self.out(torch.relu(self.hidden(x))).squeeze(-1)
+        return logits
+
+
+def hidden_units_for(n_features: int, parameters: int) -> int:
+    """The width of a :class:`WideMlp` with about ``parameters`` parameters."""
+    return max(1, (parameters - 1) // (n_features + 2))
+
+
 class CoxLinear(nn.Module):
     """Cox proportional hazards: log-hazard ratio ``w . x``, a linear layer without bias.
 
@@ -115,13 +138,21 @@ MODEL_BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {
 """Model name -> builder of ``(n_features, seed)``."""
 
 
-def build_model(dataset: str, n_features: int, seed: int) -> nn.Module:
+def build_model(dataset: str, n_features: int, seed: int, hidden_units: int = 0) -> nn.Module:
     """Return the model of ``dataset``'s task, initialised from ``seed`` alone.
 
+    ``hidden_units > 0`` replaces a logistic regression by a :class:`WideMlp` of that width.
     Equal arguments give bit-identical weights, and the global random state is not touched.
     Raises :class:`UnknownDataset` if ``dataset`` is not a known data set.
     """
     model_name = task_spec(dataset).model
+    if hidden_units:
+        if model_name != "logistic-regression":
+            raise ValueError(
+                f"training.hidden_units widens the logistic regression of binary tasks; "
+                f"{dataset!r} uses {model_name!r}: set hidden_units = 0"
+            )
+        return _seeded(WideMlp(n_features, hidden_units), seed)
     if model_name not in MODEL_BUILDERS:
         known = ", ".join(sorted(MODEL_BUILDERS))
         raise UnknownDataset(f"{dataset!r} names the model {model_name!r}; models: {known}")

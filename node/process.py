@@ -85,7 +85,9 @@ async def run_node_process(config: MedswarmConfig, base_dir: Path) -> int:
     w3 = connect_rpc(config.chain.url, deployment.chain_id)
     client = MemberClient(w3, deployment, account_key)
     initial = state_dict_to_weights(
-        build_model(site.dataset, site.n_features, config.federation.seed)
+        build_model(
+            site.dataset, site.n_features, config.federation.seed, config.training.hidden_units
+        )
     )
     events = JsonLinesWriter(path(settings.events_file))
     node = HospitalNode(

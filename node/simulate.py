@@ -98,9 +98,10 @@ def _mean_defined(values: Sequence[float]) -> float:
     return float(np.mean(defined)) if defined else math.nan
 
 
-def initial_weights(sites: Sequence[SiteData], seed: int) -> Weights:
+def initial_weights(sites: Sequence[SiteData], seed: int, hidden_units: int = 0) -> Weights:
     """Return the shared starting model for ``sites``' data set, built from ``seed``."""
-    return state_dict_to_weights(build_model(sites[0].dataset, sites[0].n_features, seed))
+    site = sites[0]
+    return state_dict_to_weights(build_model(site.dataset, site.n_features, seed, hidden_units))
 
 
 def score_sites(weights: Weights, sites: Sequence[SiteData]) -> tuple[SiteScore, ...]:

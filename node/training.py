@@ -54,6 +54,7 @@ class TrainingConfig:
     momentum: float = 0.0
     weight_decay: float = 0.0
     proximal_mu: float = 0.0
+    hidden_units: int = 0  # > 0: a one-hidden-layer MLP of this width instead of the linear model
 
     def __post_init__(self) -> None:
         problems = []
@@ -72,6 +73,8 @@ class TrainingConfig:
             problems.append(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if self.optimizer not in OPTIMIZERS:
             problems.append(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
+        if not (_is_int(self.hidden_units) and self.hidden_units >= 0):
+            problems.append(f"hidden_units must be an integer >= 0, got {self.hidden_units!r}")
         for name in ("weight_decay", "proximal_mu"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
@@ -135,7 +138,9 @@ def derive_seed(*parts: int | str) -> int:
 def _model_with(
     dataset: str, weights: Mapping[str, WeightArray], n_features: int
 ) -> torch.nn.Module:
-    model = build_model(dataset, n_features, seed=0)
+    hidden = weights.get("hidden.weight")  # a WideMlp's layout (training.hidden_units)
+    hidden_units = int(hidden.shape[0]) if hidden is not None else 0
+    model = build_model(dataset, n_features, seed=0, hidden_units=hidden_units)
     load_weights_into(model, weights)
     return model
 

@@ -112,7 +112,7 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
     if pool_wei:
         admin.fund_rewards(pool_wei)
 
-    start_weights = initial_weights(sites, federation.seed)
+    start_weights = initial_weights(sites, federation.seed, run.config.training.hidden_units)
     admin.set_genesis(weights_hash(start_weights))
     round_log = RoundLog(run.out_dir / "rounds.jsonl", run.nodes, run.out_dir / "events.jsonl")
 

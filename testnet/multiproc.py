@@ -161,7 +161,9 @@ class MultiProcessTestnet:
         config = self.scenario.config
         first = self.scenario.nodes[0]
         site = load_site(config.federation.dataset, first.site, self.data_dir)
-        model = build_model(site.dataset, site.n_features, config.federation.seed)
+        model = build_model(
+            site.dataset, site.n_features, config.federation.seed, config.training.hidden_units
+        )
         self.admin.set_genesis(weights_hash(state_dict_to_weights(model)))
         pool = int(config.federation.reward_pool_eth * 10**18)
         if pool:

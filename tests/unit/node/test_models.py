@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
 import torch
 
-from node.data import TASKS
+from node.data import TASKS, load_site, resolve_data_dir
 from node.losses import LOSSES
 from node.metrics import METRICS
-from node.model import MODEL_BUILDERS, build_model
-from node.training import default_training_config
+from node.model import MODEL_BUILDERS, build_model, hidden_units_for
+from node.training import TrainingConfig, default_training_config, evaluate, train_local
 from node.weights import state_dict_to_weights, weights_hash
 
 
@@ -63,3 +64,21 @@ def test_cox_model_is_linear_without_bias_and_seeded() -> None:
     assert weights_hash(weights) == weights_hash(again)
     x = torch.randn(4, 39)
     assert torch.allclose(model(x), x @ torch.from_numpy(weights["linear.weight"][0]))
+
+
+def test_a_wide_mlp_has_the_asked_size_and_trains_from_its_own_layout() -> None:
+    units = hidden_units_for(13, 100_000)
+    weights = state_dict_to_weights(build_model("heart-disease", 13, seed=1, hidden_units=units))
+    assert sum(v.size for v in weights.values()) == pytest.approx(100_000, rel=0.01)
+    again = state_dict_to_weights(build_model("heart-disease", 13, seed=1, hidden_units=units))
+    assert all(np.array_equal(weights[k], again[k]) for k in weights)
+    site = load_site("heart-disease", "va", resolve_data_dir(None, os.environ))
+    result = train_local(weights, site, TrainingConfig(local_steps=2), seed=0)
+    assert set(result.weights) == set(weights)
+    assert not np.array_equal(result.weights["hidden.weight"], weights["hidden.weight"])
+    assert 0 <= evaluate(result.weights, site.test_x, site.test_y, site.dataset).accuracy <= 1
+
+
+def test_only_binary_tasks_can_be_widened() -> None:
+    with pytest.raises(ValueError, match="hidden_units"):
+        build_model("tcga-brca", 39, seed=0, hidden_units=8)
