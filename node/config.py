@@ -150,6 +150,13 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> MedswarmCon
     federation = raw.get("federation", {})
     dataset = federation.get("dataset") if isinstance(federation, dict) else None
     training = raw.get("training", {})
+    if isinstance(training, dict):
+        # TOML has no null: naming one local budget (steps or epochs) unsets the other.
+        budgets = [key for key in ("local_steps", "local_epochs") if key in training]
+        if len(budgets) == 1:
+            other = "local_epochs" if budgets[0] == "local_steps" else "local_steps"
+            training = {**training, other: None}
+            raw = {**raw, "training": training}
     if isinstance(dataset, str) and dataset in TASKS and isinstance(training, dict):
         recommended = dataclasses.asdict(default_training_config(dataset))
         raw = {**raw, "training": {**recommended, **training}}

@@ -92,3 +92,15 @@ def test_overriding_the_data_set_brings_its_training_defaults() -> None:
     assert config.training == default_training_config("tcga-brca")
     tuned = dataclasses.replace(MedswarmConfig(), training=TrainingConfig(lr=0.7))
     assert with_overrides(tuned, dataset="tcga-brca").training.lr == 0.7
+
+
+def test_naming_one_local_budget_unsets_the_other(tmp_path: Path) -> None:
+    path = tmp_path / "medswarm.toml"
+    path.write_text("[training]\nlocal_epochs = 2\n")
+    training = load_config(path).training
+    assert (training.local_steps, training.local_epochs) == (None, 2)
+    path.write_text('[federation]\ndataset = "tcga-brca"\n[training]\nlocal_epochs = 1\n')
+    assert load_config(path).training.local_steps is None
+    path.write_text("[training]\nlocal_steps = 5\nlocal_epochs = 1\n")
+    with pytest.raises(ConfigError, match="exactly one"):
+        load_config(path)
