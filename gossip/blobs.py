@@ -188,6 +188,8 @@ async def read_exactly(stream: ByteStream, n: int) -> bytes:
 
 
 OpenStream = Callable[[str], Awaitable[ByteStream]]
+# (provider, digest, max_bytes) -> verified bytes, or None to use a stream instead
+FastPath = Callable[[str, str, int], Awaitable[bytes | None]]
 
 
 async def fetch_from_providers(
@@ -197,20 +199,27 @@ async def fetch_from_providers(
     max_bytes: int,
     timeout: float,
     on_forged: Callable[[str], None] | None = None,
+    fast_path: FastPath | None = None,
 ) -> bytes:
     """Fetch ``digest`` from the first provider that delivers verified bytes.
 
     Each provider gets ``timeout`` seconds. Hash mismatches, missing blobs, dead streams
     and timeouts move on to the next provider; if all fail, :class:`FetchFailed` lists why.
+    ``fast_path``, when given, is tried first at each provider (the bulk channel); it
+    returns verified bytes, raises like :func:`request_blob`, or returns ``None`` to use a
+    stream from ``open_stream`` instead.
     """
     failures: list[str] = []
     for provider in providers:
         stream: ByteStream | None = None
         try:
             with trio.fail_after(timeout):
-                stream = await open_stream(provider)
-                data = await request_blob(stream, digest, max_bytes)
-            await _close_quietly(stream)
+                data = await fast_path(provider, digest, max_bytes) if fast_path else None
+                if data is None:
+                    stream = await open_stream(provider)
+                    data = await request_blob(stream, digest, max_bytes)
+            if stream is not None:
+                await _close_quietly(stream)
             return data
         except trio.TooSlowError:
             failures.append(f"{provider}: no answer within {timeout:.1f}s")

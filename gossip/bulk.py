@@ -1,0 +1,411 @@
+"""The bulk channel: blobs over encrypted TCP beside libp2p, with keys agreed over libp2p.
+
+py-libp2p's Yamux streams move 70-80 MB/s, CPU-bound in Python. A plain TCP socket carrying
+ChaCha20-Poly1305 frames, sealed and opened in worker threads while the event loop moves the
+previous frame, is limited by the cipher instead. :class:`BulkServer` is the provider side
+(the ``/medswarm/bulk/1.0.0`` handshake handler and a TCP listener); :func:`fetch_over_bulk`
+the fetcher side. Wire formats and key derivation are in :mod:`gossip.bulk_codec`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from gossip.blobs import ByteStream, read_exactly
+from gossip.bulk_codec import (
+    BULK_PROTOCOL,
+    HEADER_BYTES,
+    HELLO_BYTES,
+    REQUEST_BYTES,
+    SESSION_ID_BYTES,
+    BulkAnswer,
+    BulkRequest,
+    BulkStatus,
+    Ephemeral,
+    Frame,
+    FrameCipher,
+    FrameReader,
+    SessionKeys,
+    Transcript,
+    derive_session_keys,
+    hello_is_valid,
+    plan_frames,
+    seal_hello,
+)
+from gossip.errors import (
+    BlobHashMismatch,
+    BlobNotFound,
+    BlobTooLarge,
+    BulkChannelError,
+    FetchFailed,
+    FrameRejected,
+    MalformedMessage,
+    SessionRefused,
+)
+from medswarm.errors import leaf_errors
+
+log = logging.getLogger(__name__)
+
+FRAME_BYTES = 1024 * 1024  # plaintext per frame a provider sends
+PIPELINE_DEPTH = 3  # frame buffers in flight per connection: one in the cipher, two on the wire
+MAX_PENDING_SESSIONS = 16  # handshakes whose bulk connection has not arrived yet
+MAX_CONNECTIONS = 32  # bulk connections a provider serves at once
+
+Socket = trio.socket.SocketType
+
+
+@dataclass(frozen=True)
+class PendingSession:
+    keys: SessionKeys
+    digest: bytes
+    data: bytes
+    fetcher: str
+    expires: float
+
+
+class SessionTable:
+    """Sessions agreed in a handshake and not used yet; each can be claimed once, briefly."""
+
+    def __init__(
+        self,
+        ttl: float,
+        capacity: int = MAX_PENDING_SESSIONS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl = ttl
+        self._capacity = capacity
+        self._clock = clock
+        self._pending: dict[bytes, PendingSession] = {}
+
+    def open(self, keys: SessionKeys, digest: bytes, data: bytes, fetcher: str) -> bool:
+        """Remember a new session; ``False`` when too many are already waiting."""
+        now = self._clock()
+        self._pending = {key: s for key, s in self._pending.items() if s.expires > now}
+        if len(self._pending) >= self._capacity:
+            return False
+        expires = now + self._ttl
+        self._pending[keys.session_id] = PendingSession(keys, digest, data, fetcher, expires)
+        return True
+
+    def claim(self, hello: bytes) -> PendingSession:
+        """Take the session a hello names out of the table, or raise :class:`SessionRefused`."""
+        session = self._pending.pop(hello[:SESSION_ID_BYTES], None)
+        if session is None:
+            raise SessionRefused("unknown or already used session")
+        if self._clock() > session.expires:
+            raise SessionRefused(f"session of {session.fetcher} expired")
+        if not hello_is_valid(session.keys, session.digest, hello):
+            raise SessionRefused(f"wrong token for the session of {session.fetcher}")
+        return session
+
+
+class BulkServer:
+    """The provider side: answers handshakes, then streams each blob to whoever proves its session.
+
+    ``lookup`` decides what is served (as for the stream protocol); ``timeout`` bounds a
+    session's life and each connection; ``on_sent`` is told the size of every blob delivered.
+    """
+
+    def __init__(
+        self,
+        local_peer: str,
+        lookup: Callable[[str], bytes | None],
+        timeout: float,
+        on_sent: Callable[[int], None],
+        frame_bytes: int = FRAME_BYTES,
+    ) -> None:
+        self._local_peer = local_peer
+        self._lookup = lookup
+        self._timeout = timeout
+        self._on_sent = on_sent
+        self._frame_bytes = frame_bytes
+        self._sessions = SessionTable(ttl=timeout)
+        self._connections = 0
+        self.port: int | None = None
+
+    async def serve(
+        self, host: str, port: int = 0, *, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Accept bulk connections on ``host:port`` until cancelled; ``started`` gets the port."""
+        listener = trio.socket.socket(_family(host), trio.socket.SOCK_STREAM)
+        with listener:
+            listener.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+            await listener.bind((host, port))
+            listener.listen()
+            self.port = int(listener.getsockname()[1])
+            log.info("bulk channel listening on %s:%d", host, self.port)
+            task_status.started(self.port)
+            async with trio.open_nursery() as nursery:
+                while True:
+                    try:
+                        sock, address = await listener.accept()
+                    except OSError as exc:  # out of descriptors, aborted connection, ...
+                        log.warning("bulk listener could not accept: %r", exc)
+                        await trio.sleep(0.1)
+                        continue
+                    if self._connections >= MAX_CONNECTIONS:
+                        log.warning("bulk connection from %s refused: too many at once", address)
+                        sock.close()
+                        continue
+                    nursery.start_soon(self._serve_connection, sock, address)
+
+    async def answer(self, stream: Any) -> None:
+        """Answer one handshake on a ``/medswarm/bulk/1.0.0`` stream. Never raises."""
+        fetcher = "unknown peer"
+        try:
+            fetcher = stream.muxed_conn.peer_id.to_base58()
+            with trio.fail_after(self._timeout):
+                request = BulkRequest.decode(await read_exactly(stream, REQUEST_BYTES))
+                await stream.write(self._open_session(fetcher, request).encode())
+                await stream.close()
+        except Exception as exc:  # an escaping exception would take the whole host down
+            log.warning("bulk handshake with %s failed: %r", fetcher, exc)
+            with contextlib.suppress(Exception):
+                await stream.reset()
+
+    def _open_session(self, fetcher: str, request: BulkRequest) -> BulkAnswer:
+        data = self._lookup(request.digest.hex())
+        if data is None:
+            return BulkAnswer(BulkStatus.NOT_FOUND)
+        if len(data) > request.max_bytes:
+            return BulkAnswer(BulkStatus.TOO_LARGE, length=len(data))
+        mine = Ephemeral()
+        transcript = Transcript(
+            fetcher_peer=fetcher,
+            provider_peer=self._local_peer,
+            digest=request.digest,
+            fetcher_public_key=request.public_key,
+            fetcher_nonce=request.nonce,
+            provider_public_key=mine.public_key,
+            provider_nonce=mine.nonce,
+            length=len(data),
+        )
+        keys = derive_session_keys(mine.shared_secret(request.public_key), transcript)
+        if self.port is None or not self._sessions.open(keys, request.digest, data, fetcher):
+            return BulkAnswer(BulkStatus.REFUSED)
+        return BulkAnswer(BulkStatus.FOUND, len(data), mine.public_key, mine.nonce, self.port)
+
+    async def _serve_connection(self, sock: Socket, address: Any) -> None:
+        """Stream one session's blob to a connection that proves it. Never raises."""
+        self._connections += 1
+        try:
+            with sock, trio.fail_after(self._timeout):
+                sock.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, 1)
+                hello = bytearray(HELLO_BYTES)
+                await recv_exactly_into(sock, memoryview(hello))
+                session = self._sessions.claim(bytes(hello))
+                cipher = FrameCipher(session.keys.provider_to_fetcher)
+                await send_blob(sock, cipher, session.data, self._frame_bytes)
+            self._on_sent(len(session.data))
+            log.debug("sent %d bytes to %s over the bulk channel", len(session.data), address)
+        except Exception as exc:
+            log.warning("bulk connection from %s closed: %r", address, exc)
+        finally:
+            self._connections -= 1
+
+
+OpenStream = Callable[[str], Awaitable[ByteStream]]
+
+
+async def fetch_over_bulk(
+    open_stream: OpenStream,
+    local_peer: str,
+    provider: str,
+    digest: str,
+    max_bytes: int,
+    connect_timeout: float,
+) -> bytes | None:
+    """Fetch blob ``digest`` from ``provider`` over the bulk channel; ``None`` if unavailable.
+
+    ``open_stream`` opens a ``/medswarm/bulk/1.0.0`` stream to a peer. Raises what the stream
+    protocol raises for a missing, oversized or forged blob; a peer without the protocol, an
+    unreachable bulk port or a broken session is logged and gives ``None``, so the caller
+    can use the libp2p stream instead.
+    """
+    try:
+        stream = await open_stream(provider)
+    except Exception as exc:
+        log.debug("%s does not speak %s (%r)", provider, BULK_PROTOCOL, exc)
+        return None
+    try:
+        return await _fetch(stream, local_peer, provider, digest, max_bytes, connect_timeout)
+    except (BulkChannelError, FetchFailed, MalformedMessage, OSError) as exc:
+        log.warning("bulk channel to %s failed (%r); using a libp2p stream", provider, exc)
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            await stream.close()
+
+
+async def _fetch(
+    stream: Any,
+    local_peer: str,
+    provider: str,
+    digest: str,
+    max_bytes: int,
+    connect_timeout: float,
+) -> bytes:
+    wanted = bytes.fromhex(digest)
+    mine = Ephemeral()
+    await stream.write(BulkRequest(wanted, mine.public_key, mine.nonce, max_bytes).encode())
+    status = (await read_exactly(stream, 1))[0]
+    answer = BulkAnswer.decode(status, await read_exactly(stream, BulkAnswer.body_bytes(status)))
+    if answer.status is BulkStatus.NOT_FOUND:
+        raise BlobNotFound(f"provider does not have blob {digest}")
+    if answer.status is BulkStatus.TOO_LARGE or answer.length > max_bytes:
+        raise BlobTooLarge(
+            f"provider offers {answer.length} bytes for {digest}, limit is {max_bytes}"
+        )
+    if answer.status is BulkStatus.REFUSED:
+        raise BulkChannelError("provider refused a bulk session (busy or not listening)")
+    address = stream.get_remote_address()
+    if not address:
+        raise BulkChannelError("the libp2p connection has no remote IP address")
+    transcript = Transcript(
+        fetcher_peer=local_peer,
+        provider_peer=provider,
+        digest=wanted,
+        fetcher_public_key=mine.public_key,
+        fetcher_nonce=mine.nonce,
+        provider_public_key=answer.public_key,
+        provider_nonce=answer.nonce,
+        length=answer.length,
+    )
+    keys = derive_session_keys(mine.shared_secret(answer.public_key), transcript)
+    with await _connect(address[0], answer.port, connect_timeout) as sock:
+        await send_all(sock, memoryview(seal_hello(keys, wanted)))
+        cipher = FrameCipher(keys.provider_to_fetcher)
+        blob, received = await receive_blob(sock, cipher, answer.length)
+    if received != digest:
+        raise BlobHashMismatch(
+            f"bytes received for blob {digest} hash to {received}: the provider sent corrupt "
+            "or forged data"
+        )
+    return bytes(blob)
+
+
+async def _connect(host: str, port: int, timeout: float) -> Socket:
+    sock = trio.socket.socket(_family(host), trio.socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, 1)
+        with trio.fail_after(timeout):
+            await sock.connect((host, port))
+    except (OSError, trio.TooSlowError) as exc:
+        sock.close()
+        raise BulkChannelError(f"could not connect to bulk port {host}:{port}: {exc!r}") from exc
+    return sock
+
+
+async def send_blob(sock: Socket, cipher: FrameCipher, data: bytes, frame_bytes: int) -> None:
+    """Send ``data`` as sealed frames; the next frame is sealed while this one is sent."""
+    source = memoryview(data)
+    spares = _Buffers(PIPELINE_DEPTH)
+    sealed_send, sealed_receive = trio.open_memory_channel[tuple[bytearray, int]](PIPELINE_DEPTH)
+
+    async def seal_frames() -> None:
+        async with sealed_send:
+            for frame in plan_frames(len(data), frame_bytes):
+                buffer = await spares.take(HEADER_BYTES + frame.sealed_size)
+                plaintext = source[frame.offset : frame.offset + frame.size]
+                size = await trio.to_thread.run_sync(
+                    cipher.seal_into, frame, plaintext, memoryview(buffer)
+                )
+                await sealed_send.send((buffer, size))
+
+    with _lone_errors_unwrapped():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(seal_frames)
+            async for buffer, size in sealed_receive:
+                await send_all(sock, memoryview(buffer)[:size])
+                spares.give_back(buffer)
+
+
+async def receive_blob(sock: Socket, cipher: FrameCipher, length: int) -> tuple[bytearray, str]:
+    """Receive a sealed blob of ``length`` bytes; return it and its SHA-256 (hex).
+
+    Frames are opened and hashed in a worker thread while the next one is read.
+    """
+    reader = FrameReader(length)
+    blob = bytearray(length)
+    out = memoryview(blob)
+    hasher = hashlib.sha256()
+    spares = _Buffers(PIPELINE_DEPTH)
+    ready_send, ready_receive = trio.open_memory_channel[tuple[Frame, bytearray]](PIPELINE_DEPTH)
+
+    async def read_frames() -> None:
+        header = bytearray(HEADER_BYTES)
+        async with ready_send:
+            while not reader.finished:
+                await recv_exactly_into(sock, memoryview(header))
+                frame = reader.next_frame(bytes(header))
+                buffer = await spares.take(frame.sealed_size)
+                await recv_exactly_into(sock, memoryview(buffer)[: frame.sealed_size])
+                await ready_send.send((frame, buffer))
+
+    def open_and_hash(frame: Frame, buffer: bytearray) -> None:
+        plaintext = out[frame.offset : frame.offset + frame.size]
+        cipher.open_into(frame, memoryview(buffer)[: frame.sealed_size], plaintext)
+        hasher.update(plaintext)
+
+    with _lone_errors_unwrapped():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_frames)
+            async for frame, buffer in ready_receive:
+                await trio.to_thread.run_sync(open_and_hash, frame, buffer)
+                spares.give_back(buffer)
+    return blob, hasher.hexdigest()
+
+
+async def send_all(sock: Socket, data: memoryview) -> None:
+    while data:
+        sent = await sock.send(data)
+        data = data[sent:]
+
+
+async def recv_exactly_into(sock: Socket, view: memoryview) -> None:
+    """Fill ``view`` from ``sock``; a connection that ends first is :class:`FrameRejected`."""
+    while view:
+        received = await sock.recv_into(view)
+        if not received:
+            raise FrameRejected("bulk connection ended early (truncated stream)")
+        view = view[received:]
+
+
+class _Buffers:
+    """A fixed number of reusable buffers, so at most that many frames are in flight."""
+
+    def __init__(self, count: int) -> None:
+        self._send, self._receive = trio.open_memory_channel[bytearray](count)
+        for _ in range(count):
+            self._send.send_nowait(bytearray())
+
+    async def take(self, size: int) -> bytearray:
+        buffer = await self._receive.receive()
+        return buffer if len(buffer) >= size else bytearray(size)
+
+    def give_back(self, buffer: bytearray) -> None:
+        self._send.send_nowait(buffer)
+
+
+@contextlib.contextmanager
+def _lone_errors_unwrapped() -> Iterator[None]:
+    """Re-raise a nursery's only failure as itself, so callers can catch it by type."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = leaf_errors(group)
+        if len(leaves) == 1:
+            raise leaves[0] from None
+        raise
+
+
+def _family(host: str) -> int:
+    return trio.socket.AF_INET6 if ":" in host else trio.socket.AF_INET
