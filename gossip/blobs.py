@@ -63,12 +63,16 @@ class BlobStore:
 
     def put(self, data: bytes) -> str:
         """Store ``data`` and return its hash."""
+        return self.put_verified(blob_hash(data), data)
+
+    def put_verified(self, digest: str, data: bytes) -> str:
+        """Store ``data`` that the caller has just hashed to ``digest`` (a fetch hashes as it
+        reads, and hashing 64 MiB again costs as much as decrypting it)."""
         if len(data) > self._max_blob_bytes:
             raise BlobTooLarge(
                 f"blob of {len(data)} bytes exceeds the {self._max_blob_bytes}-byte limit "
                 "(raise network.max_blob_bytes in the config if this model is expected)"
             )
-        digest = blob_hash(data)
         with self._lock:
             if digest in self._memory:
                 return digest

@@ -2,18 +2,18 @@
 
 py-libp2p's Yamux streams move 70-80 MB/s, CPU-bound in Python. A plain TCP socket carrying
 ChaCha20-Poly1305 frames, sealed and opened in worker threads while the event loop moves the
-previous frame, is limited by the cipher instead. :class:`BulkServer` is the provider side
-(the ``/medswarm/bulk/1.0.0`` handshake handler and a TCP listener); :func:`fetch_over_bulk`
-the fetcher side. Wire formats and key derivation are in :mod:`gossip.bulk_codec`.
+neighbouring frames, is limited by the cipher instead. :class:`BulkServer` is the provider
+side (the ``/medswarm/bulk/1.0.0`` handshake handler and a TCP listener), :class:`BulkFetcher`
+the fetcher side. Wire formats and keys are in :mod:`gossip.bulk_codec`, the frame pipelines
+in :mod:`gossip.bulk_transfer`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,6 @@ import trio
 from gossip.blobs import ByteStream, read_exactly
 from gossip.bulk_codec import (
     BULK_PROTOCOL,
-    HEADER_BYTES,
     HELLO_BYTES,
     REQUEST_BYTES,
     SESSION_ID_BYTES,
@@ -30,36 +29,29 @@ from gossip.bulk_codec import (
     BulkRequest,
     BulkStatus,
     Ephemeral,
-    Frame,
     FrameCipher,
-    FrameReader,
     SessionKeys,
     Transcript,
     derive_session_keys,
     hello_is_valid,
-    plan_frames,
     seal_hello,
 )
+from gossip.bulk_transfer import Socket, receive_blob, recv_exactly_into, send_all, send_blob
 from gossip.errors import (
     BlobHashMismatch,
     BlobNotFound,
     BlobTooLarge,
     BulkChannelError,
     FetchFailed,
-    FrameRejected,
     MalformedMessage,
     SessionRefused,
 )
-from medswarm.errors import leaf_errors
 
 log = logging.getLogger(__name__)
 
 FRAME_BYTES = 1024 * 1024  # plaintext per frame a provider sends
-PIPELINE_DEPTH = 3  # frame buffers in flight per connection: one in the cipher, two on the wire
 MAX_PENDING_SESSIONS = 16  # handshakes whose bulk connection has not arrived yet
 MAX_CONNECTIONS = 32  # bulk connections a provider serves at once
-
-Socket = trio.socket.SocketType
 
 
 @dataclass(frozen=True)
@@ -215,81 +207,88 @@ class BulkServer:
 OpenStream = Callable[[str], Awaitable[ByteStream]]
 
 
-async def fetch_over_bulk(
-    open_stream: OpenStream,
-    local_peer: str,
-    provider: str,
-    digest: str,
-    max_bytes: int,
-    connect_timeout: float,
-) -> bytes | None:
-    """Fetch blob ``digest`` from ``provider`` over the bulk channel; ``None`` if unavailable.
+class BulkFetcher:
+    """The fetcher side: asks a provider for a blob over the bulk channel.
 
-    ``open_stream`` opens a ``/medswarm/bulk/1.0.0`` stream to a peer. Raises what the stream
-    protocol raises for a missing, oversized or forged blob; a peer without the protocol, an
-    unreachable bulk port or a broken session is logged and gives ``None``, so the caller
-    can use the libp2p stream instead.
+    ``open_stream`` opens a ``/medswarm/bulk/1.0.0`` stream to a peer; a bulk port that does
+    not accept within ``connect_timeout`` counts as unavailable. The fetcher keeps its last
+    receive buffer (at most one blob's size) for the next fetch: fresh memory costs the kernel
+    about as much to hand out as the cipher takes to fill it.
     """
-    try:
-        stream = await open_stream(provider)
-    except Exception as exc:
-        log.debug("%s does not speak %s (%r)", provider, BULK_PROTOCOL, exc)
-        return None
-    try:
-        return await _fetch(stream, local_peer, provider, digest, max_bytes, connect_timeout)
-    except (BulkChannelError, FetchFailed, MalformedMessage, OSError) as exc:
-        log.warning("bulk channel to %s failed (%r); using a libp2p stream", provider, exc)
-        return None
-    finally:
-        with contextlib.suppress(Exception):
-            await stream.close()
 
+    def __init__(self, local_peer: str, open_stream: OpenStream, connect_timeout: float) -> None:
+        self._local_peer = local_peer
+        self._open_stream = open_stream
+        self._connect_timeout = connect_timeout
+        self._spare = bytearray()
 
-async def _fetch(
-    stream: Any,
-    local_peer: str,
-    provider: str,
-    digest: str,
-    max_bytes: int,
-    connect_timeout: float,
-) -> bytes:
-    wanted = bytes.fromhex(digest)
-    mine = Ephemeral()
-    await stream.write(BulkRequest(wanted, mine.public_key, mine.nonce, max_bytes).encode())
-    status = (await read_exactly(stream, 1))[0]
-    answer = BulkAnswer.decode(status, await read_exactly(stream, BulkAnswer.body_bytes(status)))
-    if answer.status is BulkStatus.NOT_FOUND:
-        raise BlobNotFound(f"provider does not have blob {digest}")
-    if answer.status is BulkStatus.TOO_LARGE or answer.length > max_bytes:
-        raise BlobTooLarge(
-            f"provider offers {answer.length} bytes for {digest}, limit is {max_bytes}"
+    async def fetch(self, provider: str, digest: str, max_bytes: int) -> bytes | None:
+        """Blob ``digest`` from ``provider``, verified; ``None`` if the channel is unavailable.
+
+        Raises what the stream protocol raises for a missing, oversized or forged blob. A peer
+        without the protocol, an unreachable bulk port or a broken session is logged and gives
+        ``None``, so the caller can use the libp2p stream instead.
+        """
+        try:
+            stream = await self._open_stream(provider)
+        except Exception as exc:
+            log.debug("%s does not speak %s (%r)", provider, BULK_PROTOCOL, exc)
+            return None
+        try:
+            return await self._fetch(stream, provider, digest, max_bytes)
+        except (BulkChannelError, FetchFailed, MalformedMessage, OSError) as exc:
+            log.warning("bulk channel to %s failed (%r); using a libp2p stream", provider, exc)
+            return None
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.close()
+
+    async def _fetch(self, stream: Any, provider: str, digest: str, max_bytes: int) -> bytes:
+        wanted = bytes.fromhex(digest)
+        mine = Ephemeral()
+        await stream.write(BulkRequest(wanted, mine.public_key, mine.nonce, max_bytes).encode())
+        status = (await read_exactly(stream, 1))[0]
+        body = await read_exactly(stream, BulkAnswer.body_bytes(status))
+        answer = BulkAnswer.decode(status, body)
+        if answer.status is BulkStatus.NOT_FOUND:
+            raise BlobNotFound(f"provider does not have blob {digest}")
+        if answer.status is BulkStatus.TOO_LARGE or answer.length > max_bytes:
+            raise BlobTooLarge(
+                f"provider offers {answer.length} bytes for {digest}, limit is {max_bytes}"
+            )
+        if answer.status is BulkStatus.REFUSED:
+            raise BulkChannelError("provider refused a bulk session (busy or not listening)")
+        address = stream.get_remote_address()
+        if not address:
+            raise BulkChannelError("the libp2p connection has no remote IP address")
+        transcript = Transcript(
+            fetcher_peer=self._local_peer,
+            provider_peer=provider,
+            digest=wanted,
+            fetcher_public_key=mine.public_key,
+            fetcher_nonce=mine.nonce,
+            provider_public_key=answer.public_key,
+            provider_nonce=answer.nonce,
+            length=answer.length,
         )
-    if answer.status is BulkStatus.REFUSED:
-        raise BulkChannelError("provider refused a bulk session (busy or not listening)")
-    address = stream.get_remote_address()
-    if not address:
-        raise BulkChannelError("the libp2p connection has no remote IP address")
-    transcript = Transcript(
-        fetcher_peer=local_peer,
-        provider_peer=provider,
-        digest=wanted,
-        fetcher_public_key=mine.public_key,
-        fetcher_nonce=mine.nonce,
-        provider_public_key=answer.public_key,
-        provider_nonce=answer.nonce,
-        length=answer.length,
-    )
-    keys = derive_session_keys(mine.shared_secret(answer.public_key), transcript)
-    with await _connect(address[0], answer.port, connect_timeout) as sock:
-        await send_all(sock, memoryview(seal_hello(keys, wanted)))
-        cipher = FrameCipher(keys.provider_to_fetcher)
-        blob, received = await receive_blob(sock, cipher, answer.length)
-    if received != digest:
-        raise BlobHashMismatch(
-            f"bytes received for blob {digest} hash to {received}: the provider sent corrupt "
-            "or forged data"
-        )
-    return bytes(blob)
+        keys = derive_session_keys(mine.shared_secret(answer.public_key), transcript)
+        buffer, self._spare = self._spare, bytearray()
+        if len(buffer) < answer.length:
+            buffer = bytearray(answer.length)
+        out = memoryview(buffer)[: answer.length]
+        try:
+            with await _connect(address[0], answer.port, self._connect_timeout) as sock:
+                await send_all(sock, memoryview(seal_hello(keys, wanted)))
+                received = await receive_blob(sock, FrameCipher(keys.provider_to_fetcher), out)
+            if received != digest:
+                raise BlobHashMismatch(
+                    f"bytes received for blob {digest} hash to {received}: the provider sent "
+                    "corrupt or forged data"
+                )
+            return bytes(out)
+        finally:
+            if len(buffer) > len(self._spare):
+                self._spare = buffer
 
 
 async def _connect(host: str, port: int, timeout: float) -> Socket:
@@ -302,109 +301,6 @@ async def _connect(host: str, port: int, timeout: float) -> Socket:
         sock.close()
         raise BulkChannelError(f"could not connect to bulk port {host}:{port}: {exc!r}") from exc
     return sock
-
-
-async def send_blob(sock: Socket, cipher: FrameCipher, data: bytes, frame_bytes: int) -> None:
-    """Send ``data`` as sealed frames; the next frame is sealed while this one is sent."""
-    source = memoryview(data)
-    spares = _Buffers(PIPELINE_DEPTH)
-    sealed_send, sealed_receive = trio.open_memory_channel[tuple[bytearray, int]](PIPELINE_DEPTH)
-
-    async def seal_frames() -> None:
-        async with sealed_send:
-            for frame in plan_frames(len(data), frame_bytes):
-                buffer = await spares.take(HEADER_BYTES + frame.sealed_size)
-                plaintext = source[frame.offset : frame.offset + frame.size]
-                size = await trio.to_thread.run_sync(
-                    cipher.seal_into, frame, plaintext, memoryview(buffer)
-                )
-                await sealed_send.send((buffer, size))
-
-    with _lone_errors_unwrapped():
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(seal_frames)
-            async for buffer, size in sealed_receive:
-                await send_all(sock, memoryview(buffer)[:size])
-                spares.give_back(buffer)
-
-
-async def receive_blob(sock: Socket, cipher: FrameCipher, length: int) -> tuple[bytearray, str]:
-    """Receive a sealed blob of ``length`` bytes; return it and its SHA-256 (hex).
-
-    Frames are opened and hashed in a worker thread while the next one is read.
-    """
-    reader = FrameReader(length)
-    blob = bytearray(length)
-    out = memoryview(blob)
-    hasher = hashlib.sha256()
-    spares = _Buffers(PIPELINE_DEPTH)
-    ready_send, ready_receive = trio.open_memory_channel[tuple[Frame, bytearray]](PIPELINE_DEPTH)
-
-    async def read_frames() -> None:
-        header = bytearray(HEADER_BYTES)
-        async with ready_send:
-            while not reader.finished:
-                await recv_exactly_into(sock, memoryview(header))
-                frame = reader.next_frame(bytes(header))
-                buffer = await spares.take(frame.sealed_size)
-                await recv_exactly_into(sock, memoryview(buffer)[: frame.sealed_size])
-                await ready_send.send((frame, buffer))
-
-    def open_and_hash(frame: Frame, buffer: bytearray) -> None:
-        plaintext = out[frame.offset : frame.offset + frame.size]
-        cipher.open_into(frame, memoryview(buffer)[: frame.sealed_size], plaintext)
-        hasher.update(plaintext)
-
-    with _lone_errors_unwrapped():
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(read_frames)
-            async for frame, buffer in ready_receive:
-                await trio.to_thread.run_sync(open_and_hash, frame, buffer)
-                spares.give_back(buffer)
-    return blob, hasher.hexdigest()
-
-
-async def send_all(sock: Socket, data: memoryview) -> None:
-    while data:
-        sent = await sock.send(data)
-        data = data[sent:]
-
-
-async def recv_exactly_into(sock: Socket, view: memoryview) -> None:
-    """Fill ``view`` from ``sock``; a connection that ends first is :class:`FrameRejected`."""
-    while view:
-        received = await sock.recv_into(view)
-        if not received:
-            raise FrameRejected("bulk connection ended early (truncated stream)")
-        view = view[received:]
-
-
-class _Buffers:
-    """A fixed number of reusable buffers, so at most that many frames are in flight."""
-
-    def __init__(self, count: int) -> None:
-        self._send, self._receive = trio.open_memory_channel[bytearray](count)
-        for _ in range(count):
-            self._send.send_nowait(bytearray())
-
-    async def take(self, size: int) -> bytearray:
-        buffer = await self._receive.receive()
-        return buffer if len(buffer) >= size else bytearray(size)
-
-    def give_back(self, buffer: bytearray) -> None:
-        self._send.send_nowait(buffer)
-
-
-@contextlib.contextmanager
-def _lone_errors_unwrapped() -> Iterator[None]:
-    """Re-raise a nursery's only failure as itself, so callers can catch it by type."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        leaves = leaf_errors(group)
-        if len(leaves) == 1:
-            raise leaves[0] from None
-        raise
 
 
 def _family(host: str) -> int:

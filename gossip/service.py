@@ -29,7 +29,7 @@ from libp2p.pubsub.pubsub import Pubsub
 from libp2p.tools.anyio_service import background_trio_service
 
 from gossip.blobs import BLOB_PROTOCOL, BlobStore, ByteStream, fetch_from_providers, serve_blob
-from gossip.bulk import BulkServer, fetch_over_bulk
+from gossip.bulk import BulkFetcher, BulkServer
 from gossip.bulk_codec import BULK_PROTOCOL
 from gossip.errors import GossipError
 from gossip.messages import Announcement
@@ -100,11 +100,17 @@ class GossipService:
         self.traffic: Counter[str] = Counter()
         self.decisions: Counter[Verdict] = Counter()
         self._bulk: BulkServer | None = None
+        self._bulk_fetcher: BulkFetcher | None = None
         if config.bulk_channel:
             self._bulk = BulkServer(
                 self.peer_id, self._serve_lookup, config.fetch_timeout, self._count_bulk_sent
             )
             self._host.set_stream_handler(TProtocol(BULK_PROTOCOL), self._bulk.answer)
+            # A bulk port that does not accept within a quarter of the fetch budget leaves the
+            # rest of it to the libp2p stream.
+            self._bulk_fetcher = BulkFetcher(
+                self.peer_id, self._open_bulk_stream, config.fetch_timeout / 4
+            )
 
     @property
     def peer_id(self) -> str:
@@ -200,10 +206,10 @@ class GossipService:
             max_bytes=self.config.max_blob_bytes,
             timeout=self.config.fetch_timeout,
             on_forged=self._record_offence,
-            fast_path=self._fetch_bulk if self._bulk is not None else None,
+            fast_path=self._fetch_bulk if self._bulk_fetcher is not None else None,
         )
         self.traffic["received"] += len(data)
-        self.store.put(data)
+        self.store.put_verified(digest, data)  # fetch_from_providers checked the hash
         return data
 
     def _validate(self, forwarder: ID, message: Any) -> bool:
@@ -245,12 +251,8 @@ class GossipService:
         return stream
 
     async def _fetch_bulk(self, peer: str, digest: str, max_bytes: int) -> bytes | None:
-        # A bulk port that does not accept within a quarter of the budget leaves the rest of
-        # it to the libp2p stream.
-        connect_timeout = self.config.fetch_timeout / 4
-        data = await fetch_over_bulk(
-            self._open_bulk_stream, self.peer_id, peer, digest, max_bytes, connect_timeout
-        )
+        assert self._bulk_fetcher is not None
+        data = await self._bulk_fetcher.fetch(peer, digest, max_bytes)
         if data is not None:
             self.traffic["bulk_received"] += len(data)
         return data

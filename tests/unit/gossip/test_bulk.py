@@ -17,15 +17,7 @@ import pytest
 import trio
 
 from gossip.blobs import blob_hash, read_exactly
-from gossip.bulk import (
-    BulkServer,
-    SessionTable,
-    fetch_over_bulk,
-    receive_blob,
-    recv_exactly_into,
-    send_all,
-    send_blob,
-)
+from gossip.bulk import BulkFetcher, BulkServer, SessionTable
 from gossip.bulk_codec import (
     HEADER_BYTES,
     HELLO_BYTES,
@@ -40,6 +32,7 @@ from gossip.bulk_codec import (
     plan_frames,
     seal_hello,
 )
+from gossip.bulk_transfer import receive_blob, recv_exactly_into, send_all, send_blob
 from gossip.errors import (
     BlobHashMismatch,
     BlobNotFound,
@@ -116,10 +109,9 @@ async def bulk_provider(blobs: dict[str, bytes], timeout: float = 5.0) -> AsyncI
 
 
 async def fetch(provider: Provider, digest: str, max_bytes: int = 2**24) -> bytes | None:
+    fetcher = BulkFetcher(FETCHER, provider.open_stream, connect_timeout=2)
     with trio.fail_after(5):
-        return await fetch_over_bulk(
-            provider.open_stream, FETCHER, PROVIDER, digest, max_bytes, connect_timeout=2
-        )
+        return await fetcher.fetch(PROVIDER, digest, max_bytes)
 
 
 async def handshake(provider: Provider, digest: bytes) -> tuple[SessionKeys, BulkAnswer]:
@@ -198,8 +190,9 @@ async def test_blob_crosses_a_socket_in_frames() -> None:
     with left, right, trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(send_blob, left, FrameCipher(KEY), data, FRAME)
-            blob, digest = await receive_blob(right, FrameCipher(KEY), len(data))
-    assert bytes(blob) == data
+            blob = bytearray(len(data))
+            digest = await receive_blob(right, FrameCipher(KEY), memoryview(blob))
+    assert blob == data
     assert digest == hashlib.sha256(data).hexdigest()
 
 
@@ -220,7 +213,7 @@ async def receive_raw(wire: bytes, length: int, close: bool = True) -> None:
         await send_all(left, memoryview(wire))
         if close:
             left.close()
-        await receive_blob(right, FrameCipher(KEY), length)
+        await receive_blob(right, FrameCipher(KEY), memoryview(bytearray(length)))
 
 
 async def test_truncated_stream_is_detected() -> None:
@@ -256,6 +249,16 @@ async def test_fetch_over_bulk_delivers_a_verified_blob() -> None:
         assert await fetch(provider, blob_hash(data)) == data
         assert await fetch(provider, blob_hash(data)) == data
     assert provider.sent == [len(data), len(data)]
+
+
+async def test_one_fetcher_reuses_its_buffer_across_blobs_of_any_size() -> None:
+    big, small, other = os.urandom(3 * FRAME), b"small", os.urandom(2 * FRAME + 1)
+    blobs = {blob_hash(data): data for data in (big, small, other)}
+    async with bulk_provider(blobs) as provider:
+        fetcher = BulkFetcher(FETCHER, provider.open_stream, connect_timeout=2)
+        with trio.fail_after(5):
+            for data in (big, small, other, big):
+                assert await fetcher.fetch(PROVIDER, blob_hash(data), 2**24) == data
 
 
 async def test_missing_oversized_and_forged_blobs_raise_like_the_stream_protocol() -> None:
