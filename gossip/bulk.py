@@ -43,13 +43,14 @@ from gossip.errors import (
     BlobTooLarge,
     BulkChannelError,
     FetchFailed,
+    GossipError,
     MalformedMessage,
     SessionRefused,
 )
 
 log = logging.getLogger(__name__)
 
-FRAME_BYTES = 1024 * 1024  # plaintext per frame a provider sends
+FRAME_BYTES = 2 * 2**20  # plaintext per frame a provider sends (measured: 2 MiB beat 0.5, 1, 4)
 MAX_PENDING_SESSIONS = 16  # handshakes whose bulk connection has not arrived yet
 MAX_CONNECTIONS = 32  # bulk connections a provider serves at once
 
@@ -130,24 +131,37 @@ class BulkServer:
         listener = trio.socket.socket(_family(host), trio.socket.SOCK_STREAM)
         with listener:
             listener.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
-            await listener.bind((host, port))
+            try:
+                await listener.bind((host, port))
+            except OSError as exc:
+                raise GossipError(
+                    f"cannot listen for bulk connections on {host}:{port} ({exc}): set "
+                    "network.bulk_port to a free port, or 0 for any"
+                ) from exc
             listener.listen()
             self.port = int(listener.getsockname()[1])
             log.info("bulk channel listening on %s:%d", host, self.port)
             task_status.started(self.port)
-            async with trio.open_nursery() as nursery:
-                while True:
-                    try:
-                        sock, address = await listener.accept()
-                    except OSError as exc:  # out of descriptors, aborted connection, ...
-                        log.warning("bulk listener could not accept: %r", exc)
-                        await trio.sleep(0.1)
-                        continue
-                    if self._connections >= MAX_CONNECTIONS:
-                        log.warning("bulk connection from %s refused: too many at once", address)
-                        sock.close()
-                        continue
-                    nursery.start_soon(self._serve_connection, sock, address)
+            try:
+                async with trio.open_nursery() as nursery:
+                    while True:
+                        await self._accept(listener, nursery)
+            finally:
+                self.port = None
+
+    async def _accept(self, listener: Socket, nursery: trio.Nursery) -> None:
+        try:
+            sock, address = await listener.accept()
+        except OSError as exc:  # out of descriptors, aborted connection, ...
+            log.warning("bulk listener could not accept: %r", exc)
+            await trio.sleep(0.1)
+            return
+        if self._connections >= MAX_CONNECTIONS:
+            log.warning("bulk connection from %s refused: too many at once", address)
+            sock.close()
+            return
+        self._connections += 1
+        nursery.start_soon(self._serve_connection, sock, address)
 
     async def answer(self, stream: Any) -> None:
         """Answer one handshake on a ``/medswarm/bulk/1.0.0`` stream. Never raises."""
@@ -187,7 +201,6 @@ class BulkServer:
 
     async def _serve_connection(self, sock: Socket, address: Any) -> None:
         """Stream one session's blob to a connection that proves it. Never raises."""
-        self._connections += 1
         try:
             with sock, trio.fail_after(self._timeout):
                 sock.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, 1)

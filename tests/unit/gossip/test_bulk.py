@@ -38,6 +38,7 @@ from gossip.errors import (
     BlobNotFound,
     BlobTooLarge,
     FrameRejected,
+    GossipError,
     SessionRefused,
 )
 
@@ -338,3 +339,12 @@ async def test_malformed_handshake_is_answered_by_a_reset() -> None:
         await stream.close()
         with trio.fail_after(5):
             assert await stream.read(1) == b""
+
+
+async def test_a_taken_bulk_port_is_a_clear_error() -> None:
+    with trio.socket.socket() as taken:
+        await taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = BulkServer(PROVIDER, {}.get, 1.0, lambda size: None)
+        with pytest.raises(GossipError, match="bulk_port"):
+            await server.serve("127.0.0.1", taken.getsockname()[1])
