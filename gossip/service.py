@@ -252,6 +252,8 @@ class GossipService:
 
     async def _fetch_bulk(self, peer: str, digest: str, max_bytes: int) -> bytes | None:
         assert self._bulk_fetcher is not None
+        if not self.is_connected(peer):
+            return None  # let the stream path dial, once, and report what fails
         data = await self._bulk_fetcher.fetch(peer, digest, max_bytes)
         if data is not None:
             self.traffic["bulk_received"] += len(data)
