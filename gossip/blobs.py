@@ -63,12 +63,16 @@ class BlobStore:
 
     def put(self, data: bytes) -> str:
         """Store ``data`` and return its hash."""
+        return self.put_verified(blob_hash(data), data)
+
+    def put_verified(self, digest: str, data: bytes) -> str:
+        """Store ``data`` that the caller has just hashed to ``digest`` (a fetch hashes as it
+        reads, and hashing 64 MiB again costs as much as decrypting it)."""
         if len(data) > self._max_blob_bytes:
             raise BlobTooLarge(
                 f"blob of {len(data)} bytes exceeds the {self._max_blob_bytes}-byte limit "
                 "(raise network.max_blob_bytes in the config if this model is expected)"
             )
-        digest = blob_hash(data)
         with self._lock:
             if digest in self._memory:
                 return digest
@@ -188,6 +192,8 @@ async def read_exactly(stream: ByteStream, n: int) -> bytes:
 
 
 OpenStream = Callable[[str], Awaitable[ByteStream]]
+# (provider, digest, max_bytes) -> verified bytes, or None to use a stream instead
+FastPath = Callable[[str, str, int], Awaitable[bytes | None]]
 
 
 async def fetch_from_providers(
@@ -197,20 +203,27 @@ async def fetch_from_providers(
     max_bytes: int,
     timeout: float,
     on_forged: Callable[[str], None] | None = None,
+    fast_path: FastPath | None = None,
 ) -> bytes:
     """Fetch ``digest`` from the first provider that delivers verified bytes.
 
     Each provider gets ``timeout`` seconds. Hash mismatches, missing blobs, dead streams
     and timeouts move on to the next provider; if all fail, :class:`FetchFailed` lists why.
+    ``fast_path``, when given, is tried first at each provider (the bulk channel); it
+    returns verified bytes, raises like :func:`request_blob`, or returns ``None`` to use a
+    stream from ``open_stream`` instead.
     """
     failures: list[str] = []
     for provider in providers:
         stream: ByteStream | None = None
         try:
             with trio.fail_after(timeout):
-                stream = await open_stream(provider)
-                data = await request_blob(stream, digest, max_bytes)
-            await _close_quietly(stream)
+                data = await fast_path(provider, digest, max_bytes) if fast_path else None
+                if data is None:
+                    stream = await open_stream(provider)
+                    data = await request_blob(stream, digest, max_bytes)
+            if stream is not None:
+                await _close_quietly(stream)
             return data
         except trio.TooSlowError:
             failures.append(f"{provider}: no answer within {timeout:.1f}s")

@@ -33,3 +33,15 @@ class BlobHashMismatch(BlobError, ValueError):
 
 class FetchFailed(BlobError):
     """Fetching a blob failed at every provider that was tried."""
+
+
+class BulkChannelError(BlobError):
+    """The bulk channel could not deliver a blob; the fetcher falls back to a libp2p stream."""
+
+
+class FrameRejected(BulkChannelError, ValueError):
+    """A bulk frame was altered, out of bounds, mis-flagged, or the stream ended early."""
+
+
+class SessionRefused(BulkChannelError):
+    """A bulk connection named an unknown, used or expired session, or a wrong token."""

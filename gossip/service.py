@@ -1,9 +1,11 @@
 """One node's presence on the network: a libp2p host, the federation topic, the blob protocol.
 
 :class:`GossipService` runs a real py-libp2p host (TCP + Noise + Yamux, Ed25519 identity),
-GossipSub on one topic per federation, and ``/medswarm/blob/1.0.0`` for model blobs. It hands
-validated announcements to its owner through :attr:`GossipService.announcements` and knows
-nothing about training or the chain: membership comes in as a lookup function.
+GossipSub on one topic per federation, and two ways to move model blobs: the encrypted bulk
+channel beside libp2p (``/medswarm/bulk/1.0.0``, see :mod:`gossip.bulk`) and, as the fallback,
+``/medswarm/blob/1.0.0`` streams. It hands validated announcements to its owner through
+:attr:`GossipService.announcements` and knows nothing about training or the chain:
+membership comes in as a lookup function.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from libp2p.pubsub.pubsub import Pubsub
 from libp2p.tools.anyio_service import background_trio_service
 
 from gossip.blobs import BLOB_PROTOCOL, BlobStore, ByteStream, fetch_from_providers, serve_blob
+from gossip.bulk import BulkFetcher, BulkServer
+from gossip.bulk_codec import BULK_PROTOCOL
 from gossip.errors import GossipError
 from gossip.messages import Announcement
 from gossip.validation import AnnouncementPolicy, Verdict, validate_announcement
@@ -46,6 +50,8 @@ class GossipConfig:
     connect_timeout: float = 10.0
     max_blob_bytes: int = 64 * 2**20
     max_offences: int = 3
+    bulk_channel: bool = True  # move blobs over encrypted TCP beside libp2p when peers can
+    bulk_port: int = 0  # TCP port of the bulk listener on listen_host (0: any free port)
 
 
 def topic_for(federation: str) -> str:
@@ -89,9 +95,22 @@ class GossipService:
         # What the blob protocol answers from; the testnet swaps it to inject a lying provider.
         self.serve_lookup: Callable[[str], bytes | None] = store.get
         self.offences: Counter[str] = Counter()
-        # Bytes this node put on / took off the wire for announcements and blobs.
+        # Bytes this node put on / took off the wire for announcements and blobs ("sent",
+        # "received"), and how much of that went over the bulk channel ("bulk_sent", ...).
         self.traffic: Counter[str] = Counter()
         self.decisions: Counter[Verdict] = Counter()
+        self._bulk: BulkServer | None = None
+        self._bulk_fetcher: BulkFetcher | None = None
+        if config.bulk_channel:
+            self._bulk = BulkServer(
+                self.peer_id, self._serve_lookup, config.fetch_timeout, self._count_bulk_sent
+            )
+            self._host.set_stream_handler(TProtocol(BULK_PROTOCOL), self._bulk.answer)
+            # A bulk port that does not accept within a quarter of the fetch budget leaves the
+            # rest of it to the libp2p stream.
+            self._bulk_fetcher = BulkFetcher(
+                self.peer_id, self._open_bulk_stream, config.fetch_timeout / 4
+            )
 
     @property
     def peer_id(self) -> str:
@@ -111,7 +130,11 @@ class GossipService:
             self._host.run([listen]),
             background_trio_service(self._pubsub),
             background_trio_service(self._gossipsub),
+            trio.open_nursery() as nursery,
         ):
+            if self._bulk is not None:
+                host, port = self.config.listen_host, self.config.bulk_port
+                await nursery.start(self._bulk.serve, host, port)
             await self._pubsub.wait_until_ready()
             subscription = await self._pubsub.subscribe(self.topic)
             log.info("peer %s listening on %s", self.peer_id, ", ".join(self.listen_addrs))
@@ -183,9 +206,10 @@ class GossipService:
             max_bytes=self.config.max_blob_bytes,
             timeout=self.config.fetch_timeout,
             on_forged=self._record_offence,
+            fast_path=self._fetch_bulk if self._bulk_fetcher is not None else None,
         )
         self.traffic["received"] += len(data)
-        self.store.put(data)
+        self.store.put_verified(digest, data)  # fetch_from_providers checked the hash
         return data
 
     def _validate(self, forwarder: ID, message: Any) -> bool:
@@ -219,6 +243,28 @@ class GossipService:
             ID.from_base58(peer), [TProtocol(BLOB_PROTOCOL)]
         )
         return stream
+
+    async def _open_bulk_stream(self, peer: str) -> ByteStream:
+        stream: ByteStream = await self._host.new_stream(
+            ID.from_base58(peer), [TProtocol(BULK_PROTOCOL)]
+        )
+        return stream
+
+    async def _fetch_bulk(self, peer: str, digest: str, max_bytes: int) -> bytes | None:
+        assert self._bulk_fetcher is not None
+        if not self.is_connected(peer):
+            return None  # let the stream path dial, once, and report what fails
+        data = await self._bulk_fetcher.fetch(peer, digest, max_bytes)
+        if data is not None:
+            self.traffic["bulk_received"] += len(data)
+        return data
+
+    def _serve_lookup(self, digest: str) -> bytes | None:
+        return self.serve_lookup(digest)  # late-bound: serve_lookup may be swapped
+
+    def _count_bulk_sent(self, size: int) -> None:
+        self.traffic["sent"] += size
+        self.traffic["bulk_sent"] += size
 
     async def _serve_blob(self, stream: Any) -> None:
         def counted(digest: str) -> bytes | None:

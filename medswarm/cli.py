@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from incentive.cli import add_audit_parser
 from medswarm import __version__
+from medswarm.bench_cli import add_bench_parser
 from medswarm.errors import MedswarmError, leaf_errors
 from node.cli import add_node_parser
 from testnet.cli import add_testnet_parser
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_node_parser(subparsers)
     add_testnet_parser(subparsers)
     add_audit_parser(subparsers)
+    add_bench_parser(subparsers)
     return parser
 
 

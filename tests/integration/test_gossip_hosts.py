@@ -39,14 +39,18 @@ class Federation:
         )
 
 
+CONFIG = GossipConfig(fetch_timeout=5.0, max_blob_bytes=2**20)
+
+
 @asynccontextmanager
-async def federation(stores: list[BlobStore] | None = None) -> AsyncIterator[Federation]:
+async def federation(
+    stores: list[BlobStore] | None = None, configs: list[GossipConfig] | None = None
+) -> AsyncIterator[Federation]:
     fed = Federation()
-    config = GossipConfig(fetch_timeout=5.0, max_blob_bytes=2**20)
     async with trio.open_nursery() as nursery:
         for i in range(3):
             store = stores[i] if stores else BlobStore()
-            service = GossipService(config, fed.policy(), store)
+            service = GossipService(configs[i] if configs else CONFIG, fed.policy(), store)
             await nursery.start(service.run)
             fed.services.append(service)
             fed.members[ADDRESSES[i].lower()] = service.peer_id
@@ -127,3 +131,38 @@ async def test_waiting_for_an_absent_peer_names_it() -> None:
         absent = "12D3KooWAbsentPeerAbsentPeerAbsentPeerAbsentPeerAb"
         with pytest.raises(GossipError, match="did not join"):
             await fed.services[0].wait_for_topic_peers([fed.services[1].peer_id, absent], 0.5)
+
+
+async def test_blob_travels_over_the_bulk_channel() -> None:
+    data = bytes(range(256)) * 3000  # 768 000 bytes: several bulk frames
+    async with federation() as fed:
+        provider, fetcher, _ = fed.services
+        digest = provider.store.put(data)
+        assert await fetcher.fetch(digest, [provider.peer_id]) == data
+        assert fetcher.store.get(digest) == data
+        assert fetcher.traffic["bulk_received"] == fetcher.traffic["received"] == len(data)
+        assert provider.traffic["bulk_sent"] == len(data)
+
+
+async def test_forged_blob_over_the_bulk_channel_is_refetched_from_another_provider() -> None:
+    real = b"real update bytes" * 1000
+    digest = blob_hash(real)
+    async with federation() as fed:
+        fetcher, forger, honest = fed.services
+        forger.serve_lookup = lambda wanted: b"forged update" * 1000 if wanted == digest else None
+        honest.store.put(real)
+        assert await fetcher.fetch(digest, [forger.peer_id, honest.peer_id]) == real
+        assert fetcher.offences[forger.peer_id] == 1
+        assert honest.traffic["bulk_sent"] == len(real)
+        assert fetcher.traffic["bulk_received"] == len(real)
+
+
+async def test_peer_without_the_bulk_protocol_is_served_over_the_libp2p_stream() -> None:
+    data = b"update" * 10_000
+    legacy = replace(CONFIG, bulk_channel=False)
+    async with federation(configs=[legacy, CONFIG, CONFIG]) as fed:
+        old, fetcher, _ = fed.services
+        digest = old.store.put(data)
+        assert await fetcher.fetch(digest, [old.peer_id]) == data
+        assert fetcher.traffic["received"] == len(data)
+        assert fetcher.traffic["bulk_received"] == 0

@@ -1,0 +1,127 @@
+"""Moving a blob as sealed frames over a trio socket, with the cipher overlapped with the I/O.
+
+ChaCha20-Poly1305 (``cryptography``) and hashlib release the GIL on large buffers, so each
+frame is sealed, or opened and hashed, in a worker thread while the event loop sends or reads
+its neighbours. At most :data:`PIPELINE_DEPTH` frame buffers are in flight per connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator
+
+import trio
+
+from gossip.bulk_codec import HEADER_BYTES, Frame, FrameCipher, FrameReader, plan_frames
+from gossip.errors import FrameRejected
+from medswarm.errors import leaf_errors
+
+PIPELINE_DEPTH = 3  # one frame in the cipher, the others on the wire
+
+Socket = trio.socket.SocketType
+
+
+async def send_blob(sock: Socket, cipher: FrameCipher, data: bytes, frame_bytes: int) -> None:
+    """Send ``data`` as sealed frames of ``frame_bytes``."""
+    source = memoryview(data)
+    spares = _Buffers(PIPELINE_DEPTH)
+    sealed_send, sealed_receive = trio.open_memory_channel[tuple[bytearray, int]](PIPELINE_DEPTH)
+
+    async def seal_frames() -> None:
+        async with sealed_send:
+            for frame in plan_frames(len(data), frame_bytes):
+                buffer = await spares.take(HEADER_BYTES + frame.sealed_size)
+                plaintext = source[frame.offset : frame.offset + frame.size]
+                size = await trio.to_thread.run_sync(
+                    cipher.seal_into, frame, plaintext, memoryview(buffer)
+                )
+                await sealed_send.send((buffer, size))
+
+    with _lone_errors_unwrapped():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(seal_frames)
+            async for buffer, size in sealed_receive:
+                await send_all(sock, memoryview(buffer)[:size])
+                spares.give_back(buffer)
+
+
+async def receive_blob(sock: Socket, cipher: FrameCipher, out: memoryview) -> str:
+    """Receive a sealed blob of ``len(out)`` bytes into ``out``; return its SHA-256 (hex).
+
+    Raises :class:`FrameRejected` for a frame that is altered, out of bounds or mis-flagged
+    (checked before its body is read) and for a stream that ends before the final frame.
+    """
+    reader = FrameReader(len(out))
+    hasher = hashlib.sha256()
+    spares = _Buffers(PIPELINE_DEPTH)
+    ready_send, ready_receive = trio.open_memory_channel[tuple[Frame, bytearray]](PIPELINE_DEPTH)
+
+    async def read_frames() -> None:
+        header = bytearray(HEADER_BYTES)
+        await recv_exactly_into(sock, memoryview(header))
+        async with ready_send:
+            while not reader.finished:
+                frame = reader.next_frame(bytes(header))
+                # A frame's body and the next frame's header come in one read.
+                wanted = frame.sealed_size + (0 if frame.final else HEADER_BYTES)
+                buffer = await spares.take(wanted)
+                await recv_exactly_into(sock, memoryview(buffer)[:wanted])
+                header = buffer[frame.sealed_size : wanted]
+                await ready_send.send((frame, buffer))
+
+    def open_and_hash(frame: Frame, buffer: bytearray) -> None:
+        plaintext = out[frame.offset : frame.offset + frame.size]
+        cipher.open_into(frame, memoryview(buffer)[: frame.sealed_size], plaintext)
+        hasher.update(plaintext)
+
+    with _lone_errors_unwrapped():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_frames)
+            async for frame, buffer in ready_receive:
+                await trio.to_thread.run_sync(open_and_hash, frame, buffer)
+                spares.give_back(buffer)
+    return hasher.hexdigest()
+
+
+async def send_all(sock: Socket, data: memoryview) -> None:
+    while data:
+        sent = await sock.send(data)
+        data = data[sent:]
+
+
+async def recv_exactly_into(sock: Socket, view: memoryview) -> None:
+    """Fill ``view`` from ``sock``; a connection that ends first is :class:`FrameRejected`."""
+    while view:
+        received = await sock.recv_into(view)
+        if not received:
+            raise FrameRejected("bulk connection ended early (truncated stream)")
+        view = view[received:]
+
+
+class _Buffers:
+    """A fixed number of reusable buffers, so at most that many frames are in flight."""
+
+    def __init__(self, count: int) -> None:
+        self._send, self._receive = trio.open_memory_channel[bytearray](count)
+        for _ in range(count):
+            self._send.send_nowait(bytearray())
+
+    async def take(self, size: int) -> bytearray:
+        buffer = await self._receive.receive()
+        return buffer if len(buffer) >= size else bytearray(size)
+
+    def give_back(self, buffer: bytearray) -> None:
+        self._send.send_nowait(buffer)
+
+
+@contextlib.contextmanager
+def _lone_errors_unwrapped() -> Iterator[None]:
+    """Re-raise a nursery's only failure as itself, so callers can catch it by type."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = leaf_errors(group)
+        if len(leaves) == 1:
+            raise leaves[0] from None
+        raise
