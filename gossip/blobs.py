@@ -20,7 +20,8 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -43,19 +44,24 @@ def blob_hash(data: bytes) -> str:
 
 
 class BlobStore:
-    """Blobs by hash, in memory and (when ``directory`` is given) on disk.
+    """Blobs by hash: on disk when ``directory`` is given, otherwise in memory.
 
     On disk each blob is ``<directory>/<hash>``, written to a temporary file and renamed, so
-    a crash never leaves a partial blob under a valid name. Thread-safe.
+    a crash never leaves a partial blob under a valid name; a disk-backed store keeps no copy
+    on the heap (a node holds models of tens of MB each, several per round), and every read
+    is checked against its hash. Old blobs go with :meth:`discard`. Thread-safe.
     """
 
     def __init__(self, directory: Path | None = None, max_blob_bytes: int = 256 * 2**20) -> None:
         self._directory = directory
         self._max_blob_bytes = max_blob_bytes
-        self._memory: dict[str, bytes] = {}
+        self._memory: dict[str, bytes] = {}  # the whole store when there is no directory
+        self._stored_at: dict[str, float] = {}  # put times of the in-memory store
         self._lock = threading.Lock()
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
+            for partial in directory.glob(".partial-*"):  # left by a crash mid-write
+                partial.unlink(missing_ok=True)
 
     @property
     def max_blob_bytes(self) -> int:
@@ -73,41 +79,81 @@ class BlobStore:
                 f"blob of {len(data)} bytes exceeds the {self._max_blob_bytes}-byte limit "
                 "(raise network.max_blob_bytes in the config if this model is expected)"
             )
-        with self._lock:
-            if digest in self._memory:
-                return digest
-            self._memory[digest] = data
         if self._directory is not None:
             self._write_file(digest, data)
+            return digest
+        with self._lock:
+            self._memory.setdefault(digest, data)
+            self._stored_at[digest] = time.time()
         return digest
 
     def get(self, digest: str) -> bytes | None:
         """The blob with this hash, or ``None``."""
-        with self._lock:
-            found = self._memory.get(digest)
-        if found is not None or self._directory is None:
-            return found
+        if self._directory is None:
+            with self._lock:
+                return self._memory.get(digest)
         path = self._directory / digest
-        if not path.is_file():
+        try:
+            data = path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
             return None
-        data = path.read_bytes()
         if blob_hash(data) != digest:
-            log.warning("blob file %s is corrupt; ignoring it", path)
+            log.warning("blob file %s is corrupt; deleting it", path)
+            path.unlink(missing_ok=True)
             return None
-        with self._lock:
-            self._memory[digest] = data
         return data
 
     def has(self, digest: str) -> bool:
-        with self._lock:
-            if digest in self._memory:
-                return True
-        return self._directory is not None and (self._directory / digest).is_file()
+        if self._directory is None:
+            with self._lock:
+                return digest in self._memory
+        return (self._directory / digest).is_file()
+
+    def discard(self, digests: Iterable[str]) -> int:
+        """Delete these blobs (those present); return how many were deleted."""
+        deleted = 0
+        for digest in digests:
+            if self._directory is None:
+                with self._lock:
+                    self._stored_at.pop(digest, None)
+                    deleted += self._memory.pop(digest, None) is not None
+            elif _is_digest(digest):
+                path = self._directory / digest
+                if path.is_file():
+                    path.unlink(missing_ok=True)
+                    deleted += 1
+        return deleted
+
+    def prune(self, stored_before: float, keep: Iterable[str] = ()) -> int:
+        """Delete blobs last stored before ``stored_before`` (a ``time.time()``), except ``keep``.
+
+        Storing a blob again counts as storing it, so a blob in use is never old.
+        """
+        kept = set(keep)
+        if self._directory is None:
+            with self._lock:
+                old = [d for d, at in self._stored_at.items() if at < stored_before]
+        else:
+            old = []
+            for path in self._directory.iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    if _is_digest(path.name) and path.stat().st_mtime < stored_before:
+                        old.append(path.name)
+        return self.discard(d for d in old if d not in kept)
+
+    def digests(self) -> set[str]:
+        """Every blob held now."""
+        if self._directory is None:
+            with self._lock:
+                return set(self._memory)
+        return {p.name for p in self._directory.iterdir() if _is_digest(p.name)}
 
     def _write_file(self, digest: str, data: bytes) -> None:
         assert self._directory is not None
         target = self._directory / digest
         if target.exists():
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(target)  # stored again: in use, not old (see prune)
             return
         fd, tmp = tempfile.mkstemp(dir=self._directory, prefix=".partial-")
         try:
@@ -117,6 +163,10 @@ class BlobStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def _is_digest(name: str) -> bool:
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
 
 
 class ByteStream(Protocol):

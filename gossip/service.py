@@ -50,6 +50,7 @@ class GossipConfig:
     connect_timeout: float = 10.0
     max_blob_bytes: int = 64 * 2**20
     max_offences: int = 3
+    retain_rounds: int = 3  # blobs stored during the last this-many rounds are kept; 0: all
     bulk_channel: bool = True  # move blobs over encrypted TCP beside libp2p when peers can
     bulk_port: int = 0  # TCP port of the bulk listener on listen_host (0: any free port)
 

@@ -91,6 +91,7 @@ class HospitalNode:
         self._next_dial: dict[str, float] = {}
         self._dial_backoff: dict[str, float] = {}
         self._first_attempt: dict[int, tuple[float, dict[str, int]]] = {}
+        self._round_started_at: dict[int, float] = {}  # wall clock, for blob retention
         policy = AnnouncementPolicy(
             federation=config.federation.name,
             member_peer_id=self.membership.peer_id,
@@ -248,6 +249,7 @@ class HospitalNode:
         wall_started, traffic_before = self._first_attempt.setdefault(
             round_number, (time.monotonic(), dict(self.gossip.traffic))
         )
+        self._round_started_at.setdefault(round_number, time.time())
         self.current_round = round_number
         self.inbox.forget_before(round_number)
         await self.refresh_membership()
@@ -281,6 +283,7 @@ class HospitalNode:
             new_global = decode_weights(await self._fetch_final(round_number, final_hash))
         self._adopt_global(round_number, new_global)
         self._first_attempt.pop(round_number, None)
+        self._prune_blobs(round_number)
         metrics = await trio.to_thread.run_sync(
             evaluate, new_global, self.site.test_x, self.site.test_y, self.site.dataset
         )
@@ -421,6 +424,23 @@ class HospitalNode:
             f"{self.config.federation.chain_timeout:.0f}s (federation.chain_timeout): fewer than "
             "a quorum of members attested the same global model"
         )
+
+    def _prune_blobs(self, round_number: int) -> None:
+        """Delete blobs older than the last ``network.retain_rounds`` rounds (the model stays)."""
+        retain = self.config.network.retain_rounds
+        cutoff = self._round_started_at.get(round_number - retain + 1) if retain else None
+        if cutoff is None:
+            return
+        deleted = self.gossip.store.prune(cutoff, keep=[self.global_hash])
+        for old in [r for r in self._round_started_at if r <= round_number - retain]:
+            del self._round_started_at[old]
+        if deleted:
+            log.debug(
+                "%s: deleted %d blobs from before round %d",
+                self.name,
+                deleted,
+                round_number - retain + 1,
+            )
 
     async def _fetch_final(self, round_number: int, final_hash: str) -> bytes:
         try:

@@ -101,3 +101,15 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+def test_old_blobs_are_deleted_after_retain_rounds(run: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = run
+    retain = load_scenario(SCENARIO).config.network.retain_rounds
+    for hospital in summary["hospitals"]:
+        blobs = [p for p in (out / "nodes" / hospital["name"] / "state" / "blobs").iterdir()]
+        # Per round at most: own update, 3 cluster peers' updates, 2 aggregates, the model.
+        assert 0 < len(blobs) <= 7 * retain + 1, hospital["name"]
+        assert (
+            out / "nodes" / hospital["name"] / "state" / "blobs" / hospital["final_hash"]
+        ).is_file()

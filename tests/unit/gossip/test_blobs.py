@@ -1,4 +1,5 @@
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,37 @@ def test_store_ignores_corrupt_file(tmp_path: Path) -> None:
     digest = BlobStore(tmp_path).put(b"weights")
     (tmp_path / digest).write_bytes(b"rotten")
     assert BlobStore(tmp_path).get(digest) is None
+
+
+def test_a_disk_store_keeps_no_copy_on_the_heap(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    digest = store.put(b"weights")
+    (tmp_path / digest).unlink()  # only the file held it
+    assert store.get(digest) is None and not store.has(digest)
+
+
+@pytest.mark.parametrize("on_disk", [True, False])
+def test_discard_and_prune_old_blobs(tmp_path: Path, on_disk: bool) -> None:
+    store = BlobStore(tmp_path if on_disk else None)
+    old, kept, again = store.put(b"old"), store.put(b"kept"), store.put(b"again")
+    if on_disk:
+        for digest in (old, kept, again):
+            os.utime(tmp_path / digest, (1000.0, 1000.0))
+    else:
+        store._stored_at.update({old: 1000.0, kept: 1000.0, again: 1000.0})
+    cutoff = 2000.0
+    store.put(b"again")  # stored again: in use, so not old
+    new = store.put(b"new")
+    assert store.prune(cutoff, keep=[kept]) == 1
+    assert store.digests() == {kept, again, new}
+    assert store.discard([kept, "0" * 64]) == 1
+    assert store.digests() == {again, new}
+
+
+def test_a_crash_mid_write_leaves_nothing_behind(tmp_path: Path) -> None:
+    (tmp_path / ".partial-abc").write_bytes(b"half a model")
+    store = BlobStore(tmp_path)
+    assert not list(tmp_path.glob(".partial-*")) and store.digests() == set()
 
 
 def test_store_limits_size() -> None:
