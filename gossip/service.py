@@ -10,6 +10,7 @@ membership comes in as a lookup function.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -100,13 +101,15 @@ class GossipService:
         # "received"), and how much of that went over the bulk channel ("bulk_sent", ...).
         self.traffic: Counter[str] = Counter()
         self.decisions: Counter[Verdict] = Counter()
+        self.refused: Counter[str] = Counter()  # blob requests turned away, by reason
+        self._nursery: trio.Nursery | None = None
         self._bulk: BulkServer | None = None
         self._bulk_fetcher: BulkFetcher | None = None
         if config.bulk_channel:
             self._bulk = BulkServer(
                 self.peer_id, self._serve_lookup, config.fetch_timeout, self._count_bulk_sent
             )
-            self._host.set_stream_handler(TProtocol(BULK_PROTOCOL), self._bulk.answer)
+            self._host.set_stream_handler(TProtocol(BULK_PROTOCOL), self._answer_bulk)
             # A bulk port that does not accept within a quarter of the fetch budget leaves the
             # rest of it to the libp2p stream.
             self._bulk_fetcher = BulkFetcher(
@@ -133,6 +136,7 @@ class GossipService:
             background_trio_service(self._gossipsub),
             trio.open_nursery() as nursery,
         ):
+            self._nursery = nursery
             if self._bulk is not None:
                 host, port = self.config.listen_host, self.config.bulk_port
                 await nursery.start(self._bulk.serve, host, port)
@@ -199,7 +203,11 @@ class GossipService:
         local = self.store.get(digest)
         if local is not None:
             return local
-        others = [peer for peer in dict.fromkeys(providers) if peer != self.peer_id]
+        others = [
+            peer
+            for peer in dict.fromkeys(providers)
+            if peer != self.peer_id and not self.is_blacklisted(peer)
+        ]
         data = await fetch_from_providers(
             digest,
             others,
@@ -236,8 +244,48 @@ class GossipService:
     def _record_offence(self, peer: str) -> None:
         self.offences[peer] += 1
         if self.offences[peer] >= self.config.max_offences:
-            log.warning("blacklisting peer %s after %d offences", peer, self.offences[peer])
+            log.warning(
+                "blacklisting and disconnecting peer %s after %d offences",
+                peer,
+                self.offences[peer],
+            )
             self._pubsub.add_to_blacklist(ID.from_base58(peer))
+            if self._nursery is not None:
+                self._nursery.start_soon(self._disconnect, peer)
+
+    def is_blacklisted(self, peer: str) -> bool:
+        """Whether ``peer`` committed ``max_offences`` offences (it is then cut off)."""
+        return self.offences[peer] >= self.config.max_offences
+
+    async def _disconnect(self, peer: str) -> None:
+        try:
+            await self._host.disconnect(ID.from_base58(peer))
+        except Exception as exc:  # already gone, or closing: nothing left to cut
+            log.debug("disconnecting %s: %r", peer, exc)
+
+    def _may_serve(self, stream: Any) -> bool:
+        """Whether the peer at the other end of ``stream`` may have blobs from this node."""
+        try:
+            peer = str(stream.muxed_conn.peer_id.to_base58())
+        except AttributeError:
+            return False
+        if self.is_blacklisted(peer):
+            return False
+        if self.policy.is_member_peer is None or self.policy.is_member_peer(peer):
+            return True
+        log.warning("refusing blobs to %s: not a registered member", peer)
+        self.refused["non-member"] += 1
+        if self.policy.on_unknown_sender is not None:
+            self.policy.on_unknown_sender(peer)  # it may have registered since the last read
+        return False
+
+    async def _answer_bulk(self, stream: Any) -> None:
+        assert self._bulk is not None
+        if self._may_serve(stream):
+            await self._bulk.answer(stream)
+        else:
+            with contextlib.suppress(Exception):
+                await stream.reset()
 
     async def _open_blob_stream(self, peer: str) -> ByteStream:
         stream: ByteStream = await self._host.new_stream(
@@ -268,6 +316,11 @@ class GossipService:
         self.traffic["bulk_sent"] += size
 
     async def _serve_blob(self, stream: Any) -> None:
+        if not self._may_serve(stream):
+            with contextlib.suppress(Exception):
+                await stream.reset()
+            return
+
         def counted(digest: str) -> bytes | None:
             data = self.serve_lookup(digest)
             if data is not None:

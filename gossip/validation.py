@@ -49,6 +49,10 @@ class AnnouncementPolicy:
     faster peer may already be there), older ones are ignored. An announcement signed by an
     address the node does not know is ignored (not rejected: the registry may have admitted it
     since the node last looked) and reported through ``on_unknown_sender``.
+
+    ``is_member_peer`` says whether a libp2p peer id belongs to a registered member: only
+    members get blobs from this node (a member's node sets it; ``None`` serves every
+    connected peer, for tools that run without a registry such as ``medswarm bench blob``).
     """
 
     federation: str
@@ -57,6 +61,7 @@ class AnnouncementPolicy:
     max_blob_bytes: int
     rounds_ahead: int = 1
     on_unknown_sender: Callable[[str], None] | None = None
+    is_member_peer: Callable[[str], bool] | None = None
 
 
 def validate_announcement(

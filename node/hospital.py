@@ -98,6 +98,7 @@ class HospitalNode:
             current_round=lambda: self.current_round,
             max_blob_bytes=config.network.max_blob_bytes,
             on_unknown_sender=lambda _sender: self._refresh_wanted.set(),
+            is_member_peer=self.membership.has_peer,
         )
         self.gossip = GossipService(config.network, policy, store, identity)
         store.put(encode_weights(initial_weights))

@@ -41,6 +41,10 @@ class Membership:
         member = self._by_address.get(address.lower())
         return None if member is None else str(member.peer_id)
 
+    def has_peer(self, peer_id: str) -> bool:
+        """Whether ``peer_id`` is the registered libp2p identity of an active member."""
+        return any(m.peer_id == peer_id for m in self._by_address.values())
+
     def peer_ids(self, exclude: str | None = None, cluster: int | None = None) -> list[str]:
         """Peer ids of the members (optionally of one cluster), without ``exclude``'s."""
         skip = (exclude or "").lower()

@@ -36,6 +36,7 @@ class Federation:
             member_peer_id=lambda address: self.members.get(address.lower()),
             current_round=lambda: 1,
             max_blob_bytes=2**20,
+            is_member_peer=lambda peer: peer in self.members.values(),
         )
 
 
@@ -166,3 +167,42 @@ async def test_peer_without_the_bulk_protocol_is_served_over_the_libp2p_stream()
         assert await fetcher.fetch(digest, [old.peer_id]) == data
         assert fetcher.traffic["received"] == len(data)
         assert fetcher.traffic["bulk_received"] == 0
+
+
+@pytest.mark.parametrize("bulk_channel", [True, False])
+async def test_a_registered_key_is_served_and_an_unregistered_one_gets_nothing(
+    bulk_channel: bool,
+) -> None:
+    async with federation() as fed:
+        provider, member = fed.services[0], fed.services[1]
+        digest = provider.store.put(b"model of round 1" * 1000)
+        outsider = GossipService(
+            replace(CONFIG, bulk_channel=bulk_channel), fed.policy(), BlobStore()
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(outsider.run)
+            await outsider.connect(provider.listen_addrs[0])
+            with pytest.raises(GossipError, match=provider.peer_id):
+                await outsider.fetch(digest, [provider.peer_id])
+            assert provider.refused["non-member"] >= 1
+            assert await member.fetch(digest, [provider.peer_id]) == provider.store.get(digest)
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_peer_is_cut_off_after_repeated_offences() -> None:
+    config = replace(CONFIG, max_offences=2)
+    async with federation(configs=[config] * 3) as fed:
+        victim, forger = fed.services[0], fed.services[1]
+        data = b"honest bytes" * 100
+        forger.serve_lookup = lambda digest: b"forged bytes" * 100
+        for _ in range(2):
+            with pytest.raises(GossipError):
+                await victim.fetch(blob_hash(data), [forger.peer_id])
+        assert victim.is_blacklisted(forger.peer_id)
+        await wait_for(lambda: not victim.is_connected(forger.peer_id), timeout=10)
+        forger.serve_lookup = forger.store.get
+        forger.store.put(data)
+        served_before = forger.traffic["sent"]
+        with pytest.raises(GossipError, match="no providers"):
+            await victim.fetch(blob_hash(data), [forger.peer_id])  # not even asked again
+        assert forger.traffic["sent"] == served_before
