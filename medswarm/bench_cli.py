@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
+from node.data import resolve_data_dir
 from testnet.blob_bench import PATHS, measure_blob_throughput
+from testnet.round_bench import measure_round
 
 _PATH_NAMES = {
     "raw_tcp": "raw TCP socket",
@@ -33,6 +36,26 @@ def add_bench_parser(subparsers: Any) -> None:
     blob.add_argument("--json", action="store_true", help="print one JSON object instead")
     blob.set_defaults(handler=run_blob_bench)
 
+    round_ = commands.add_parser(
+        "round",
+        help="federation rounds of node processes with a big model",
+        description=(
+            "Run NODES node processes on anvil (the Fed-Heart-Disease sites split into shards, "
+            "two clusters) whose model is a wide MLP of about PARAMS parameters, each training "
+            "one epoch per round; print the median seconds per round after the first, the "
+            "same learning in memory (the baseline, measured in this run) and the peak RSS of "
+            "the node processes beside the 2 x model + 200 MB budget."
+        ),
+    )
+    round_.add_argument("--nodes", type=int, default=8, help="node processes (default 8)")
+    round_.add_argument(
+        "--params", type=int, default=10_000_000, help="model parameters (default 10000000)"
+    )
+    round_.add_argument("--rounds", type=int, default=3, help="rounds, the first is warm-up")
+    round_.add_argument("--data-dir", default=None, help="data directory (default as for run)")
+    round_.add_argument("--json", action="store_true", help="print one JSON object instead")
+    round_.set_defaults(handler=run_round_bench)
+
 
 def run_blob_bench(args: argparse.Namespace) -> int:
     result = measure_blob_throughput(args.size_mib * 2**20, args.repeat).as_dict()
@@ -47,4 +70,23 @@ def run_blob_bench(args: argparse.Namespace) -> int:
     for path in PATHS:
         mb_s = result[f"{path}_mb_s"] if path != "bulk" else result["throughput_mb_s"]
         print(f"{_PATH_NAMES[path]:<22}{mb_s:>8.0f}{mb_s / raw:>12.2f}")
+    return 0
+
+
+def run_round_bench(args: argparse.Namespace) -> int:
+    data_dir = resolve_data_dir(args.data_dir, os.environ)
+    result = measure_round(args.nodes, args.params, args.rounds, data_dir).as_dict()
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(
+        f"{result['nodes']} node processes, {result['params']:,} parameters "
+        f"({result['model_mb']} MB model), median of rounds 2..{args.rounds}"
+    )
+    print(f"  seconds per round        {result['round_seconds']:>8.2f}")
+    print(f"  same learning in memory  {result['in_memory_round_seconds']:>8.2f}")
+    print(f"  ratio                    {result['ratio_to_in_memory']:>8.1f}")
+    print(f"  peak RSS per node (max)  {result['peak_rss_mb']:>8.0f} MB")
+    print(f"  budget 2 x model + 200   {result['memory_budget_mb']:>8.0f} MB")
+    print(f"  every node on one hash   {result['nodes_agree']!s:>8}")
     return 0
