@@ -37,7 +37,7 @@ class LogisticRegression(nn.Module):
 
 
 class WideMlp(nn.Module):
-    """One wide hidden layer (ReLU) and one logit: the same binary task, any parameter count.
+    """Three hidden layers of ``hidden_units`` (ReLU) and one logit: a binary task, any size.
 
     Used to load the network with big updates (``training.hidden_units``): a node's
     traffic, memory and round time grow with the model while the task stays the same.
@@ -46,17 +46,24 @@ class WideMlp(nn.Module):
     def __init__(self, n_features: int, hidden_units: int) -> None:
         super().__init__()
         self.hidden = nn.Linear(n_features, hidden_units, device=_META)
+        self.middle = nn.Linear(hidden_units, hidden_units, device=_META)
+        self.last = nn.Linear(hidden_units, hidden_units, device=_META)
         self.out = nn.Linear(hidden_units, 1, device=_META)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the logits, shape ``(batch,)``."""
-        logits: torch.Tensor = self.out(torch.relu(self.hidden(x))).squeeze(-1)
+        x = torch.relu(self.hidden(x))
+        x = torch.relu(self.middle(x))
+        x = torch.relu(self.last(x))
+        logits: torch.Tensor = self.out(x).squeeze(-1)
         return logits
 
 
 def hidden_units_for(n_features: int, parameters: int) -> int:
     """The width of a :class:`WideMlp` with about ``parameters`` parameters."""
-    return max(1, (parameters - 1) // (n_features + 2))
+    # 2 w^2 + (n_features + 4) w + 1 parameters
+    b = n_features + 4
+    return max(1, int((-b + math.sqrt(b * b + 8 * max(parameters - 1, 0))) / 4))
 
 
 class CoxLinear(nn.Module):
@@ -138,10 +145,13 @@ MODEL_BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {
 """Model name -> builder of ``(n_features, seed)``."""
 
 
-def build_model(dataset: str, n_features: int, seed: int, hidden_units: int = 0) -> nn.Module:
+def build_model(
+    dataset: str, n_features: int, seed: int, hidden_units: int = 0, initialise: bool = True
+) -> nn.Module:
     """Return the model of ``dataset``'s task, initialised from ``seed`` alone.
 
     ``hidden_units > 0`` replaces a logistic regression by a :class:`WideMlp` of that width.
+    ``initialise=False`` leaves the values undefined, for a caller that loads weights next.
     Equal arguments give bit-identical weights, and the global random state is not touched.
     Raises :class:`UnknownDataset` if ``dataset`` is not a known data set.
     """
@@ -152,7 +162,8 @@ def build_model(dataset: str, n_features: int, seed: int, hidden_units: int = 0)
                 f"training.hidden_units widens the logistic regression of binary tasks; "
                 f"{dataset!r} uses {model_name!r}: set hidden_units = 0"
             )
-        return _seeded(WideMlp(n_features, hidden_units), seed)
+        wide = WideMlp(n_features, hidden_units)
+        return _seeded(wide, seed) if initialise else wide.to_empty(device="cpu")
     if model_name not in MODEL_BUILDERS:
         known = ", ".join(sorted(MODEL_BUILDERS))
         raise UnknownDataset(f"{dataset!r} names the model {model_name!r}; models: {known}")

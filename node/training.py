@@ -140,7 +140,7 @@ def _model_with(
 ) -> torch.nn.Module:
     hidden = weights.get("hidden.weight")  # a WideMlp's layout (training.hidden_units)
     hidden_units = int(hidden.shape[0]) if hidden is not None else 0
-    model = build_model(dataset, n_features, seed=0, hidden_units=hidden_units)
+    model = build_model(dataset, n_features, 0, hidden_units, initialise=False)
     load_weights_into(model, weights)
     return model
 
