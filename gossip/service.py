@@ -29,6 +29,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from gossip.blobs import BLOB_PROTOCOL, BlobStore, ByteStream, fetch_from_providers, serve_blob
 from gossip.errors import GossipError
 from gossip.messages import Announcement
+from gossip.muxer import honour_muxer_options, muxer_options
 from gossip.validation import AnnouncementPolicy, Verdict, validate_announcement
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,8 @@ class GossipService:
         self.policy = policy
         self.store = store
         self.topic = topic_for(policy.federation)
-        self._host = new_host(key_pair=identity or new_identity())
+        self._host = new_host(key_pair=identity or new_identity(), muxer_opt=muxer_options())
+        honour_muxer_options(self._host)
         self._gossipsub = GossipSub(
             protocols=[PROTOCOL_ID_V11, PROTOCOL_ID],
             degree=6,
