@@ -21,6 +21,7 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 
 import gossip.service
 from gossip.blobs import BlobStore, blob_hash
+from gossip.errors import GossipError
 from gossip.muxer import ReaderSafeYamux
 from gossip.service import GossipConfig, GossipService
 from gossip.validation import AnnouncementPolicy
@@ -61,10 +62,10 @@ def all_tasks() -> Iterator[trio.lowlevel.Task]:
         pending.extend(child for n in task.child_nurseries for child in n.child_tasks)
 
 
-def where(task: trio.lowlevel.Task) -> str:
-    """The innermost frames of ``task`` outside trio, innermost last."""
+def where(task: trio.lowlevel.Task, depth: int = 3) -> str:
+    """The innermost ``depth`` frames of ``task`` outside trio, innermost last."""
     frames = [(f, n) for f, n in task.iter_await_frames() if "/trio/" not in f.f_code.co_filename]
-    summary = traceback.StackSummary.extract(frames[-3:], lookup_lines=False)
+    summary = traceback.StackSummary.extract(frames[-depth:], lookup_lines=False)
     return " > ".join(f"{s.name} {os.path.basename(s.filename)}:{s.lineno}" for s in summary)
 
 
@@ -85,7 +86,7 @@ def write_lock_report(services: list[GossipService]) -> str:
         reader = readers.get(id(conn))
         lines.append(
             f"host{index}->{names.get(conn.peer_id.to_base58(), '?')}: write lock held by "
-            f"{where(lock.owner)}; {lock.tasks_waiting} waiting; reader at "
+            f"{where(lock.owner, 6)}; {lock.tasks_waiting} waiting; reader at "
             f"{where(reader) if reader else '?'}"
         )
     return "\n".join(lines) or "(no contended write lock)"
@@ -107,11 +108,15 @@ async def test_bulk_fetches_both_ways_between_eight_hosts_in_one_process_finish(
         for data in [blob, *blobs]:
             host.store.put(data)
     fetched: dict[tuple[int, str], bytes] = {}
+    failures: list[str] = []
 
     async def fetch_all(i: int, j: int, blobs: list[bytes]) -> None:
         for data in blobs:
             digest = blob_hash(data)
-            fetched[i, digest] = await services[i].fetch(digest, [services[j].peer_id])
+            try:
+                fetched[i, digest] = await services[i].fetch(digest, [services[j].peer_id])
+            except GossipError as exc:  # e.g. no answer to stream negotiation on a dead link
+                failures.append(f"host{i} from host{j}: {exc}")
 
     report: list[str] = []
 
@@ -143,10 +148,11 @@ async def test_bulk_fetches_both_ways_between_eight_hosts_in_one_process_finish(
         hosts.cancel_scope.cancel()
 
     expected = HOSTS * (HOSTS - 1) * (1 + SMALL_PER_PEER)
-    if report:
+    if report or failures:
         pytest.fail(
-            f"stalled: {len(fetched)} of {expected} fetches done after {STALL_SECONDS:.0f}s; "
-            f"contended Yamux write locks:\n{report[0]}"
+            f"{len(fetched)} of {expected} fetches done ({len(failures)} failed) in "
+            f"{elapsed:.0f}s; contended Yamux write locks:\n"
+            f"{report[0] if report else '(not stalled)'}\nfailures:\n" + "\n".join(failures[:5])
         )
     print(f"{expected} fetches ({HOSTS * (HOSTS - 1)} of {BIG_BYTES >> 20} MiB) in {elapsed:.1f}s")
     assert len(fetched) == expected
