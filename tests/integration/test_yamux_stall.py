@@ -86,7 +86,7 @@ def write_lock_report(services: list[GossipService]) -> str:
         reader = readers.get(id(conn))
         lines.append(
             f"host{index}->{names.get(conn.peer_id.to_base58(), '?')}: write lock held by "
-            f"{where(lock.owner, 6)}; {lock.tasks_waiting} waiting; reader at "
+            f"{where(lock.owner, 8)}; {lock.tasks_waiting} waiting; reader at "
             f"{where(reader) if reader else '?'}"
         )
     return "\n".join(lines) or "(no contended write lock)"
@@ -100,6 +100,7 @@ async def break_connections(services: list[GossipService]) -> None:
                 await conn.secured_conn.close()
 
 
+@pytest.mark.slow
 async def test_bulk_fetches_both_ways_between_eight_hosts_in_one_process_finish() -> None:
     services = [new_service() for _ in range(HOSTS)]
     big = [os.urandom(BIG_BYTES) for _ in range(HOSTS)]
