@@ -3,7 +3,8 @@
 For each round and each muxer (py-libp2p's stock ``Yamux``, then ``gossip.muxer``'s
 ``ReaderSafeYamux``), starts a provider process holding one blob, connects to it from this
 process and fetches the blob ``--fetches`` times over ``/medswarm/blob/1.0.0`` (both ends use
-the same muxer). Prints MB/s (10^6 bytes per second) per muxer: median and best.
+the same muxer). Prints MB/s (10^6 bytes per second) per muxer, median and best, and the
+fetching process's CPU seconds per fetch (less sensitive to load from other programs).
 
     python bench/yamux_throughput.py [--mib 64] [--rounds 3] [--fetches 3] [--json]
 """
@@ -16,6 +17,7 @@ import random
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import trio
@@ -61,8 +63,8 @@ async def serve(size: int) -> None:
         nursery.cancel_scope.cancel()
 
 
-async def fetch(address: str, digest: str, size: int, fetches: int) -> list[float]:
-    """Fetcher: seconds per fetch of ``digest`` from the provider at ``address``."""
+async def fetch(address: str, digest: str, size: int, fetches: int) -> list[tuple[float, float]]:
+    """Fetcher: wall and CPU seconds (this process) per fetch of ``digest`` from ``address``."""
     fetcher = new_service(size)
     seconds = []
     async with trio.open_nursery() as nursery:
@@ -70,17 +72,17 @@ async def fetch(address: str, digest: str, size: int, fetches: int) -> list[floa
         provider = await fetcher.connect(address)
         for _ in range(fetches):
             fetcher.store = BlobStore(max_blob_bytes=size)  # fetch over the wire every time
-            started = trio.current_time()
+            started, cpu = trio.current_time(), time.process_time()
             with trio.fail_after(300):
                 data = await fetcher.fetch(digest, [provider])
-            seconds.append(trio.current_time() - started)
+            seconds.append((trio.current_time() - started, time.process_time() - cpu))
             if blob_hash(data) != digest:
                 raise SystemExit("fetched bytes do not match the blob hash")
         nursery.cancel_scope.cancel()
     return seconds
 
 
-def measure(muxer: str, size: int, fetches: int) -> list[float]:
+def measure(muxer: str, size: int, fetches: int) -> list[tuple[float, float]]:
     command = [sys.executable, str(Path(__file__).resolve()), "--serve", muxer, f"--bytes={size}"]
     with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as p:
         assert p.stdin is not None and p.stdout is not None
@@ -111,13 +113,21 @@ def main() -> int:
 
     size = args.mib * 2**20
     rates: dict[str, list[float]] = {muxer: [] for muxer in MUXERS}
+    cpu: dict[str, list[float]] = {muxer: [] for muxer in MUXERS}
     for _ in range(args.rounds):  # interleaved, so load from elsewhere hits both alike
         for muxer in MUXERS:
             use_muxer(muxer)
-            rates[muxer] += [size / s / 1e6 for s in measure(muxer, size, args.fetches)]
+            for wall, used in measure(muxer, size, args.fetches):
+                rates[muxer].append(size / wall / 1e6)
+                cpu[muxer].append(used)
     result = {
-        muxer: {"median_mb_s": statistics.median(r), "best_mb_s": max(r), "samples": r}
-        for muxer, r in rates.items()
+        muxer: {
+            "median_mb_s": statistics.median(rates[muxer]),
+            "best_mb_s": max(rates[muxer]),
+            "median_fetcher_cpu_s": statistics.median(cpu[muxer]),
+            "mb_s": rates[muxer],
+        }
+        for muxer in MUXERS
     }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -126,7 +136,8 @@ def main() -> int:
             label = "(baseline)" if muxer == "stock" else ""
             print(
                 f"{muxer:12} {args.mib} MiB: median {r['median_mb_s']:.1f} MB/s, "
-                f"best {r['best_mb_s']:.1f} MB/s over {len(rates[muxer])} fetches {label}"
+                f"best {r['best_mb_s']:.1f} MB/s, fetcher CPU {r['median_fetcher_cpu_s']:.2f} s "
+                f"per fetch, {len(rates[muxer])} fetches {label}"
             )
     return 0
 
