@@ -34,6 +34,7 @@ from gossip.bulk import BulkFetcher, BulkServer
 from gossip.bulk_codec import BULK_PROTOCOL
 from gossip.errors import GossipError
 from gossip.messages import Announcement
+from gossip.muxer import honour_muxer_options, muxer_options
 from gossip.validation import AnnouncementPolicy, Verdict, validate_announcement
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,8 @@ class GossipService:
         self.policy = policy
         self.store = store
         self.topic = topic_for(policy.federation)
-        self._host = new_host(key_pair=identity or new_identity())
+        self._host = new_host(key_pair=identity or new_identity(), muxer_opt=muxer_options())
+        honour_muxer_options(self._host)
         self._gossipsub = GossipSub(
             protocols=[PROTOCOL_ID_V11, PROTOCOL_ID],
             degree=6,
