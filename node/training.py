@@ -138,8 +138,9 @@ def derive_seed(*parts: int | str) -> int:
 def _model_with(
     dataset: str, weights: Mapping[str, WeightArray], n_features: int
 ) -> torch.nn.Module:
-    hidden = weights.get("hidden.weight")  # a WideMlp's layout (training.hidden_units)
-    hidden_units = int(hidden.shape[0]) if hidden is not None else 0
+    # A widened binary model (training.hidden_units) is known by its layout.
+    wide = task_spec(dataset).model == "logistic-regression" and "middle.weight" in weights
+    hidden_units = int(weights["middle.weight"].shape[0]) if wide else 0
     model = build_model(dataset, n_features, 0, hidden_units, initialise=False)
     load_weights_into(model, weights)
     return model
