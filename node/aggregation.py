@@ -22,7 +22,8 @@ from node.weights import WeightArray, Weights
 Float64Array = npt.NDArray[np.float64]
 
 
-def _checked_wide(name: str, array: object, where: str) -> Float64Array:
+def checked_wide(name: str, array: object, where: str) -> Float64Array:
+    """``array`` as float64, checked to be a finite floating-point numpy array."""
     if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
         raise AggregationError(f"{where}: tensor {name!r} is not a floating-point numpy array")
     wide = array.astype(np.float64)
@@ -31,16 +32,18 @@ def _checked_wide(name: str, array: object, where: str) -> Float64Array:
     return wide
 
 
-def _narrow(name: str, wide: Float64Array, where: str) -> WeightArray:
+def narrow(name: str, wide: Float64Array, where: str) -> WeightArray:
+    """``wide`` as float32, checked not to overflow."""
     narrow = wide.astype(np.float32)
     if not np.isfinite(narrow).all():
         raise AggregationError(f"{where}: tensor {name!r} overflows float32")
     return narrow
 
 
-def _check_same_layout(
-    reference: Mapping[str, WeightArray], other: Mapping[str, WeightArray], where: str
+def check_same_layout(
+    reference: Mapping[str, npt.ArrayLike], other: Mapping[str, npt.ArrayLike], where: str
 ) -> None:
+    """Raise :class:`AggregationError` unless both hold the same tensor names and shapes."""
     if set(reference) != set(other):
         missing = sorted(set(reference) - set(other))
         extra = sorted(set(other) - set(reference))
@@ -74,22 +77,22 @@ def fedavg(updates: Sequence[tuple[Mapping[str, WeightArray], int]]) -> Weights:
             raise AggregationError(
                 f"{where}: samples must be a non-negative integer, got {samples!r}"
             )
-        _check_same_layout(first, update, where)
+        check_same_layout(first, update, where)
         for name in first:
-            sums[name] += float(samples) * _checked_wide(name, update[name], where)
+            sums[name] += float(samples) * checked_wide(name, update[name], where)
         total += int(samples)
     if total == 0:
         raise AggregationError("fedavg: the updates' sample counts add up to zero")
-    return {name: _narrow(name, sums[name] / float(total), "fedavg") for name in sorted(sums)}
+    return {name: narrow(name, sums[name] / float(total), "fedavg") for name in sorted(sums)}
 
 
 def delta(new: Mapping[str, WeightArray], old: Mapping[str, WeightArray]) -> Weights:
     """Return the update ``new - old`` tensor by tensor (names and shapes must match)."""
-    _check_same_layout(old, new, "delta")
+    check_same_layout(old, new, "delta")
     return {
-        name: _narrow(
+        name: narrow(
             name,
-            _checked_wide(name, new[name], "delta") - _checked_wide(name, old[name], "delta"),
+            checked_wide(name, new[name], "delta") - checked_wide(name, old[name], "delta"),
             "delta",
         )
         for name in sorted(old)
@@ -101,12 +104,12 @@ def apply_delta(
 ) -> Weights:
     """Return ``global_weights + update`` tensor by tensor (names and shapes must match)."""
     where = "apply_delta"
-    _check_same_layout(global_weights, update, where)
+    check_same_layout(global_weights, update, where)
     return {
-        name: _narrow(
+        name: narrow(
             name,
-            _checked_wide(name, global_weights[name], where)
-            + _checked_wide(name, update[name], where),
+            checked_wide(name, global_weights[name], where)
+            + checked_wide(name, update[name], where),
             where,
         )
         for name in sorted(global_weights)

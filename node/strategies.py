@@ -37,6 +37,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from node.aggregation import check_same_layout, checked_wide, narrow
 from node.errors import AggregationError, InvalidStrategyConfig, InvalidStrategyState
 from node.weights import WeightArray, Weights
 
@@ -140,37 +141,6 @@ class StrategyConfig:
         }
 
 
-def _wide(name: str, array: object, where: str) -> Float64Array:
-    if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
-        raise AggregationError(f"{where}: tensor {name!r} is not a floating-point numpy array")
-    wide = array.astype(np.float64)
-    if not np.isfinite(wide).all():
-        raise AggregationError(f"{where}: tensor {name!r} holds NaN or infinite values")
-    return wide
-
-
-def _narrow(name: str, wide: Float64Array, where: str) -> WeightArray:
-    narrow = wide.astype(np.float32)
-    if not np.isfinite(narrow).all():
-        raise AggregationError(f"{where}: tensor {name!r} overflows float32")
-    return narrow
-
-
-def _check_layout(
-    reference: Mapping[str, npt.ArrayLike], other: Mapping[str, npt.ArrayLike], where: str
-) -> None:
-    if set(reference) != set(other):
-        missing = sorted(set(reference) - set(other))
-        extra = sorted(set(other) - set(reference))
-        raise AggregationError(f"{where}: tensor names differ (missing {missing}, extra {extra})")
-    for name, array in reference.items():
-        if np.shape(other[name]) != np.shape(array):
-            raise AggregationError(
-                f"{where}: tensor {name!r} has shape {np.shape(other[name])}, "
-                f"expected {np.shape(array)}"
-            )
-
-
 def _elementwise(
     where: str,
     combine: Callable[..., Float64Array],
@@ -180,9 +150,9 @@ def _elementwise(
     if not operands[0]:
         raise AggregationError(f"{where}: no tensors")
     for other in operands[1:]:
-        _check_layout(operands[0], other, where)
+        check_same_layout(operands[0], other, where)
     return {
-        name: _narrow(name, combine(*(_wide(name, o[name], where) for o in operands)), where)
+        name: narrow(name, combine(*(checked_wide(name, o[name], where) for o in operands)), where)
         for name in sorted(operands[0])
     }
 
@@ -245,16 +215,16 @@ class ServerOptimizer:
         where = "server step"
         if not global_weights:
             raise AggregationError(f"{where}: the global weights have no tensors")
-        _check_layout(global_weights, mean_delta, where)
-        x = {n: _wide(n, global_weights[n], where) for n in sorted(global_weights)}
-        d = {n: _wide(n, mean_delta[n], where) for n in sorted(global_weights)}
+        check_same_layout(global_weights, mean_delta, where)
+        x = {n: checked_wide(n, global_weights[n], where) for n in sorted(global_weights)}
+        d = {n: checked_wide(n, mean_delta[n], where) for n in sorted(global_weights)}
         lr = float(self.config.server_lr)
         if not self.config.adaptive:
-            new = {n: _narrow(n, x[n] + lr * d[n], where) for n in x}
+            new = {n: narrow(n, x[n] + lr * d[n], where) for n in x}
             self._steps += 1
             return new
         if self._m:
-            _check_layout(self._m, x, f"{where} (against the optimizer state)")
+            check_same_layout(self._m, x, f"{where} (against the optimizer state)")
         tau = float(self.config.tau)
         beta1, beta2 = float(self.config.beta1), float(self.config.beta2)
         m_new: dict[str, Float64Array] = {}
@@ -271,7 +241,7 @@ class ServerOptimizer:
                 v_new[n] = v - (1.0 - beta2) * square * np.sign(v - square)
             else:
                 v_new[n] = beta2 * v + (1.0 - beta2) * square
-            new[n] = _narrow(n, x[n] + lr * m_new[n] / (np.sqrt(v_new[n]) + tau), where)
+            new[n] = narrow(n, x[n] + lr * m_new[n] / (np.sqrt(v_new[n]) + tau), where)
         self._m, self._v = m_new, v_new
         self._steps += 1
         return new
