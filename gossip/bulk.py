@@ -311,7 +311,7 @@ class BulkFetcher:
             with await _connect(host, answer.port, self._connect_timeout) as sock:
                 await send_all(sock, memoryview(seal_hello(keys, bytes.fromhex(digest))))
                 await receive_blob(sock, FrameCipher(keys.provider_to_fetcher), out)
-            received, data = await hash_and_copy(out)
+            received, data = await trio.to_thread.run_sync(hash_and_copy, out)
             if received != digest:
                 raise BlobHashMismatch(
                     f"bytes received for blob {digest} hash to {received}: the provider sent "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
 from collections.abc import Iterator
 
 import trio
@@ -87,31 +88,19 @@ async def receive_blob(sock: Socket, cipher: FrameCipher, out: memoryview) -> No
                 spares.give_back(buffer)
 
 
-async def hash_and_copy(data: memoryview) -> tuple[str, bytes]:
+def hash_and_copy(data: memoryview) -> tuple[str, bytes]:
     """The SHA-256 (hex) of ``data`` and an immutable copy of it, computed side by side.
 
-    The copy holds the GIL throughout, so it starts only once the hashing thread is on its way
-    into hashlib (which lets go of the GIL while it hashes).
+    The copy holds the GIL throughout while hashlib lets go of it, so the hash runs in a thread
+    of its own: ``Thread.start`` returns once that thread is running, and it is inside hashlib
+    long before the interpreter would hand this thread the GIL back for the copy.
     """
-    hashing = trio.Event()
-    trio_token = trio.lowlevel.current_trio_token()
-    digest = ""
-
-    def sha256() -> str:
-        hasher = hashlib.sha256()
-        trio_token.run_sync_soon(hashing.set)  # returns at once: nothing to wait for here
-        hasher.update(data)
-        return hasher.hexdigest()
-
-    async def hash_data() -> None:
-        nonlocal digest
-        digest = await trio.to_thread.run_sync(sha256)
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(hash_data)
-        await hashing.wait()
-        copy = bytes(data)
-    return digest, copy
+    hasher = hashlib.sha256()
+    hashing = threading.Thread(target=hasher.update, args=(data,), name="blob-sha256")
+    hashing.start()
+    copy = bytes(data)
+    hashing.join()
+    return hasher.hexdigest(), copy
 
 
 async def send_all(sock: Socket, data: memoryview) -> None:

@@ -202,9 +202,9 @@ async def test_blob_crosses_a_socket_in_frames() -> None:
     assert blob == data
 
 
-async def test_hash_and_copy_gives_the_sha256_and_an_immutable_copy() -> None:
+def test_hash_and_copy_gives_the_sha256_and_an_immutable_copy() -> None:
     data = bytearray(os.urandom(3 * FRAME))
-    digest, copy = await hash_and_copy(memoryview(data))
+    digest, copy = hash_and_copy(memoryview(data))
     data[0] ^= 1  # the copy does not follow its source
     assert digest == hashlib.sha256(copy).hexdigest()
     assert isinstance(copy, bytes)
