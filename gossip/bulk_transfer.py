@@ -6,8 +6,8 @@ neighbours. At most :data:`PIPELINE_DEPTH` frame buffers are in flight per conne
 
 The receiver hashes the blob after the last frame, beside the copy that turns it into
 ``bytes``. That copy has to hold the GIL and is mostly page faults, but hashlib does not need
-the GIL, so the two overlap (64 MiB on two cores: 53 ms side by side, 85 ms one after the
-other), whereas hashing each frame beside the cipher made the cipher's thread the slowest
+the GIL, so the two overlap (64 MiB on two cores: about 50 ms side by side, 90 ms one after
+the other), whereas hashing each frame beside the cipher made the cipher's thread the slowest
 stage of the transfer.
 """
 
