@@ -36,7 +36,14 @@ from gossip.bulk_codec import (
     hello_is_valid,
     seal_hello,
 )
-from gossip.bulk_transfer import Socket, receive_blob, recv_exactly_into, send_all, send_blob
+from gossip.bulk_transfer import (
+    Socket,
+    hash_and_copy,
+    receive_blob,
+    recv_exactly_into,
+    send_all,
+    send_blob,
+)
 from gossip.errors import (
     BlobHashMismatch,
     BlobNotFound,
@@ -303,13 +310,14 @@ class BulkFetcher:
         try:
             with await _connect(host, answer.port, self._connect_timeout) as sock:
                 await send_all(sock, memoryview(seal_hello(keys, bytes.fromhex(digest))))
-                received = await receive_blob(sock, FrameCipher(keys.provider_to_fetcher), out)
+                await receive_blob(sock, FrameCipher(keys.provider_to_fetcher), out)
+            received, data = await trio.to_thread.run_sync(hash_and_copy, out)
             if received != digest:
                 raise BlobHashMismatch(
                     f"bytes received for blob {digest} hash to {received}: the provider sent "
                     "corrupt or forged data"
                 )
-            return bytes(out)
+            return data
         finally:
             if len(buffer) > len(self._spare):
                 self._spare = buffer

@@ -32,7 +32,13 @@ from gossip.bulk_codec import (
     plan_frames,
     seal_hello,
 )
-from gossip.bulk_transfer import receive_blob, recv_exactly_into, send_all, send_blob
+from gossip.bulk_transfer import (
+    hash_and_copy,
+    receive_blob,
+    recv_exactly_into,
+    send_all,
+    send_blob,
+)
 from gossip.errors import (
     BlobHashMismatch,
     BlobNotFound,
@@ -192,9 +198,18 @@ async def test_blob_crosses_a_socket_in_frames() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(send_blob, left, FrameCipher(KEY), data, FRAME)
             blob = bytearray(len(data))
-            digest = await receive_blob(right, FrameCipher(KEY), memoryview(blob))
+            await receive_blob(right, FrameCipher(KEY), memoryview(blob))
     assert blob == data
-    assert digest == hashlib.sha256(data).hexdigest()
+
+
+def test_hash_and_copy_gives_the_sha256_and_an_immutable_copy() -> None:
+    data = bytearray(os.urandom(3 * FRAME))
+    digest, copy = hash_and_copy(memoryview(data))
+    data[0] ^= 1  # the copy does not follow its source
+    assert digest == hashlib.sha256(copy).hexdigest()
+    assert isinstance(copy, bytes)
+    assert copy[1:] == data[1:]
+    assert copy[0] != data[0]
 
 
 async def sealed_stream(data: bytes) -> bytes:
