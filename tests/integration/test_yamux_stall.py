@@ -32,7 +32,7 @@ HOSTS = 8
 BIG_BYTES = 4 * 2**20
 SMALL_BYTES = 4096
 SMALL_PER_PEER = 5
-STALL_SECONDS = 45.0
+STALL_SECONDS = 60.0
 
 
 def new_service(max_blob_bytes: int = BIG_BYTES) -> GossipService:
