@@ -4,7 +4,7 @@ Eight hosts in one process each fetch a multi-MiB blob from every other host whi
 fetching small blobs from each of them one after another, so every connection carries bulk
 data in both directions while new streams are acknowledged on it. Stock py-libp2p 0.8.1
 Yamux deadlocks there (docs/architecture.md, "Yamux stall"); a stall fails the test after
-``STALL_SECONDS`` with a report of who holds and who waits for each connection's write lock.
+``STALL_SECONDS`` with a report of the connection readers that wait to write.
 """
 
 from __future__ import annotations
@@ -32,7 +32,11 @@ HOSTS = 8
 BIG_BYTES = 4 * 2**20
 SMALL_BYTES = 4096
 SMALL_PER_PEER = 5
-STALL_SECONDS = 45.0
+STALL_SECONDS = 60.0
+# libp2p gives up on stream negotiation after 10 s, which a busy machine can exceed while
+# every connection is full; a fetch is retried like a node would. A dead connection fails
+# every attempt.
+FETCH_ATTEMPTS = 3
 
 
 def new_service(max_blob_bytes: int = BIG_BYTES) -> GossipService:
@@ -69,8 +73,8 @@ def where(task: trio.lowlevel.Task, depth: int = 3) -> str:
     return " > ".join(f"{s.name} {os.path.basename(s.filename)}:{s.lineno}" for s in summary)
 
 
-def write_lock_report(services: list[GossipService]) -> str:
-    """Per connection with a contended write lock: its holder and its reader task."""
+def blocked_readers_report(services: list[GossipService]) -> str:
+    """Connections whose reader waits to write (the deadlock), with the write lock's holder."""
     readers = {}
     for task in all_tasks():
         for frame, _ in task.iter_await_frames():
@@ -80,16 +84,15 @@ def write_lock_report(services: list[GossipService]) -> str:
     names = {host.peer_id: f"host{i}" for i, host in enumerate(services)}
     lines = []
     for index, conn in yamux_connections(services):
-        lock = conn._write_lock.statistics()
-        if lock.owner is None or not lock.tasks_waiting:
-            continue
         reader = readers.get(id(conn))
+        if reader is None or "_write_frame" not in where(reader):
+            continue
+        holder = conn._write_lock.statistics().owner
         lines.append(
-            f"host{index}->{names.get(conn.peer_id.to_base58(), '?')}: write lock held by "
-            f"{where(lock.owner, 8)}; {lock.tasks_waiting} waiting; reader at "
-            f"{where(reader) if reader else '?'}"
+            f"host{index}->{names.get(conn.peer_id.to_base58(), '?')}: reader at {where(reader)}; "
+            f"write lock held by {where(holder, 8) if holder else 'nobody'}"
         )
-    return "\n".join(lines) or "(no contended write lock)"
+    return "\n".join(lines) or "(no reader waits to write: slow, not deadlocked)"
 
 
 async def break_connections(services: list[GossipService]) -> None:
@@ -114,16 +117,18 @@ async def test_bulk_fetches_both_ways_between_eight_hosts_in_one_process_finish(
     async def fetch_all(i: int, j: int, blobs: list[bytes]) -> None:
         for data in blobs:
             digest = blob_hash(data)
-            try:
-                fetched[i, digest] = await services[i].fetch(digest, [services[j].peer_id])
-            except GossipError as exc:  # e.g. no answer to stream negotiation on a dead link
-                failures.append(f"host{i} from host{j}: {exc}")
+            for attempt in range(1, FETCH_ATTEMPTS + 1):
+                try:
+                    fetched[i, digest] = await services[i].fetch(digest, [services[j].peer_id])
+                    break
+                except GossipError as exc:
+                    failures.append(f"host{i} from host{j}, attempt {attempt}: {exc}")
 
     report: list[str] = []
 
     async def watchdog(guarded: trio.CancelScope) -> None:
         await trio.sleep(STALL_SECONDS)
-        report.append(write_lock_report(services))  # while the stuck tasks are still there
+        report.append(blocked_readers_report(services))  # while the stuck tasks are still there
         await break_connections(services)
         guarded.cancel()
 
@@ -149,14 +154,16 @@ async def test_bulk_fetches_both_ways_between_eight_hosts_in_one_process_finish(
         hosts.cancel_scope.cancel()
 
     expected = HOSTS * (HOSTS - 1) * (1 + SMALL_PER_PEER)
-    if report or failures:
+    if report or len(fetched) < expected:
         pytest.fail(
-            f"{len(fetched)} of {expected} fetches done ({len(failures)} failed) in "
-            f"{elapsed:.0f}s; contended Yamux write locks:\n"
-            f"{report[0] if report else '(not stalled)'}\nfailures:\n" + "\n".join(failures[:5])
+            f"{len(fetched)} of {expected} fetches done ({len(failures)} failed attempts) in "
+            f"{elapsed:.0f}s; Yamux readers waiting to write:\n"
+            f"{report[0] if report else '(none)'}\nfailures:\n" + "\n".join(failures[:5])
         )
-    print(f"{expected} fetches ({HOSTS * (HOSTS - 1)} of {BIG_BYTES >> 20} MiB) in {elapsed:.1f}s")
-    assert len(fetched) == expected
+    print(
+        f"{expected} fetches ({HOSTS * (HOSTS - 1)} of {BIG_BYTES >> 20} MiB) in {elapsed:.1f}s, "
+        f"{len(failures)} failed attempts retried"
+    )
     for (_, digest), data in fetched.items():
         assert blob_hash(data) == digest
 

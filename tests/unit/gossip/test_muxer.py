@@ -135,3 +135,11 @@ async def test_a_closed_connection_ends_the_muxer_and_its_reply_writer() -> None
         await connection.close()
         with trio.fail_after(5):
             await muxer.event_closed.wait()
+
+
+async def test_close_returns_when_the_socket_does_not_drain() -> None:
+    async with running(ReaderSafeYamux) as (muxer, connection):
+        with trio.fail_after(5):
+            await muxer.close()
+        assert muxer.is_closed
+        assert connection.sent == b""  # the GO_AWAY was given up
