@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -369,9 +370,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for r in results
             ],
         }
-        with open(args.json, "w", encoding="utf-8") as stream:
-            json.dump(payload, stream, indent=2)
+        write_json(args.json, payload)
     return 0
+
+
+def write_json(path: str, payload: dict[str, Any]) -> None:
+    """Write a run's results (the ``--json`` file of the simulators)."""
+    with open(path, "w", encoding="utf-8") as stream:
+        json.dump(payload, stream, indent=2)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -27,7 +26,7 @@ import torch
 from node.aggregation import delta, fedavg
 from node.data import SiteData, load_all_sites, resolve_data_dir
 from node.errors import InvalidStrategyConfig
-from node.simulate import SiteScore, initial_weights, score_sites, validation_view
+from node.simulate import SiteScore, initial_weights, score_sites, validation_view, write_json
 from node.strategies import (
     STRATEGIES,
     ServerOptimizer,
@@ -322,8 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for r in runs
             ],
         }
-        with open(args.json, "w", encoding="utf-8") as stream:
-            json.dump(payload, stream, indent=2)
+        write_json(args.json, payload)
     return 0
 
 
