@@ -48,8 +48,10 @@ class BlobStore:
 
     On disk each blob is ``<directory>/<hash>``, written to a temporary file and renamed, so
     a crash never leaves a partial blob under a valid name; a disk-backed store keeps no copy
-    on the heap (a node holds models of tens of MB each, several per round), and every read
-    is checked against its hash. Old blobs go with :meth:`discard`. Thread-safe.
+    on the heap (a node holds models of tens of MB each, several per round). A file is checked
+    against its hash when this store first reads it, and again whenever it changes on disk
+    (another inode, size or modification time); files this store wrote from hashed bytes
+    count as checked. Old blobs go with :meth:`discard`. Thread-safe.
     """
 
     def __init__(self, directory: Path | None = None, max_blob_bytes: int = 256 * 2**20) -> None:
@@ -57,6 +59,7 @@ class BlobStore:
         self._max_blob_bytes = max_blob_bytes
         self._memory: dict[str, bytes] = {}  # the whole store when there is no directory
         self._stored_at: dict[str, float] = {}  # put times of the in-memory store
+        self._checked: dict[str, tuple[int, int, int]] = {}  # digest -> file identity
         self._lock = threading.Lock()
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
@@ -94,13 +97,20 @@ class BlobStore:
                 return self._memory.get(digest)
         path = self._directory / digest
         try:
-            data = path.read_bytes()
+            with path.open("rb") as handle:
+                identity = _file_identity(os.fstat(handle.fileno()))
+                data = handle.read()
         except (FileNotFoundError, IsADirectoryError):
             return None
-        if blob_hash(data) != digest:
-            log.warning("blob file %s is corrupt; deleting it", path)
-            path.unlink(missing_ok=True)
-            return None
+        with self._lock:
+            checked = self._checked.get(digest) == identity
+        if not checked:
+            if blob_hash(data) != digest:
+                log.warning("blob file %s is corrupt; deleting it", path)
+                path.unlink(missing_ok=True)
+                return None
+            with self._lock:
+                self._checked[digest] = identity
         return data
 
     def has(self, digest: str) -> bool:
@@ -119,6 +129,8 @@ class BlobStore:
                     deleted += self._memory.pop(digest, None) is not None
             elif _is_digest(digest):
                 path = self._directory / digest
+                with self._lock:
+                    self._checked.pop(digest, None)
                 if path.is_file():
                     path.unlink(missing_ok=True)
                     deleted += 1
@@ -153,16 +165,28 @@ class BlobStore:
         target = self._directory / digest
         if target.exists():
             with contextlib.suppress(FileNotFoundError):
+                before = _file_identity(target.stat())
                 os.utime(target)  # stored again: in use, not old (see prune)
+                with self._lock:
+                    if self._checked.get(digest) == before:  # still the bytes checked before
+                        self._checked[digest] = _file_identity(target.stat())
             return
         fd, tmp = tempfile.mkstemp(dir=self._directory, prefix=".partial-")
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
+                handle.flush()
+                identity = _file_identity(os.fstat(handle.fileno()))
             os.replace(tmp, target)
+            with self._lock:
+                self._checked[digest] = identity
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def _file_identity(stat: os.stat_result) -> tuple[int, int, int]:
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 def _is_digest(name: str) -> bool:

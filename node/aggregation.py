@@ -70,7 +70,6 @@ def fedavg(updates: Sequence[tuple[Mapping[str, WeightArray], int]]) -> Weights:
     if not first:
         raise AggregationError("fedavg: update 0 has no tensors")
     total = 0
-    sums: dict[str, Float64Array] = {name: np.zeros(np.shape(a)) for name, a in first.items()}
     for index, (update, samples) in enumerate(updates):
         where = f"fedavg: update {index}"
         if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or samples < 0:
@@ -79,38 +78,68 @@ def fedavg(updates: Sequence[tuple[Mapping[str, WeightArray], int]]) -> Weights:
             )
         check_same_layout(first, update, where)
         for name in first:
-            sums[name] += float(samples) * checked_wide(name, update[name], where)
+            _check_floating(name, update[name], where)
         total += int(samples)
     if total == 0:
         raise AggregationError("fedavg: the updates' sample counts add up to zero")
-    return {name: narrow(name, sums[name] / float(total), "fedavg") for name in sorted(sums)}
+    result: Weights = {}
+    for name in sorted(first):
+        # One float64 accumulator and one scratch array per tensor; the products are computed
+        # in float64 exactly as float(n_i) * float64(u_i) would be.
+        total_sum = np.zeros(np.shape(first[name]))
+        scratch = np.empty_like(total_sum)
+        for update, samples in updates:
+            np.multiply(update[name], float(samples), out=scratch, dtype=np.float64)
+            total_sum += scratch
+        if not np.isfinite(total_sum).all():  # a NaN or infinity anywhere shows up here
+            _raise_for_non_finite(name, [u for u, _ in updates], "fedavg")
+        total_sum /= float(total)
+        result[name] = narrow(name, total_sum, "fedavg")
+    return result
 
 
 def delta(new: Mapping[str, WeightArray], old: Mapping[str, WeightArray]) -> Weights:
     """Return the update ``new - old`` tensor by tensor (names and shapes must match)."""
-    check_same_layout(old, new, "delta")
-    return {
-        name: narrow(
-            name,
-            checked_wide(name, new[name], "delta") - checked_wide(name, old[name], "delta"),
-            "delta",
-        )
-        for name in sorted(old)
-    }
+    return _elementwise(np.subtract, new, old, "delta")
 
 
 def apply_delta(
     global_weights: Mapping[str, WeightArray], update: Mapping[str, WeightArray]
 ) -> Weights:
     """Return ``global_weights + update`` tensor by tensor (names and shapes must match)."""
-    where = "apply_delta"
-    check_same_layout(global_weights, update, where)
-    return {
-        name: narrow(
-            name,
-            checked_wide(name, global_weights[name], where)
-            + checked_wide(name, update[name], where),
-            where,
-        )
-        for name in sorted(global_weights)
-    }
+    return _elementwise(np.add, global_weights, update, "apply_delta")
+
+
+def _elementwise(
+    operation: np.ufunc,
+    left: Mapping[str, WeightArray],
+    right: Mapping[str, WeightArray],
+    where: str,
+) -> Weights:
+    """``operation(left, right)`` per tensor, computed in float64 and returned as float32."""
+    reference, other = (right, left) if where == "delta" else (left, right)
+    check_same_layout(reference, other, where)
+    result: Weights = {}
+    for name in sorted(reference):
+        a = _check_floating(name, left[name], where)
+        b = _check_floating(name, right[name], where)
+        wide = operation(a, b, dtype=np.float64)
+        if not np.isfinite(wide).all():  # NaN or infinity in either operand shows up here
+            _raise_for_non_finite(name, [left, right], where)
+        result[name] = narrow(name, wide, where)
+    return result
+
+
+def _check_floating(name: str, array: object, where: str) -> npt.NDArray[np.floating]:
+    if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
+        raise AggregationError(f"{where}: tensor {name!r} is not a floating-point numpy array")
+    return array
+
+
+def _raise_for_non_finite(
+    name: str, operands: Sequence[Mapping[str, WeightArray]], where: str
+) -> None:
+    """Name the operand whose tensor ``name`` holds NaN or infinity (the error path only)."""
+    for index, operand in enumerate(operands):
+        checked_wide(name, operand[name], f"{where}: update {index}" if where == "fedavg" else where)
+    raise AggregationError(f"{where}: tensor {name!r} overflows float64")

@@ -55,6 +55,19 @@ RETRY_MAX_SECONDS = 16.0
 DIAL_BACKOFF_MAX_SECONDS = 15.0
 
 
+class PhaseClock:
+    """Seconds spent in each named phase of a round attempt, in the order they ended."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def lap(self, phase: str) -> None:
+        now = time.monotonic()
+        self.laps[phase] = round(now - self._last, 3)
+        self._last = now
+
+
 class HospitalNode:
     """A hospital's node: local data, a libp2p presence, an account on the ledger."""
 
@@ -253,9 +266,11 @@ class HospitalNode:
         self._round_started_at.setdefault(round_number, time.time())
         self.current_round = round_number
         self.inbox.forget_before(round_number)
+        phases = PhaseClock()
         await self.refresh_membership()
+        phases.lap("registry")
         cluster = self.membership.cluster_of(self.address)
-        update = await self._train_and_announce(round_number, cluster)
+        update = await self._train_and_announce(round_number, cluster, phases)
         candidates = await self.on_chain(self.chain.aggregator_candidates, round_number, cluster)
         failure: RoundFailed | None = None  # raised after the nursery, not in a group
         async with trio.open_nursery() as nursery:
@@ -263,16 +278,17 @@ class HospitalNode:
                 duty = AggregatorDuty(self, round_number, cluster, candidates.index(self.address))
                 nursery.start_soon(duty.run, started)
             try:
-                new_global = await self._combine_clusters(round_number, cluster)
+                new_global = await self._combine_clusters(round_number, cluster, phases)
             except RoundFailed as exc:
                 failure = exc
             nursery.cancel_scope.cancel()
         if failure is not None:
             raise failure
-        new_hash = weights_hash(new_global)
-        self.gossip.store.put(encode_weights(new_global))
+        new_hash = self.gossip.store.put(encode_weights(new_global))
         await self._attest(round_number, new_hash)
+        phases.lap("attest")
         final_hash = await self._wait_final(round_number)
+        phases.lap("finalize")
         if final_hash != new_hash:
             log.error(
                 "%s: round %d finalized %s, this node computed %s; adopting the final one",
@@ -288,6 +304,7 @@ class HospitalNode:
         metrics = await trio.to_thread.run_sync(
             evaluate, new_global, self.site.test_x, self.site.test_y, self.site.dataset
         )
+        phases.lap("evaluate")
         self.emit(
             {
                 "event": "round",
@@ -309,24 +326,31 @@ class HospitalNode:
                 "bytes_sent": self.gossip.traffic["sent"] - traffic_before.get("sent", 0),
                 "bytes_received": self.gossip.traffic["received"]
                 - traffic_before.get("received", 0),
+                "phase_seconds": phases.laps,
             }
         )
 
-    async def _train_and_announce(self, round_number: int, cluster: int) -> Announcement:
+    async def _train_and_announce(
+        self, round_number: int, cluster: int, phases: PhaseClock
+    ) -> Announcement:
         # The same seed the in-memory simulation uses, so both give the same numbers.
         seed = derive_seed(self.config.federation.seed, "train", round_number - 1, self.site.site)
         result = await trio.to_thread.run_sync(
             train_local, self.global_weights, self.site, self.config.training, seed
         )
+        phases.lap("train")
         blob = encode_weights(delta(result.weights, self.global_weights))
         digest = self.gossip.store.put(blob)
         announcement = self.announcement(
             AnnouncementKind.UPDATE, round_number, cluster, digest, len(blob), result.samples
         )
         await self.gossip.publish(announcement)
+        phases.lap("publish")
         return announcement
 
-    async def _combine_clusters(self, round_number: int, own_cluster: int) -> Weights:
+    async def _combine_clusters(
+        self, round_number: int, own_cluster: int, phases: PhaseClock
+    ) -> Weights:
         """Wait for every cluster's recorded aggregate; return the new global model."""
         clusters = self.membership.clusters()
         records: dict[int, ClusterInfo] = {}
@@ -345,12 +369,16 @@ class HospitalNode:
                 f"round {round_number}: no aggregate recorded for cluster(s) {missing} within "
                 f"{self.config.federation.aggregate_timeout:.0f}s (federation.aggregate_timeout)"
             )
+        phases.lap("aggregates-recorded")
         parts = []
         for cluster in clusters:
             info = records[cluster]
             blob = await self._fetch_aggregate(round_number, info, verify=cluster == own_cluster)
             parts.append((decode_weights(blob), info.total_samples))
-        return apply_delta(self.global_weights, fedavg(parts))
+        phases.lap("aggregates-fetched")
+        combined = apply_delta(self.global_weights, fedavg(parts))
+        phases.lap("combine")
+        return combined
 
     async def _fetch_aggregate(self, round_number: int, info: ClusterInfo, verify: bool) -> bytes:
         """The recorded aggregate's bytes; for the own cluster, recomputed from its inputs."""

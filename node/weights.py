@@ -83,12 +83,8 @@ def _check_array(name: str, array: object) -> WeightArray:
     return array.astype(DTYPE, copy=False)
 
 
-def encode_weights(weights: Mapping[str, WeightArray]) -> bytes:
-    """Return the canonical encoding of ``weights`` (see the module docstring).
-
-    Raises :class:`InvalidWeights` for an empty mapping, a bad name, a non-float32 array or
-    non-finite values.
-    """
+def _encoding_parts(weights: Mapping[str, WeightArray]) -> list[bytes | memoryview]:
+    """The pieces of the canonical encoding, in order, without copying the tensor data."""
     if not weights:
         raise InvalidWeights("cannot encode empty weights: a model has at least one tensor")
     if len(weights) > MAX_TENSORS:
@@ -98,8 +94,17 @@ def encode_weights(weights: Mapping[str, WeightArray]) -> bytes:
     header = _header_bytes([(n, tuple(a.shape)) for n, a in zip(names, arrays, strict=True)])
     if len(header) > MAX_HEADER_BYTES:
         raise InvalidWeights(f"header of {len(header)} bytes exceeds {MAX_HEADER_BYTES}")
-    body = b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)
-    return _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + header + body
+    prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header))
+    return [prefix, header, *(memoryview(np.ascontiguousarray(a)).cast("B") for a in arrays)]
+
+
+def encode_weights(weights: Mapping[str, WeightArray]) -> bytes:
+    """Return the canonical encoding of ``weights`` (see the module docstring).
+
+    Raises :class:`InvalidWeights` for an empty mapping, a bad name, a non-float32 array or
+    non-finite values.
+    """
+    return b"".join(_encoding_parts(weights))
 
 
 def _parse_header(raw: bytes) -> list[tuple[str, tuple[int, ...]]]:
@@ -182,7 +187,10 @@ def decode_weights(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Weights:
 
 def weights_hash(weights: Mapping[str, WeightArray]) -> str:
     """Return the lowercase hex SHA-256 of the canonical encoding of ``weights``."""
-    return hashlib.sha256(encode_weights(weights)).hexdigest()
+    digest = hashlib.sha256()
+    for part in _encoding_parts(weights):
+        digest.update(part)
+    return digest.hexdigest()
 
 
 def state_dict_to_weights(model: nn.Module) -> Weights:

@@ -63,6 +63,15 @@ def test_store_ignores_corrupt_file(tmp_path: Path) -> None:
     assert BlobStore(tmp_path).get(digest) is None
 
 
+def test_store_checks_a_file_again_once_it_changed(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    digest = store.put(b"weights")
+    assert store.get(digest) == b"weights"  # written from hashed bytes: no second hash
+    (tmp_path / digest).write_bytes(b"weights?")  # changed in place (same file)
+    assert store.get(digest) is None
+    assert not store.has(digest)  # the corrupt file was deleted
+
+
 def test_a_disk_store_keeps_no_copy_on_the_heap(tmp_path: Path) -> None:
     store = BlobStore(tmp_path)
     digest = store.put(b"weights")
