@@ -70,6 +70,11 @@ class BlobStore:
     def max_blob_bytes(self) -> int:
         return self._max_blob_bytes
 
+    @property
+    def on_disk(self) -> bool:
+        """Whether blobs live in files (else in memory)."""
+        return self._directory is not None
+
     def put(self, data: bytes) -> str:
         """Store ``data`` and return its hash."""
         return self.put_verified(blob_hash(data), data)
@@ -112,6 +117,65 @@ class BlobStore:
             with self._lock:
                 self._checked[digest] = identity
         return data
+
+    def put_parts(self, parts: Iterable[bytes | memoryview]) -> str:
+        """Store the concatenation of ``parts`` and return its hash, without joining them
+        in memory when the store is on disk."""
+        if self._directory is None:
+            return self.put(b"".join(parts))
+        digest = hashlib.sha256()
+        size = 0
+        fd, tmp = tempfile.mkstemp(dir=self._directory, prefix=".partial-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                for part in parts:
+                    digest.update(part)
+                    size += len(part) if isinstance(part, bytes) else part.nbytes
+                    if size > self._max_blob_bytes:
+                        raise BlobTooLarge(
+                            f"blob of more than {self._max_blob_bytes} bytes exceeds the limit "
+                            "(raise network.max_blob_bytes in the config if this model is "
+                            "expected)"
+                        )
+                    handle.write(part)
+                handle.flush()
+                identity = _file_identity(os.fstat(handle.fileno()))
+            name = digest.hexdigest()
+            target = self._directory / name
+            if target.exists():
+                Path(tmp).unlink(missing_ok=True)
+                self._write_file(name, b"")  # already there: only mark it as in use
+                return name
+            os.replace(tmp, target)
+            with self._lock:
+                self._checked[name] = identity
+            return name
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def checked_path(self, digest: str) -> Path | None:
+        """The file holding blob ``digest``, checked against its hash; ``None`` if there is
+        no such blob or the store keeps blobs in memory. A corrupt file is deleted."""
+        if self._directory is None or not _is_digest(digest):
+            return None
+        path = self._directory / digest
+        try:
+            with path.open("rb") as handle:
+                identity = _file_identity(os.fstat(handle.fileno()))
+                with self._lock:
+                    if self._checked.get(digest) == identity:
+                        return path
+                actual = hashlib.file_digest(handle, "sha256").hexdigest()
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+        if actual != digest:
+            log.warning("blob file %s is corrupt; deleting it", path)
+            path.unlink(missing_ok=True)
+            return None
+        with self._lock:
+            self._checked[digest] = identity
+        return path
 
     def has(self, digest: str) -> bool:
         if self._directory is None:

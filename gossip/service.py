@@ -105,6 +105,7 @@ class GossipService:
         self.decisions: Counter[Verdict] = Counter()
         self.refused: Counter[str] = Counter()  # blob requests turned away, by reason
         self._nursery: trio.Nursery | None = None
+        self._obtaining: dict[str, trio.Event] = {}  # blobs being fetched by obtain()
         self._bulk: BulkServer | None = None
         self._bulk_fetcher: BulkFetcher | None = None
         if config.bulk_channel:
@@ -222,6 +223,22 @@ class GossipService:
         self.traffic["received"] += len(data)
         self.store.put_verified(digest, data)  # fetch_from_providers checked the hash
         return data
+
+    async def obtain(self, digest: str, providers: Sequence[str]) -> None:
+        """Make sure the store holds blob ``digest``, fetching it if needed (without reading
+        a blob the store already has). Concurrent calls for one blob share one fetch; if
+        it fails, the next caller tries its own providers."""
+        while not self.store.has(digest):
+            pending = self._obtaining.get(digest)
+            if pending is None:
+                self._obtaining[digest] = done = trio.Event()
+                try:
+                    await self.fetch(digest, providers)
+                finally:
+                    del self._obtaining[digest]
+                    done.set()
+                return
+            await pending.wait()
 
     def _validate(self, forwarder: ID, message: Any) -> bool:
         origin = ID(message.from_id).to_base58()

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from node.errors import AggregationError
-from node.weights import WeightArray, Weights
+from node.weights import WeightArray, Weights, shape_of
 
 Float64Array = npt.NDArray[np.float64]
 
@@ -48,11 +48,11 @@ def check_same_layout(
         missing = sorted(set(reference) - set(other))
         extra = sorted(set(other) - set(reference))
         raise AggregationError(f"{where}: tensor names differ (missing {missing}, extra {extra})")
-    for name, array in reference.items():
-        if np.shape(other[name]) != np.shape(array):
+    for name in reference:
+        expected, found = shape_of(reference, name), shape_of(other, name)
+        if found != expected:
             raise AggregationError(
-                f"{where}: tensor {name!r} has shape {np.shape(other[name])}, "
-                f"expected {np.shape(array)}"
+                f"{where}: tensor {name!r} has shape {found}, expected {expected}"
             )
 
 
@@ -77,19 +77,19 @@ def fedavg(updates: Sequence[tuple[Mapping[str, WeightArray], int]]) -> Weights:
                 f"{where}: samples must be a non-negative integer, got {samples!r}"
             )
         check_same_layout(first, update, where)
-        for name in first:
-            _check_floating(name, update[name], where)
         total += int(samples)
     if total == 0:
         raise AggregationError("fedavg: the updates' sample counts add up to zero")
     result: Weights = {}
     for name in sorted(first):
         # One float64 accumulator and one scratch array per tensor; the products are computed
-        # in float64 exactly as float(n_i) * float64(u_i) would be.
-        total_sum = np.zeros(np.shape(first[name]))
+        # in float64 exactly as float(n_i) * float64(u_i) would be. Updates may be
+        # BlobWeights: each tensor is read when it is needed and dropped after.
+        total_sum = np.zeros(shape_of(first, name))
         scratch = np.empty_like(total_sum)
-        for update, samples in updates:
-            np.multiply(update[name], float(samples), out=scratch, dtype=np.float64)
+        for index, (update, samples) in enumerate(updates):
+            tensor = _check_floating(name, update[name], f"fedavg: update {index}")
+            np.multiply(tensor, float(samples), out=scratch, dtype=np.float64)
             total_sum += scratch
         if not np.isfinite(total_sum).all():  # a NaN or infinity anywhere shows up here
             _raise_for_non_finite(name, [u for u, _ in updates], "fedavg")
@@ -141,5 +141,7 @@ def _raise_for_non_finite(
 ) -> None:
     """Name the operand whose tensor ``name`` holds NaN or infinity (the error path only)."""
     for index, operand in enumerate(operands):
-        checked_wide(name, operand[name], f"{where}: update {index}" if where == "fedavg" else where)
+        checked_wide(
+            name, operand[name], f"{where}: update {index}" if where == "fedavg" else where
+        )
     raise AggregationError(f"{where}: tensor {name!r} overflows float64")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import trio
@@ -25,7 +26,7 @@ from incentive.records import MemberRecord
 from node.aggregation import apply_delta, fedavg
 from node.errors import NodeError
 from node.training import evaluate
-from node.weights import Weights, decode_weights, encode_weights
+from node.weights import WeightArray, encoded_size
 
 if TYPE_CHECKING:
     from node.hospital import HospitalNode
@@ -79,19 +80,19 @@ class AggregatorDuty:
 
     async def _collect(
         self, members: list[str], needed: int
-    ) -> list[tuple[Announcement, Weights]] | None:
+    ) -> list[tuple[Announcement, Mapping[str, WeightArray]]] | None:
         """Fetch and check updates until a quorum is valid; None if the round moved on."""
         excluded: set[str] = set()
-        accepted: dict[str, tuple[Announcement, Weights]] = {}
+        accepted: dict[str, tuple[Announcement, Mapping[str, WeightArray]]] = {}
         while True:
             for sender, announcement in sorted(self._announced(members).items()):
                 if sender in accepted or sender in excluded:
                     continue
                 try:
-                    blob = await self.node.gossip.fetch(
+                    update = await self.node.weights_of(
                         announcement.blob_hash, [announcement.peer_id]
                     )
-                    accepted[sender] = (announcement, decode_weights(blob))
+                    accepted[sender] = (announcement, update)
                 except (GossipError, NodeError, ValueError) as exc:
                     excluded.add(sender)
                     log.warning("round %d: update of %s excluded: %s", self.round, sender, exc)
@@ -119,11 +120,16 @@ class AggregatorDuty:
             if await self._recorded():
                 return None
 
-    async def _aggregate(self, accepted: list[tuple[Announcement, Weights]]) -> None:
+    async def _aggregate(
+        self, accepted: list[tuple[Announcement, Mapping[str, WeightArray]]]
+    ) -> None:
         node = self.node
-        mean_delta = fedavg([(weights, a.samples) for a, weights in accepted])
-        blob = encode_weights(mean_delta)
-        digest = node.gossip.store.put(blob)
+        mean_delta = await trio.to_thread.run_sync(
+            fedavg, [(weights, a.samples) for a, weights in accepted]
+        )
+        digest = await trio.to_thread.run_sync(node.store_weights, mean_delta)
+        size = encoded_size(mean_delta)
+        del mean_delta
         records = await trio.to_thread.run_sync(self._score, accepted)
         try:
             await node.on_chain(
@@ -150,13 +156,15 @@ class AggregatorDuty:
                 self.round,
                 self.cluster,
                 digest,
-                len(blob),
+                size,
                 total,
                 inputs,
             )
         )
 
-    def _score(self, accepted: list[tuple[Announcement, Weights]]) -> list[MemberRecord]:
+    def _score(
+        self, accepted: list[tuple[Announcement, Mapping[str, WeightArray]]]
+    ) -> list[MemberRecord]:
         """Each update's effect on this node's training loss, weighted by its samples."""
         node = self.node
         site, start = node.site, node.global_weights

@@ -11,7 +11,7 @@ import trio
 
 from node.config import load_config
 from node.errors import ConfigError
-from node.process import run_node_process
+from node.process import release_large_allocations, run_node_process
 
 
 def add_node_parser(subparsers: Any) -> None:
@@ -38,4 +38,5 @@ def run_node(args: argparse.Namespace) -> int:
         raise ConfigError(f"config file {args.config} does not exist")
     config = load_config(args.config)
     torch.set_num_threads(1)
+    release_large_allocations()
     return trio.run(run_node_process, config, args.config.resolve().parent)

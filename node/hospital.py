@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import trio
 from libp2p.crypto.keys import KeyPair
 
-from gossip.blobs import BlobStore, blob_hash
+from gossip.blobs import BlobStore
 from gossip.errors import GossipError
 from gossip.messages import AggregateInput, Announcement, AnnouncementKind
 from gossip.service import GossipService
@@ -43,7 +43,16 @@ from node.inbox import RoundInbox
 from node.journal import Checkpoint, Journal
 from node.membership import Membership
 from node.training import derive_seed, evaluate, train_local
-from node.weights import CODEC, Weights, decode_weights, encode_weights, weights_hash
+from node.weights import (
+    CODEC,
+    BlobWeights,
+    WeightArray,
+    Weights,
+    decode_weights,
+    encoded_size,
+    encoding_parts,
+    weights_hash,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +123,7 @@ class HospitalNode:
             is_member_peer=self.membership.has_peer,
         )
         self.gossip = GossipService(config.network, policy, store, identity)
-        store.put(encode_weights(initial_weights))
+        store.put_parts(encoding_parts(initial_weights))
 
     # ----------------------------------------------------------------- start-up
 
@@ -199,7 +208,9 @@ class HospitalNode:
                 checkpoint.global_hash,
             )
             return
-        self._adopt_global(checkpoint.round, decode_weights(blob))
+        self._adopt_global(
+            checkpoint.round, decode_weights(blob, self.config.network.max_blob_bytes)
+        )
         self.emit(
             {"event": "resumed", "round": checkpoint.round, "global_hash": checkpoint.global_hash}
         )
@@ -252,7 +263,7 @@ class HospitalNode:
         final_hash = await self.on_chain(self.chain.final_hash, last)
         await self.refresh_membership()
         blob = await self._fetch_final(last, final_hash)
-        self._adopt_global(last, decode_weights(blob))
+        self._adopt_global(last, decode_weights(blob, self.config.network.max_blob_bytes))
         self.emit({"event": "resynced", "round": last, "global_hash": final_hash})
 
     async def run_round(self, round_number: int) -> None:
@@ -284,7 +295,7 @@ class HospitalNode:
             nursery.cancel_scope.cancel()
         if failure is not None:
             raise failure
-        new_hash = self.gossip.store.put(encode_weights(new_global))
+        new_hash = await trio.to_thread.run_sync(self.store_weights, new_global)
         await self._attest(round_number, new_hash)
         phases.lap("attest")
         final_hash = await self._wait_final(round_number)
@@ -297,7 +308,10 @@ class HospitalNode:
                 final_hash,
                 new_hash,
             )
-            new_global = decode_weights(await self._fetch_final(round_number, final_hash))
+            new_global = decode_weights(
+                await self._fetch_final(round_number, final_hash),
+                self.config.network.max_blob_bytes,
+            )
         self._adopt_global(round_number, new_global)
         self._first_attempt.pop(round_number, None)
         self._prune_blobs(round_number)
@@ -339,10 +353,14 @@ class HospitalNode:
             train_local, self.global_weights, self.site, self.config.training, seed
         )
         phases.lap("train")
-        blob = encode_weights(delta(result.weights, self.global_weights))
-        digest = self.gossip.store.put(blob)
+        samples = result.samples
+        update = await trio.to_thread.run_sync(delta, result.weights, self.global_weights)
+        del result  # only the update is needed from here on
+        digest = await trio.to_thread.run_sync(self.store_weights, update)
+        size = encoded_size(update)
+        del update
         announcement = self.announcement(
-            AnnouncementKind.UPDATE, round_number, cluster, digest, len(blob), result.samples
+            AnnouncementKind.UPDATE, round_number, cluster, digest, size, samples
         )
         await self.gossip.publish(announcement)
         phases.lap("publish")
@@ -370,18 +388,22 @@ class HospitalNode:
                 f"{self.config.federation.aggregate_timeout:.0f}s (federation.aggregate_timeout)"
             )
         phases.lap("aggregates-recorded")
-        parts = []
+        parts: list[tuple[Mapping[str, WeightArray], int]] = []
         for cluster in clusters:
             info = records[cluster]
-            blob = await self._fetch_aggregate(round_number, info, verify=cluster == own_cluster)
-            parts.append((decode_weights(blob), info.total_samples))
+            aggregate = await self._aggregate_of(round_number, info, cluster == own_cluster)
+            parts.append((aggregate, info.total_samples))
         phases.lap("aggregates-fetched")
-        combined = apply_delta(self.global_weights, fedavg(parts))
+        combined = await trio.to_thread.run_sync(
+            lambda: apply_delta(self.global_weights, fedavg(parts))
+        )
         phases.lap("combine")
         return combined
 
-    async def _fetch_aggregate(self, round_number: int, info: ClusterInfo, verify: bool) -> bytes:
-        """The recorded aggregate's bytes; for the own cluster, recomputed from its inputs."""
+    async def _aggregate_of(
+        self, round_number: int, info: ClusterInfo, verify: bool
+    ) -> Mapping[str, WeightArray]:
+        """The recorded aggregate; for the own cluster, recomputed from its inputs."""
         announced = None
         if verify and self.config.federation.verify_aggregates:
             # The aggregator records before it announces: give the announcement a moment.
@@ -391,19 +413,20 @@ class HospitalNode:
             )
             announced = self._aggregate_announcement(round_number, info)
         if announced is not None:
-            recomputed = encode_weights(fedavg(await self._fetch_inputs(announced)))
-            if blob_hash(recomputed) != info.aggregate_hash:
+            inputs = await self._fetch_inputs(announced)
+            recomputed = await trio.to_thread.run_sync(fedavg, inputs)
+            if await trio.to_thread.run_sync(weights_hash, recomputed) != info.aggregate_hash:
                 raise RoundFailed(
                     f"round {round_number}: cluster {info.cluster}'s recorded aggregate "
                     f"{info.aggregate_hash} is not the average of its announced inputs"
                 )
-            self.gossip.store.put(recomputed)
+            await trio.to_thread.run_sync(self.store_weights, recomputed)
             return recomputed
         providers = [self.membership.peer_id(info.aggregator) or ""]
         providers += self.membership.peer_ids(exclude=self.address, cluster=info.cluster)
         try:
-            return await self.gossip.fetch(info.aggregate_hash, [p for p in providers if p])
-        except GossipError as exc:
+            return await self.weights_of(info.aggregate_hash, [p for p in providers if p])
+        except (GossipError, NodeError) as exc:
             raise RoundFailed(
                 f"round {round_number}: cannot fetch cluster {info.cluster}'s aggregate: {exc}"
             ) from exc
@@ -414,13 +437,14 @@ class HospitalNode:
                 return announcement
         return None
 
-    async def _fetch_inputs(self, aggregate: Announcement) -> list[tuple[Weights, int]]:
+    async def _fetch_inputs(
+        self, aggregate: Announcement
+    ) -> list[tuple[Mapping[str, WeightArray], int]]:
         updates = []
         for item in aggregate.inputs:
             sources = [p for p in (self.membership.peer_id(item.sender), aggregate.peer_id) if p]
             try:
-                data = await self.gossip.fetch(item.blob_hash, sources)
-                updates.append((decode_weights(data), item.samples))
+                updates.append((await self.weights_of(item.blob_hash, sources), item.samples))
             except (GossipError, NodeError, ValueError) as exc:
                 raise RoundFailed(
                     f"round {aggregate.round}: cannot check the aggregate, input "
@@ -484,7 +508,7 @@ class HospitalNode:
         self.global_weights = weights
         self.global_hash = weights_hash(weights)
         self.completed_round = round_number
-        self.gossip.store.put(encode_weights(weights))
+        self.store_weights(weights)
         if self.journal is not None:
             self.journal.save(Checkpoint(round_number, self.global_hash))
 
@@ -514,6 +538,33 @@ class HospitalNode:
             peer_id=self.gossip.peer_id,
             inputs=inputs,
         ).signed(self._account_key)
+
+    def store_weights(self, weights: Mapping[str, WeightArray]) -> str:
+        """Store ``weights``' encoding as a blob (written out piece by piece); its hash."""
+        return self.gossip.store.put_parts(encoding_parts(weights))
+
+    async def weights_of(self, digest: str, providers: list[str]) -> Mapping[str, WeightArray]:
+        """Blob ``digest`` as weights, fetched from ``providers`` unless held already.
+
+        From a disk store the weights are a :class:`BlobWeights`: checked in full here, then
+        read tensor by tensor when used, so averaging several models holds one tensor of
+        each. Raises :class:`GossipError` if no provider delivers, :class:`NodeError` (an
+        ``InvalidWeights``) if the blob is not valid weights.
+        """
+        store = self.gossip.store
+        limit = self.config.network.max_blob_bytes
+        if not store.on_disk:
+            return decode_weights(await self.gossip.fetch(digest, providers), limit)
+        await self.gossip.obtain(digest, providers)
+        path = await trio.to_thread.run_sync(store.checked_path, digest)
+        if path is None:  # the file was corrupt and has been deleted: fetch it again
+            await self.gossip.fetch(digest, providers)
+            path = await trio.to_thread.run_sync(store.checked_path, digest)
+        if path is None:
+            raise NodeError(f"blob {digest} is missing from the store right after fetching it")
+        weights = BlobWeights(path, limit)
+        await trio.to_thread.run_sync(weights.check)
+        return weights
 
     def emit(self, event: dict[str, Any]) -> None:
         """Report a structured event (round results, exclusions, resyncs)."""

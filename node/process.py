@@ -9,6 +9,8 @@ config, it resumes from its checkpoint or resyncs the current model from peers b
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -31,6 +33,8 @@ from node.journal import Journal
 from node.keystore import load_or_create_account_key, load_or_create_identity
 from node.model import build_model
 from node.weights import state_dict_to_weights
+
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number in glibc's malloc.h
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +141,19 @@ async def run_node_process(config: MedswarmConfig, base_dir: Path) -> int:
     finally:
         events.close()
     return 0
+
+
+def release_large_allocations(threshold: int = 2**20) -> None:
+    """Serve allocations of ``threshold`` bytes or more by their own mappings (glibc only).
+
+    glibc raises its mmap threshold as large blocks are freed, up to 32 MB, after which
+    tensors of a few MB come from the heap and stay resident after they are freed. A node
+    allocates and frees model-sized arrays every round; with a fixed threshold each goes
+    back to the system when freed, so the resident set follows what the node holds.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, threshold)
 
 
 def _registered_as(client: MemberClient, node: HospitalNode) -> bool:

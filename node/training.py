@@ -186,7 +186,8 @@ def train_local(
         raise ValueError(f"site {site_data.site!r} has no training samples")
     model = _model_with(site_data.dataset, global_weights, site_data.n_features)
     loss_fn = make_loss(task_spec(site_data.dataset).loss, site_data.train_y)
-    anchors = [p.detach().clone() for p in model.parameters()]
+    # FedProx's anchor: a copy of the starting parameters, only when the proximal term is on.
+    anchors = [p.detach().clone() for p in model.parameters()] if config.proximal_mu > 0 else []
     corrections = _correction_terms(model, gradient_correction)
     x = torch.tensor(site_data.train_x)
     y = torch.tensor(site_data.train_y)
@@ -226,6 +227,8 @@ def train_local(
             assert parameter.grad is not None  # set by backward()
             parameter.grad += correction
         optimizer.step()
+    del optimizer, anchors, corrections  # free their state before copying the weights out
+    model.zero_grad(set_to_none=True)
     return LocalResult(weights=state_dict_to_weights(model), samples=n, train_loss=loss_sum / steps)
 
 

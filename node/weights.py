@@ -25,8 +25,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import struct
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -95,7 +99,7 @@ def _encoding_parts(weights: Mapping[str, WeightArray]) -> list[bytes | memoryvi
     if len(header) > MAX_HEADER_BYTES:
         raise InvalidWeights(f"header of {len(header)} bytes exceeds {MAX_HEADER_BYTES}")
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header))
-    return [prefix, header, *(memoryview(np.ascontiguousarray(a)).cast("B") for a in arrays)]
+    return [prefix, header, *(np.ascontiguousarray(a).data.cast("B") for a in arrays)]
 
 
 def encode_weights(weights: Mapping[str, WeightArray]) -> bytes:
@@ -140,6 +144,54 @@ def _parse_header(raw: bytes) -> list[tuple[str, tuple[int, ...]]]:
     return entries
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Where each tensor of an encoding lies: (name, shape, byte offset, byte size)."""
+
+    tensors: tuple[tuple[str, tuple[int, ...], int, int], ...]
+
+
+def _layout(head: bytes, total: int, max_bytes: int) -> _Layout:
+    """Check an encoding's prefix and header (``head`` starts the encoding of ``total``
+    bytes and holds at least the prefix and header) and return its tensor layout."""
+    if total > max_bytes:
+        raise InvalidWeights(f"weights of {total} bytes exceed the limit of {max_bytes}")
+    if total < _PREFIX.size:
+        raise InvalidWeights(f"truncated weights: {total} bytes, shorter than the prefix")
+    magic, version, header_len = _PREFIX.unpack_from(head)
+    if magic != MAGIC:
+        raise InvalidWeights(f"not medswarm weights: magic {magic!r}, expected {MAGIC!r}")
+    if version != FORMAT_VERSION:
+        raise InvalidWeights(
+            f"unsupported weights format version {version}; this node reads {FORMAT_VERSION}"
+        )
+    if header_len > MAX_HEADER_BYTES:
+        raise InvalidWeights(f"weights header of {header_len} bytes exceeds {MAX_HEADER_BYTES}")
+    body_start = _PREFIX.size + header_len
+    if body_start > total:
+        raise InvalidWeights("truncated weights: the header runs past the end of the data")
+    entries = _parse_header(bytes(head[_PREFIX.size : body_start]))
+    sizes = [int(np.prod(shape, dtype=object)) * 4 for _, shape in entries]
+    body_len = total - body_start
+    if sum(sizes) > body_len:
+        raise InvalidWeights(f"truncated weights: {body_len} data bytes, {sum(sizes)} expected")
+    if sum(sizes) < body_len:
+        raise InvalidWeights(f"{body_len - sum(sizes)} unexpected bytes after the weights data")
+    offsets = itertools.accumulate(sizes, initial=body_start)
+    return _Layout(
+        tuple(
+            (name, shape, offset, size)
+            for (name, shape), offset, size in zip(entries, offsets, sizes, strict=False)
+        )
+    )
+
+
+def _finite(name: str, array: WeightArray) -> WeightArray:
+    if not np.isfinite(array).all():
+        raise InvalidWeights(f"tensor {name!r} holds NaN or infinite values")
+    return array
+
+
 def decode_weights(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Weights:
     """Decode bytes made by :func:`encode_weights` into fresh, writable float32 arrays.
 
@@ -150,39 +202,79 @@ def decode_weights(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Weights:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise InvalidWeights(f"weights must be bytes, got {type(data).__name__}")
     data = bytes(data)
-    if len(data) > max_bytes:
-        raise InvalidWeights(f"weights of {len(data)} bytes exceed the limit of {max_bytes}")
-    if len(data) < _PREFIX.size:
-        raise InvalidWeights(f"truncated weights: {len(data)} bytes, shorter than the prefix")
-    magic, version, header_len = _PREFIX.unpack_from(data)
-    if magic != MAGIC:
-        raise InvalidWeights(f"not medswarm weights: magic {magic!r}, expected {MAGIC!r}")
-    if version != FORMAT_VERSION:
-        raise InvalidWeights(
-            f"unsupported weights format version {version}; this node reads {FORMAT_VERSION}"
-        )
-    if header_len > MAX_HEADER_BYTES:
-        raise InvalidWeights(f"weights header of {header_len} bytes exceeds {MAX_HEADER_BYTES}")
-    body_start = _PREFIX.size + header_len
-    if body_start > len(data):
-        raise InvalidWeights("truncated weights: the header runs past the end of the data")
-    entries = _parse_header(data[_PREFIX.size : body_start])
-    sizes = [int(np.prod(shape, dtype=object)) * 4 for _, shape in entries]
-    body_len = len(data) - body_start
-    if sum(sizes) > body_len:
-        raise InvalidWeights(f"truncated weights: {body_len} data bytes, {sum(sizes)} expected")
-    if sum(sizes) < body_len:
-        raise InvalidWeights(f"{body_len - sum(sizes)} unexpected bytes after the weights data")
+    layout = _layout(data[: _PREFIX.size + MAX_HEADER_BYTES], len(data), max_bytes)
     weights: Weights = {}
-    offset = body_start
-    for (name, shape), size in zip(entries, sizes, strict=True):
+    for name, shape, offset, size in layout.tensors:
         flat = np.frombuffer(data, dtype=DTYPE, count=size // 4, offset=offset)
-        array = flat.astype(np.float32).reshape(shape)
-        if not np.isfinite(array).all():
-            raise InvalidWeights(f"tensor {name!r} holds NaN or infinite values")
-        weights[name] = array
-        offset += size
+        weights[name] = _finite(name, flat.astype(np.float32).reshape(shape))
     return weights
+
+
+class BlobWeights(Mapping[str, WeightArray]):
+    """Weights encoded in a file, read one tensor at a time when asked for.
+
+    Opening checks the prefix and the header (as :func:`decode_weights` does); each access
+    reads that tensor into a fresh writable array and checks it is finite, so a node can
+    average several models while holding one tensor of each. Call :meth:`check` to read
+    everything once up front. The file stays open until the object is garbage-collected.
+    """
+
+    def __init__(self, path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self._file = path.open("rb")
+        weakref.finalize(self, self._file.close)
+        total = os.fstat(self._file.fileno()).st_size
+        head = os.pread(self._file.fileno(), _PREFIX.size + MAX_HEADER_BYTES, 0)
+        self._tensors = {
+            name: (shape, offset, size)
+            for name, shape, offset, size in _layout(head, total, max_bytes).tensors
+        }
+
+    def __getitem__(self, name: str) -> WeightArray:
+        shape, offset, size = self._tensors[name]
+        array = np.empty(shape, dtype=np.float32)
+        view = array.data.cast("B")
+        done = 0
+        while done < size:
+            read = os.preadv(self._file.fileno(), [view[done:]], offset + done)
+            if read == 0:
+                raise InvalidWeights(f"weights file {self._file.name} shrank while being read")
+            done += read
+        return _finite(name, array)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """The shape of tensor ``name``, without reading it."""
+        return self._tensors[name][0]
+
+    def check(self) -> None:
+        """Read every tensor once; raise :class:`InvalidWeights` if any is not finite."""
+        for name in self._tensors:
+            self[name]
+
+
+def encoded_size(weights: Mapping[str, WeightArray]) -> int:
+    """The length of :func:`encode_weights`' bytes for ``weights``, without encoding."""
+    return sum(
+        len(part) if isinstance(part, bytes) else part.nbytes for part in _encoding_parts(weights)
+    )
+
+
+def shape_of(weights: Mapping[str, npt.ArrayLike], name: str) -> tuple[int, ...]:
+    """The shape of ``weights[name]``, without reading it from a :class:`BlobWeights`."""
+    if isinstance(weights, BlobWeights):
+        return weights.shape(name)
+    return tuple(np.shape(weights[name]))
+
+
+def encoding_parts(weights: Mapping[str, WeightArray]) -> list[bytes | memoryview]:
+    """The canonical encoding of ``weights`` in pieces (joined, they are
+    :func:`encode_weights`'s bytes), for writing it out without a copy of the whole."""
+    return _encoding_parts(weights)
 
 
 def weights_hash(weights: Mapping[str, WeightArray]) -> str:
