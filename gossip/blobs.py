@@ -8,8 +8,10 @@ A blob is identified by the lowercase hex SHA-256 of its bytes. Wire protocol
               8 bytes    big-endian length          (status 0 only)
               N bytes    the blob, in chunks        (status 0 only)
 
-The fetcher enforces its own size limit before reading, hashes while reading and rejects
-bytes that do not match; a provider that fails or times out is skipped for the next one.
+Providers answer only from blobs they hold and have verified against their hash. The fetcher
+enforces its own size limit before reading, hashes while reading and rejects bytes that do not
+match; a provider that fails or times out is skipped for the next one. Byte ranges of a blob
+travel on ``/medswarm/blob/1.1.0`` (:mod:`gossip.ranges`).
 """
 
 from __future__ import annotations
@@ -49,7 +51,9 @@ class BlobStore:
     On disk each blob is ``<directory>/<hash>``, written to a temporary file and renamed, so
     a crash never leaves a partial blob under a valid name; a disk-backed store keeps no copy
     on the heap (a node holds models of tens of MB each, several per round), and every read
-    is checked against its hash. Old blobs go with :meth:`discard`. Thread-safe.
+    is checked against its hash (a range read, against the hash the file had when it was
+    last read whole or written, as long as its inode, size and modification time are
+    unchanged). Old blobs go with :meth:`discard`. Thread-safe.
     """
 
     def __init__(self, directory: Path | None = None, max_blob_bytes: int = 256 * 2**20) -> None:
@@ -57,6 +61,7 @@ class BlobStore:
         self._max_blob_bytes = max_blob_bytes
         self._memory: dict[str, bytes] = {}  # the whole store when there is no directory
         self._stored_at: dict[str, float] = {}  # put times of the in-memory store
+        self._verified: dict[str, _FileIdentity] = {}  # files whose content hashed right
         self._lock = threading.Lock()
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
@@ -94,6 +99,7 @@ class BlobStore:
                 return self._memory.get(digest)
         path = self._directory / digest
         try:
+            identity = _identity(path)
             data = path.read_bytes()
         except (FileNotFoundError, IsADirectoryError):
             return None
@@ -101,7 +107,34 @@ class BlobStore:
             log.warning("blob file %s is corrupt; deleting it", path)
             path.unlink(missing_ok=True)
             return None
+        with self._lock:
+            self._verified[digest] = identity
         return data
+
+    def read_range(self, digest: str, offset: int, count: int) -> tuple[int, bytes] | None:
+        """The blob's length and ``count`` of its bytes from ``offset`` (fewer at the end,
+        none past it), or ``None`` if it is not held.
+
+        On disk only the range is read, once the file has been checked against its hash (a
+        whole read the first time, and again whenever the file changes).
+        """
+        if self._directory is None:
+            data = self.get(digest)
+            return None if data is None else (len(data), data[offset : offset + count])
+        if not _is_digest(digest):
+            return None
+        path = self._directory / digest
+        try:
+            identity = _identity(path)
+            with self._lock:
+                verified = self._verified.get(digest) == identity
+            if not verified and self.get(digest) is None:
+                return None
+            with path.open("rb") as handle:
+                handle.seek(offset)
+                return identity[1], handle.read(count)
+        except (FileNotFoundError, IsADirectoryError):
+            return None
 
     def has(self, digest: str) -> bool:
         if self._directory is None:
@@ -119,6 +152,8 @@ class BlobStore:
                     deleted += self._memory.pop(digest, None) is not None
             elif _is_digest(digest):
                 path = self._directory / digest
+                with self._lock:
+                    self._verified.pop(digest, None)
                 if path.is_file():
                     path.unlink(missing_ok=True)
                     deleted += 1
@@ -163,10 +198,20 @@ class BlobStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        with contextlib.suppress(FileNotFoundError), self._lock:
+            self._verified[digest] = _identity(target)
 
 
 def _is_digest(name: str) -> bool:
     return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+
+
+_FileIdentity = tuple[int, int, int]  # inode, size, modification time (ns)
+
+
+def _identity(path: Path) -> _FileIdentity:
+    status = path.stat()
+    return status.st_ino, status.st_size, status.st_mtime_ns
 
 
 class ByteStream(Protocol):
