@@ -1,7 +1,7 @@
-"""Content-addressed blobs and the direct-stream protocol that moves them.
+"""Content-addressed blobs and the direct-stream protocols that move them.
 
 A blob is identified by the lowercase hex SHA-256 of its bytes. Wire protocol
-``/medswarm/blob/1.0.0``, one request per stream:
+``/medswarm/blob/1.0.0``, one request per stream, moves a whole blob:
 
     request:  32 bytes   the SHA-256 digest wanted
     response: 1 byte     status (0 found, 1 not found, 2 refused)
@@ -25,11 +25,20 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
-from gossip.errors import BlobHashMismatch, BlobNotFound, BlobTooLarge, FetchFailed
+from gossip.errors import (
+    BlobHashMismatch,
+    BlobNotFound,
+    BlobTooLarge,
+    FetchFailed,
+)
+from gossip.partial import PartialBlob, partial_files, remove_partial_files
+
+if TYPE_CHECKING:
+    from gossip.segments import SegmentedFetch
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +62,9 @@ class BlobStore:
     on the heap (a node holds models of tens of MB each, several per round), and every read
     is checked against its hash (a range read, against the hash the file had when it was
     last read whole or written, as long as its inode, size and modification time are
-    unchanged). Old blobs go with :meth:`discard`. Thread-safe.
+    unchanged). Partial fetches of large blobs (:class:`~gossip.partial.PartialBlob`) live
+    beside the blobs under other names and never count as blobs. Old blobs go with
+    :meth:`discard` and :meth:`prune`. Thread-safe.
     """
 
     def __init__(self, directory: Path | None = None, max_blob_bytes: int = 256 * 2**20) -> None:
@@ -62,6 +73,7 @@ class BlobStore:
         self._memory: dict[str, bytes] = {}  # the whole store when there is no directory
         self._stored_at: dict[str, float] = {}  # put times of the in-memory store
         self._verified: dict[str, _FileIdentity] = {}  # files whose content hashed right
+        self._fetching: set[str] = set()  # digests with a partial fetch open in this process
         self._lock = threading.Lock()
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
@@ -162,7 +174,8 @@ class BlobStore:
     def prune(self, stored_before: float, keep: Iterable[str] = ()) -> int:
         """Delete blobs last stored before ``stored_before`` (a ``time.time()``), except ``keep``.
 
-        Storing a blob again counts as storing it, so a blob in use is never old.
+        Storing a blob again counts as storing it, so a blob in use is never old. Partial
+        fetches not written to since then go too (unless under way); they are not counted.
         """
         kept = set(keep)
         if self._directory is None:
@@ -174,7 +187,51 @@ class BlobStore:
                 with contextlib.suppress(FileNotFoundError):
                     if _is_digest(path.name) and path.stat().st_mtime < stored_before:
                         old.append(path.name)
+            for digest, changed_at in partial_files(self._directory).items():
+                with self._lock:
+                    busy = digest in self._fetching
+                if changed_at < stored_before and digest not in kept and not busy:
+                    remove_partial_files(self._directory, digest)
         return self.discard(d for d in old if d not in kept)
+
+    def open_partial(self, digest: str, length: int, segment_bytes: int) -> PartialBlob:
+        """A fresh partial fetch of ``digest``: on disk, so that it can be resumed, when the
+        store is and no other fetch of ``digest`` is under way in this process."""
+        if self._directory is None or not _is_digest(digest) or not self._claim(digest):
+            return PartialBlob(digest, length, segment_bytes)
+        try:
+            return PartialBlob.create(
+                self._directory, digest, length, segment_bytes, lambda: self._release(digest)
+            )
+        except BaseException:
+            self._release(digest)
+            raise
+
+    def resume_partial(self, digest: str, max_bytes: int) -> PartialBlob | None:
+        """The partial fetch of ``digest`` an earlier run left on disk, if any."""
+        if self._directory is None or not _is_digest(digest) or not self._claim(digest):
+            return None
+        try:
+            found = PartialBlob.resume(
+                self._directory, digest, max_bytes, lambda: self._release(digest)
+            )
+        except BaseException:
+            self._release(digest)
+            raise
+        if found is None:
+            self._release(digest)
+        return found
+
+    def _claim(self, digest: str) -> bool:
+        with self._lock:
+            if digest in self._fetching:
+                return False
+            self._fetching.add(digest)
+            return True
+
+    def _release(self, digest: str) -> None:
+        with self._lock:
+            self._fetching.discard(digest)
 
     def digests(self) -> set[str]:
         """Every blob held now."""
@@ -299,6 +356,7 @@ async def fetch_from_providers(
     timeout: float,
     on_forged: Callable[[str], None] | None = None,
     fast_path: FastPath | None = None,
+    segmented: SegmentedFetch | None = None,
 ) -> bytes:
     """Fetch ``digest`` from the first provider that delivers verified bytes.
 
@@ -306,8 +364,32 @@ async def fetch_from_providers(
     and timeouts move on to the next provider; if all fail, :class:`FetchFailed` lists why.
     ``fast_path``, when given, is tried first at each provider (the bulk channel); it
     returns verified bytes, raises like :func:`request_blob`, or returns ``None`` to use a
-    stream from ``open_stream`` instead.
+    stream from ``open_stream`` instead. With ``segmented``, a large blob that several
+    providers hold (or whose fetch an earlier run left unfinished) is fetched in segments
+    from all of them at once (:mod:`gossip.segments`); one provider at a time remains the
+    fallback. ``on_forged`` hears of each provider proven to have sent wrong bytes.
     """
+
+    async def whole(candidates: Sequence[str], forged: Callable[[str], None] | None) -> bytes:
+        return await _fetch_whole(
+            digest, candidates, open_stream, max_bytes, timeout, forged, fast_path
+        )
+
+    if segmented is None:
+        return await whole(providers, on_forged)
+    return await segmented.fetch(digest, providers, max_bytes, whole, on_forged)
+
+
+async def _fetch_whole(
+    digest: str,
+    providers: Sequence[str],
+    open_stream: OpenStream,
+    max_bytes: int,
+    timeout: float,
+    on_forged: Callable[[str], None] | None,
+    fast_path: FastPath | None,
+) -> bytes:
+    """The whole blob from one provider at a time (see :func:`fetch_from_providers`)."""
     failures: list[str] = []
     for provider in providers:
         stream: ByteStream | None = None
