@@ -6,7 +6,7 @@ providers hold is fetched as byte ranges (:mod:`gossip.ranges`, and the bulk cha
 
 1. The first provider that answers tells the blob's length (a range of 0 bytes). A blob of at
    most two segments, or one that no provider gives a length for, is fetched whole from one
-   provider at a time, as before.
+   provider at a time, in the order given, as before.
 2. At most ``network.fetch_concurrency`` segments are in flight at once, each assigned to the
    provider with the fewest segments in flight, straight into one preallocated buffer (and,
    when the store is on disk, its partial file, so that a restarted node goes on where it
@@ -111,7 +111,7 @@ class SegmentedFetch:
                 length = await run.probe_length()
                 limit = SEGMENTED_ABOVE * self.policy.segment_bytes
                 if length is None or not limit < length <= max_bytes:
-                    return await run.fetch_whole(whole, None)
+                    return await run.fetch_whole(whole, None, in_order=True)
                 partial = self.partials.open_partial(digest, length, self.policy.segment_bytes)
             else:
                 log.info(
@@ -221,10 +221,13 @@ class _Run:
         partial.discard()
         return None
 
-    async def fetch_whole(self, whole: WholeFetch, partial: PartialBlob | None) -> bytes:
-        """The blob from one provider at a time, those that failed no segment first."""
-        order = [p for p in self.providers if p in self.usable]
-        order += [p for p in self.providers if p not in self.usable]
+    async def fetch_whole(
+        self, whole: WholeFetch, partial: PartialBlob | None, in_order: bool = False
+    ) -> bytes:
+        """The blob from one provider at a time: in the order given when no segment was asked
+        for, otherwise those that failed no segment first."""
+        order = [p for p in self.providers if in_order or p in self.usable]
+        order += [p for p in self.providers if p not in order]
         try:
             data = await whole(order, self.forgers.add)
         except FetchFailed as exc:
