@@ -4,9 +4,12 @@ A blob of more than two segments (``network.segment_bytes``, 8 MiB by default) t
 providers hold is fetched as byte ranges (:mod:`gossip.ranges`, and the bulk channel's
 ``/medswarm/bulk/1.1.0``):
 
-1. The first provider that answers tells the blob's length (a range of 0 bytes). A blob of at
-   most two segments, or one that no provider gives a length for, is fetched whole from one
-   provider at a time, in the order given, as before.
+1. The blob's length is the one an accepted announcement gave, if any (so that small blobs
+   cost nothing more than before); otherwise the first provider that answers tells it (a
+   range of 0 bytes). A blob of at most two segments, or one whose length no provider tells,
+   is fetched whole from one provider at a time, in the order given, as before. An
+   announced length that is wrong only makes every provider refuse the ranges (they give
+   the true length), and the blob then comes whole.
 2. At most ``network.fetch_concurrency`` segments are in flight at once, each assigned to the
    provider with the fewest segments in flight, straight into one preallocated buffer (and,
    when the store is on disk, its partial file, so that a restarted node goes on where it
@@ -91,6 +94,7 @@ class SegmentedFetch:
     source: RangeSource
     partials: PartialStore
     policy: SegmentPolicy = field(default_factory=SegmentPolicy)
+    announced_length: Callable[[str], int | None] = lambda digest: None
 
     async def fetch(
         self,
@@ -108,7 +112,9 @@ class SegmentedFetch:
         run = _Run(digest, providers, self.source, self.policy)
         try:
             if partial is None:
-                length = await run.probe_length()
+                length = self.announced_length(digest)
+                if length is None:
+                    length = await run.probe_length()
                 limit = SEGMENTED_ABOVE * self.policy.segment_bytes
                 if length is None or not limit < length <= max_bytes:
                     return await run.fetch_whole(whole, None, in_order=True)

@@ -44,6 +44,7 @@ from gossip.validation import AnnouncementPolicy, Verdict, validate_announcement
 log = logging.getLogger(__name__)
 
 MIN_SEGMENT_BYTES = 64 * 2**10
+ANNOUNCED_SIZES_KEPT = 4096  # blob sizes remembered from announcements, to plan fetches
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ class GossipService:
         self.traffic: Counter[str] = Counter()
         self.decisions: Counter[Verdict] = Counter()
         self.refused: Counter[str] = Counter()  # blob requests turned away, by reason
+        self._announced_sizes: dict[str, int] = {}  # blob hash -> size, latest announcements
         self._nursery: trio.Nursery | None = None
         self._bulk: BulkServer | None = None
         self._bulk_fetcher: BulkFetcher | None = None
@@ -261,7 +263,9 @@ class GossipService:
             timeout=self.config.fetch_timeout,
             on_forged=self._record_offence,
             fast_path=self._fetch_bulk if self._bulk_fetcher is not None else None,
-            segmented=SegmentedFetch(self._ranges, self.store, self.config.segment_policy),
+            segmented=SegmentedFetch(
+                self._ranges, self.store, self.config.segment_policy, self._announced_sizes.get
+            ),
         )
         self.traffic["received"] += len(data)
         self.store.put_verified(digest, data)  # fetch_from_providers checked the hash
@@ -285,6 +289,9 @@ class GossipService:
         except GossipError:  # validated already; only a bug could get here
             log.exception("validated announcement failed to decode")
             return
+        if len(self._announced_sizes) >= ANNOUNCED_SIZES_KEPT:
+            del self._announced_sizes[next(iter(self._announced_sizes))]  # the oldest
+        self._announced_sizes[announcement.blob_hash] = announcement.size
         await self._send.send(announcement)
 
     def _record_offence(self, peer: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import trio
@@ -226,6 +227,31 @@ async def test_a_large_blob_comes_in_segments_from_both_providers(bulk_channel: 
         assert min(sent) > 0 and sum(sent) == len(LARGE)  # each sent some segments
         assert fetcher.traffic["bulk_received"] == (len(LARGE) if bulk_channel else 0)
         assert not fetcher.offences
+
+
+async def test_an_announced_blob_is_fetched_without_asking_its_length() -> None:
+    async with federation(configs=[SEGMENTED] * 3) as fed:
+        sender, fetcher, other = fed.services
+        lengths_asked: list[str] = []
+        for provider in (sender, other):
+            read_range = provider.serve_range
+
+            def counting(
+                digest: str, offset: int, count: int, read_range: Any = read_range
+            ) -> tuple[int, bytes] | None:
+                if count == 0:
+                    lengths_asked.append(digest)
+                return read_range(digest, offset, count)
+
+            provider.serve_range = counting
+        for data in (b"small update" * 100, LARGE):
+            digest = sender.store.put(data)
+            other.store.put(data)
+            await sender.publish(announce(sender, 0, data))
+            await receive(fetcher)
+            assert await fetcher.fetch(digest, [sender.peer_id, other.peer_id]) == data
+        assert lengths_asked == []
+        assert sender.traffic["sent"] and other.traffic["sent"]  # LARGE came from both
 
 
 async def test_a_provider_forging_ranges_is_found_and_counted_once() -> None:

@@ -179,6 +179,46 @@ async def test_when_no_segment_provider_is_left_the_blob_comes_whole() -> None:
     assert providers.whole_asked == [["absent", "dying", "old"]]
 
 
+async def test_an_announced_length_saves_asking_for_it() -> None:
+    small = Providers({"a": "honest", "b": "honest"}, blob=BLOB[:SEGMENT])
+    asked: list[str] = []
+    blob_length = small.blob_length
+
+    async def counted(provider: str, digest: str) -> int:
+        asked.append(provider)
+        return await blob_length(provider, digest)
+
+    small.blob_length = counted  # type: ignore[method-assign]
+    announced = SegmentedFetch(small, BlobStore(), POLICY, lambda digest: len(small.blob))
+    assert await announced.fetch(blob_hash(small.blob), ["a", "b"], 2**20, small.whole)
+    assert asked == [] and small.ranges == []  # small: whole, without a length request
+
+    large = Providers({"a": "honest", "b": "honest"})
+    large.blob_length = counted  # type: ignore[method-assign]
+    announced = SegmentedFetch(large, BlobStore(), POLICY, lambda digest: len(BLOB))
+    assert await announced.fetch(DIGEST, ["a", "b"], 2**20, large.whole) == BLOB
+    assert asked == [] and providers_of_segments(large) == {"a", "b"}
+
+
+async def test_a_wrong_announced_length_costs_time_but_not_the_blob_or_a_provider() -> None:
+    providers = Providers({"a": "honest", "b": "honest"})
+    read_range = providers.read_range
+
+    async def true_length(
+        provider: str, digest: str, length: int, offset: int, out: memoryview
+    ) -> None:
+        providers.ranges.append((provider, offset))
+        if length != len(BLOB):
+            raise BlobLengthMismatch("another length", len(BLOB))
+        await read_range(provider, digest, length, offset, out)
+
+    providers.read_range = true_length  # type: ignore[method-assign]
+    forged: list[str] = []
+    wrong = SegmentedFetch(providers, BlobStore(), POLICY, lambda digest: len(BLOB) + 5000)
+    assert await wrong.fetch(DIGEST, ["a", "b"], 2**20, providers.whole, forged.append) == BLOB
+    assert providers.whole_asked == [["a", "b"]] and forged == []
+
+
 # ------------------------------------------------------------------ partial files, restarts
 
 
