@@ -186,6 +186,7 @@ class _Run:
             len(self.usable),
         )
         busy: Counter[str] = Counter()
+        unsaved: OSError | None = None
         results_send, results = trio.open_memory_channel[tuple[Segment, str, str | None]](math.inf)
         async with trio.open_nursery() as nursery:
             in_flight = 0
@@ -203,10 +204,20 @@ class _Run:
                 in_flight -= 1
                 if error is None:
                     self.delivered[segment.index] = provider
-                    await self._save(partial, segment)
+                    try:
+                        await partial.save(segment)
+                    except OSError as exc:
+                        unsaved = exc
+                        nursery.cancel_scope.cancel()
+                        break
                 else:
                     self._drop(provider, f"segment {segment.index}: {error}")
                     pending.appendleft(segment)
+        if unsaved is not None:
+            raise FetchFailed(
+                f"could not write a segment of blob {self.digest} to its partial file: "
+                f"{unsaved} (is the state directory's disk full?)"
+            ) from unsaved
         if pending:
             log.warning(
                 "blob %s: %d segments could not be fetched (%s); fetching it whole",
@@ -277,15 +288,6 @@ class _Run:
         except Exception as exc:
             error = str(exc) or repr(exc)
         results.send_nowait((segment, provider, error))
-
-    async def _save(self, partial: PartialBlob, segment: Segment) -> None:
-        try:
-            await partial.save(segment)
-        except OSError as exc:
-            raise FetchFailed(
-                f"could not write segment {segment.index} of blob {self.digest} to its partial "
-                f"file: {exc} (is the state directory's disk full?)"
-            ) from exc
 
     def _drop(self, provider: str, reason: str) -> None:
         self.failures.append(f"{provider}: {reason}")

@@ -273,6 +273,20 @@ async def test_resumed_bytes_that_went_bad_are_fetched_again_without_blame(
     assert partial_files(tmp_path) == []
 
 
+async def test_a_partial_file_that_cannot_be_written_fails_the_fetch_plainly() -> None:
+    class FullDisk(PartialBlob):
+        async def save(self, segment: object) -> None:
+            raise OSError(28, "No space left on device")
+
+    class Store(BlobStore):
+        def open_partial(self, digest: str, length: int, segment_bytes: int) -> PartialBlob:
+            return FullDisk(digest, length, segment_bytes)
+
+    providers = Providers({"a": "honest", "b": "honest"})
+    with pytest.raises(FetchFailed, match=r"No space left on device.*disk full"):
+        await fetch(providers, ["a", "b"], Store())
+
+
 def test_prune_deletes_old_partials_but_not_one_in_use(tmp_path: Path) -> None:
     store = BlobStore(tmp_path)
     old = store.open_partial("a" * 64, 100, 10)
