@@ -190,7 +190,8 @@ class BlobStore:
             for digest, changed_at in partial_files(self._directory).items():
                 with self._lock:
                     busy = digest in self._fetching
-                if changed_at < stored_before and digest not in kept and not busy:
+                old_partial = _is_digest(digest) and changed_at < stored_before
+                if old_partial and digest not in kept and not busy:
                     remove_partial_files(self._directory, digest)
         return self.discard(d for d in old if d not in kept)
 
