@@ -1,15 +1,17 @@
-"""Content-addressed blobs and the direct-stream protocol that moves them.
+"""Content-addressed blobs and the direct-stream protocols that move them.
 
 A blob is identified by the lowercase hex SHA-256 of its bytes. Wire protocol
-``/medswarm/blob/1.0.0``, one request per stream:
+``/medswarm/blob/1.0.0``, one request per stream, moves a whole blob:
 
     request:  32 bytes   the SHA-256 digest wanted
     response: 1 byte     status (0 found, 1 not found, 2 refused)
               8 bytes    big-endian length          (status 0 only)
               N bytes    the blob, in chunks        (status 0 only)
 
-The fetcher enforces its own size limit before reading, hashes while reading and rejects
-bytes that do not match; a provider that fails or times out is skipped for the next one.
+Providers answer only from blobs they hold and have verified against their hash. The fetcher
+enforces its own size limit before reading, hashes while reading and rejects bytes that do not
+match; a provider that fails or times out is skipped for the next one. Byte ranges of a blob
+travel on ``/medswarm/blob/1.1.0`` (:mod:`gossip.ranges`).
 """
 
 from __future__ import annotations
@@ -23,11 +25,20 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
-from gossip.errors import BlobHashMismatch, BlobNotFound, BlobTooLarge, FetchFailed
+from gossip.errors import (
+    BlobHashMismatch,
+    BlobNotFound,
+    BlobTooLarge,
+    FetchFailed,
+)
+from gossip.partial import PartialBlob, partial_files, remove_partial_files
+
+if TYPE_CHECKING:
+    from gossip.segments import SegmentedFetch
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +59,12 @@ class BlobStore:
 
     On disk each blob is ``<directory>/<hash>``, written to a temporary file and renamed, so
     a crash never leaves a partial blob under a valid name; a disk-backed store keeps no copy
-    on the heap (a node holds models of tens of MB each, several per round). A file is checked
-    against its hash when this store first reads it, and again whenever it changes on disk
-    (another inode, size or modification time); files this store wrote from hashed bytes
-    count as checked. Old blobs go with :meth:`discard`. Thread-safe.
+    on the heap (a node holds models of tens of MB each, several per round), and a file is
+    checked against its hash when first read whole, and again whenever its inode, size or
+    modification time changes (files this store wrote from hashed bytes count as checked;
+    range reads rely on that check). Partial fetches of large blobs (:class:`~gossip.partial.PartialBlob`) live
+    beside the blobs under other names and never count as blobs. Old blobs go with
+    :meth:`discard` and :meth:`prune`. Thread-safe.
     """
 
     def __init__(self, directory: Path | None = None, max_blob_bytes: int = 256 * 2**20) -> None:
@@ -59,7 +72,8 @@ class BlobStore:
         self._max_blob_bytes = max_blob_bytes
         self._memory: dict[str, bytes] = {}  # the whole store when there is no directory
         self._stored_at: dict[str, float] = {}  # put times of the in-memory store
-        self._checked: dict[str, tuple[int, int, int]] = {}  # digest -> file identity
+        self._verified: dict[str, _FileIdentity] = {}  # files whose content hashed right
+        self._fetching: set[str] = set()  # digests with a partial fetch open in this process
         self._lock = threading.Lock()
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
@@ -103,20 +117,46 @@ class BlobStore:
         path = self._directory / digest
         try:
             with path.open("rb") as handle:
-                identity = _file_identity(os.fstat(handle.fileno()))
+                status = os.fstat(handle.fileno())
+                identity = (status.st_ino, status.st_size, status.st_mtime_ns)
                 data = handle.read()
         except (FileNotFoundError, IsADirectoryError):
             return None
         with self._lock:
-            checked = self._checked.get(digest) == identity
-        if not checked:
-            if blob_hash(data) != digest:
-                log.warning("blob file %s is corrupt; deleting it", path)
-                path.unlink(missing_ok=True)
-                return None
-            with self._lock:
-                self._checked[digest] = identity
+            if self._verified.get(digest) == identity:  # checked, and unchanged since
+                return data
+        if blob_hash(data) != digest:
+            log.warning("blob file %s is corrupt; deleting it", path)
+            path.unlink(missing_ok=True)
+            return None
+        with self._lock:
+            self._verified[digest] = identity
         return data
+
+    def read_range(self, digest: str, offset: int, count: int) -> tuple[int, bytes] | None:
+        """The blob's length and ``count`` of its bytes from ``offset`` (fewer at the end,
+        none past it), or ``None`` if it is not held.
+
+        On disk only the range is read, once the file has been checked against its hash (a
+        whole read the first time, and again whenever the file changes).
+        """
+        if self._directory is None:
+            data = self.get(digest)
+            return None if data is None else (len(data), data[offset : offset + count])
+        if not _is_digest(digest):
+            return None
+        path = self._directory / digest
+        try:
+            identity = _identity(path)
+            with self._lock:
+                verified = self._verified.get(digest) == identity
+            if not verified and self.get(digest) is None:
+                return None
+            with path.open("rb") as handle:
+                handle.seek(offset)
+                return identity[1], handle.read(count)
+        except (FileNotFoundError, IsADirectoryError):
+            return None
 
     def put_parts(self, parts: Iterable[bytes | memoryview]) -> str:
         """Store the concatenation of ``parts`` and return its hash, without joining them
@@ -138,8 +178,6 @@ class BlobStore:
                             "expected)"
                         )
                     handle.write(part)
-                handle.flush()
-                identity = _file_identity(os.fstat(handle.fileno()))
             name = digest.hexdigest()
             target = self._directory / name
             if target.exists():
@@ -147,12 +185,12 @@ class BlobStore:
                 self._write_file(name, b"")  # already there: only mark it as in use
                 return name
             os.replace(tmp, target)
-            with self._lock:
-                self._checked[name] = identity
-            return name
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        with contextlib.suppress(FileNotFoundError), self._lock:
+            self._verified[name] = _identity(target)
+        return name
 
     def checked_path(self, digest: str) -> Path | None:
         """The file holding blob ``digest``, checked against its hash; ``None`` if there is
@@ -162,9 +200,10 @@ class BlobStore:
         path = self._directory / digest
         try:
             with path.open("rb") as handle:
-                identity = _file_identity(os.fstat(handle.fileno()))
+                status = os.fstat(handle.fileno())
+                identity = (status.st_ino, status.st_size, status.st_mtime_ns)
                 with self._lock:
-                    if self._checked.get(digest) == identity:
+                    if self._verified.get(digest) == identity:
                         return path
                 actual = hashlib.file_digest(handle, "sha256").hexdigest()
         except (FileNotFoundError, IsADirectoryError):
@@ -174,7 +213,7 @@ class BlobStore:
             path.unlink(missing_ok=True)
             return None
         with self._lock:
-            self._checked[digest] = identity
+            self._verified[digest] = identity
         return path
 
     def has(self, digest: str) -> bool:
@@ -194,7 +233,7 @@ class BlobStore:
             elif _is_digest(digest):
                 path = self._directory / digest
                 with self._lock:
-                    self._checked.pop(digest, None)
+                    self._verified.pop(digest, None)
                 if path.is_file():
                     path.unlink(missing_ok=True)
                     deleted += 1
@@ -203,7 +242,8 @@ class BlobStore:
     def prune(self, stored_before: float, keep: Iterable[str] = ()) -> int:
         """Delete blobs last stored before ``stored_before`` (a ``time.time()``), except ``keep``.
 
-        Storing a blob again counts as storing it, so a blob in use is never old.
+        Storing a blob again counts as storing it, so a blob in use is never old. Partial
+        fetches not written to since then go too (unless under way); they are not counted.
         """
         kept = set(keep)
         if self._directory is None:
@@ -215,7 +255,52 @@ class BlobStore:
                 with contextlib.suppress(FileNotFoundError):
                     if _is_digest(path.name) and path.stat().st_mtime < stored_before:
                         old.append(path.name)
+            for digest, changed_at in partial_files(self._directory).items():
+                with self._lock:
+                    busy = digest in self._fetching
+                old_partial = _is_digest(digest) and changed_at < stored_before
+                if old_partial and digest not in kept and not busy:
+                    remove_partial_files(self._directory, digest)
         return self.discard(d for d in old if d not in kept)
+
+    def open_partial(self, digest: str, length: int, segment_bytes: int) -> PartialBlob:
+        """A fresh partial fetch of ``digest``: on disk, so that it can be resumed, when the
+        store is and no other fetch of ``digest`` is under way in this process."""
+        if self._directory is None or not _is_digest(digest) or not self._claim(digest):
+            return PartialBlob(digest, length, segment_bytes)
+        try:
+            return PartialBlob.create(
+                self._directory, digest, length, segment_bytes, lambda: self._release(digest)
+            )
+        except BaseException:
+            self._release(digest)
+            raise
+
+    def resume_partial(self, digest: str, max_bytes: int) -> PartialBlob | None:
+        """The partial fetch of ``digest`` an earlier run left on disk, if any."""
+        if self._directory is None or not _is_digest(digest) or not self._claim(digest):
+            return None
+        try:
+            found = PartialBlob.resume(
+                self._directory, digest, max_bytes, lambda: self._release(digest)
+            )
+        except BaseException:
+            self._release(digest)
+            raise
+        if found is None:
+            self._release(digest)
+        return found
+
+    def _claim(self, digest: str) -> bool:
+        with self._lock:
+            if digest in self._fetching:
+                return False
+            self._fetching.add(digest)
+            return True
+
+    def _release(self, digest: str) -> None:
+        with self._lock:
+            self._fetching.discard(digest)
 
     def digests(self) -> set[str]:
         """Every blob held now."""
@@ -229,32 +314,34 @@ class BlobStore:
         target = self._directory / digest
         if target.exists():
             with contextlib.suppress(FileNotFoundError):
-                before = _file_identity(target.stat())
+                before = _identity(target)
                 os.utime(target)  # stored again: in use, not old (see prune)
                 with self._lock:
-                    if self._checked.get(digest) == before:  # still the bytes checked before
-                        self._checked[digest] = _file_identity(target.stat())
+                    if self._verified.get(digest) == before:  # still the bytes checked before
+                        self._verified[digest] = _identity(target)
             return
         fd, tmp = tempfile.mkstemp(dir=self._directory, prefix=".partial-")
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
-                handle.flush()
-                identity = _file_identity(os.fstat(handle.fileno()))
             os.replace(tmp, target)
-            with self._lock:
-                self._checked[digest] = identity
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-
-
-def _file_identity(stat: os.stat_result) -> tuple[int, int, int]:
-    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        with contextlib.suppress(FileNotFoundError), self._lock:
+            self._verified[digest] = _identity(target)
 
 
 def _is_digest(name: str) -> bool:
     return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+
+
+_FileIdentity = tuple[int, int, int]  # inode, size, modification time (ns)
+
+
+def _identity(path: Path) -> _FileIdentity:
+    status = path.stat()
+    return status.st_ino, status.st_size, status.st_mtime_ns
 
 
 class ByteStream(Protocol):
@@ -342,6 +429,7 @@ async def fetch_from_providers(
     timeout: float,
     on_forged: Callable[[str], None] | None = None,
     fast_path: FastPath | None = None,
+    segmented: SegmentedFetch | None = None,
 ) -> bytes:
     """Fetch ``digest`` from the first provider that delivers verified bytes.
 
@@ -349,8 +437,32 @@ async def fetch_from_providers(
     and timeouts move on to the next provider; if all fail, :class:`FetchFailed` lists why.
     ``fast_path``, when given, is tried first at each provider (the bulk channel); it
     returns verified bytes, raises like :func:`request_blob`, or returns ``None`` to use a
-    stream from ``open_stream`` instead.
+    stream from ``open_stream`` instead. With ``segmented``, a large blob that several
+    providers hold (or whose fetch an earlier run left unfinished) is fetched in segments
+    from all of them at once (:mod:`gossip.segments`); one provider at a time remains the
+    fallback. ``on_forged`` hears of each provider proven to have sent wrong bytes.
     """
+
+    async def whole(candidates: Sequence[str], forged: Callable[[str], None] | None) -> bytes:
+        return await _fetch_whole(
+            digest, candidates, open_stream, max_bytes, timeout, forged, fast_path
+        )
+
+    if segmented is None:
+        return await whole(providers, on_forged)
+    return await segmented.fetch(digest, providers, max_bytes, whole, on_forged)
+
+
+async def _fetch_whole(
+    digest: str,
+    providers: Sequence[str],
+    open_stream: OpenStream,
+    max_bytes: int,
+    timeout: float,
+    on_forged: Callable[[str], None] | None,
+    fast_path: FastPath | None,
+) -> bytes:
+    """The whole blob from one provider at a time (see :func:`fetch_from_providers`)."""
     failures: list[str] = []
     for provider in providers:
         stream: ByteStream | None = None

@@ -3,9 +3,9 @@
 py-libp2p's Yamux streams move 70-80 MB/s, CPU-bound in Python. A plain TCP socket carrying
 ChaCha20-Poly1305 frames, sealed and opened in worker threads while the event loop moves the
 neighbouring frames, is limited by the cipher instead. :class:`BulkServer` is the provider
-side (the ``/medswarm/bulk/1.0.0`` handshake handler and a TCP listener), :class:`BulkFetcher`
-the fetcher side. Wire formats and keys are in :mod:`gossip.bulk_codec`, the frame pipelines
-in :mod:`gossip.bulk_transfer`.
+side (the ``/medswarm/bulk/1.0.0`` handshake handler for whole blobs, ``/medswarm/bulk/1.1.0``
+for byte ranges, and a TCP listener), :class:`BulkFetcher` the fetcher side. Wire formats and
+keys are in :mod:`gossip.bulk_codec`, the frame pipelines in :mod:`gossip.bulk_transfer`.
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ from gossip.blobs import ByteStream, read_exactly
 from gossip.bulk_codec import (
     BULK_PROTOCOL,
     HELLO_BYTES,
+    RANGE_REQUEST_BYTES,
     REQUEST_BYTES,
     SESSION_ID_BYTES,
     BulkAnswer,
     BulkRequest,
     BulkStatus,
+    ByteRange,
     Ephemeral,
     FrameCipher,
     SessionKeys,
@@ -35,6 +37,7 @@ from gossip.bulk_codec import (
     derive_session_keys,
     hello_is_valid,
     seal_hello,
+    served_range,
 )
 from gossip.bulk_transfer import (
     Socket,
@@ -46,6 +49,7 @@ from gossip.bulk_transfer import (
 )
 from gossip.errors import (
     BlobHashMismatch,
+    BlobLengthMismatch,
     BlobNotFound,
     BlobTooLarge,
     BulkChannelError,
@@ -54,6 +58,7 @@ from gossip.errors import (
     MalformedMessage,
     SessionRefused,
 )
+from gossip.ranges import RangeLookup
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +117,9 @@ class SessionTable:
 class BulkServer:
     """The provider side: answers handshakes, then streams each blob to whoever proves its session.
 
-    ``lookup`` decides what is served (as for the stream protocol); ``timeout`` bounds a
-    session's life and each connection; ``on_sent`` is told the size of every blob delivered.
+    ``lookup`` and ``lookup_range`` decide what is served (as for the stream protocols; without
+    ``lookup_range`` range requests find nothing); ``timeout`` bounds a session's life and each
+    connection; ``on_sent`` is told the size of every blob or range delivered.
     """
 
     def __init__(
@@ -123,9 +129,11 @@ class BulkServer:
         timeout: float,
         on_sent: Callable[[int], None],
         frame_bytes: int = FRAME_BYTES,
+        lookup_range: RangeLookup | None = None,
     ) -> None:
         self._local_peer = local_peer
         self._lookup = lookup
+        self._lookup_range = lookup_range
         self._timeout = timeout
         self._on_sent = on_sent
         self._frame_bytes = frame_bytes
@@ -172,13 +180,15 @@ class BulkServer:
         self._connections += 1
         nursery.start_soon(self._serve_connection, sock, address)
 
-    async def answer(self, stream: Any) -> None:
-        """Answer one handshake on a ``/medswarm/bulk/1.0.0`` stream. Never raises."""
+    async def answer(self, stream: Any, ranged: bool = False) -> None:
+        """Answer one handshake on a ``/medswarm/bulk/1.0.0`` stream (``ranged``: 1.1.0).
+        Never raises."""
         fetcher = "unknown peer"
+        size = RANGE_REQUEST_BYTES if ranged else REQUEST_BYTES
         try:
             fetcher = stream.muxed_conn.peer_id.to_base58()
             with trio.fail_after(self._timeout):
-                request = BulkRequest.decode(await read_exactly(stream, REQUEST_BYTES))
+                request = BulkRequest.decode(await read_exactly(stream, size))
                 await stream.write(self._open_session(fetcher, request).encode())
                 await stream.close()
         except Exception as exc:  # an escaping exception would take the whole host down
@@ -187,11 +197,25 @@ class BulkServer:
                 await stream.reset()
 
     def _open_session(self, fetcher: str, request: BulkRequest) -> BulkAnswer:
-        data = self._lookup(request.digest.hex())
+        span: ByteRange | None = None
+        if request.span is None:
+            data = self._lookup(request.digest.hex())
+            length = 0 if data is None else len(data)
+        else:
+            wanted = request.span
+            found = self._lookup_range and self._lookup_range(
+                request.digest.hex(), wanted.offset, wanted.count
+            )
+            length, data = found or (0, None)
+            if data is not None and wanted.offset > length:
+                return BulkAnswer(BulkStatus.OUTSIDE, length=length)
+            span = served_range(wanted, length)
+            if data is not None and len(data) != span.count:
+                raise ValueError(f"range lookup gave {len(data)} bytes, not {span.count}")
         if data is None:
             return BulkAnswer(BulkStatus.NOT_FOUND)
-        if len(data) > request.max_bytes:
-            return BulkAnswer(BulkStatus.TOO_LARGE, length=len(data))
+        if length > request.max_bytes:
+            return BulkAnswer(BulkStatus.TOO_LARGE, length=length)
         mine = Ephemeral()
         transcript = Transcript(
             fetcher_peer=fetcher,
@@ -201,12 +225,13 @@ class BulkServer:
             fetcher_nonce=request.nonce,
             provider_public_key=mine.public_key,
             provider_nonce=mine.nonce,
-            length=len(data),
+            length=length,
+            span=span,
         )
         keys = derive_session_keys(mine.shared_secret(request.public_key), transcript)
         if self.port is None or not self._sessions.open(keys, request.digest, data, fetcher):
             return BulkAnswer(BulkStatus.REFUSED)
-        return BulkAnswer(BulkStatus.FOUND, len(data), mine.public_key, mine.nonce, self.port)
+        return BulkAnswer(BulkStatus.FOUND, length, mine.public_key, mine.nonce, self.port)
 
     async def _serve_connection(self, sock: Socket, address: Any) -> None:
         """Stream one session's blob to a connection that proves it. Never raises."""
@@ -232,15 +257,23 @@ OpenStream = Callable[[str], Awaitable[ByteStream]]
 class BulkFetcher:
     """The fetcher side: asks a provider for a blob over the bulk channel.
 
-    ``open_stream`` opens a ``/medswarm/bulk/1.0.0`` stream to a peer; a bulk port that does
-    not accept within ``connect_timeout`` counts as unavailable. The fetcher keeps its last
-    receive buffer (at most one blob's size) for the next fetch: fresh memory costs the kernel
+    ``open_stream`` opens a ``/medswarm/bulk/1.0.0`` stream to a peer, ``open_range_stream``
+    (without it, no ranges) a ``/medswarm/bulk/1.1.0`` one; a bulk port that does not accept
+    within ``connect_timeout`` counts as unavailable. The fetcher keeps its last receive buffer
+    of a whole blob (at most one blob's size) for the next fetch: fresh memory costs the kernel
     about as much to hand out as the cipher takes to fill it.
     """
 
-    def __init__(self, local_peer: str, open_stream: OpenStream, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        local_peer: str,
+        open_stream: OpenStream,
+        connect_timeout: float,
+        open_range_stream: OpenStream | None = None,
+    ) -> None:
         self._local_peer = local_peer
         self._open_stream = open_stream
+        self._open_range_stream = open_range_stream
         self._connect_timeout = connect_timeout
         self._spare = bytearray()
 
@@ -265,6 +298,51 @@ class BulkFetcher:
             with contextlib.suppress(Exception):
                 await stream.close()
 
+    async def fetch_range(
+        self,
+        provider: str,
+        digest: str,
+        length: int,
+        offset: int,
+        out: memoryview,
+        max_bytes: int,
+    ) -> bool:
+        """Bytes ``offset`` .. ``offset + len(out)`` of blob ``digest`` (``length`` bytes long)
+        from ``provider``, into ``out``; ``False`` if the channel is unavailable.
+
+        Raises what the range stream protocol raises for a missing blob or another length; the
+        bytes are authenticated as the provider's but not verified (only the whole blob can be).
+        """
+        if self._open_range_stream is None:
+            return False
+        try:
+            stream: Any = await self._open_range_stream(provider)
+        except Exception as exc:
+            log.debug("%s does not speak bulk ranges (%r)", provider, exc)
+            return False
+        try:
+            wanted = bytes.fromhex(digest)
+            span = ByteRange(offset, len(out))
+            keys, answer = await self._handshake(stream, provider, wanted, max_bytes, span)
+            if answer.length != length:
+                raise BlobLengthMismatch(
+                    f"provider says blob {digest} has {answer.length} bytes, not {length}",
+                    answer.length,
+                )
+            address = stream.get_remote_address()
+            if not address:
+                raise BulkChannelError("the libp2p connection has no remote IP address")
+            with await _connect(address[0], answer.port, self._connect_timeout) as sock:
+                await send_all(sock, memoryview(seal_hello(keys, wanted)))
+                await receive_blob(sock, FrameCipher(keys.provider_to_fetcher), out)
+            return True
+        except (BulkChannelError, FetchFailed, MalformedMessage, OSError) as exc:
+            log.warning("bulk range from %s failed (%r); using a libp2p stream", provider, exc)
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.close()
+
     async def _fetch(self, stream: Any, provider: str, digest: str, max_bytes: int) -> bytes:
         keys, answer = await self._handshake(stream, provider, bytes.fromhex(digest), max_bytes)
         address = stream.get_remote_address()
@@ -273,15 +351,27 @@ class BulkFetcher:
         return await self._receive(address[0], answer, keys, digest)
 
     async def _handshake(
-        self, stream: Any, provider: str, wanted: bytes, max_bytes: int
+        self,
+        stream: Any,
+        provider: str,
+        wanted: bytes,
+        max_bytes: int,
+        span: ByteRange | None = None,
     ) -> tuple[SessionKeys, BulkAnswer]:
         mine = Ephemeral()
-        await stream.write(BulkRequest(wanted, mine.public_key, mine.nonce, max_bytes).encode())
+        request = BulkRequest(wanted, mine.public_key, mine.nonce, max_bytes, span)
+        await stream.write(request.encode())
         status = (await read_exactly(stream, 1))[0]
         body = await read_exactly(stream, BulkAnswer.body_bytes(status))
         answer = BulkAnswer.decode(status, body)
         if answer.status is BulkStatus.NOT_FOUND:
             raise BlobNotFound(f"provider does not have blob {wanted.hex()}")
+        if answer.status is BulkStatus.OUTSIDE or (span and answer.length < span.offset):
+            raise BlobLengthMismatch(
+                f"provider says blob {wanted.hex()} ends at byte {answer.length}, before the "
+                "range asked for",
+                answer.length,
+            )
         if answer.status is BulkStatus.TOO_LARGE or answer.length > max_bytes:
             raise BlobTooLarge(
                 f"provider offers {answer.length} bytes for {wanted.hex()}, limit is {max_bytes}"
@@ -297,6 +387,7 @@ class BulkFetcher:
             provider_public_key=answer.public_key,
             provider_nonce=answer.nonce,
             length=answer.length,
+            span=None if span is None else served_range(span, answer.length),
         )
         return derive_session_keys(mine.shared_secret(answer.public_key), transcript), answer
 

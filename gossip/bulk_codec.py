@@ -14,9 +14,20 @@ Handshake, one libp2p stream per blob on ``/medswarm/bulk/1.0.0``:
               32 bytes  provider's random nonce                   (found)
                2 bytes  TCP port of the provider's bulk listener  (found)
 
+``/medswarm/bulk/1.1.0`` asks for a byte range of a blob instead (one segment of a fetch
+from several providers, :mod:`gossip.segments`). Its request is the one above followed by
+
+               8 bytes  offset of the first byte wanted (big-endian)
+               8 bytes  how many bytes are wanted
+
+and its answer is the one above, where the length is the whole blob's, with one more status:
+4, the offset is past the end (followed by the 8-byte blob length). The provider sends bytes
+offset .. offset + n - 1, n = min(wanted, length - offset).
+
 Both sides run HKDF-SHA256 over the X25519 shared secret, salted with both nonces, with the
-transcript (both peer ids, the digest, both public keys, both nonces, the length) as info.
-It yields a 16-byte session id and one ChaCha20-Poly1305 key per direction.
+transcript (both peer ids, the digest, both public keys, both nonces, the length; for a range
+also its offset and n, under another label) as info. It yields a 16-byte session id and one
+ChaCha20-Poly1305 key per direction, so a session's keys are bound to the very bytes it moves.
 
 The fetcher then connects to the port (at the IP address of the libp2p connection) and sends
 a 64-byte hello: the session id and the digest sealed with the fetcher-to-provider key. The
@@ -25,8 +36,8 @@ provider answers with frames, each sealed with the provider-to-fetcher key:
      4 bytes  header: bit 31 set on the final frame, bits 0-30 the plaintext length n
     n + 16    ChaCha20-Poly1305 ciphertext; nonce = frame index, header = associated data
 
-The frame that completes the announced length is flagged final and no other is, so a
-truncated, reordered, replayed or extended stream fails to authenticate or to add up.
+The frame that completes the announced length (for a range: n) is flagged final and no other
+is, so a truncated, reordered, replayed or extended stream fails to authenticate or to add up.
 """
 
 from __future__ import annotations
@@ -45,6 +56,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from gossip.errors import BulkChannelError, FrameRejected, MalformedMessage
 
 BULK_PROTOCOL = "/medswarm/bulk/1.0.0"
+BULK_RANGE_PROTOCOL = "/medswarm/bulk/1.1.0"
 DIGEST_BYTES = 32
 PUBLIC_KEY_BYTES = 32
 NONCE_BYTES = 32
@@ -53,10 +65,12 @@ SESSION_ID_BYTES = 16
 TAG_BYTES = 16
 HEADER_BYTES = 4
 REQUEST_BYTES = DIGEST_BYTES + PUBLIC_KEY_BYTES + NONCE_BYTES + 8
+RANGE_REQUEST_BYTES = REQUEST_BYTES + 16
 HELLO_BYTES = SESSION_ID_BYTES + DIGEST_BYTES + TAG_BYTES
 MAX_FRAME_BYTES = 4 * 2**20  # the largest frame a receiver accepts; senders use less
 _FINAL = 1 << 31
 _LABEL = b"medswarm bulk channel v1"
+_RANGE_LABEL = b"medswarm bulk channel v1.1 range"
 
 
 class BulkStatus(IntEnum):
@@ -66,30 +80,60 @@ class BulkStatus(IntEnum):
     NOT_FOUND = 1
     REFUSED = 2
     TOO_LARGE = 3
+    OUTSIDE = 4  # a range request whose offset is past the end of the blob
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """``count`` bytes of a blob from ``offset``."""
+
+    offset: int
+    count: int
+
+    def encode(self) -> bytes:
+        return self.offset.to_bytes(8, "big") + self.count.to_bytes(8, "big")
+
+
+def served_range(wanted: ByteRange, length: int) -> ByteRange:
+    """The bytes a provider sends for ``wanted`` of a blob of ``length`` bytes."""
+    return ByteRange(wanted.offset, max(0, min(wanted.count, length - wanted.offset)))
 
 
 @dataclass(frozen=True)
 class BulkRequest:
-    """What a fetcher sends to open a bulk session."""
+    """What a fetcher sends to open a bulk session (``span``: a range request, 1.1.0)."""
 
     digest: bytes
     public_key: bytes
     nonce: bytes
     max_bytes: int
+    span: ByteRange | None = None
 
     def encode(self) -> bytes:
-        return self.digest + self.public_key + self.nonce + self.max_bytes.to_bytes(8, "big")
+        encoded = self.digest + self.public_key + self.nonce + self.max_bytes.to_bytes(8, "big")
+        return encoded if self.span is None else encoded + self.span.encode()
 
     @classmethod
     def decode(cls, data: bytes) -> BulkRequest:
-        if len(data) != REQUEST_BYTES:
-            raise MalformedMessage(f"bulk request of {len(data)} bytes, expected {REQUEST_BYTES}")
+        """A request of either protocol version, told apart by its size."""
+        if len(data) not in (REQUEST_BYTES, RANGE_REQUEST_BYTES):
+            raise MalformedMessage(
+                f"bulk request of {len(data)} bytes, expected {REQUEST_BYTES} or "
+                f"{RANGE_REQUEST_BYTES}"
+            )
         key_end = DIGEST_BYTES + PUBLIC_KEY_BYTES
+        span = None
+        if len(data) == RANGE_REQUEST_BYTES:
+            span = ByteRange(
+                offset=int.from_bytes(data[REQUEST_BYTES : REQUEST_BYTES + 8], "big"),
+                count=int.from_bytes(data[REQUEST_BYTES + 8 :], "big"),
+            )
         return cls(
             digest=data[:DIGEST_BYTES],
             public_key=data[DIGEST_BYTES:key_end],
             nonce=data[key_end : key_end + NONCE_BYTES],
-            max_bytes=int.from_bytes(data[key_end + NONCE_BYTES :], "big"),
+            max_bytes=int.from_bytes(data[key_end + NONCE_BYTES : REQUEST_BYTES], "big"),
+            span=span,
         )
 
 
@@ -105,7 +149,7 @@ class BulkAnswer:
 
     def encode(self) -> bytes:
         encoded = bytes([self.status])
-        if self.status in (BulkStatus.FOUND, BulkStatus.TOO_LARGE):
+        if self.status in _WITH_LENGTH:
             encoded += self.length.to_bytes(8, "big")
         if self.status is BulkStatus.FOUND:
             encoded += self.public_key + self.nonce + self.port.to_bytes(2, "big")
@@ -120,14 +164,14 @@ class BulkAnswer:
             raise MalformedMessage(f"unknown bulk answer status {status_byte}") from exc
         if status is BulkStatus.FOUND:
             return 8 + PUBLIC_KEY_BYTES + NONCE_BYTES + 2
-        return 8 if status is BulkStatus.TOO_LARGE else 0
+        return 8 if status in _WITH_LENGTH else 0
 
     @classmethod
     def decode(cls, status_byte: int, body: bytes) -> BulkAnswer:
         if len(body) != cls.body_bytes(status_byte):
             raise MalformedMessage(f"bulk answer body of {len(body)} bytes is malformed")
         status = BulkStatus(status_byte)
-        if status is BulkStatus.TOO_LARGE:
+        if status in (BulkStatus.TOO_LARGE, BulkStatus.OUTSIDE):
             return cls(status, length=int.from_bytes(body, "big"))
         if status is not BulkStatus.FOUND:
             return cls(status)
@@ -139,6 +183,9 @@ class BulkAnswer:
             nonce=body[key_end : key_end + NONCE_BYTES],
             port=int.from_bytes(body[key_end + NONCE_BYTES :], "big"),
         )
+
+
+_WITH_LENGTH = (BulkStatus.FOUND, BulkStatus.TOO_LARGE, BulkStatus.OUTSIDE)
 
 
 class Ephemeral:
@@ -168,6 +215,7 @@ class Transcript:
     provider_public_key: bytes
     provider_nonce: bytes
     length: int
+    span: ByteRange | None = None  # the bytes sent, for a range session (count: n)
 
     def encode(self) -> bytes:
         peers = b"".join(
@@ -175,7 +223,7 @@ class Transcript:
             for peer in (self.fetcher_peer.encode(), self.provider_peer.encode())
         )
         return (
-            _LABEL
+            (_LABEL if self.span is None else _RANGE_LABEL)
             + peers
             + self.digest
             + self.fetcher_public_key
@@ -183,6 +231,7 @@ class Transcript:
             + self.provider_public_key
             + self.provider_nonce
             + self.length.to_bytes(8, "big")
+            + (b"" if self.span is None else self.span.encode())
         )
 
 

@@ -45,3 +45,15 @@ class FrameRejected(BulkChannelError, ValueError):
 
 class SessionRefused(BulkChannelError):
     """A bulk connection named an unknown, used or expired session, or a wrong token."""
+
+
+class BlobLengthMismatch(BlobError, ValueError):
+    """A provider gives a blob another length than the fetch expects (one of them is wrong)."""
+
+    def __init__(self, message: str, claimed: int) -> None:
+        super().__init__(message)
+        self.claimed = claimed  # the length the provider gave
+
+
+class GossipConfigError(GossipError, ValueError):
+    """A network setting is out of range."""

@@ -3,7 +3,9 @@
 :class:`GossipService` runs a real py-libp2p host (TCP + Noise + Yamux, Ed25519 identity),
 GossipSub on one topic per federation, and two ways to move model blobs: the encrypted bulk
 channel beside libp2p (``/medswarm/bulk/1.0.0``, see :mod:`gossip.bulk`) and, as the fallback,
-``/medswarm/blob/1.0.0`` streams. It hands validated announcements to its owner through
+``/medswarm/blob/1.0.0`` streams; each has a byte-range version (1.1.0), with which large
+blobs are fetched in segments from several providers at once (:mod:`gossip.segments`).
+It hands validated announcements to its owner through
 :attr:`GossipService.announcements` and knows nothing about training or the chain:
 membership comes in as a lookup function.
 """
@@ -30,14 +32,19 @@ from libp2p.pubsub.pubsub import Pubsub
 from libp2p.tools.anyio_service import background_trio_service
 
 from gossip.blobs import BLOB_PROTOCOL, BlobStore, ByteStream, fetch_from_providers, serve_blob
-from gossip.bulk import BulkFetcher, BulkServer
-from gossip.bulk_codec import BULK_PROTOCOL
-from gossip.errors import GossipError
+from gossip.bulk import MAX_PENDING_SESSIONS, BulkFetcher, BulkServer
+from gossip.bulk_codec import BULK_PROTOCOL, BULK_RANGE_PROTOCOL
+from gossip.errors import GossipConfigError, GossipError
 from gossip.messages import Announcement
 from gossip.muxer import honour_muxer_options, muxer_options
+from gossip.ranges import BLOB_RANGE_PROTOCOL, RangeClient, RangeLookup, serve_blob_range
+from gossip.segments import SegmentedFetch, SegmentPolicy, segment_timeout
 from gossip.validation import AnnouncementPolicy, Verdict, validate_announcement
 
 log = logging.getLogger(__name__)
+
+MIN_SEGMENT_BYTES = 64 * 2**10
+ANNOUNCED_SIZES_KEPT = 4096  # blob sizes remembered from announcements, to plan fetches
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,29 @@ class GossipConfig:
     retain_rounds: int = 3  # blobs stored during the last this-many rounds are kept; 0: all
     bulk_channel: bool = True  # move blobs over encrypted TCP beside libp2p when peers can
     bulk_port: int = 0  # TCP port of the bulk listener on listen_host (0: any free port)
+    # Blobs of more than two segments that several peers hold are fetched in segments of this
+    # size, this many at once, from all of them (gossip.segments).
+    segment_bytes: int = 8 * 2**20
+    fetch_concurrency: int = 4
+
+    def __post_init__(self) -> None:
+        if self.segment_bytes < MIN_SEGMENT_BYTES:
+            raise GossipConfigError(
+                f"network.segment_bytes = {self.segment_bytes} is too small: give at least "
+                f"{MIN_SEGMENT_BYTES} (64 KiB); the default is {8 * 2**20} (8 MiB)"
+            )
+        if not 1 <= self.fetch_concurrency <= MAX_PENDING_SESSIONS:
+            raise GossipConfigError(
+                f"network.fetch_concurrency = {self.fetch_concurrency}: give 1 to "
+                f"{MAX_PENDING_SESSIONS} segments in flight at once (a provider keeps at most "
+                f"{MAX_PENDING_SESSIONS} bulk sessions waiting); the default is 4"
+            )
+
+    @property
+    def segment_policy(self) -> SegmentPolicy:
+        """How segmented fetches run (the segment timeout derives from ``fetch_timeout``)."""
+        timeout = segment_timeout(self.fetch_timeout, self.segment_bytes, self.max_blob_bytes)
+        return SegmentPolicy(self.segment_bytes, self.fetch_concurrency, timeout)
 
 
 def topic_for(federation: str) -> str:
@@ -93,30 +123,41 @@ class GossipService:
         self._pubsub = Pubsub(self._host, self._gossipsub)
         self._pubsub.set_topic_validator(self.topic, self._validate, False)
         self._host.set_stream_handler(TProtocol(BLOB_PROTOCOL), self._serve_blob)
+        self._host.set_stream_handler(TProtocol(BLOB_RANGE_PROTOCOL), self._serve_blob_range)
         send, receive = trio.open_memory_channel[Announcement](256)
         self._send = send
         self.announcements: trio.MemoryReceiveChannel[Announcement] = receive
         # What the blob protocol answers from; the testnet swaps it to inject a lying provider.
         self.serve_lookup: Callable[[str], bytes | None] = store.get
+        self.serve_range: RangeLookup = store.read_range  # the same for byte ranges
         self.offences: Counter[str] = Counter()
         # Bytes this node put on / took off the wire for announcements and blobs ("sent",
         # "received"), and how much of that went over the bulk channel ("bulk_sent", ...).
         self.traffic: Counter[str] = Counter()
         self.decisions: Counter[Verdict] = Counter()
         self.refused: Counter[str] = Counter()  # blob requests turned away, by reason
+        self._announced_sizes: dict[str, int] = {}  # blob hash -> size, latest announcements
         self._nursery: trio.Nursery | None = None
         self._obtaining: dict[str, trio.Event] = {}  # blobs being fetched by obtain()
         self._bulk: BulkServer | None = None
         self._bulk_fetcher: BulkFetcher | None = None
         if config.bulk_channel:
             self._bulk = BulkServer(
-                self.peer_id, self._serve_lookup, config.fetch_timeout, self._count_bulk_sent
+                self.peer_id,
+                self._serve_lookup,
+                config.fetch_timeout,
+                self._count_bulk_sent,
+                lookup_range=self._serve_range_lookup,
             )
             self._host.set_stream_handler(TProtocol(BULK_PROTOCOL), self._answer_bulk)
+            self._host.set_stream_handler(TProtocol(BULK_RANGE_PROTOCOL), self._answer_bulk_range)
             # A bulk port that does not accept within a quarter of the fetch budget leaves the
             # rest of it to the libp2p stream.
             self._bulk_fetcher = BulkFetcher(
-                self.peer_id, self._open_bulk_stream, config.fetch_timeout / 4
+                self.peer_id,
+                self._open_bulk_stream,
+                config.fetch_timeout / 4,
+                open_range_stream=self._open_bulk_range_stream,
             )
 
     @property
@@ -202,7 +243,11 @@ class GossipService:
         await self._pubsub.publish(self.topic, encoded)
 
     async def fetch(self, digest: str, providers: Sequence[str]) -> bytes:
-        """Get blob ``digest`` from the local store or the first good provider; store it."""
+        """Get blob ``digest`` from the local store or the providers; store it.
+
+        A large blob comes in segments from several providers at once, a small one whole from
+        the first good provider (:func:`gossip.blobs.fetch_from_providers`).
+        """
         local = self.store.get(digest)
         if local is not None:
             return local
@@ -219,6 +264,9 @@ class GossipService:
             timeout=self.config.fetch_timeout,
             on_forged=self._record_offence,
             fast_path=self._fetch_bulk if self._bulk_fetcher is not None else None,
+            segmented=SegmentedFetch(
+                self._ranges, self.store, self.config.segment_policy, self._announced_sizes.get
+            ),
         )
         self.traffic["received"] += len(data)
         self.store.put_verified(digest, data)  # fetch_from_providers checked the hash
@@ -258,6 +306,9 @@ class GossipService:
         except GossipError:  # validated already; only a bug could get here
             log.exception("validated announcement failed to decode")
             return
+        if len(self._announced_sizes) >= ANNOUNCED_SIZES_KEPT:
+            del self._announced_sizes[next(iter(self._announced_sizes))]  # the oldest
+        self._announced_sizes[announcement.blob_hash] = announcement.size
         await self._send.send(announcement)
 
     def _record_offence(self, peer: str) -> None:
@@ -306,6 +357,14 @@ class GossipService:
             with contextlib.suppress(Exception):
                 await stream.reset()
 
+    async def _answer_bulk_range(self, stream: Any) -> None:
+        assert self._bulk is not None
+        if self._may_serve(stream):
+            await self._bulk.answer(stream, ranged=True)
+        else:
+            with contextlib.suppress(Exception):
+                await stream.reset()
+
     async def _open_blob_stream(self, peer: str) -> ByteStream:
         stream: ByteStream = await self._host.new_stream(
             ID.from_base58(peer), [TProtocol(BLOB_PROTOCOL)]
@@ -318,6 +377,35 @@ class GossipService:
         )
         return stream
 
+    async def _open_blob_range_stream(self, peer: str) -> ByteStream:
+        stream: ByteStream = await self._host.new_stream(
+            ID.from_base58(peer), [TProtocol(BLOB_RANGE_PROTOCOL)]
+        )
+        return stream
+
+    async def _open_bulk_range_stream(self, peer: str) -> ByteStream:
+        stream: ByteStream = await self._host.new_stream(
+            ID.from_base58(peer), [TProtocol(BULK_RANGE_PROTOCOL)]
+        )
+        return stream
+
+    @property
+    def _ranges(self) -> RangeClient:
+        fast = self._fetch_bulk_range if self._bulk_fetcher is not None else None
+        return RangeClient(self._open_blob_range_stream, fast)
+
+    async def _fetch_bulk_range(
+        self, peer: str, digest: str, length: int, offset: int, out: memoryview
+    ) -> bool:
+        assert self._bulk_fetcher is not None
+        if not self.is_connected(peer):
+            return False  # let the stream path dial, once, and report what fails
+        max_bytes = self.config.max_blob_bytes
+        if not await self._bulk_fetcher.fetch_range(peer, digest, length, offset, out, max_bytes):
+            return False
+        self.traffic["bulk_received"] += len(out)
+        return True
+
     async def _fetch_bulk(self, peer: str, digest: str, max_bytes: int) -> bytes | None:
         assert self._bulk_fetcher is not None
         if not self.is_connected(peer):
@@ -329,6 +417,9 @@ class GossipService:
 
     def _serve_lookup(self, digest: str) -> bytes | None:
         return self.serve_lookup(digest)  # late-bound: serve_lookup may be swapped
+
+    def _serve_range_lookup(self, digest: str, offset: int, count: int) -> tuple[int, bytes] | None:
+        return self.serve_range(digest, offset, count)  # late-bound, as serve_lookup
 
     def _count_bulk_sent(self, size: int) -> None:
         self.traffic["sent"] += size
@@ -347,3 +438,17 @@ class GossipService:
             return data
 
         await serve_blob(stream, counted)
+
+    async def _serve_blob_range(self, stream: Any) -> None:
+        if not self._may_serve(stream):
+            with contextlib.suppress(Exception):
+                await stream.reset()
+            return
+
+        def counted(digest: str, offset: int, count: int) -> tuple[int, bytes] | None:
+            found = self.serve_range(digest, offset, count)
+            if found is not None:
+                self.traffic["sent"] += len(found[1])
+            return found
+
+        await serve_blob_range(stream, counted)

@@ -13,7 +13,8 @@ is a valid configuration.
     [training]    local optimiser settings                        (node.training.TrainingConfig)
                   keys left out take the data set's recommended values
                   (node.training.default_training_config)
-    [network]     libp2p listen address, timeouts, size limits    (gossip.service.GossipConfig)
+    [network]     libp2p listen address, timeouts, size limits,   (gossip.service.GossipConfig)
+                  segmented fetches (docs/configuration.md)
 """
 
 from __future__ import annotations

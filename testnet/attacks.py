@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gossip.messages import Announcement, AnnouncementKind
+from gossip.ranges import ranges_of
 from node.hospital import HospitalNode
 
 
@@ -21,6 +22,7 @@ def serve_forged_blobs(node: HospitalNode) -> None:
         return bytes(byte ^ 0xFF for byte in data[:16]) + data[16:]
 
     node.gossip.serve_lookup = forged
+    node.gossip.serve_range = ranges_of(forged)  # segments of large blobs too
 
 
 def withhold_updates(node: HospitalNode) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import trio
@@ -13,6 +14,7 @@ from eth_account import Account
 from gossip.blobs import BlobStore, blob_hash
 from gossip.errors import GossipError
 from gossip.messages import Announcement, AnnouncementKind
+from gossip.ranges import ranges_of
 from gossip.service import GossipConfig, GossipService
 from gossip.validation import AnnouncementPolicy, Verdict
 from tests.helpers import wait_for
@@ -206,3 +208,58 @@ async def test_a_peer_is_cut_off_after_repeated_offences() -> None:
         with pytest.raises(GossipError, match="no providers"):
             await victim.fetch(blob_hash(data), [forger.peer_id])  # not even asked again
         assert forger.traffic["sent"] == served_before
+
+
+SEGMENTED = replace(CONFIG, segment_bytes=64 * 2**10)  # the smallest segments allowed
+LARGE = bytes(range(256)) * 2500  # 640 000 bytes: 10 segments of 64 KiB
+
+
+@pytest.mark.parametrize("bulk_channel", [True, False])
+async def test_a_large_blob_comes_in_segments_from_both_providers(bulk_channel: bool) -> None:
+    config = replace(SEGMENTED, bulk_channel=bulk_channel)
+    async with federation(configs=[config] * 3) as fed:
+        fetcher, first, second = fed.services
+        digest = first.store.put(LARGE)
+        second.store.put(LARGE)
+        assert await fetcher.fetch(digest, [first.peer_id, second.peer_id]) == LARGE
+        assert fetcher.store.get(digest) == LARGE
+        sent = [first.traffic["sent"], second.traffic["sent"]]
+        assert min(sent) > 0 and sum(sent) == len(LARGE)  # each sent some segments
+        assert fetcher.traffic["bulk_received"] == (len(LARGE) if bulk_channel else 0)
+        assert not fetcher.offences
+
+
+async def test_an_announced_blob_is_fetched_without_asking_its_length() -> None:
+    async with federation(configs=[SEGMENTED] * 3) as fed:
+        sender, fetcher, other = fed.services
+        lengths_asked: list[str] = []
+        for provider in (sender, other):
+            read_range = provider.serve_range
+
+            def counting(
+                digest: str, offset: int, count: int, read_range: Any = read_range
+            ) -> tuple[int, bytes] | None:
+                if count == 0:
+                    lengths_asked.append(digest)
+                return read_range(digest, offset, count)
+
+            provider.serve_range = counting
+        for data in (b"small update" * 100, LARGE):
+            digest = sender.store.put(data)
+            other.store.put(data)
+            await sender.publish(announce(sender, 0, data))
+            await receive(fetcher)
+            assert await fetcher.fetch(digest, [sender.peer_id, other.peer_id]) == data
+        assert lengths_asked == []
+        assert sender.traffic["sent"] and other.traffic["sent"]  # LARGE came from both
+
+
+async def test_a_provider_forging_ranges_is_found_and_counted_once() -> None:
+    forged = bytes(byte ^ 0xFF for byte in LARGE[:16]) + LARGE[16:]
+    async with federation(configs=[SEGMENTED] * 3) as fed:
+        fetcher, forger, honest = fed.services
+        digest = honest.store.put(LARGE)
+        forger.serve_lookup = lambda wanted: forged if wanted == digest else None
+        forger.serve_range = ranges_of(forger.serve_lookup)
+        assert await fetcher.fetch(digest, [forger.peer_id, honest.peer_id]) == LARGE
+        assert fetcher.offences == {forger.peer_id: 1}

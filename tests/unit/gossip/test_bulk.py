@@ -10,7 +10,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import SimpleNamespace
 
 import pytest
@@ -24,6 +24,7 @@ from gossip.bulk_codec import (
     MAX_FRAME_BYTES,
     BulkAnswer,
     BulkRequest,
+    ByteRange,
     Ephemeral,
     FrameCipher,
     SessionKeys,
@@ -41,12 +42,14 @@ from gossip.bulk_transfer import (
 )
 from gossip.errors import (
     BlobHashMismatch,
+    BlobLengthMismatch,
     BlobNotFound,
     BlobTooLarge,
     FrameRejected,
     GossipError,
     SessionRefused,
 )
+from gossip.ranges import ranges_of
 
 FETCHER = "12D3KooWfetcher"
 PROVIDER = "12D3KooWprovider"
@@ -94,25 +97,50 @@ class Provider:
     server: BulkServer
     sent: list[int]
     open_stream: Callable[[str], Awaitable[HandshakeEnd]]
+    open_range_stream: Callable[[str], Awaitable[HandshakeEnd]]
 
 
 @asynccontextmanager
 async def bulk_provider(blobs: dict[str, bytes], timeout: float = 5.0) -> AsyncIterator[Provider]:
     sent: list[int] = []
-    server = BulkServer(PROVIDER, blobs.get, timeout, sent.append, frame_bytes=FRAME)
+    server = BulkServer(
+        PROVIDER,
+        blobs.get,
+        timeout,
+        sent.append,
+        frame_bytes=FRAME,
+        lookup_range=ranges_of(blobs.get),
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve, "127.0.0.1", 0)
 
-        async def open_stream(peer: str) -> HandshakeEnd:
-            to_provider_send, to_provider_receive = trio.open_memory_channel[bytes](10)
-            to_fetcher_send, to_fetcher_receive = trio.open_memory_channel[bytes](10)
-            nursery.start_soon(
-                server.answer, HandshakeEnd(to_fetcher_send, to_provider_receive, FETCHER)
-            )
-            return HandshakeEnd(to_provider_send, to_fetcher_receive, peer)
+        def opener(ranged: bool) -> Callable[[str], Awaitable[HandshakeEnd]]:
+            async def open_stream(peer: str) -> HandshakeEnd:
+                to_provider_send, to_provider_receive = trio.open_memory_channel[bytes](10)
+                to_fetcher_send, to_fetcher_receive = trio.open_memory_channel[bytes](10)
+                provider_end = HandshakeEnd(to_fetcher_send, to_provider_receive, FETCHER)
+                nursery.start_soon(server.answer, provider_end, ranged)
+                return HandshakeEnd(to_provider_send, to_fetcher_receive, peer)
 
-        yield Provider(server, sent, open_stream)
+            return open_stream
+
+        yield Provider(server, sent, opener(False), opener(True))
         nursery.cancel_scope.cancel()
+
+
+async def fetch_range(
+    provider: Provider, digest: str, length: int, offset: int, count: int
+) -> bytes | None:
+    fetcher = BulkFetcher(
+        FETCHER,
+        provider.open_stream,
+        connect_timeout=2,
+        open_range_stream=provider.open_range_stream,
+    )
+    out = bytearray(count)
+    with trio.fail_after(5):
+        done = await fetcher.fetch_range(PROVIDER, digest, length, offset, memoryview(out), 2**24)
+    return bytes(out) if done else None
 
 
 async def fetch(provider: Provider, digest: str, max_bytes: int = 2**24) -> bytes | None:
@@ -288,6 +316,68 @@ async def test_missing_oversized_and_forged_blobs_raise_like_the_stream_protocol
     async with bulk_provider(forged) as provider:
         with pytest.raises(BlobHashMismatch, match="forged"):
             await fetch(provider, blob_hash(data))
+
+
+async def test_a_range_travels_in_frames_of_its_own_session() -> None:
+    data = os.urandom(5 * FRAME + 11)
+    digest = blob_hash(data)
+    async with bulk_provider({digest: data}) as provider:
+        middle = await fetch_range(provider, digest, len(data), FRAME + 3, 2 * FRAME)
+        tail = await fetch_range(provider, digest, len(data), len(data) - 11, 11)
+    assert middle == data[FRAME + 3 : 3 * FRAME + 3]
+    assert tail == data[-11:]
+    assert provider.sent == [2 * FRAME, 11]
+
+
+async def test_a_range_of_another_length_or_a_missing_blob_raises() -> None:
+    data = os.urandom(3 * FRAME)
+    digest = blob_hash(data)
+    async with bulk_provider({digest: data}) as provider:
+        with pytest.raises(BlobLengthMismatch, match=f"{len(data)} bytes, not") as other:
+            await fetch_range(provider, digest, len(data) + 1, 0, 10)
+        assert other.value.claimed == len(data)
+        with pytest.raises(BlobLengthMismatch, match="ends at byte"):
+            await fetch_range(provider, digest, 4 * FRAME, 3 * FRAME + 1, 10)
+        with pytest.raises(BlobNotFound):
+            await fetch_range(provider, "00" * 32, 10, 0, 10)
+    assert provider.sent == []
+
+
+async def test_a_range_hello_does_not_open_the_whole_blob_or_another_range() -> None:
+    """A session agreed for one range streams that range and nothing else."""
+    data = os.urandom(4 * FRAME)
+    digest = bytes.fromhex(blob_hash(data))
+    async with bulk_provider({digest.hex(): data}) as provider:
+        stream = await provider.open_range_stream(PROVIDER)
+        mine = Ephemeral()
+        span = ByteRange(FRAME, FRAME)
+        await stream.write(BulkRequest(digest, mine.public_key, mine.nonce, 2**24, span).encode())
+        status = (await read_exactly(stream, 1))[0]
+        body = await read_exactly(stream, BulkAnswer.body_bytes(status))
+        answer = BulkAnswer.decode(status, body)
+        agreed = Transcript(
+            FETCHER,
+            PROVIDER,
+            digest,
+            mine.public_key,
+            mine.nonce,
+            answer.public_key,
+            answer.nonce,
+            answer.length,
+            span,
+        )
+        secret = mine.shared_secret(answer.public_key)
+        for claimed in (replace(agreed, span=None), replace(agreed, span=ByteRange(0, FRAME))):
+            wrong = derive_session_keys(secret, claimed)
+            with await connect(answer.port) as sock:
+                await send_all(sock, memoryview(seal_hello(wrong, digest)))
+                assert await read_until_closed(sock) == 0
+        keys = derive_session_keys(secret, agreed)
+        with await connect(answer.port) as sock:
+            await send_all(sock, memoryview(seal_hello(keys, digest)))
+            out = bytearray(FRAME)
+            await receive_blob(sock, FrameCipher(keys.provider_to_fetcher), memoryview(out))
+    assert out == data[FRAME : 2 * FRAME]
 
 
 async def test_unavailable_channel_gives_none_for_the_fallback() -> None:

@@ -10,6 +10,7 @@ from gossip.bulk_codec import (
     BulkAnswer,
     BulkRequest,
     BulkStatus,
+    ByteRange,
     Ephemeral,
     Frame,
     FrameCipher,
@@ -20,6 +21,7 @@ from gossip.bulk_codec import (
     hello_is_valid,
     plan_frames,
     seal_hello,
+    served_range,
 )
 from gossip.errors import FrameRejected, MalformedMessage
 
@@ -59,6 +61,7 @@ def test_request_and_answers_round_trip() -> None:
         BulkAnswer(BulkStatus.NOT_FOUND),
         BulkAnswer(BulkStatus.REFUSED),
         BulkAnswer(BulkStatus.TOO_LARGE, length=2**30),
+        BulkAnswer(BulkStatus.OUTSIDE, length=77),
     ]
     for answer in answers:
         encoded = answer.encode()
@@ -205,3 +208,49 @@ def test_headers_that_cannot_be_right_are_refused_before_the_body() -> None:
         FrameReader(length=100).next_frame((100).to_bytes(4, "big"))
     with pytest.raises(FrameRejected, match="mis-flagged"):
         FrameReader(length=100).next_frame((0).to_bytes(4, "big"))
+
+
+def test_a_range_request_is_the_whole_request_and_two_numbers() -> None:
+    request = BulkRequest(DIGEST, b"k" * 32, b"n" * 32, 2**26, ByteRange(2**23, 2**20))
+    encoded = request.encode()
+    whole = BulkRequest(DIGEST, b"k" * 32, b"n" * 32, 2**26).encode()
+    assert encoded == whole + (2**23).to_bytes(8, "big") + (2**20).to_bytes(8, "big")
+    assert BulkRequest.decode(encoded) == request
+    with pytest.raises(MalformedMessage, match="expected 104 or 120"):
+        BulkRequest.decode(encoded[:-1])
+
+
+def test_the_range_served_stops_at_the_end_of_the_blob() -> None:
+    assert served_range(ByteRange(10, 5), 100) == ByteRange(10, 5)
+    assert served_range(ByteRange(90, 50), 100) == ByteRange(90, 10)
+    assert served_range(ByteRange(100, 50), 100) == ByteRange(100, 0)
+
+
+def test_range_session_keys_cover_the_range_under_their_own_label() -> None:
+    secret = bytes(range(32))
+    span = ByteRange(200, 300)
+    expected = rfc5869_hkdf_sha256(
+        secret,
+        salt=b"\x02" * 32 + b"\x04" * 32,
+        info=(
+            b"medswarm bulk channel v1.1 range"
+            + b"\x00\x0f12D3KooWfetcher\x00\x1012D3KooWprovider"
+            + DIGEST
+            + b"\x01" * 32
+            + b"\x02" * 32
+            + b"\x03" * 32
+            + b"\x04" * 32
+            + (1000).to_bytes(8, "big")
+            + (200).to_bytes(8, "big")
+            + (300).to_bytes(8, "big")
+        ),
+        length=80,
+    )
+    keys = derive_session_keys(secret, transcript(span=span))
+    assert keys == SessionKeys(expected[:16], expected[16:48], expected[48:])
+    others = [
+        transcript(),  # the whole blob
+        transcript(span=ByteRange(0, 300)),
+        transcript(span=ByteRange(200, 299)),
+    ]
+    assert all(derive_session_keys(secret, other) != keys for other in others)

@@ -104,3 +104,20 @@ def test_naming_one_local_budget_unsets_the_other(tmp_path: Path) -> None:
     path.write_text("[training]\nlocal_steps = 5\nlocal_epochs = 1\n")
     with pytest.raises(ConfigError, match="exactly one"):
         load_config(path)
+
+
+def test_segmented_fetch_settings_are_read_and_checked() -> None:
+    network = config_from_dict(
+        {"network": {"segment_bytes": 2**20, "fetch_concurrency": 8, "fetch_timeout": 8}}
+    ).network
+    assert (network.segment_bytes, network.fetch_concurrency) == (2**20, 8)
+    # 4 x 8 s x (1 MiB of the 64 MiB largest blob) = 0.5 s, raised to a quarter of 8 s
+    assert network.segment_policy.segment_timeout == 2.0
+    with pytest.raises(
+        ConfigError, match=r"segment_bytes = 1000 is too small: give at least 65536"
+    ):
+        config_from_dict({"network": {"segment_bytes": 1000}})
+    with pytest.raises(ConfigError, match=r"fetch_concurrency = 0: give 1 to 16"):
+        config_from_dict({"network": {"fetch_concurrency": 0}})
+    with pytest.raises(ConfigError, match=r"fetch_concurrency = 17: give 1 to 16"):
+        config_from_dict({"network": {"fetch_concurrency": 17}})
