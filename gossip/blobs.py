@@ -62,8 +62,9 @@ class BlobStore:
     on the heap (a node holds models of tens of MB each, several per round), and a file is
     checked against its hash when first read whole, and again whenever its inode, size or
     modification time changes (files this store wrote from hashed bytes count as checked;
-    range reads rely on that check). Partial fetches of large blobs (:class:`~gossip.partial.PartialBlob`) live
-    beside the blobs under other names and never count as blobs. Old blobs go with
+    range reads rely on that check). Partial fetches of large blobs
+    (:class:`~gossip.partial.PartialBlob`) live beside the blobs under other names and never
+    count as blobs. Old blobs go with
     :meth:`discard` and :meth:`prune`. Thread-safe.
     """
 
@@ -102,8 +103,7 @@ class BlobStore:
                 "(raise network.max_blob_bytes in the config if this model is expected)"
             )
         if self._directory is not None:
-            self._write_file(digest, data)
-            return digest
+            return self._write_parts([data], digest)
         with self._lock:
             self._memory.setdefault(digest, data)
             self._stored_at[digest] = time.time()
@@ -114,47 +114,28 @@ class BlobStore:
         if self._directory is None:
             with self._lock:
                 return self._memory.get(digest)
-        path = self._directory / digest
-        try:
-            with path.open("rb") as handle:
-                status = os.fstat(handle.fileno())
-                identity = (status.st_ino, status.st_size, status.st_mtime_ns)
-                data = handle.read()
-        except (FileNotFoundError, IsADirectoryError):
-            return None
-        with self._lock:
-            if self._verified.get(digest) == identity:  # checked, and unchanged since
-                return data
-        if blob_hash(data) != digest:
-            log.warning("blob file %s is corrupt; deleting it", path)
-            path.unlink(missing_ok=True)
-            return None
-        with self._lock:
-            self._verified[digest] = identity
-        return data
+        found = self._open_checked(digest, read=True)
+        return None if found is None else found[1]
 
     def read_range(self, digest: str, offset: int, count: int) -> tuple[int, bytes] | None:
         """The blob's length and ``count`` of its bytes from ``offset`` (fewer at the end,
         none past it), or ``None`` if it is not held.
 
-        On disk only the range is read, once the file has been checked against its hash (a
-        whole read the first time, and again whenever the file changes).
+        On disk only the range is read, once the file has been checked against its hash
+        (see :meth:`checked_path`).
         """
         if self._directory is None:
             data = self.get(digest)
             return None if data is None else (len(data), data[offset : offset + count])
         if not _is_digest(digest):
             return None
-        path = self._directory / digest
+        path = self.checked_path(digest)
+        if path is None:
+            return None
         try:
-            identity = _identity(path)
-            with self._lock:
-                verified = self._verified.get(digest) == identity
-            if not verified and self.get(digest) is None:
-                return None
             with path.open("rb") as handle:
                 handle.seek(offset)
-                return identity[1], handle.read(count)
+                return os.fstat(handle.fileno()).st_size, handle.read(count)
         except (FileNotFoundError, IsADirectoryError):
             return None
 
@@ -163,49 +144,32 @@ class BlobStore:
         in memory when the store is on disk."""
         if self._directory is None:
             return self.put(b"".join(parts))
-        digest = hashlib.sha256()
-        size = 0
-        fd, tmp = tempfile.mkstemp(dir=self._directory, prefix=".partial-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                for part in parts:
-                    digest.update(part)
-                    size += len(part) if isinstance(part, bytes) else part.nbytes
-                    if size > self._max_blob_bytes:
-                        raise BlobTooLarge(
-                            f"blob of more than {self._max_blob_bytes} bytes exceeds the limit "
-                            "(raise network.max_blob_bytes in the config if this model is "
-                            "expected)"
-                        )
-                    handle.write(part)
-            name = digest.hexdigest()
-            target = self._directory / name
-            if target.exists():
-                Path(tmp).unlink(missing_ok=True)
-                self._write_file(name, b"")  # already there: only mark it as in use
-                return name
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        with contextlib.suppress(FileNotFoundError), self._lock:
-            self._verified[name] = _identity(target)
-        return name
+        return self._write_parts(parts, None)
 
     def checked_path(self, digest: str) -> Path | None:
         """The file holding blob ``digest``, checked against its hash; ``None`` if there is
         no such blob or the store keeps blobs in memory. A corrupt file is deleted."""
         if self._directory is None or not _is_digest(digest):
             return None
+        found = self._open_checked(digest, read=False)
+        return None if found is None else found[0]
+
+    def _open_checked(self, digest: str, read: bool) -> tuple[Path, bytes | None] | None:
+        """Blob ``digest``'s file (and its bytes if ``read``), hashed unless checked before
+        and unchanged since; ``None`` if absent. A corrupt file is deleted."""
+        assert self._directory is not None
         path = self._directory / digest
         try:
             with path.open("rb") as handle:
-                status = os.fstat(handle.fileno())
-                identity = (status.st_ino, status.st_size, status.st_mtime_ns)
+                identity = _identity_of(os.fstat(handle.fileno()))
+                data = handle.read() if read else None
                 with self._lock:
                     if self._verified.get(digest) == identity:
-                        return path
-                actual = hashlib.file_digest(handle, "sha256").hexdigest()
+                        return path, data
+                if data is not None:
+                    actual = blob_hash(data)
+                else:
+                    actual = hashlib.file_digest(handle, "sha256").hexdigest()
         except (FileNotFoundError, IsADirectoryError):
             return None
         if actual != digest:
@@ -214,7 +178,7 @@ class BlobStore:
             return None
         with self._lock:
             self._verified[digest] = identity
-        return path
+        return path, data
 
     def has(self, digest: str) -> bool:
         if self._directory is None:
@@ -309,27 +273,56 @@ class BlobStore:
                 return set(self._memory)
         return {p.name for p in self._directory.iterdir() if _is_digest(p.name)}
 
-    def _write_file(self, digest: str, data: bytes) -> None:
+    def _write_parts(self, parts: Iterable[bytes | memoryview], digest: str | None) -> str:
+        """Write a blob to a temporary file and rename it to its hash; return the hash.
+
+        ``digest`` is the hash the caller computed, or ``None`` to hash while writing. A
+        blob already held is only marked as stored again (see :meth:`prune`).
+        """
         assert self._directory is not None
-        target = self._directory / digest
-        if target.exists():
-            with contextlib.suppress(FileNotFoundError):
-                before = _identity(target)
-                os.utime(target)  # stored again: in use, not old (see prune)
-                with self._lock:
-                    if self._verified.get(digest) == before:  # still the bytes checked before
-                        self._verified[digest] = _identity(target)
-            return
+        if digest is not None and (self._directory / digest).exists():
+            self._touch(digest)
+            return digest
+        hasher = hashlib.sha256() if digest is None else None
+        size = 0
         fd, tmp = tempfile.mkstemp(dir=self._directory, prefix=".partial-")
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+                for part in parts:
+                    size += memoryview(part).nbytes
+                    if size > self._max_blob_bytes:
+                        raise BlobTooLarge(
+                            f"blob of more than {self._max_blob_bytes} bytes exceeds the limit "
+                            "(raise network.max_blob_bytes in the config if this model is "
+                            "expected)"
+                        )
+                    if hasher is not None:
+                        hasher.update(part)
+                    handle.write(part)
+            name = hasher.hexdigest() if hasher is not None else str(digest)
+            target = self._directory / name
+            if target.exists():
+                Path(tmp).unlink(missing_ok=True)
+                self._touch(name)
+                return name
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         with contextlib.suppress(FileNotFoundError), self._lock:
-            self._verified[digest] = _identity(target)
+            self._verified[name] = _identity(target)
+        return name
+
+    def _touch(self, digest: str) -> None:
+        """Mark blob ``digest`` as stored now, keeping it checked if it was."""
+        assert self._directory is not None
+        target = self._directory / digest
+        with contextlib.suppress(FileNotFoundError):
+            before = _identity(target)
+            os.utime(target)
+            with self._lock:
+                if self._verified.get(digest) == before:  # still the bytes checked before
+                    self._verified[digest] = _identity(target)
 
 
 def _is_digest(name: str) -> bool:
@@ -340,7 +333,10 @@ _FileIdentity = tuple[int, int, int]  # inode, size, modification time (ns)
 
 
 def _identity(path: Path) -> _FileIdentity:
-    status = path.stat()
+    return _identity_of(path.stat())
+
+
+def _identity_of(status: os.stat_result) -> _FileIdentity:
     return status.st_ino, status.st_size, status.st_mtime_ns
 
 
@@ -368,7 +364,7 @@ async def serve_blob(stream: ByteStream, lookup: Callable[[str], bytes | None]) 
         await stream.close()
     except Exception as exc:  # an escaping exception would take the whole host down
         log.debug("blob request failed: %r", exc)
-        await _reset_quietly(stream)
+        await reset_quietly(stream)
 
 
 async def request_blob(stream: ByteStream, digest: str, max_bytes: int) -> bytes:
@@ -473,7 +469,7 @@ async def _fetch_whole(
                     stream = await open_stream(provider)
                     data = await request_blob(stream, digest, max_bytes)
             if stream is not None:
-                await _close_quietly(stream)
+                await close_quietly(stream)
             return data
         except trio.TooSlowError:
             failures.append(f"{provider}: no answer within {timeout:.1f}s")
@@ -485,15 +481,17 @@ async def _fetch_whole(
         except Exception as exc:
             failures.append(f"{provider}: {exc}")
         if stream is not None:
-            await _reset_quietly(stream)
+            await reset_quietly(stream)
     raise FetchFailed(f"could not fetch blob {digest}: " + "; ".join(failures or ["no providers"]))
 
 
-async def _close_quietly(stream: ByteStream) -> None:
+async def close_quietly(stream: ByteStream) -> None:
+    """Close ``stream``, ignoring a peer that is already gone."""
     with contextlib.suppress(Exception):
         await stream.close()
 
 
-async def _reset_quietly(stream: ByteStream) -> None:
+async def reset_quietly(stream: ByteStream) -> None:
+    """Reset ``stream``, ignoring a peer that is already gone."""
     with contextlib.suppress(Exception):
         await stream.reset()

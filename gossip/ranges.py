@@ -31,7 +31,9 @@ from gossip.blobs import (
     STATUS_NOT_FOUND,
     ByteStream,
     OpenStream,
+    close_quietly,
     read_exactly,
+    reset_quietly,
 )
 from gossip.errors import BlobLengthMismatch, BlobNotFound, FetchFailed
 
@@ -82,7 +84,7 @@ async def serve_blob_range(stream: ByteStream, lookup: RangeLookup) -> None:
         await stream.close()
     except Exception as exc:  # an escaping exception would take the whole host down
         log.debug("blob range request failed: %r", exc)
-        await _reset_quietly(stream)
+        await reset_quietly(stream)
 
 
 async def request_blob_length(stream: ByteStream, digest: str) -> int:
@@ -170,16 +172,6 @@ async def _stream_to(open_stream: OpenStream, provider: str) -> AsyncIterator[By
         yield stream
     except BaseException:
         with trio.CancelScope(shield=True), trio.move_on_after(RESET_SECONDS):
-            await _reset_quietly(stream)
+            await reset_quietly(stream)
         raise
-    await _close_quietly(stream)
-
-
-async def _close_quietly(stream: ByteStream) -> None:
-    with contextlib.suppress(Exception):
-        await stream.close()
-
-
-async def _reset_quietly(stream: ByteStream) -> None:
-    with contextlib.suppress(Exception):
-        await stream.reset()
+    await close_quietly(stream)

@@ -31,7 +31,14 @@ from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.tools.anyio_service import background_trio_service
 
-from gossip.blobs import BLOB_PROTOCOL, BlobStore, ByteStream, fetch_from_providers, serve_blob
+from gossip.blobs import (
+    BLOB_PROTOCOL,
+    BlobStore,
+    ByteStream,
+    OpenStream,
+    fetch_from_providers,
+    serve_blob,
+)
 from gossip.bulk import MAX_PENDING_SESSIONS, BulkFetcher, BulkServer
 from gossip.bulk_codec import BULK_PROTOCOL, BULK_RANGE_PROTOCOL
 from gossip.errors import GossipConfigError, GossipError
@@ -155,9 +162,9 @@ class GossipService:
             # rest of it to the libp2p stream.
             self._bulk_fetcher = BulkFetcher(
                 self.peer_id,
-                self._open_bulk_stream,
+                self._opener(BULK_PROTOCOL),
                 config.fetch_timeout / 4,
-                open_range_stream=self._open_bulk_range_stream,
+                open_range_stream=self._opener(BULK_RANGE_PROTOCOL),
             )
 
     @property
@@ -259,7 +266,7 @@ class GossipService:
         data = await fetch_from_providers(
             digest,
             others,
-            self._open_blob_stream,
+            self._opener(BLOB_PROTOCOL),
             max_bytes=self.config.max_blob_bytes,
             timeout=self.config.fetch_timeout,
             on_forged=self._record_offence,
@@ -365,34 +372,21 @@ class GossipService:
             with contextlib.suppress(Exception):
                 await stream.reset()
 
-    async def _open_blob_stream(self, peer: str) -> ByteStream:
-        stream: ByteStream = await self._host.new_stream(
-            ID.from_base58(peer), [TProtocol(BLOB_PROTOCOL)]
-        )
-        return stream
+    def _opener(self, protocol: str) -> OpenStream:
+        """A function opening a stream of ``protocol`` to a peer given by its id."""
 
-    async def _open_bulk_stream(self, peer: str) -> ByteStream:
-        stream: ByteStream = await self._host.new_stream(
-            ID.from_base58(peer), [TProtocol(BULK_PROTOCOL)]
-        )
-        return stream
+        async def open_stream(peer: str) -> ByteStream:
+            stream: ByteStream = await self._host.new_stream(
+                ID.from_base58(peer), [TProtocol(protocol)]
+            )
+            return stream
 
-    async def _open_blob_range_stream(self, peer: str) -> ByteStream:
-        stream: ByteStream = await self._host.new_stream(
-            ID.from_base58(peer), [TProtocol(BLOB_RANGE_PROTOCOL)]
-        )
-        return stream
-
-    async def _open_bulk_range_stream(self, peer: str) -> ByteStream:
-        stream: ByteStream = await self._host.new_stream(
-            ID.from_base58(peer), [TProtocol(BULK_RANGE_PROTOCOL)]
-        )
-        return stream
+        return open_stream
 
     @property
     def _ranges(self) -> RangeClient:
         fast = self._fetch_bulk_range if self._bulk_fetcher is not None else None
-        return RangeClient(self._open_blob_range_stream, fast)
+        return RangeClient(self._opener(BLOB_RANGE_PROTOCOL), fast)
 
     async def _fetch_bulk_range(
         self, peer: str, digest: str, length: int, offset: int, out: memoryview

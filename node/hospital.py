@@ -51,7 +51,6 @@ from node.weights import (
     decode_weights,
     encoded_size,
     encoding_parts,
-    weights_hash,
 )
 
 log = logging.getLogger(__name__)
@@ -105,7 +104,7 @@ class HospitalNode:
         self.current_round = 0
         self.completed_round = 0
         self.global_weights = initial_weights
-        self.global_hash = weights_hash(initial_weights)
+        self.global_hash = store.put_parts(encoding_parts(initial_weights))
         self._on_event = on_event or (lambda _event: None)
         self._refresh_wanted = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -123,7 +122,6 @@ class HospitalNode:
             is_member_peer=self.membership.has_peer,
         )
         self.gossip = GossipService(config.network, policy, store, identity)
-        store.put_parts(encoding_parts(initial_weights))
 
     # ----------------------------------------------------------------- start-up
 
@@ -209,7 +207,9 @@ class HospitalNode:
             )
             return
         self._adopt_global(
-            checkpoint.round, decode_weights(blob, self.config.network.max_blob_bytes)
+            checkpoint.round,
+            decode_weights(blob, self.config.network.max_blob_bytes),
+            checkpoint.global_hash,
         )
         self.emit(
             {"event": "resumed", "round": checkpoint.round, "global_hash": checkpoint.global_hash}
@@ -263,7 +263,9 @@ class HospitalNode:
         final_hash = await self.on_chain(self.chain.final_hash, last)
         await self.refresh_membership()
         blob = await self._fetch_final(last, final_hash)
-        self._adopt_global(last, decode_weights(blob, self.config.network.max_blob_bytes))
+        self._adopt_global(
+            last, decode_weights(blob, self.config.network.max_blob_bytes), final_hash
+        )
         self.emit({"event": "resynced", "round": last, "global_hash": final_hash})
 
     async def run_round(self, round_number: int) -> None:
@@ -312,7 +314,7 @@ class HospitalNode:
                 await self._fetch_final(round_number, final_hash),
                 self.config.network.max_blob_bytes,
             )
-        self._adopt_global(round_number, new_global)
+        self._adopt_global(round_number, new_global, final_hash)
         self._first_attempt.pop(round_number, None)
         self._prune_blobs(round_number)
         metrics = await trio.to_thread.run_sync(
@@ -415,12 +417,13 @@ class HospitalNode:
         if announced is not None:
             inputs = await self._fetch_inputs(announced)
             recomputed = await trio.to_thread.run_sync(fedavg, inputs)
-            if await trio.to_thread.run_sync(weights_hash, recomputed) != info.aggregate_hash:
+            digest = await trio.to_thread.run_sync(self.store_weights, recomputed)
+            if digest != info.aggregate_hash:
+                self.gossip.store.discard([digest])
                 raise RoundFailed(
                     f"round {round_number}: cluster {info.cluster}'s recorded aggregate "
                     f"{info.aggregate_hash} is not the average of its announced inputs"
                 )
-            await trio.to_thread.run_sync(self.store_weights, recomputed)
             return recomputed
         providers = [self.membership.peer_id(info.aggregator) or ""]
         providers += self.membership.peer_ids(exclude=self.address, cluster=info.cluster)
@@ -504,11 +507,11 @@ class HospitalNode:
                 f"served: {exc}"
             ) from exc
 
-    def _adopt_global(self, round_number: int, weights: Weights) -> None:
+    def _adopt_global(self, round_number: int, weights: Weights, digest: str) -> None:
+        """Make ``weights`` (already in the store as blob ``digest``) the global model."""
         self.global_weights = weights
-        self.global_hash = weights_hash(weights)
+        self.global_hash = digest
         self.completed_round = round_number
-        self.store_weights(weights)
         if self.journal is not None:
             self.journal.save(Checkpoint(round_number, self.global_hash))
 

@@ -258,10 +258,11 @@ class BlobWeights(Mapping[str, WeightArray]):
 
 
 def encoded_size(weights: Mapping[str, WeightArray]) -> int:
-    """The length of :func:`encode_weights`' bytes for ``weights``, without encoding."""
-    return sum(
-        len(part) if isinstance(part, bytes) else part.nbytes for part in _encoding_parts(weights)
-    )
+    """The length of :func:`encode_weights`' bytes for ``weights`` (which it must accept),
+    from their names and shapes alone."""
+    names = sorted(weights)
+    header = _header_bytes([(name, tuple(np.shape(weights[name]))) for name in names])
+    return _PREFIX.size + len(header) + sum(4 * int(np.size(weights[name])) for name in names)
 
 
 def shape_of(weights: Mapping[str, npt.ArrayLike], name: str) -> tuple[int, ...]:

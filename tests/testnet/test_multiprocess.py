@@ -86,6 +86,15 @@ def test_the_run_directory_has_the_report(run: tuple[Path, dict[str, Any]]) -> N
     assert summary["scenario"] == "ci-smoke"
 
 
+def test_round_events_say_where_the_time_went(run: tuple[Path, dict[str, Any]]) -> None:
+    out, _ = run
+    phases = ["registry", "train", "publish", "aggregates-recorded", "aggregates-fetched"]
+    phases += ["combine", "attest", "finalize", "evaluate"]
+    for event in (e for e in read_jsonl(out / "events.jsonl") if e["event"] == "round"):
+        assert sorted(event["phase_seconds"]) == sorted(phases)
+        assert sum(event["phase_seconds"].values()) <= event["seconds"] + 0.01
+
+
 def test_no_process_is_left_running(run: tuple[Path, dict[str, Any]]) -> None:
     out, _ = run
     pids = json.loads((out / "testnet.json").read_text())["pids"]

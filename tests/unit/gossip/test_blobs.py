@@ -165,3 +165,25 @@ async def test_fetch_reports_every_failure() -> None:
 
     with pytest.raises(FetchFailed, match=r"a is down.*b is down"):
         await fetch_from_providers("00" * 32, ["a", "b"], open_stream, 10, 1.0)
+
+
+@pytest.mark.parametrize("on_disk", [True, False])
+def test_put_parts_stores_the_joined_bytes(tmp_path: Path, on_disk: bool) -> None:
+    store = BlobStore(tmp_path if on_disk else None, max_blob_bytes=10)
+    digest = store.put_parts([b"wei", memoryview(b"ghts")])
+    assert digest == blob_hash(b"weights") and store.get(digest) == b"weights"
+    assert store.put_parts([b"weights"]) == digest  # stored again: same blob
+    with pytest.raises(BlobTooLarge):
+        store.put_parts([b"weights", b"!!!!"])
+    if on_disk:
+        assert {p.name for p in tmp_path.iterdir()} == {digest}  # no temporary file left
+
+
+def test_checked_path_hashes_a_changed_file_and_deletes_it_if_corrupt(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    digest = store.put(b"weights")
+    assert store.checked_path(digest) == tmp_path / digest
+    assert BlobStore(tmp_path).checked_path(digest) == tmp_path / digest  # hashed from disk
+    (tmp_path / digest).write_bytes(b"weights?")
+    assert store.checked_path(digest) is None and not store.has(digest)
+    assert BlobStore(None).checked_path(digest) is None  # memory stores have no files

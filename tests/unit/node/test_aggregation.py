@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from node.aggregation import apply_delta, delta, fedavg
 from node.errors import AggregationError
+from node.weights import BlobWeights, encode_weights
 
 
 def f32(*values: float) -> np.ndarray:
@@ -74,3 +77,33 @@ def test_global_step_is_weighted_mean_of_deltas() -> None:
     glob = {"w": f32(0.0)}
     deltas = [(delta({"w": f32(2.0)}, glob), 1), (delta({"w": f32(-2.0)}, glob), 3)]
     assert apply_delta(glob, fedavg(deltas))["w"].tolist() == [-1.0]
+
+
+def test_models_read_from_blob_files_average_like_models_in_memory(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    models = [
+        {"a": rng.standard_normal((40, 7)).astype(np.float32), "b": rng.standard_normal(3)}
+        for _ in range(3)
+    ]
+    models = [{k: v.astype(np.float32) for k, v in m.items()} for m in models]
+    files = []
+    for index, model in enumerate(models):
+        path = tmp_path / str(index)
+        path.write_bytes(encode_weights(model))
+        files.append(BlobWeights(path))
+    in_memory = fedavg([(m, n) for m, n in zip(models, (5, 9, 2), strict=True)])
+    from_files = fedavg([(m, n) for m, n in zip(files, (5, 9, 2), strict=True)])
+    assert all(np.array_equal(in_memory[k], from_files[k]) for k in in_memory)
+    assert all(
+        np.array_equal(apply_delta(models[0], models[1])[k], apply_delta(files[0], files[1])[k])
+        for k in in_memory
+    )
+
+
+def test_a_non_finite_input_is_named(tmp_path: Path) -> None:
+    good = {"w": np.ones(4, dtype=np.float32)}
+    bad = {"w": np.array([1.0, np.inf, 1.0, 1.0], dtype=np.float32)}
+    with pytest.raises(AggregationError, match="update 1: tensor 'w' holds NaN or infinite"):
+        fedavg([(good, 1), (bad, 1)])
+    with pytest.raises(AggregationError, match="delta: tensor 'w' holds NaN or infinite"):
+        delta(bad, good)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +14,13 @@ import torch
 from node.errors import InvalidWeights
 from node.model import build_model
 from node.weights import (
+    BlobWeights,
     decode_weights,
     encode_weights,
+    encoded_size,
+    encoding_parts,
     load_weights_into,
+    shape_of,
     state_dict_to_weights,
     weights_hash,
 )
@@ -150,3 +155,46 @@ def test_load_rejects_weights_that_do_not_fit() -> None:
         load_weights_into(model, wrong_shape)
     with pytest.raises(InvalidWeights, match="missing"):
         load_weights_into(model, {"linear.weight": _weights()["linear.weight"]})
+
+
+def _sample_weights() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(7)
+    return {
+        "layer.weight": rng.standard_normal((5, 3)).astype(np.float32),
+        "layer.bias": rng.standard_normal(5).astype(np.float32),
+        "scale": np.array(2.5, dtype=np.float32),
+    }
+
+
+def test_blob_weights_read_what_decode_reads(tmp_path: Path) -> None:
+    weights = _sample_weights()
+    path = tmp_path / "model"
+    path.write_bytes(encode_weights(weights))
+    lazy = BlobWeights(path)
+    assert list(lazy) == sorted(weights) and len(lazy) == len(weights)
+    assert lazy.shape("layer.weight") == (5, 3) and shape_of(lazy, "scale") == ()
+    for name, array in decode_weights(path.read_bytes()).items():
+        assert np.array_equal(lazy[name], array) and lazy[name].flags.writeable
+    lazy.check()
+
+
+def test_blob_weights_check_the_file_like_decode(tmp_path: Path) -> None:
+    encoded = encode_weights(_sample_weights())
+    truncated = tmp_path / "truncated"
+    truncated.write_bytes(encoded[:-4])
+    with pytest.raises(InvalidWeights, match="truncated"):
+        BlobWeights(truncated)
+    poisoned = tmp_path / "poisoned"
+    poisoned.write_bytes(encoded[:-4] + struct.pack("<f", float("nan")))
+    lazy = BlobWeights(poisoned)  # the header is fine; the values are read on use
+    with pytest.raises(InvalidWeights, match="NaN"):
+        lazy.check()
+    with pytest.raises(InvalidWeights, match="exceed the limit"):
+        BlobWeights(truncated, max_bytes=16)
+
+
+def test_encoded_size_and_parts_match_the_encoding() -> None:
+    weights = _sample_weights()
+    encoded = encode_weights(weights)
+    assert encoded_size(weights) == len(encoded)
+    assert b"".join(encoding_parts(weights)) == encoded
