@@ -114,7 +114,7 @@ async def _measure(nodes: int, size_bytes: int, rounds: int) -> GossipBenchResul
             order = PATHS if round_number % 2 else PATHS[::-1]
             for path in order:
                 wall, cpu_seconds, owns = await _timed_round(
-                    children, path, round_number, round_timeout
+                    children, path, round_number, size_bytes, round_timeout
                 )
                 verified += await _check_round(children, path, round_number, owns)
                 if round_number == 1:
@@ -126,7 +126,7 @@ async def _measure(nodes: int, size_bytes: int, rounds: int) -> GossipBenchResul
 
 
 async def _timed_round(
-    children: Sequence[_Child], path: str, round_number: int, timeout: float
+    children: Sequence[_Child], path: str, round_number: int, size_bytes: int, timeout: float
 ) -> tuple[float, float, set[str]]:
     """Wall seconds, CPU seconds summed over the nodes, and the blobs the nodes made."""
     before = await _cpu(children)
@@ -137,6 +137,15 @@ async def _timed_round(
     after = await _cpu(children)
     if any(report["done"] != round_number or report["path"] != path for report in reports):
         raise TestnetError(f"a node reported another round than {path} round {round_number}")
+    blobs_bytes = (len(children) - 1) * size_bytes
+    for index, report in enumerate(reports):
+        expected_bulk = blobs_bytes if path == "bulk" else 0
+        if report["received"] < blobs_bytes or report["bulk_received"] != expected_bulk:
+            raise TestnetError(
+                f"node {index} received {report['bulk_received']} of {report['received']} "
+                f"bytes of {path} round {round_number} over the bulk channel, expected "
+                f"{expected_bulk} of at least {blobs_bytes}: some fetches took another path"
+            )
     return wall, sum(after) - sum(before), {report["own"] for report in reports}
 
 

@@ -12,7 +12,8 @@ per line on stdout:
     (at start)                          -> {"ready": {path: {"peer_id", "address"}}, ...}
     {"cmd": "peers", "peers": [...]}    -> {"connected": true}   (dials, waits for the topic)
     {"cmd": "cpu"}                      -> {"cpu": CPU seconds of this process so far}
-    {"cmd": "round", "path", "round"}   -> {"done": round, "path", "own": digest}
+    {"cmd": "round", "path", "round"}   -> {"done": round, "path", "own": digest,
+                                            "received": bytes, "bulk_received": bytes}
     {"cmd": "check", "path", "round"}   -> {"held": [digests whose bytes hash to them]}
 
 In a round the host makes a fresh random blob, stores it, publishes a signed UPDATE
@@ -215,8 +216,19 @@ async def run_node(index: int, nodes: int, size_bytes: int) -> None:
                 _emit({"cpu": time.process_time()})
             elif kind == "round":
                 member = members[command["path"]]
+                traffic = member.service.traffic
+                before = traffic["received"], traffic["bulk_received"]
                 own = await _round(member, command["round"], size_bytes)
-                _emit({"done": command["round"], "path": member.path, "own": own})
+                received = traffic["received"] - before[0], traffic["bulk_received"] - before[1]
+                _emit(
+                    {
+                        "done": command["round"],
+                        "path": member.path,
+                        "own": own,
+                        "received": received[0],
+                        "bulk_received": received[1],
+                    }
+                )
             elif kind == "check":
                 _emit({"held": _check(members[command["path"]], command["round"])})
         nursery.cancel_scope.cancel()
