@@ -2,7 +2,7 @@
 
 :class:`GossipService` runs a real py-libp2p host (TCP + Noise + Yamux, Ed25519 identity),
 GossipSub on one topic per federation, and two ways to move model blobs: the encrypted bulk
-channel beside libp2p (``/medswarm/bulk/1.0.0``, see :mod:`gossip.bulk`) and, as the fallback,
+channel beside libp2p (``/medswarm/bulk/2.0.0``, see :mod:`gossip.bulk`) and, as the fallback,
 ``/medswarm/blob/1.0.0`` streams. It hands validated announcements to its owner through
 :attr:`GossipService.announcements` and knows nothing about training or the chain:
 membership comes in as a lookup function.
@@ -109,7 +109,11 @@ class GossipService:
         self._bulk_fetcher: BulkFetcher | None = None
         if config.bulk_channel:
             self._bulk = BulkServer(
-                self.peer_id, self._serve_lookup, config.fetch_timeout, self._count_bulk_sent
+                self.peer_id,
+                self._serve_lookup,
+                config.fetch_timeout,
+                self._count_bulk_sent,
+                may_serve=self._may_serve_peer,
             )
             self._host.set_stream_handler(TProtocol(BULK_PROTOCOL), self._answer_bulk)
             # A bulk port that does not accept within a quarter of the fetch budget leaves the
@@ -152,6 +156,8 @@ class GossipService:
                     await self._deliver(message.data)
             finally:
                 self._send.close()
+                if self._bulk_fetcher is not None:
+                    self._bulk_fetcher.close()
 
     def is_connected(self, peer_id: str) -> bool:
         """Whether this host has an open connection to ``peer_id``."""
@@ -271,6 +277,10 @@ class GossipService:
             peer = str(stream.muxed_conn.peer_id.to_base58())
         except AttributeError:
             return False
+        return self._may_serve_peer(peer)
+
+    def _may_serve_peer(self, peer: str) -> bool:
+        """Whether ``peer`` may have blobs from this node (asked again for each blob)."""
         if self.is_blacklisted(peer):
             return False
         if self.policy.is_member_peer is None or self.policy.is_member_peer(peer):
