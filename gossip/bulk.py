@@ -48,7 +48,7 @@ from gossip.bulk_codec import (
     seal_request,
 )
 from gossip.bulk_transfer import (
-    FramePool,
+    BufferPool,
     Socket,
     hash_and_copy,
     receive_blob,
@@ -75,6 +75,8 @@ MAX_PENDING_SESSIONS = 16  # handshakes whose link connection has not arrived ye
 MAX_CONNECTIONS = 64  # links a provider serves at once
 LINK_IDLE_SECONDS = 30.0  # a provider closes a link that has carried no request this long
 MAX_IDLE_LINKS = 2  # idle links a fetcher keeps per provider
+FRAME_POOL_BYTES = 24 * 2**20  # frame buffers each side keeps for the next frames
+BLOB_POOL_BYTES = 32 * 2**20  # receive buffers a fetcher keeps (always at least one)
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ class BulkServer:
         self._may_serve = may_serve
         self._idle_timeout = idle_timeout
         self._sessions = SessionTable(ttl=timeout)
-        self._pool = FramePool()
+        self._frames = BufferPool(FRAME_POOL_BYTES)
         self._connections = 0
         self.port: int | None = None
 
@@ -269,7 +271,7 @@ class BulkServer:
         await send_all(sock, memoryview(answer))
         if data is None or len(data) > max_bytes:
             return
-        frames = await send_blob(sock, send.frame_cipher(), data, self._frame_bytes, self._pool)
+        frames = await send_blob(sock, send.frame_cipher(), data, self._frame_bytes, self._frames)
         send.used(frames)
         self._on_sent(len(data))
         log.debug("sent %d bytes to %s over the bulk channel", len(data), fetcher)
@@ -297,9 +299,9 @@ class BulkFetcher:
 
     ``open_stream`` opens a ``/medswarm/bulk/2.0.0`` stream to a peer for a handshake; a bulk
     port that does not accept within ``connect_timeout`` counts as unavailable. Links idle
-    for ``idle_timeout`` (less than the provider's) are not used again. The fetcher keeps its
-    last receive buffer (at most one blob's size) for the next fetch: fresh memory costs the
-    kernel about as much to hand out as the cipher takes to fill it.
+    for ``idle_timeout`` (less than the provider's) are not used again. The fetcher keeps
+    receive buffers (up to :data:`BLOB_POOL_BYTES`, at least one) for the next fetches:
+    fresh memory costs the kernel about as much to hand out as the cipher takes to fill it.
     """
 
     def __init__(
@@ -316,8 +318,8 @@ class BulkFetcher:
         self._idle_timeout = idle_timeout
         self._clock = clock
         self._idle: dict[str, list[_Link]] = {}
-        self._pool = FramePool()
-        self._spare = bytearray()
+        self._frames = BufferPool(FRAME_POOL_BYTES)
+        self._blobs = BufferPool(BLOB_POOL_BYTES)
 
     async def fetch(self, provider: str, digest: str, max_bytes: int) -> bytes | None:
         """Blob ``digest`` from ``provider``, verified; ``None`` if the channel is unavailable.
@@ -442,12 +444,10 @@ class BulkFetcher:
                 link.sock.close()
 
     async def _receive(self, link: _Link, length: int, digest: str) -> bytes:
-        buffer, self._spare = self._spare, bytearray()
-        if len(buffer) < length:
-            buffer = bytearray(length)
+        buffer = self._blobs.take(length)
         out = memoryview(buffer)[:length]
         try:
-            frames = await receive_blob(link.sock, link.receive.frame_cipher(), out, self._pool)
+            frames = await receive_blob(link.sock, link.receive.frame_cipher(), out, self._frames)
             link.receive.used(frames)
             received, data = await trio.to_thread.run_sync(hash_and_copy, out)
             if received != digest:
@@ -457,8 +457,7 @@ class BulkFetcher:
                 )
             return data
         finally:
-            if len(buffer) > len(self._spare):
-                self._spare = buffer
+            self._blobs.give_back(buffer)
 
 
 async def _connect(host: str, port: int, timeout: float) -> Socket:

@@ -29,36 +29,44 @@ PIPELINE_DEPTH = 3  # one frame in the cipher, the others on the wire
 Socket = trio.socket.SocketType
 
 
-class FramePool:
-    """Frame buffers kept for the next transfers of one side of the channel.
+class BufferPool:
+    """Buffers kept for the next transfers of one side of the channel.
 
     Fresh memory costs the kernel page faults about as dear as the cipher's work on it, so
-    buffers are reused across frames, blobs and links; at most ``keep`` wait here unused.
-    Used from the event loop only.
+    frame and blob buffers are reused across frames, blobs and links. At most ``max_bytes``
+    wait here unused, or one buffer if that alone is larger. Used from the event loop only.
     """
 
-    def __init__(self, keep: int = 4 * PIPELINE_DEPTH) -> None:
+    def __init__(self, max_bytes: int) -> None:
         self._free: list[bytearray] = []
-        self._keep = keep
+        self._max_bytes = max_bytes
 
     def take(self, size: int) -> bytearray:
-        for index, buffer in enumerate(self._free):
-            if len(buffer) >= size:
-                return self._free.pop(index)
-        return bytearray(size)
+        """The smallest kept buffer of at least ``size`` bytes, or a new one of ``size``."""
+        fitting = [buffer for buffer in self._free if len(buffer) >= size]
+        if not fitting:
+            return bytearray(size)
+        smallest = min(fitting, key=len)
+        self._free.remove(smallest)
+        return smallest
 
     def give_back(self, buffer: bytearray) -> None:
-        if len(self._free) < self._keep:
-            self._free.append(buffer)
+        kept: list[bytearray] = []
+        total = 0
+        for spare in sorted([buffer, *self._free], key=len, reverse=True):
+            if not kept or total + len(spare) <= self._max_bytes:
+                kept.append(spare)
+                total += len(spare)
+        self._free = kept
 
 
 async def send_blob(
-    sock: Socket, cipher: FrameCipher, data: bytes, frame_bytes: int, pool: FramePool | None = None
+    sock: Socket, cipher: FrameCipher, data: bytes, frame_bytes: int, pool: BufferPool | None = None
 ) -> int:
     """Send ``data`` as sealed frames of ``frame_bytes``; return how many frames."""
     source = memoryview(data)
     frames = plan_frames(len(data), frame_bytes)
-    spares = _InFlight(PIPELINE_DEPTH, pool or FramePool())
+    spares = _InFlight(PIPELINE_DEPTH, pool or BufferPool(0))
     sealed_send, sealed_receive = trio.open_memory_channel[tuple[bytearray, int]](PIPELINE_DEPTH)
 
     async def seal_frames() -> None:
@@ -81,7 +89,7 @@ async def send_blob(
 
 
 async def receive_blob(
-    sock: Socket, cipher: FrameCipher, out: memoryview, pool: FramePool | None = None
+    sock: Socket, cipher: FrameCipher, out: memoryview, pool: BufferPool | None = None
 ) -> int:
     """Receive a sealed blob of ``len(out)`` bytes into ``out``; return how many frames.
 
@@ -89,7 +97,7 @@ async def receive_blob(
     (checked before its body is read) and for a stream that ends before the final frame.
     """
     reader = FrameReader(len(out))
-    spares = _InFlight(PIPELINE_DEPTH, pool or FramePool())
+    spares = _InFlight(PIPELINE_DEPTH, pool or BufferPool(0))
     ready_send, ready_receive = trio.open_memory_channel[tuple[Frame, bytearray]](PIPELINE_DEPTH)
 
     async def read_frames() -> None:
@@ -151,7 +159,7 @@ async def recv_exactly_into(sock: Socket, view: memoryview) -> None:
 class _InFlight:
     """Buffers from a pool, at most ``count`` out at once: the frames one transfer has in flight."""
 
-    def __init__(self, count: int, pool: FramePool) -> None:
+    def __init__(self, count: int, pool: BufferPool) -> None:
         self._slots = trio.Semaphore(count)
         self._pool = pool
 

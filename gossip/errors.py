@@ -45,3 +45,7 @@ class FrameRejected(BulkChannelError, ValueError):
 
 class SessionRefused(BulkChannelError):
     """A bulk connection named an unknown, used or expired session, or a wrong token."""
+
+
+class GossipConfigError(GossipError, ValueError):
+    """A network setting is out of range."""

@@ -32,7 +32,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from gossip.blobs import BLOB_PROTOCOL, BlobStore, ByteStream, fetch_from_providers, serve_blob
 from gossip.bulk import BulkFetcher, BulkServer
 from gossip.bulk_codec import BULK_PROTOCOL
-from gossip.errors import GossipError
+from gossip.errors import GossipConfigError, GossipError
 from gossip.messages import Announcement
 from gossip.muxer import honour_muxer_options, muxer_options
 from gossip.validation import AnnouncementPolicy, Verdict, validate_announcement
@@ -55,6 +55,13 @@ class GossipConfig:
     retain_rounds: int = 3  # blobs stored during the last this-many rounds are kept; 0: all
     bulk_channel: bool = True  # move blobs over encrypted TCP beside libp2p when peers can
     bulk_port: int = 0  # TCP port of the bulk listener on listen_host (0: any free port)
+    # Blob fetches this node runs at once (more wait their turn); each gets its own
+    # fetch_timeout once it runs.
+    max_concurrent_fetches: int = 4
+
+    def __post_init__(self) -> None:
+        if self.max_concurrent_fetches < 1:
+            raise GossipConfigError("network.max_concurrent_fetches must be at least 1")
 
 
 def topic_for(federation: str) -> str:
@@ -105,6 +112,7 @@ class GossipService:
         self.decisions: Counter[Verdict] = Counter()
         self.refused: Counter[str] = Counter()  # blob requests turned away, by reason
         self._nursery: trio.Nursery | None = None
+        self._fetch_slots = trio.CapacityLimiter(config.max_concurrent_fetches)
         self._bulk: BulkServer | None = None
         self._bulk_fetcher: BulkFetcher | None = None
         if config.bulk_channel:
@@ -207,7 +215,10 @@ class GossipService:
         await self._pubsub.publish(self.topic, encoded)
 
     async def fetch(self, digest: str, providers: Sequence[str]) -> bytes:
-        """Get blob ``digest`` from the local store or the first good provider; store it."""
+        """Get blob ``digest`` from the local store or the first good provider; store it.
+
+        At most ``max_concurrent_fetches`` fetches run at once; the others wait for a slot.
+        """
         local = self.store.get(digest)
         if local is not None:
             return local
@@ -216,15 +227,16 @@ class GossipService:
             for peer in dict.fromkeys(providers)
             if peer != self.peer_id and not self.is_blacklisted(peer)
         ]
-        data = await fetch_from_providers(
-            digest,
-            others,
-            self._open_blob_stream,
-            max_bytes=self.config.max_blob_bytes,
-            timeout=self.config.fetch_timeout,
-            on_forged=self._record_offence,
-            fast_path=self._fetch_bulk if self._bulk_fetcher is not None else None,
-        )
+        async with self._fetch_slots:
+            data = await fetch_from_providers(
+                digest,
+                others,
+                self._open_blob_stream,
+                max_bytes=self.config.max_blob_bytes,
+                timeout=self.config.fetch_timeout,
+                on_forged=self._record_offence,
+                fast_path=self._fetch_bulk if self._bulk_fetcher is not None else None,
+            )
         self.traffic["received"] += len(data)
         self.store.put_verified(digest, data)  # fetch_from_providers checked the hash
         return data

@@ -54,6 +54,12 @@ def add_bench_parser(subparsers: Any) -> None:
     gossip.add_argument(
         "--rounds", type=int, default=6, help="rounds per path, the first is warm-up (default 6)"
     )
+    gossip.add_argument(
+        "--max-concurrent-fetches",
+        type=int,
+        default=None,
+        help="fetches each node runs at once (default: network.max_concurrent_fetches)",
+    )
     gossip.add_argument("--json", action="store_true", help="print one JSON object instead")
     gossip.set_defaults(handler=run_gossip_bench)
 
@@ -114,15 +120,19 @@ def run_round_bench(args: argparse.Namespace) -> int:
 
 
 def run_gossip_bench(args: argparse.Namespace) -> int:
-    check_arguments(args.nodes, args.size_mib, args.rounds)
-    result = measure_dissemination(args.nodes, args.size_mib, args.rounds).as_dict()
+    check_arguments(args.nodes, args.size_mib, args.rounds, args.max_concurrent_fetches)
+    result = measure_dissemination(
+        args.nodes, args.size_mib, args.rounds, args.max_concurrent_fetches
+    ).as_dict()
     if args.json:
         print(json.dumps(result))
         return 0
     print(
         f"{args.nodes} node processes, {args.size_mib} MiB blob each, all-to-all, "
-        f"median of rounds 2..{args.rounds} (load average {result['load_average'][0]:.2f})"
+        f"median of rounds 2..{args.rounds}, {result['max_concurrent_fetches']} fetches at once"
     )
+    before, after = result["load_average_before"][0], result["load_average"][0]
+    print(f"load average (1 min) {before:.2f} before the run, {after:.2f} after it")
     print(f"{'path':<30}{'s/round':>9}{'CPU s/round':>13}")
     print(f"{'bulk channel':<30}{result['round_seconds']:>9.2f}{result['cpu_seconds']:>13.2f}")
     print(

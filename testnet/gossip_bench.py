@@ -36,6 +36,7 @@ from typing import Any
 
 import trio
 
+from gossip.service import GossipConfig
 from testnet.errors import TestnetError
 from testnet.gossip_bench_node import PATHS, PEER_TIMEOUT, fetch_timeout
 
@@ -54,6 +55,8 @@ class GossipBenchResult:
     cpu_seconds: dict[str, list[float]]
     warm_up_seconds: dict[str, float]
     blobs_verified: int
+    max_concurrent_fetches: int
+    load_average_before: tuple[float, float, float]
     load_average: tuple[float, float, float]
 
     def median(self, path: str) -> float:
@@ -80,11 +83,15 @@ class GossipBenchResult:
             "warm_up_round_seconds": self.warm_up_seconds["bulk"],
             "baseline_warm_up_round_seconds": self.warm_up_seconds["stock"],
             "blobs_verified": self.blobs_verified,
+            "max_concurrent_fetches": self.max_concurrent_fetches,
+            "load_average_before": list(self.load_average_before),
             "load_average": list(self.load_average),
         }
 
 
-def check_arguments(nodes: int, size_mib: int, rounds: int) -> None:
+def check_arguments(
+    nodes: int, size_mib: int, rounds: int, max_concurrent_fetches: int | None = None
+) -> None:
     """Raise :class:`TestnetError` naming the first argument the bench cannot run with."""
     if nodes < 2:
         raise TestnetError(f"--nodes must be at least 2, got {nodes}")
@@ -92,20 +99,31 @@ def check_arguments(nodes: int, size_mib: int, rounds: int) -> None:
         raise TestnetError(f"--size-mib must be at least 1, got {size_mib}")
     if rounds < 2:
         raise TestnetError(f"--rounds must be at least 2 (the first is warm-up), got {rounds}")
+    if max_concurrent_fetches is not None and max_concurrent_fetches < 1:
+        raise TestnetError(
+            f"--max-concurrent-fetches must be at least 1, got {max_concurrent_fetches}"
+        )
 
 
-def measure_dissemination(nodes: int, size_mib: int, rounds: int) -> GossipBenchResult:
-    """Run ``rounds`` rounds on each path; see the module docstring."""
-    check_arguments(nodes, size_mib, rounds)
-    return trio.run(_measure, nodes, size_mib * 2**20, rounds)
+def measure_dissemination(
+    nodes: int, size_mib: int, rounds: int, max_concurrent_fetches: int | None = None
+) -> GossipBenchResult:
+    """Run ``rounds`` rounds on each path; see the module docstring.
+
+    ``max_concurrent_fetches`` overrides ``network.max_concurrent_fetches`` of every node.
+    """
+    check_arguments(nodes, size_mib, rounds, max_concurrent_fetches)
+    concurrency = max_concurrent_fetches or GossipConfig().max_concurrent_fetches
+    return trio.run(_measure, nodes, size_mib * 2**20, rounds, concurrency)
 
 
-async def _measure(nodes: int, size_bytes: int, rounds: int) -> GossipBenchResult:
+async def _measure(nodes: int, size_bytes: int, rounds: int, concurrency: int) -> GossipBenchResult:
     seconds: dict[str, list[float]] = {path: [] for path in PATHS}
     cpu: dict[str, list[float]] = {path: [] for path in PATHS}
     warm_up: dict[str, float] = {}
     verified = 0
-    async with _children(nodes, size_bytes) as children:
+    load_before = os.getloadavg()
+    async with _children(nodes, size_bytes, concurrency) as children:
         ready = await _answers(children, "ready", START_TIMEOUT)
         await _tell(children, {"cmd": "peers", "peers": ready})
         await _answers(children, "connected", 2 * PEER_TIMEOUT)
@@ -122,7 +140,17 @@ async def _measure(nodes: int, size_bytes: int, rounds: int) -> GossipBenchResul
                 else:
                     seconds[path].append(wall)
                     cpu[path].append(cpu_seconds)
-    return GossipBenchResult(nodes, size_bytes, seconds, cpu, warm_up, verified, os.getloadavg())
+    return GossipBenchResult(
+        nodes,
+        size_bytes,
+        seconds,
+        cpu,
+        warm_up,
+        verified,
+        concurrency,
+        load_before,
+        os.getloadavg(),
+    )
 
 
 async def _timed_round(
@@ -223,7 +251,7 @@ async def _answers(children: Sequence[_Child], key: str, timeout: float) -> list
 
 
 @asynccontextmanager
-async def _children(nodes: int, size_bytes: int) -> AsyncIterator[list[_Child]]:
+async def _children(nodes: int, size_bytes: int, concurrency: int) -> AsyncIterator[list[_Child]]:
     """``nodes`` processes running ``testnet.gossip_bench_node``; all stopped on exit."""
     code_root = str(Path(__file__).resolve().parents[1])
     path = os.pathsep.join(filter(None, [code_root, os.environ.get("PYTHONPATH")]))
@@ -236,6 +264,7 @@ async def _children(nodes: int, size_bytes: int) -> AsyncIterator[list[_Child]]:
                     "-m",
                     "testnet.gossip_bench_node",
                     *("--index", str(index), "--nodes", str(nodes), "--size", str(size_bytes)),
+                    *("--max-concurrent-fetches", str(concurrency)),
                 ],
                 stdin=-1,
                 stdout=-1,

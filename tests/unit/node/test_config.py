@@ -46,6 +46,8 @@ def test_out_of_range_values_are_errors() -> None:
         config_from_dict({"federation": {"rounds": 0}})
     with pytest.raises(ConfigError, match="quorum"):
         config_from_dict({"federation": {"quorum": 1.5}})
+    with pytest.raises(ConfigError, match="max_concurrent_fetches must be at least 1"):
+        config_from_dict({"network": {"max_concurrent_fetches": 0}})
 
 
 def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
