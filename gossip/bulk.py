@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +74,7 @@ log = logging.getLogger(__name__)
 FRAME_BYTES = 2 * 2**20  # plaintext per frame a provider sends (2 MiB measured best of 0.5-4)
 MAX_PENDING_SESSIONS = 16  # handshakes whose link connection has not arrived yet
 MAX_CONNECTIONS = 64  # links a provider serves at once
+MAX_LINKS_PER_PEER = 8  # links one fetcher may hold open to a provider
 LINK_IDLE_SECONDS = 30.0  # a provider closes a link that has carried no request this long
 MAX_IDLE_LINKS = 2  # idle links a fetcher keeps per provider
 FRAME_POOL_BYTES = 24 * 2**20  # frame buffers each side keeps for the next frames
@@ -153,6 +155,7 @@ class BulkServer:
         self._sessions = SessionTable(ttl=timeout)
         self._frames = BufferPool(FRAME_POOL_BYTES)
         self._connections = 0
+        self._links: Counter[str] = Counter()  # open links by fetcher
         self.port: int | None = None
 
     async def serve(
@@ -194,6 +197,10 @@ class BulkServer:
         self._connections += 1
         nursery.start_soon(self._serve_connection, sock, address)
 
+    def open_links(self, fetcher: str) -> int:
+        """How many links ``fetcher`` holds open to this provider now."""
+        return self._links[fetcher]
+
     async def answer(self, stream: Any) -> None:
         """Answer one link handshake on a ``/medswarm/bulk/2.0.0`` stream. Never raises."""
         fetcher = "unknown peer"
@@ -219,12 +226,16 @@ class BulkServer:
             provider_nonce=mine.nonce,
         )
         keys = derive_session_keys(mine.shared_secret(request.public_key), transcript)
+        if self._links[fetcher] >= MAX_LINKS_PER_PEER:
+            log.warning("bulk link refused to %s: it holds %d already", fetcher, MAX_LINKS_PER_PEER)
+            return LinkAnswer(accepted=False)
         if self.port is None or not self._sessions.open(keys, fetcher):
             return LinkAnswer(accepted=False)
         return LinkAnswer(True, mine.public_key, mine.nonce, self.port)
 
     async def _serve_connection(self, sock: Socket, address: Any) -> None:
         """Answer the requests of one link until it closes or idles. Never raises."""
+        fetcher = None
         try:
             with sock:
                 sock.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, 1)
@@ -232,6 +243,8 @@ class BulkServer:
                     hello = bytearray(HELLO_BYTES)
                     await recv_exactly_into(sock, memoryview(hello))
                     session = self._sessions.claim(bytes(hello))
+                fetcher = session.fetcher
+                self._links[fetcher] += 1
                 receive = Sealer(session.keys.fetcher_to_provider, next_index=1)  # 0: hello
                 send = Sealer(session.keys.provider_to_fetcher)
                 while (request := await self._next_request(sock)) is not None:
@@ -242,6 +255,8 @@ class BulkServer:
             log.warning("bulk link from %s closed: %r", address, exc)
         finally:
             self._connections -= 1
+            if fetcher is not None:
+                self._links[fetcher] -= 1
 
     async def _next_request(self, sock: Socket) -> bytes | None:
         """The next sealed request, or ``None`` when the fetcher closed the link or idled."""

@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from gossip.blobs import blob_hash, read_exactly
-from gossip.bulk import BulkFetcher, BulkServer, SessionTable
+from gossip.bulk import MAX_LINKS_PER_PEER, BulkFetcher, BulkServer, SessionTable
 from gossip.bulk_codec import (
     ANSWER_BYTES,
     HEADER_BYTES,
@@ -52,6 +52,7 @@ from gossip.errors import (
     GossipError,
     SessionRefused,
 )
+from tests.helpers import wait_for
 
 FETCHER = "12D3KooWfetcher"
 PROVIDER = "12D3KooWprovider"
@@ -140,13 +141,18 @@ async def fetch(provider: Provider, digest: str, max_bytes: int = 2**24) -> byte
         return await fetcher.fetch(PROVIDER, digest, max_bytes)
 
 
-async def handshake(provider: Provider) -> tuple[SessionKeys, LinkAnswer]:
-    """The fetcher's side of the link handshake, written out with the codec alone."""
+async def ask_for_link(provider: Provider, mine: Ephemeral) -> LinkAnswer:
     stream = await provider.open_stream(PROVIDER)
-    mine = Ephemeral()
     await stream.write(LinkRequest(mine.public_key, mine.nonce).encode())
     status = (await read_exactly(stream, 1))[0]
-    answer = LinkAnswer.decode(status, await read_exactly(stream, LinkAnswer.body_bytes(status)))
+    return LinkAnswer.decode(status, await read_exactly(stream, LinkAnswer.body_bytes(status)))
+
+
+async def handshake(provider: Provider) -> tuple[SessionKeys, LinkAnswer]:
+    """The fetcher's side of the link handshake, written out with the codec alone."""
+    mine = Ephemeral()
+    answer = await ask_for_link(provider, mine)
+    assert answer.accepted
     transcript = Transcript(
         FETCHER, PROVIDER, mine.public_key, mine.nonce, answer.public_key, answer.nonce
     )
@@ -333,6 +339,26 @@ async def test_a_peer_cut_off_after_its_handshake_gets_nothing_more() -> None:
             assert await fetcher.fetch(PROVIDER, blob_hash(data), 2**24) is None
         fetcher.close()
     assert provider.sent == [len(data)]
+
+
+async def test_one_fetcher_cannot_hold_more_than_its_share_of_links() -> None:
+    data = os.urandom(FRAME)
+    async with bulk_provider({blob_hash(data): data}) as provider:
+        hoarded = []
+        with trio.fail_after(5):
+            for _ in range(MAX_LINKS_PER_PEER):
+                session, answer = await handshake(provider)
+                sock = await connect(answer.port)
+                await send_all(sock, memoryview(seal_hello(session)))
+                hoarded.append(sock)
+            await wait_for(lambda: provider.server.open_links(FETCHER) == MAX_LINKS_PER_PEER, 5)
+            refused = await ask_for_link(provider, Ephemeral())
+            for sock in hoarded:
+                sock.close()
+            await wait_for(lambda: provider.server.open_links(FETCHER) == 0, 5)
+            accepted = await ask_for_link(provider, Ephemeral())
+    assert not refused.accepted
+    assert accepted.accepted
 
 
 async def test_missing_oversized_and_forged_blobs_raise_like_the_stream_protocol() -> None:
