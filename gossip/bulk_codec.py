@@ -1,43 +1,42 @@
-"""Wire formats and keys of the bulk channel: handshake, session keys, token, frames. No I/O.
+"""Wire formats and keys of the bulk channel: handshake, link keys, records, frames. No I/O.
 
-The bulk channel moves a blob over a plain TCP connection beside libp2p, encrypted with keys
-agreed over the libp2p connection (whose Noise handshake has already proved both peer ids).
-Handshake, one libp2p stream per blob on ``/medswarm/bulk/1.0.0``:
+The bulk channel moves blobs over a plain TCP connection beside libp2p, a *link*, encrypted
+with keys agreed over the libp2p connection (whose Noise handshake has already proved both
+peer ids). A fetcher opens one link to a provider and sends it one request after another.
+Handshake, one libp2p stream per link on ``/medswarm/bulk/2.0.0``:
 
-    request:  32 bytes  SHA-256 digest wanted
-              32 bytes  fetcher's ephemeral X25519 public key
+    request:  32 bytes  fetcher's ephemeral X25519 public key
               32 bytes  fetcher's random nonce
-               8 bytes  largest blob the fetcher accepts (big-endian)
-    answer:    1 byte   status: 0 found, 1 not found, 2 refused, 3 too large
-               8 bytes  blob length                               (found, too large)
-              32 bytes  provider's ephemeral X25519 public key    (found)
-              32 bytes  provider's random nonce                   (found)
-               2 bytes  TCP port of the provider's bulk listener  (found)
-
-``/medswarm/bulk/1.1.0`` asks for a byte range of a blob instead (one segment of a fetch
-from several providers, :mod:`gossip.segments`). Its request is the one above followed by
-
-               8 bytes  offset of the first byte wanted (big-endian)
-               8 bytes  how many bytes are wanted
-
-and its answer is the one above, where the length is the whole blob's, with one more status:
-4, the offset is past the end (followed by the 8-byte blob length). The provider sends bytes
-offset .. offset + n - 1, n = min(wanted, length - offset).
+    answer:    1 byte   status: 0 accepted, 1 refused
+              32 bytes  provider's ephemeral X25519 public key    (accepted)
+              32 bytes  provider's random nonce                   (accepted)
+               2 bytes  TCP port of the provider's bulk listener  (accepted)
 
 Both sides run HKDF-SHA256 over the X25519 shared secret, salted with both nonces, with the
-transcript (both peer ids, the digest, both public keys, both nonces, the length; for a range
-also its offset and n, under another label) as info. It yields a 16-byte session id and one
-ChaCha20-Poly1305 key per direction, so a session's keys are bound to the very bytes it moves.
+transcript (both peer ids, both public keys, both nonces) as info. It yields a 16-byte
+session id and one ChaCha20-Poly1305 key per direction.
 
 The fetcher then connects to the port (at the IP address of the libp2p connection) and sends
-a 64-byte hello: the session id and the digest sealed with the fetcher-to-provider key. The
-provider answers with frames, each sealed with the provider-to-fetcher key:
+a 32-byte hello: the session id and a tag over it made with the fetcher-to-provider key.
+Everything after that is sealed, each direction numbering its nonces 0, 1, 2, ... (the
+hello is the fetcher's nonce 0), so a record or frame that is altered, dropped, replayed or
+moved fails to authenticate:
 
-     4 bytes  header: bit 31 set on the final frame, bits 0-30 the plaintext length n
-    n + 16    ChaCha20-Poly1305 ciphertext; nonce = frame index, header = associated data
+    fetcher -> provider, a request:   72 bytes  sealed(digest 32, largest blob accepted 8,
+                                                offset 8, count 8), associated data "request"
+    provider -> fetcher, the answer:  25 bytes  sealed(status 1, blob length 8), associated
+                                                data "answer" + digest; status as BulkStatus
+    then, if found, bytes offset .. offset + n - 1 of the blob, n = min(count, length -
+    offset), in frames:
+         4 bytes  header: bit 31 set on the final frame, bits 0-30 the plaintext length n
+        n + 16    ChaCha20-Poly1305 ciphertext; the header is the associated data
 
-The frame that completes the announced length (for a range: n) is flagged final and no other
-is, so a truncated, reordered, replayed or extended stream fails to authenticate or to add up.
+A whole blob is the range from 0 with count :data:`WHOLE`; a range is one segment of a fetch
+from several providers (:mod:`gossip.segments`). The answer's length is always the whole
+blob's, so the fetcher can tell a provider that holds another blob under the digest.
+
+The frame that completes the n bytes is flagged final and no other is, so a truncated,
+reordered, replayed or extended transfer fails to authenticate or to add up.
 """
 
 from __future__ import annotations
@@ -55,8 +54,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gossip.errors import BulkChannelError, FrameRejected, MalformedMessage
 
-BULK_PROTOCOL = "/medswarm/bulk/1.0.0"
-BULK_RANGE_PROTOCOL = "/medswarm/bulk/1.1.0"
+BULK_PROTOCOL = "/medswarm/bulk/2.0.0"
 DIGEST_BYTES = 32
 PUBLIC_KEY_BYTES = 32
 NONCE_BYTES = 32
@@ -64,23 +62,24 @@ KEY_BYTES = 32
 SESSION_ID_BYTES = 16
 TAG_BYTES = 16
 HEADER_BYTES = 4
-REQUEST_BYTES = DIGEST_BYTES + PUBLIC_KEY_BYTES + NONCE_BYTES + 8
-RANGE_REQUEST_BYTES = REQUEST_BYTES + 16
-HELLO_BYTES = SESSION_ID_BYTES + DIGEST_BYTES + TAG_BYTES
+LINK_REQUEST_BYTES = PUBLIC_KEY_BYTES + NONCE_BYTES
+HELLO_BYTES = SESSION_ID_BYTES + TAG_BYTES
+REQUEST_BYTES = DIGEST_BYTES + 3 * 8 + TAG_BYTES
+ANSWER_BYTES = 1 + 8 + TAG_BYTES
+WHOLE = 2**64 - 1  # the count that asks for everything from the offset on
 MAX_FRAME_BYTES = 4 * 2**20  # the largest frame a receiver accepts; senders use less
 _FINAL = 1 << 31
-_LABEL = b"medswarm bulk channel v1"
-_RANGE_LABEL = b"medswarm bulk channel v1.1 range"
+_LABEL = b"medswarm bulk channel v2"
 
 
 class BulkStatus(IntEnum):
-    """The provider's answer to a bulk request."""
+    """The provider's answer to one blob request on a link."""
 
     FOUND = 0
     NOT_FOUND = 1
     REFUSED = 2
     TOO_LARGE = 3
-    OUTSIDE = 4  # a range request whose offset is past the end of the blob
+    OUTSIDE = 4  # the offset asked for is past the end of the blob
 
 
 @dataclass(frozen=True)
@@ -90,106 +89,77 @@ class ByteRange:
     offset: int
     count: int
 
-    def encode(self) -> bytes:
-        return self.offset.to_bytes(8, "big") + self.count.to_bytes(8, "big")
+    def __post_init__(self) -> None:
+        if not (0 <= self.offset < 2**64 and 0 <= self.count < 2**64):
+            raise MalformedMessage(f"byte range {self.offset}+{self.count} does not fit 64 bits")
+
+    def served(self, length: int) -> ByteRange:
+        """The bytes a provider sends for this range of a blob of ``length`` bytes."""
+        return ByteRange(self.offset, max(0, min(self.count, length - self.offset)))
 
 
-def served_range(wanted: ByteRange, length: int) -> ByteRange:
-    """The bytes a provider sends for ``wanted`` of a blob of ``length`` bytes."""
-    return ByteRange(wanted.offset, max(0, min(wanted.count, length - wanted.offset)))
+EVERYTHING = ByteRange(0, WHOLE)
 
 
 @dataclass(frozen=True)
-class BulkRequest:
-    """What a fetcher sends to open a bulk session (``span``: a range request, 1.1.0)."""
+class LinkRequest:
+    """What a fetcher sends to open a link."""
 
-    digest: bytes
     public_key: bytes
     nonce: bytes
-    max_bytes: int
-    span: ByteRange | None = None
 
     def encode(self) -> bytes:
-        encoded = self.digest + self.public_key + self.nonce + self.max_bytes.to_bytes(8, "big")
-        return encoded if self.span is None else encoded + self.span.encode()
+        return self.public_key + self.nonce
 
     @classmethod
-    def decode(cls, data: bytes) -> BulkRequest:
-        """A request of either protocol version, told apart by its size."""
-        if len(data) not in (REQUEST_BYTES, RANGE_REQUEST_BYTES):
+    def decode(cls, data: bytes) -> LinkRequest:
+        if len(data) != LINK_REQUEST_BYTES:
             raise MalformedMessage(
-                f"bulk request of {len(data)} bytes, expected {REQUEST_BYTES} or "
-                f"{RANGE_REQUEST_BYTES}"
+                f"bulk link request of {len(data)} bytes, expected {LINK_REQUEST_BYTES}"
             )
-        key_end = DIGEST_BYTES + PUBLIC_KEY_BYTES
-        span = None
-        if len(data) == RANGE_REQUEST_BYTES:
-            span = ByteRange(
-                offset=int.from_bytes(data[REQUEST_BYTES : REQUEST_BYTES + 8], "big"),
-                count=int.from_bytes(data[REQUEST_BYTES + 8 :], "big"),
-            )
-        return cls(
-            digest=data[:DIGEST_BYTES],
-            public_key=data[DIGEST_BYTES:key_end],
-            nonce=data[key_end : key_end + NONCE_BYTES],
-            max_bytes=int.from_bytes(data[key_end + NONCE_BYTES : REQUEST_BYTES], "big"),
-            span=span,
-        )
+        return cls(public_key=data[:PUBLIC_KEY_BYTES], nonce=data[PUBLIC_KEY_BYTES:])
 
 
 @dataclass(frozen=True)
-class BulkAnswer:
-    """What a provider answers; the key material and port are set only when found."""
+class LinkAnswer:
+    """What a provider answers; key material and port are set only when it accepts."""
 
-    status: BulkStatus
-    length: int = 0
+    accepted: bool
     public_key: bytes = b""
     nonce: bytes = b""
     port: int = 0
 
+    BODY_BYTES = PUBLIC_KEY_BYTES + NONCE_BYTES + 2  # after the status byte, when accepted
+
     def encode(self) -> bytes:
-        encoded = bytes([self.status])
-        if self.status in _WITH_LENGTH:
-            encoded += self.length.to_bytes(8, "big")
-        if self.status is BulkStatus.FOUND:
-            encoded += self.public_key + self.nonce + self.port.to_bytes(2, "big")
-        return encoded
+        if not self.accepted:
+            return b"\x01"
+        return b"\x00" + self.public_key + self.nonce + self.port.to_bytes(2, "big")
 
     @staticmethod
     def body_bytes(status_byte: int) -> int:
         """How many bytes follow a status byte (raises on an unknown status)."""
-        try:
-            status = BulkStatus(status_byte)
-        except ValueError as exc:
-            raise MalformedMessage(f"unknown bulk answer status {status_byte}") from exc
-        if status is BulkStatus.FOUND:
-            return 8 + PUBLIC_KEY_BYTES + NONCE_BYTES + 2
-        return 8 if status in _WITH_LENGTH else 0
+        if status_byte not in (0, 1):
+            raise MalformedMessage(f"unknown bulk link answer status {status_byte}")
+        return LinkAnswer.BODY_BYTES if status_byte == 0 else 0
 
     @classmethod
-    def decode(cls, status_byte: int, body: bytes) -> BulkAnswer:
+    def decode(cls, status_byte: int, body: bytes) -> LinkAnswer:
         if len(body) != cls.body_bytes(status_byte):
-            raise MalformedMessage(f"bulk answer body of {len(body)} bytes is malformed")
-        status = BulkStatus(status_byte)
-        if status in (BulkStatus.TOO_LARGE, BulkStatus.OUTSIDE):
-            return cls(status, length=int.from_bytes(body, "big"))
-        if status is not BulkStatus.FOUND:
-            return cls(status)
-        key_end = 8 + PUBLIC_KEY_BYTES
+            raise MalformedMessage(f"bulk link answer body of {len(body)} bytes is malformed")
+        if status_byte == 1:
+            return cls(accepted=False)
+        key_end = PUBLIC_KEY_BYTES
         return cls(
-            status,
-            length=int.from_bytes(body[:8], "big"),
-            public_key=body[8:key_end],
+            accepted=True,
+            public_key=body[:key_end],
             nonce=body[key_end : key_end + NONCE_BYTES],
             port=int.from_bytes(body[key_end + NONCE_BYTES :], "big"),
         )
 
 
-_WITH_LENGTH = (BulkStatus.FOUND, BulkStatus.TOO_LARGE, BulkStatus.OUTSIDE)
-
-
 class Ephemeral:
-    """One side's fresh X25519 key pair and nonce for one session."""
+    """One side's fresh X25519 key pair and nonce for one link."""
 
     def __init__(self) -> None:
         self._private = X25519PrivateKey.generate()
@@ -205,17 +175,14 @@ class Ephemeral:
 
 @dataclass(frozen=True)
 class Transcript:
-    """Everything a session's keys are bound to."""
+    """Everything a link's keys are bound to."""
 
     fetcher_peer: str
     provider_peer: str
-    digest: bytes
     fetcher_public_key: bytes
     fetcher_nonce: bytes
     provider_public_key: bytes
     provider_nonce: bytes
-    length: int
-    span: ByteRange | None = None  # the bytes sent, for a range session (count: n)
 
     def encode(self) -> bytes:
         peers = b"".join(
@@ -223,21 +190,18 @@ class Transcript:
             for peer in (self.fetcher_peer.encode(), self.provider_peer.encode())
         )
         return (
-            (_LABEL if self.span is None else _RANGE_LABEL)
+            _LABEL
             + peers
-            + self.digest
             + self.fetcher_public_key
             + self.fetcher_nonce
             + self.provider_public_key
             + self.provider_nonce
-            + self.length.to_bytes(8, "big")
-            + (b"" if self.span is None else self.span.encode())
         )
 
 
 @dataclass(frozen=True)
 class SessionKeys:
-    """The secrets of one bulk session, the same on both sides."""
+    """The secrets of one link, the same on both sides."""
 
     session_id: bytes
     fetcher_to_provider: bytes
@@ -259,34 +223,105 @@ def derive_session_keys(shared_secret: bytes, transcript: Transcript) -> Session
     )
 
 
-def seal_hello(keys: SessionKeys, digest: bytes) -> bytes:
-    """The fetcher's first bytes on the bulk connection: session id and sealed digest."""
-    token = ChaCha20Poly1305(keys.fetcher_to_provider).encrypt(
-        frame_nonce(0), digest, keys.session_id
-    )
-    return keys.session_id + token
+def seal_hello(keys: SessionKeys) -> bytes:
+    """The fetcher's first bytes on a link: the session id and a tag over it (nonce 0)."""
+    tag = ChaCha20Poly1305(keys.fetcher_to_provider).encrypt(frame_nonce(0), b"", keys.session_id)
+    return keys.session_id + tag
 
 
-def hello_is_valid(keys: SessionKeys, digest: bytes, hello: bytes) -> bool:
-    """Whether ``hello`` proves knowledge of ``keys`` for this session and digest."""
+def hello_is_valid(keys: SessionKeys, hello: bytes) -> bool:
+    """Whether ``hello`` proves knowledge of ``keys``."""
     if len(hello) != HELLO_BYTES or not hmac.compare_digest(
         hello[:SESSION_ID_BYTES], keys.session_id
     ):
         return False
     try:
-        opened = ChaCha20Poly1305(keys.fetcher_to_provider).decrypt(
+        ChaCha20Poly1305(keys.fetcher_to_provider).decrypt(
             frame_nonce(0), hello[SESSION_ID_BYTES:], keys.session_id
         )
     except InvalidTag:
         return False
-    return hmac.compare_digest(opened, digest)
+    return True
+
+
+class Sealer:
+    """One direction of a link: its key and the index of the next nonce it may use.
+
+    Records take one nonce each; a blob's frames take one each, from :meth:`frame_cipher`.
+    Every nonce is used once, in order, so the receiver (which counts the same way) rejects
+    anything dropped, replayed or moved.
+    """
+
+    def __init__(self, key: bytes, next_index: int = 0) -> None:
+        self._aead = ChaCha20Poly1305(key)
+        self._key = key
+        self.next_index = next_index
+
+    def seal(self, plaintext: bytes, associated: bytes) -> bytes:
+        sealed = self._aead.encrypt(frame_nonce(self.next_index), plaintext, associated)
+        self.next_index += 1
+        return sealed
+
+    def open(self, sealed: bytes, associated: bytes, what: str) -> bytes:
+        try:
+            plaintext = self._aead.decrypt(frame_nonce(self.next_index), sealed, associated)
+        except InvalidTag as exc:
+            raise FrameRejected(f"bulk {what} failed authentication") from exc
+        self.next_index += 1
+        return plaintext
+
+    def frame_cipher(self) -> FrameCipher:
+        """A cipher for a blob's frames, from the next nonce on; then call :meth:`used`."""
+        return FrameCipher(self._key, self.next_index)
+
+    def used(self, frames: int) -> None:
+        """Count the nonces a blob's ``frames`` frames took."""
+        self.next_index += frames
+
+
+@dataclass(frozen=True)
+class BlobRequest:
+    """One request on a link: which blob, the largest the fetcher accepts, which bytes."""
+
+    digest: bytes
+    max_bytes: int
+    span: ByteRange = EVERYTHING
+
+
+def seal_request(sealer: Sealer, request: BlobRequest) -> bytes:
+    fields = (request.max_bytes, request.span.offset, request.span.count)
+    return sealer.seal(request.digest + b"".join(f.to_bytes(8, "big") for f in fields), b"request")
+
+
+def open_request(sealer: Sealer, sealed: bytes) -> BlobRequest:
+    """The request in a sealed record (raises :class:`FrameRejected` if it was altered)."""
+    plaintext = sealer.open(sealed, b"request", "request")
+    max_bytes, offset, count = (
+        int.from_bytes(plaintext[start : start + 8], "big")
+        for start in range(DIGEST_BYTES, DIGEST_BYTES + 24, 8)
+    )
+    return BlobRequest(plaintext[:DIGEST_BYTES], max_bytes, ByteRange(offset, count))
+
+
+def seal_answer(sealer: Sealer, digest: bytes, status: BulkStatus, length: int) -> bytes:
+    return sealer.seal(bytes([status]) + length.to_bytes(8, "big"), b"answer" + digest)
+
+
+def open_answer(sealer: Sealer, digest: bytes, sealed: bytes) -> tuple[BulkStatus, int]:
+    """The provider's status for ``digest`` and the blob's length."""
+    plaintext = sealer.open(sealed, b"answer" + digest, "answer")
+    try:
+        status = BulkStatus(plaintext[0])
+    except ValueError as exc:
+        raise MalformedMessage(f"unknown bulk answer status {plaintext[0]}") from exc
+    return status, int.from_bytes(plaintext[1:], "big")
 
 
 @dataclass(frozen=True)
 class Frame:
     """One frame's place in the blob."""
 
-    index: int  # the nonce counter
+    index: int  # its place in the blob's frames (the nonce, counted from the blob's first)
     offset: int  # where its plaintext starts in the blob
     size: int  # plaintext bytes
     final: bool
@@ -317,24 +352,33 @@ def plan_frames(length: int, frame_bytes: int) -> list[Frame]:
 
 
 class FrameCipher:
-    """Seals and opens frames with one direction's key. Stateless, so safe in worker threads."""
+    """Seals and opens one blob's frames, frame ``i`` with nonce ``first_index + i``.
 
-    def __init__(self, key: bytes) -> None:
+    Stateless, so safe in worker threads.
+    """
+
+    def __init__(self, key: bytes, first_index: int = 0) -> None:
         self._aead = ChaCha20Poly1305(key)
+        self._first_index = first_index
 
     def seal_into(self, frame: Frame, plaintext: memoryview, out: memoryview) -> int:
         """Write header and ciphertext of ``frame`` to ``out``; return the bytes written."""
         end = HEADER_BYTES + frame.sealed_size
         out[:HEADER_BYTES] = frame.header
         self._aead.encrypt_into(
-            frame_nonce(frame.index), plaintext, frame.header, out[HEADER_BYTES:end]
+            frame_nonce(self._first_index + frame.index),
+            plaintext,
+            frame.header,
+            out[HEADER_BYTES:end],
         )
         return end
 
     def open_into(self, frame: Frame, sealed: memoryview, out: memoryview) -> None:
         """Decrypt ``sealed`` (ciphertext and tag) into ``out``; raise if it was altered."""
         try:
-            self._aead.decrypt_into(frame_nonce(frame.index), sealed, frame.header, out)
+            self._aead.decrypt_into(
+                frame_nonce(self._first_index + frame.index), sealed, frame.header, out
+            )
         except InvalidTag as exc:
             raise FrameRejected(f"frame {frame.index} failed authentication") from exc
 
@@ -346,8 +390,8 @@ class FrameReader:
         self.length = length
         self.received = 0
         self.finished = False
+        self.frames = 0  # frames read so far
         self._max_frame_bytes = max_frame_bytes
-        self._index = 0
 
     def next_frame(self, header: bytes) -> Frame:
         """The frame a header announces; raises :class:`FrameRejected` if it cannot be right."""
@@ -362,8 +406,8 @@ class FrameReader:
             raise FrameRejected(f"frame ends at byte {end} of a {self.length}-byte blob")
         if final != (end == self.length) or (size == 0 and self.length != 0):
             raise FrameRejected(f"frame ending at byte {end} of {self.length} is mis-flagged")
-        frame = Frame(self._index, self.received, size, final)
-        self._index += 1
+        frame = Frame(self.frames, self.received, size, final)
+        self.frames += 1
         self.received = end
         self.finished = final
         return frame

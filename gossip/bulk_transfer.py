@@ -29,15 +29,49 @@ PIPELINE_DEPTH = 3  # one frame in the cipher, the others on the wire
 Socket = trio.socket.SocketType
 
 
-async def send_blob(sock: Socket, cipher: FrameCipher, data: bytes, frame_bytes: int) -> None:
-    """Send ``data`` as sealed frames of ``frame_bytes``."""
+class BufferPool:
+    """Buffers kept for the next transfers of one side of the channel.
+
+    Fresh memory costs the kernel page faults about as dear as the cipher's work on it, so
+    frame and blob buffers are reused across frames, blobs and links. At most ``max_bytes``
+    wait here unused, or one buffer if that alone is larger. Used from the event loop only.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self._free: list[bytearray] = []
+        self._max_bytes = max_bytes
+
+    def take(self, size: int) -> bytearray:
+        """The smallest kept buffer of at least ``size`` bytes, or a new one of ``size``."""
+        fitting = [buffer for buffer in self._free if len(buffer) >= size]
+        if not fitting:
+            return bytearray(size)
+        smallest = min(fitting, key=len)
+        self._free.remove(smallest)
+        return smallest
+
+    def give_back(self, buffer: bytearray) -> None:
+        kept: list[bytearray] = []
+        total = 0
+        for spare in sorted([buffer, *self._free], key=len, reverse=True):
+            if not kept or total + len(spare) <= self._max_bytes:
+                kept.append(spare)
+                total += len(spare)
+        self._free = kept
+
+
+async def send_blob(
+    sock: Socket, cipher: FrameCipher, data: bytes, frame_bytes: int, pool: BufferPool | None = None
+) -> int:
+    """Send ``data`` as sealed frames of ``frame_bytes``; return how many frames."""
     source = memoryview(data)
-    spares = _Buffers(PIPELINE_DEPTH)
+    frames = plan_frames(len(data), frame_bytes)
+    spares = _InFlight(PIPELINE_DEPTH, pool or BufferPool(0))
     sealed_send, sealed_receive = trio.open_memory_channel[tuple[bytearray, int]](PIPELINE_DEPTH)
 
     async def seal_frames() -> None:
         async with sealed_send:
-            for frame in plan_frames(len(data), frame_bytes):
+            for frame in frames:
                 buffer = await spares.take(HEADER_BYTES + frame.sealed_size)
                 plaintext = source[frame.offset : frame.offset + frame.size]
                 size = await trio.to_thread.run_sync(
@@ -51,16 +85,19 @@ async def send_blob(sock: Socket, cipher: FrameCipher, data: bytes, frame_bytes:
             async for buffer, size in sealed_receive:
                 await send_all(sock, memoryview(buffer)[:size])
                 spares.give_back(buffer)
+    return len(frames)
 
 
-async def receive_blob(sock: Socket, cipher: FrameCipher, out: memoryview) -> None:
-    """Receive a sealed blob of ``len(out)`` bytes into ``out``.
+async def receive_blob(
+    sock: Socket, cipher: FrameCipher, out: memoryview, pool: BufferPool | None = None
+) -> int:
+    """Receive a sealed blob of ``len(out)`` bytes into ``out``; return how many frames.
 
     Raises :class:`FrameRejected` for a frame that is altered, out of bounds or mis-flagged
     (checked before its body is read) and for a stream that ends before the final frame.
     """
     reader = FrameReader(len(out))
-    spares = _Buffers(PIPELINE_DEPTH)
+    spares = _InFlight(PIPELINE_DEPTH, pool or BufferPool(0))
     ready_send, ready_receive = trio.open_memory_channel[tuple[Frame, bytearray]](PIPELINE_DEPTH)
 
     async def read_frames() -> None:
@@ -86,6 +123,7 @@ async def receive_blob(sock: Socket, cipher: FrameCipher, out: memoryview) -> No
             async for frame, buffer in ready_receive:
                 await trio.to_thread.run_sync(open_frame, frame, buffer)
                 spares.give_back(buffer)
+    return reader.frames
 
 
 def hash_and_copy(data: memoryview) -> tuple[str, bytes]:
@@ -118,20 +156,20 @@ async def recv_exactly_into(sock: Socket, view: memoryview) -> None:
         view = view[received:]
 
 
-class _Buffers:
-    """A fixed number of reusable buffers, so at most that many frames are in flight."""
+class _InFlight:
+    """Buffers from a pool, at most ``count`` out at once: the frames one transfer has in flight."""
 
-    def __init__(self, count: int) -> None:
-        self._send, self._receive = trio.open_memory_channel[bytearray](count)
-        for _ in range(count):
-            self._send.send_nowait(bytearray())
+    def __init__(self, count: int, pool: BufferPool) -> None:
+        self._slots = trio.Semaphore(count)
+        self._pool = pool
 
     async def take(self, size: int) -> bytearray:
-        buffer = await self._receive.receive()
-        return buffer if len(buffer) >= size else bytearray(size)
+        await self._slots.acquire()
+        return self._pool.take(size)
 
     def give_back(self, buffer: bytearray) -> None:
-        self._send.send_nowait(buffer)
+        self._pool.give_back(buffer)
+        self._slots.release()
 
 
 @contextlib.contextmanager

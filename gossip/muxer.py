@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import struct
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,7 +25,15 @@ from libp2p.abc import IHost, IMuxedConn, ISecureConn
 from libp2p.custom_types import TMuxerOptions, TProtocol
 from libp2p.peer.id import ID
 from libp2p.stream_muxer.muxer_multistream import MuxerMultistream
-from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID, TYPE_GO_AWAY, Yamux
+from libp2p.stream_muxer.yamux.yamux import (
+    FLAG_RST,
+    HEADER_SIZE,
+    PROTOCOL_ID,
+    TYPE_GO_AWAY,
+    TYPE_WINDOW_UPDATE,
+    YAMUX_HEADER_FORMAT,
+    Yamux,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +44,12 @@ MAX_QUEUED_REPLIES = 1024
 # every frame; the connection is closed right after, so that frame is sent on a best-effort
 # basis only.
 GO_AWAY_SECONDS = 1.0
+# Window a stream's reader owes its peer before it says so: half the initial 256 KiB window,
+# as go-yamux does. py-libp2p 0.8.1 sends a WINDOW_UPDATE frame for nearly every read, so a
+# gossip message (read as a varint, then its body) cost up to three extra frames.
+WINDOW_UPDATE_BATCH = 128 * 1024
+# Streams whose owed window is remembered before the entries of closed streams are dropped.
+MAX_OWED_STREAMS = 64
 
 
 class ReaderSafeYamux(Yamux):  # type: ignore[misc]  # libp2p is untyped to mypy here
@@ -42,6 +57,10 @@ class ReaderSafeYamux(Yamux):  # type: ignore[misc]  # libp2p is untyped to mypy
 
     Whichever task next holds the write lock writes the queued replies before its own frame,
     so a stream's ACK still precedes its first data frame and replies keep their order.
+
+    It also batches plain window updates per stream until they add up to
+    :data:`WINDOW_UPDATE_BATCH`. A sender then waits for window only while this end holds more
+    than half the initial window unread, so batching cannot stall a stream whose data is read.
     """
 
     def __init__(
@@ -55,6 +74,7 @@ class ReaderSafeYamux(Yamux):  # type: ignore[misc]  # libp2p is untyped to mypy
         self._reader: trio.lowlevel.Task | None = None
         self._replies: deque[bytes] = deque()
         self._replies_queued = trio.Event()
+        self._owed_window: dict[int, int] = {}  # stream id -> window granted but not sent
 
     async def handle_incoming(self) -> None:
         self._reader = trio.lowlevel.current_task()
@@ -64,6 +84,10 @@ class ReaderSafeYamux(Yamux):  # type: ignore[misc]  # libp2p is untyped to mypy
             nursery.cancel_scope.cancel()
 
     async def _write_frame(self, data: bytes) -> None:
+        batched = self._batch_window_update(data)
+        if batched is None:
+            return
+        data = batched
         if trio.lowlevel.current_task() is self._reader and len(self._replies) < MAX_QUEUED_REPLIES:
             self._replies.append(data)
             self._replies_queued.set()
@@ -76,6 +100,26 @@ class ReaderSafeYamux(Yamux):  # type: ignore[misc]  # libp2p is untyped to mypy
         async with self._write_lock:
             await self._write_locked(data)
         await trio.lowlevel.checkpoint()
+
+    def _batch_window_update(self, frame: bytes) -> bytes | None:
+        """The frame to write now, or ``None`` while a stream's window update is held back."""
+        if len(frame) != HEADER_SIZE or frame[1] != TYPE_WINDOW_UPDATE:
+            return frame
+        version, kind, flags, stream_id, delta = struct.unpack(YAMUX_HEADER_FORMAT, frame)
+        if flags & FLAG_RST:
+            self._owed_window.pop(stream_id, None)
+            return frame
+        if flags or stream_id == 0:
+            return frame  # opening, accepting or closing a stream: never held back
+        owed = self._owed_window.pop(stream_id, 0) + delta
+        if owed < WINDOW_UPDATE_BATCH:
+            if len(self._owed_window) >= MAX_OWED_STREAMS:
+                self._owed_window = {
+                    sid: n for sid, n in self._owed_window.items() if sid in self.streams
+                }
+            self._owed_window[stream_id] = owed
+            return None
+        return struct.pack(YAMUX_HEADER_FORMAT, version, kind, 0, stream_id, owed)
 
     async def _write_locked(self, frame: bytes = b"") -> None:
         """Write the queued replies, then ``frame``; the caller holds ``_write_lock``."""

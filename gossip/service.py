@@ -2,10 +2,10 @@
 
 :class:`GossipService` runs a real py-libp2p host (TCP + Noise + Yamux, Ed25519 identity),
 GossipSub on one topic per federation, and two ways to move model blobs: the encrypted bulk
-channel beside libp2p (``/medswarm/bulk/1.0.0``, see :mod:`gossip.bulk`) and, as the fallback,
-``/medswarm/blob/1.0.0`` streams; each has a byte-range version (1.1.0), with which large
-blobs are fetched in segments from several providers at once (:mod:`gossip.segments`).
-It hands validated announcements to its owner through
+channel beside libp2p (``/medswarm/bulk/2.0.0``, see :mod:`gossip.bulk`) and, as the fallback,
+``/medswarm/blob/1.0.0`` streams. Both carry byte ranges too (``/medswarm/blob/1.1.0`` on
+streams), with which large blobs are fetched in segments from several providers at once
+(:mod:`gossip.segments`). It hands validated announcements to its owner through
 :attr:`GossipService.announcements` and knows nothing about training or the chain:
 membership comes in as a lookup function.
 """
@@ -39,8 +39,8 @@ from gossip.blobs import (
     fetch_from_providers,
     serve_blob,
 )
-from gossip.bulk import MAX_PENDING_SESSIONS, BulkFetcher, BulkServer
-from gossip.bulk_codec import BULK_PROTOCOL, BULK_RANGE_PROTOCOL
+from gossip.bulk import MAX_LINKS_PER_PEER, BulkFetcher, BulkServer
+from gossip.bulk_codec import BULK_PROTOCOL
 from gossip.errors import GossipConfigError, GossipError
 from gossip.messages import Announcement
 from gossip.muxer import honour_muxer_options, muxer_options
@@ -73,6 +73,9 @@ class GossipConfig:
     # size, this many at once, from all of them (gossip.segments).
     segment_bytes: int = 8 * 2**20
     fetch_concurrency: int = 4
+    # Blob fetches this node runs at once (more wait their turn); each gets its own
+    # fetch_timeout once it runs.
+    max_concurrent_fetches: int = 4
 
     def __post_init__(self) -> None:
         if self.segment_bytes < MIN_SEGMENT_BYTES:
@@ -80,11 +83,16 @@ class GossipConfig:
                 f"network.segment_bytes = {self.segment_bytes} is too small: give at least "
                 f"{MIN_SEGMENT_BYTES} (64 KiB); the default is {8 * 2**20} (8 MiB)"
             )
-        if not 1 <= self.fetch_concurrency <= MAX_PENDING_SESSIONS:
+        if not 1 <= self.fetch_concurrency <= MAX_LINKS_PER_PEER:
             raise GossipConfigError(
                 f"network.fetch_concurrency = {self.fetch_concurrency}: give 1 to "
-                f"{MAX_PENDING_SESSIONS} segments in flight at once (a provider keeps at most "
-                f"{MAX_PENDING_SESSIONS} bulk sessions waiting); the default is 4"
+                f"{MAX_LINKS_PER_PEER} segments in flight at once (a provider gives one fetcher "
+                f"at most {MAX_LINKS_PER_PEER} bulk links); the default is 4"
+            )
+        if self.max_concurrent_fetches < 1:
+            raise GossipConfigError(
+                f"network.max_concurrent_fetches = {self.max_concurrent_fetches}: give at "
+                "least 1 blob fetch at once; the default is 4"
             )
 
     @property
@@ -146,6 +154,7 @@ class GossipService:
         self._announced_sizes: dict[str, int] = {}  # blob hash -> size, latest announcements
         self._nursery: trio.Nursery | None = None
         self._obtaining: dict[str, trio.Event] = {}  # blobs being fetched by obtain()
+        self._fetch_slots = trio.CapacityLimiter(config.max_concurrent_fetches)
         self._bulk: BulkServer | None = None
         self._bulk_fetcher: BulkFetcher | None = None
         if config.bulk_channel:
@@ -154,17 +163,16 @@ class GossipService:
                 self._serve_lookup,
                 config.fetch_timeout,
                 self._count_bulk_sent,
+                may_serve=self._may_serve_peer,
                 lookup_range=self._serve_range_lookup,
             )
             self._host.set_stream_handler(TProtocol(BULK_PROTOCOL), self._answer_bulk)
-            self._host.set_stream_handler(TProtocol(BULK_RANGE_PROTOCOL), self._answer_bulk_range)
             # A bulk port that does not accept within a quarter of the fetch budget leaves the
             # rest of it to the libp2p stream.
             self._bulk_fetcher = BulkFetcher(
                 self.peer_id,
                 self._opener(BULK_PROTOCOL),
                 config.fetch_timeout / 4,
-                open_range_stream=self._opener(BULK_RANGE_PROTOCOL),
             )
 
     @property
@@ -201,6 +209,8 @@ class GossipService:
                     await self._deliver(message.data)
             finally:
                 self._send.close()
+                if self._bulk_fetcher is not None:
+                    self._bulk_fetcher.close()
 
     def is_connected(self, peer_id: str) -> bool:
         """Whether this host has an open connection to ``peer_id``."""
@@ -253,7 +263,8 @@ class GossipService:
         """Get blob ``digest`` from the local store or the providers; store it.
 
         A large blob comes in segments from several providers at once, a small one whole from
-        the first good provider (:func:`gossip.blobs.fetch_from_providers`).
+        the first good provider (:func:`gossip.blobs.fetch_from_providers`). At most
+        ``max_concurrent_fetches`` fetches run at once; the others wait for a slot.
         """
         local = self.store.get(digest)
         if local is not None:
@@ -263,18 +274,19 @@ class GossipService:
             for peer in dict.fromkeys(providers)
             if peer != self.peer_id and not self.is_blacklisted(peer)
         ]
-        data = await fetch_from_providers(
-            digest,
-            others,
-            self._opener(BLOB_PROTOCOL),
-            max_bytes=self.config.max_blob_bytes,
-            timeout=self.config.fetch_timeout,
-            on_forged=self._record_offence,
-            fast_path=self._fetch_bulk if self._bulk_fetcher is not None else None,
-            segmented=SegmentedFetch(
-                self._ranges, self.store, self.config.segment_policy, self._announced_sizes.get
-            ),
-        )
+        async with self._fetch_slots:
+            data = await fetch_from_providers(
+                digest,
+                others,
+                self._opener(BLOB_PROTOCOL),
+                max_bytes=self.config.max_blob_bytes,
+                timeout=self.config.fetch_timeout,
+                on_forged=self._record_offence,
+                fast_path=self._fetch_bulk if self._bulk_fetcher is not None else None,
+                segmented=SegmentedFetch(
+                    self._ranges, self.store, self.config.segment_policy, self._announced_sizes.get
+                ),
+            )
         self.traffic["received"] += len(data)
         self.store.put_verified(digest, data)  # fetch_from_providers checked the hash
         return data
@@ -346,6 +358,10 @@ class GossipService:
             peer = str(stream.muxed_conn.peer_id.to_base58())
         except AttributeError:
             return False
+        return self._may_serve_peer(peer)
+
+    def _may_serve_peer(self, peer: str) -> bool:
+        """Whether ``peer`` may have blobs from this node (asked again for each blob)."""
         if self.is_blacklisted(peer):
             return False
         if self.policy.is_member_peer is None or self.policy.is_member_peer(peer):
@@ -360,14 +376,6 @@ class GossipService:
         assert self._bulk is not None
         if self._may_serve(stream):
             await self._bulk.answer(stream)
-        else:
-            with contextlib.suppress(Exception):
-                await stream.reset()
-
-    async def _answer_bulk_range(self, stream: Any) -> None:
-        assert self._bulk is not None
-        if self._may_serve(stream):
-            await self._bulk.answer(stream, ranged=True)
         else:
             with contextlib.suppress(Exception):
                 await stream.reset()

@@ -9,6 +9,7 @@ from typing import Any
 
 from node.data import resolve_data_dir
 from testnet.blob_bench import PATHS, measure_blob_throughput
+from testnet.gossip_bench import check_arguments, measure_dissemination
 from testnet.round_bench import measure_round
 
 _PATH_NAMES = {
@@ -35,6 +36,32 @@ def add_bench_parser(subparsers: Any) -> None:
     blob.add_argument("--repeat", type=int, default=5, help="transfers per path (default 5)")
     blob.add_argument("--json", action="store_true", help="print one JSON object instead")
     blob.set_defaults(handler=run_blob_bench)
+
+    gossip = commands.add_parser(
+        "gossip",
+        help="all-to-all blob dissemination between node processes",
+        description=(
+            "Start NODES node processes on 127.0.0.1, each with a real libp2p host; every "
+            "round each makes a random blob of SIZE_MIB MiB, announces it on GossipSub and "
+            "fetches every other node's blob on its announcement. Print the median seconds "
+            "and CPU seconds (summed over the processes) per round after the first, over the "
+            "bulk channel and over libp2p Yamux streams (the stock path, the baseline, "
+            "measured in the same run, rounds interleaved)."
+        ),
+    )
+    gossip.add_argument("--nodes", type=int, default=8, help="node processes (default 8)")
+    gossip.add_argument("--size-mib", type=int, default=4, help="blob size in MiB (default 4)")
+    gossip.add_argument(
+        "--rounds", type=int, default=6, help="rounds per path, the first is warm-up (default 6)"
+    )
+    gossip.add_argument(
+        "--max-concurrent-fetches",
+        type=int,
+        default=None,
+        help="fetches each node runs at once (default: network.max_concurrent_fetches)",
+    )
+    gossip.add_argument("--json", action="store_true", help="print one JSON object instead")
+    gossip.set_defaults(handler=run_gossip_bench)
 
     round_ = commands.add_parser(
         "round",
@@ -89,4 +116,28 @@ def run_round_bench(args: argparse.Namespace) -> int:
     print(f"  peak RSS per node (max)  {result['peak_rss_mb']:>8.0f} MB")
     print(f"  budget 2 x model + 200   {result['memory_budget_mb']:>8.0f} MB")
     print(f"  every node on one hash   {result['nodes_agree']!s:>8}")
+    return 0
+
+
+def run_gossip_bench(args: argparse.Namespace) -> int:
+    check_arguments(args.nodes, args.size_mib, args.rounds, args.max_concurrent_fetches)
+    result = measure_dissemination(
+        args.nodes, args.size_mib, args.rounds, args.max_concurrent_fetches
+    ).as_dict()
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(
+        f"{args.nodes} node processes, {args.size_mib} MiB blob each, all-to-all, "
+        f"median of rounds 2..{args.rounds}, {result['max_concurrent_fetches']} fetches at once"
+    )
+    before, after = result["load_average_before"][0], result["load_average"][0]
+    print(f"load average (1 min) {before:.2f} before the run, {after:.2f} after it")
+    print(f"{'path':<30}{'s/round':>9}{'CPU s/round':>13}")
+    print(f"{'bulk channel':<30}{result['round_seconds']:>9.2f}{result['cpu_seconds']:>13.2f}")
+    print(
+        f"{'libp2p Yamux stream (stock)':<30}{result['baseline_round_seconds']:>9.2f}"
+        f"{result['baseline_cpu_seconds']:>13.2f}"
+    )
+    print(f"speed-up over the stock path: {result['speedup']:.1f}x")
     return 0

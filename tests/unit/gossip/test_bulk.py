@@ -10,28 +10,33 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pytest
 import trio
 
 from gossip.blobs import blob_hash, read_exactly
-from gossip.bulk import BulkFetcher, BulkServer, SessionTable
+from gossip.bulk import MAX_LINKS_PER_PEER, BulkFetcher, BulkServer, SessionTable
 from gossip.bulk_codec import (
+    ANSWER_BYTES,
     HEADER_BYTES,
     HELLO_BYTES,
     MAX_FRAME_BYTES,
-    BulkAnswer,
-    BulkRequest,
-    ByteRange,
+    BlobRequest,
+    BulkStatus,
     Ephemeral,
     FrameCipher,
+    LinkAnswer,
+    LinkRequest,
+    Sealer,
     SessionKeys,
     Transcript,
     derive_session_keys,
+    open_answer,
     plan_frames,
     seal_hello,
+    seal_request,
 )
 from gossip.bulk_transfer import (
     hash_and_copy,
@@ -50,6 +55,7 @@ from gossip.errors import (
     SessionRefused,
 )
 from gossip.ranges import ranges_of
+from tests.helpers import wait_for
 
 FETCHER = "12D3KooWfetcher"
 PROVIDER = "12D3KooWprovider"
@@ -97,50 +103,40 @@ class Provider:
     server: BulkServer
     sent: list[int]
     open_stream: Callable[[str], Awaitable[HandshakeEnd]]
-    open_range_stream: Callable[[str], Awaitable[HandshakeEnd]]
+    members: set[str]
+    handshakes: list[str]
 
 
 @asynccontextmanager
-async def bulk_provider(blobs: dict[str, bytes], timeout: float = 5.0) -> AsyncIterator[Provider]:
+async def bulk_provider(
+    blobs: dict[str, bytes], timeout: float = 5.0, idle_timeout: float = 30.0
+) -> AsyncIterator[Provider]:
     sent: list[int] = []
+    members, handshakes = {FETCHER}, []
     server = BulkServer(
         PROVIDER,
         blobs.get,
         timeout,
         sent.append,
         frame_bytes=FRAME,
+        may_serve=members.__contains__,
+        idle_timeout=idle_timeout,
         lookup_range=ranges_of(blobs.get),
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve, "127.0.0.1", 0)
 
-        def opener(ranged: bool) -> Callable[[str], Awaitable[HandshakeEnd]]:
-            async def open_stream(peer: str) -> HandshakeEnd:
-                to_provider_send, to_provider_receive = trio.open_memory_channel[bytes](10)
-                to_fetcher_send, to_fetcher_receive = trio.open_memory_channel[bytes](10)
-                provider_end = HandshakeEnd(to_fetcher_send, to_provider_receive, FETCHER)
-                nursery.start_soon(server.answer, provider_end, ranged)
-                return HandshakeEnd(to_provider_send, to_fetcher_receive, peer)
+        async def open_stream(peer: str) -> HandshakeEnd:
+            handshakes.append(peer)
+            to_provider_send, to_provider_receive = trio.open_memory_channel[bytes](10)
+            to_fetcher_send, to_fetcher_receive = trio.open_memory_channel[bytes](10)
+            nursery.start_soon(
+                server.answer, HandshakeEnd(to_fetcher_send, to_provider_receive, FETCHER)
+            )
+            return HandshakeEnd(to_provider_send, to_fetcher_receive, peer)
 
-            return open_stream
-
-        yield Provider(server, sent, opener(False), opener(True))
+        yield Provider(server, sent, open_stream, members, handshakes)
         nursery.cancel_scope.cancel()
-
-
-async def fetch_range(
-    provider: Provider, digest: str, length: int, offset: int, count: int
-) -> bytes | None:
-    fetcher = BulkFetcher(
-        FETCHER,
-        provider.open_stream,
-        connect_timeout=2,
-        open_range_stream=provider.open_range_stream,
-    )
-    out = bytearray(count)
-    with trio.fail_after(5):
-        done = await fetcher.fetch_range(PROVIDER, digest, length, offset, memoryview(out), 2**24)
-    return bytes(out) if done else None
 
 
 async def fetch(provider: Provider, digest: str, max_bytes: int = 2**24) -> bytes | None:
@@ -149,22 +145,20 @@ async def fetch(provider: Provider, digest: str, max_bytes: int = 2**24) -> byte
         return await fetcher.fetch(PROVIDER, digest, max_bytes)
 
 
-async def handshake(provider: Provider, digest: bytes) -> tuple[SessionKeys, BulkAnswer]:
-    """The fetcher's side of the handshake, written out with the codec alone."""
+async def ask_for_link(provider: Provider, mine: Ephemeral) -> LinkAnswer:
     stream = await provider.open_stream(PROVIDER)
-    mine = Ephemeral()
-    await stream.write(BulkRequest(digest, mine.public_key, mine.nonce, 2**24).encode())
+    await stream.write(LinkRequest(mine.public_key, mine.nonce).encode())
     status = (await read_exactly(stream, 1))[0]
-    answer = BulkAnswer.decode(status, await read_exactly(stream, BulkAnswer.body_bytes(status)))
+    return LinkAnswer.decode(status, await read_exactly(stream, LinkAnswer.body_bytes(status)))
+
+
+async def handshake(provider: Provider) -> tuple[SessionKeys, LinkAnswer]:
+    """The fetcher's side of the link handshake, written out with the codec alone."""
+    mine = Ephemeral()
+    answer = await ask_for_link(provider, mine)
+    assert answer.accepted
     transcript = Transcript(
-        FETCHER,
-        PROVIDER,
-        digest,
-        mine.public_key,
-        mine.nonce,
-        answer.public_key,
-        answer.nonce,
-        answer.length,
+        FETCHER, PROVIDER, mine.public_key, mine.nonce, answer.public_key, answer.nonce
     )
     return derive_session_keys(mine.shared_secret(answer.public_key), transcript), answer
 
@@ -193,13 +187,12 @@ def keys(tag: bytes) -> SessionKeys:
 
 def test_a_session_is_claimed_once_with_the_right_token() -> None:
     table = SessionTable(ttl=10)
-    digest = bytes(32)
-    assert table.open(keys(b"a"), digest, b"blob", FETCHER)
+    assert table.open(keys(b"a"), FETCHER)
     with pytest.raises(SessionRefused, match="wrong token"):
         table.claim(keys(b"a").session_id + bytes(HELLO_BYTES - 16))
-    assert table.open(keys(b"b"), digest, b"blob", FETCHER)
-    hello = seal_hello(keys(b"b"), digest)
-    assert table.claim(hello).data == b"blob"
+    assert table.open(keys(b"b"), FETCHER)
+    hello = seal_hello(keys(b"b"))
+    assert table.claim(hello).fetcher == FETCHER
     with pytest.raises(SessionRefused, match="already used"):
         table.claim(hello)
 
@@ -207,13 +200,13 @@ def test_a_session_is_claimed_once_with_the_right_token() -> None:
 def test_sessions_expire_and_are_bounded() -> None:
     now = [100.0]
     table = SessionTable(ttl=10, capacity=2, clock=lambda: now[0])
-    assert table.open(keys(b"a"), bytes(32), b"", FETCHER)
-    assert table.open(keys(b"b"), bytes(32), b"", FETCHER)
-    assert not table.open(keys(b"c"), bytes(32), b"", FETCHER)
+    assert table.open(keys(b"a"), FETCHER)
+    assert table.open(keys(b"b"), FETCHER)
+    assert not table.open(keys(b"c"), FETCHER)
     now[0] = 110.5
     with pytest.raises(SessionRefused, match="expired"):
-        table.claim(seal_hello(keys(b"a"), bytes(32)))
-    assert table.open(keys(b"c"), bytes(32), b"", FETCHER)  # expired ones made room
+        table.claim(seal_hello(keys(b"a")))
+    assert table.open(keys(b"c"), FETCHER)  # expired ones made room
 
 
 # ------------------------------------------------------------------------ frame pipelines
@@ -295,7 +288,7 @@ async def test_fetch_over_bulk_delivers_a_verified_blob() -> None:
     assert provider.sent == [len(data), len(data)]
 
 
-async def test_one_fetcher_reuses_its_buffer_across_blobs_of_any_size() -> None:
+async def test_one_fetcher_asks_for_every_blob_on_one_link_and_reuses_its_buffer() -> None:
     big, small, other = os.urandom(3 * FRAME), b"small", os.urandom(2 * FRAME + 1)
     blobs = {blob_hash(data): data for data in (big, small, other)}
     async with bulk_provider(blobs) as provider:
@@ -303,6 +296,73 @@ async def test_one_fetcher_reuses_its_buffer_across_blobs_of_any_size() -> None:
         with trio.fail_after(5):
             for data in (big, small, other, big):
                 assert await fetcher.fetch(PROVIDER, blob_hash(data), 2**24) == data
+            with pytest.raises(BlobNotFound):  # an answer that leaves the link in step
+                await fetcher.fetch(PROVIDER, "00" * 32, 2**24)
+            assert await fetcher.fetch(PROVIDER, blob_hash(small), 2**24) == small
+        fetcher.close()
+    assert provider.handshakes == [PROVIDER]
+
+
+async def test_fetches_at_once_from_one_provider_use_links_of_their_own() -> None:
+    blobs = {blob_hash(data): data for data in (os.urandom(2 * FRAME) for _ in range(3))}
+    received: dict[str, bytes | None] = {}
+    async with bulk_provider(blobs) as provider:
+        fetcher = BulkFetcher(FETCHER, provider.open_stream, connect_timeout=2)
+
+        async def get(digest: str) -> None:
+            received[digest] = await fetcher.fetch(PROVIDER, digest, 2**24)
+
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                for digest in blobs:
+                    nursery.start_soon(get, digest)
+        fetcher.close()
+    assert received == blobs
+    assert len(provider.handshakes) == 3
+
+
+async def test_a_link_the_provider_closed_for_idling_is_replaced() -> None:
+    data = os.urandom(FRAME)
+    async with bulk_provider({blob_hash(data): data}, idle_timeout=0.05) as provider:
+        fetcher = BulkFetcher(FETCHER, provider.open_stream, connect_timeout=2, idle_timeout=60)
+        with trio.fail_after(5):
+            assert await fetcher.fetch(PROVIDER, blob_hash(data), 2**24) == data
+            await trio.sleep(0.3)  # longer than the provider keeps an idle link
+            assert await fetcher.fetch(PROVIDER, blob_hash(data), 2**24) == data
+        fetcher.close()
+    assert len(provider.handshakes) == 2
+
+
+async def test_a_peer_cut_off_after_its_handshake_gets_nothing_more() -> None:
+    data = os.urandom(FRAME)
+    async with bulk_provider({blob_hash(data): data}) as provider:
+        fetcher = BulkFetcher(FETCHER, provider.open_stream, connect_timeout=2)
+        with trio.fail_after(5):
+            assert await fetcher.fetch(PROVIDER, blob_hash(data), 2**24) == data
+            provider.members.clear()
+            assert await fetcher.fetch(PROVIDER, blob_hash(data), 2**24) is None
+        fetcher.close()
+    assert provider.sent == [len(data)]
+
+
+async def test_one_fetcher_cannot_hold_more_than_its_share_of_links() -> None:
+    data = os.urandom(FRAME)
+    async with bulk_provider({blob_hash(data): data}) as provider:
+        hoarded = []
+        with trio.fail_after(5):
+            for _ in range(MAX_LINKS_PER_PEER):
+                session, answer = await handshake(provider)
+                sock = await connect(answer.port)
+                await send_all(sock, memoryview(seal_hello(session)))
+                hoarded.append(sock)
+            await wait_for(lambda: provider.server.open_links(FETCHER) == MAX_LINKS_PER_PEER, 5)
+            refused = await ask_for_link(provider, Ephemeral())
+            for sock in hoarded:
+                sock.close()
+            await wait_for(lambda: provider.server.open_links(FETCHER) == 0, 5)
+            accepted = await ask_for_link(provider, Ephemeral())
+    assert not refused.accepted
+    assert accepted.accepted
 
 
 async def test_missing_oversized_and_forged_blobs_raise_like_the_stream_protocol() -> None:
@@ -318,66 +378,49 @@ async def test_missing_oversized_and_forged_blobs_raise_like_the_stream_protocol
             await fetch(provider, blob_hash(data))
 
 
-async def test_a_range_travels_in_frames_of_its_own_session() -> None:
+async def fetch_range(
+    fetcher: BulkFetcher, digest: str, length: int, offset: int, count: int
+) -> bytes | None:
+    out = bytearray(count)
+    with trio.fail_after(5):
+        done = await fetcher.fetch_range(PROVIDER, digest, length, offset, memoryview(out), 2**24)
+    return bytes(out) if done else None
+
+
+async def test_ranges_and_whole_blobs_share_one_link() -> None:
     data = os.urandom(5 * FRAME + 11)
     digest = blob_hash(data)
     async with bulk_provider({digest: data}) as provider:
-        middle = await fetch_range(provider, digest, len(data), FRAME + 3, 2 * FRAME)
-        tail = await fetch_range(provider, digest, len(data), len(data) - 11, 11)
+        fetcher = BulkFetcher(FETCHER, provider.open_stream, connect_timeout=2)
+        middle = await fetch_range(fetcher, digest, len(data), FRAME + 3, 2 * FRAME)
+        tail = await fetch_range(fetcher, digest, len(data), len(data) - 11, 11)
+        with trio.fail_after(5):
+            whole = await fetcher.fetch(PROVIDER, digest, 2**24)
+        fetcher.close()
     assert middle == data[FRAME + 3 : 3 * FRAME + 3]
     assert tail == data[-11:]
-    assert provider.sent == [2 * FRAME, 11]
+    assert whole == data
+    assert provider.sent == [2 * FRAME, 11, len(data)]
+    assert provider.handshakes == [PROVIDER]
 
 
 async def test_a_range_of_another_length_or_a_missing_blob_raises() -> None:
     data = os.urandom(3 * FRAME)
     digest = blob_hash(data)
     async with bulk_provider({digest: data}) as provider:
+        fetcher = BulkFetcher(FETCHER, provider.open_stream, connect_timeout=2)
         with pytest.raises(BlobLengthMismatch, match=f"{len(data)} bytes, not") as other:
-            await fetch_range(provider, digest, len(data) + 1, 0, 10)
+            await fetch_range(fetcher, digest, len(data) + 1, 0, 10)
         assert other.value.claimed == len(data)
         with pytest.raises(BlobLengthMismatch, match="ends at byte"):
-            await fetch_range(provider, digest, 4 * FRAME, 3 * FRAME + 1, 10)
+            await fetch_range(fetcher, digest, 4 * FRAME, 3 * FRAME + 1, 10)
         with pytest.raises(BlobNotFound):
-            await fetch_range(provider, "00" * 32, 10, 0, 10)
-    assert provider.sent == []
-
-
-async def test_a_range_hello_does_not_open_the_whole_blob_or_another_range() -> None:
-    """A session agreed for one range streams that range and nothing else."""
-    data = os.urandom(4 * FRAME)
-    digest = bytes.fromhex(blob_hash(data))
-    async with bulk_provider({digest.hex(): data}) as provider:
-        stream = await provider.open_range_stream(PROVIDER)
-        mine = Ephemeral()
-        span = ByteRange(FRAME, FRAME)
-        await stream.write(BulkRequest(digest, mine.public_key, mine.nonce, 2**24, span).encode())
-        status = (await read_exactly(stream, 1))[0]
-        body = await read_exactly(stream, BulkAnswer.body_bytes(status))
-        answer = BulkAnswer.decode(status, body)
-        agreed = Transcript(
-            FETCHER,
-            PROVIDER,
-            digest,
-            mine.public_key,
-            mine.nonce,
-            answer.public_key,
-            answer.nonce,
-            answer.length,
-            span,
-        )
-        secret = mine.shared_secret(answer.public_key)
-        for claimed in (replace(agreed, span=None), replace(agreed, span=ByteRange(0, FRAME))):
-            wrong = derive_session_keys(secret, claimed)
-            with await connect(answer.port) as sock:
-                await send_all(sock, memoryview(seal_hello(wrong, digest)))
-                assert await read_until_closed(sock) == 0
-        keys = derive_session_keys(secret, agreed)
-        with await connect(answer.port) as sock:
-            await send_all(sock, memoryview(seal_hello(keys, digest)))
-            out = bytearray(FRAME)
-            await receive_blob(sock, FrameCipher(keys.provider_to_fetcher), memoryview(out))
-    assert out == data[FRAME : 2 * FRAME]
+            await fetch_range(fetcher, "00" * 32, 10, 0, 10)
+        # After all that, the link still carries a good range.
+        assert await fetch_range(fetcher, digest, len(data), 5, 5) == data[5:10]
+        fetcher.close()
+    # The provider sent the first range before the fetcher read its answer and hung up.
+    assert provider.sent == [10, 5]
 
 
 async def test_unavailable_channel_gives_none_for_the_fallback() -> None:
@@ -394,28 +437,39 @@ async def test_unavailable_channel_gives_none_for_the_fallback() -> None:
     assert unsupported is None
 
 
-async def test_wrong_token_and_replayed_session_are_refused(
+async def test_wrong_token_replayed_session_and_replayed_request_are_refused(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING)
     data = os.urandom(2 * FRAME)
+    digest = bytes.fromhex(blob_hash(data))
     async with bulk_provider({blob_hash(data): data}) as provider:
-        session, answer = await handshake(provider, bytes.fromhex(blob_hash(data)))
-        hello = seal_hello(session, bytes.fromhex(blob_hash(data)))
-
+        session, answer = await handshake(provider)
+        hello = seal_hello(session)
         with await connect(answer.port) as sock:  # the session id with a forged token
             await send_all(sock, memoryview(hello[:-1] + bytes([hello[-1] ^ 1])))
             assert await read_until_closed(sock) == 0
 
-        session, answer = await handshake(provider, bytes.fromhex(blob_hash(data)))
-        hello = seal_hello(session, bytes.fromhex(blob_hash(data)))
+        session, answer = await handshake(provider)
+        hello = seal_hello(session)
         with await connect(answer.port) as sock:
             await send_all(sock, memoryview(hello))
-            assert await read_until_closed(sock) == len(data) + 2 * (HEADER_BYTES + 16)
+            sealer = Sealer(session.fetcher_to_provider, next_index=1)
+            request = seal_request(sealer, BlobRequest(digest, 2**24))
+            await send_all(sock, memoryview(request))
+            sealed_answer = bytearray(ANSWER_BYTES)
+            await recv_exactly_into(sock, memoryview(sealed_answer))
+            status = open_answer(Sealer(session.provider_to_fetcher), digest, bytes(sealed_answer))
+            assert status == (BulkStatus.FOUND, len(data))
+            frames = bytearray(len(data) + 2 * (HEADER_BYTES + 16))
+            await recv_exactly_into(sock, memoryview(frames))
+            await send_all(sock, memoryview(request))  # the same request again
+            assert await read_until_closed(sock) == 0
         with await connect(answer.port) as sock:  # the same hello again
             await send_all(sock, memoryview(hello))
             assert await read_until_closed(sock) == 0
     assert "wrong token" in caplog.text
+    assert "request failed authentication" in caplog.text
     assert "already used" in caplog.text
     assert provider.sent == [len(data)]
 

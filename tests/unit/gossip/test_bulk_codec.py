@@ -3,25 +3,35 @@ import hmac
 from dataclasses import replace
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from gossip.bulk_codec import (
+    ANSWER_BYTES,
     HEADER_BYTES,
+    HELLO_BYTES,
     MAX_FRAME_BYTES,
-    BulkAnswer,
-    BulkRequest,
+    REQUEST_BYTES,
+    WHOLE,
+    BlobRequest,
     BulkStatus,
     ByteRange,
     Ephemeral,
     Frame,
     FrameCipher,
     FrameReader,
+    LinkAnswer,
+    LinkRequest,
+    Sealer,
     SessionKeys,
     Transcript,
     derive_session_keys,
     hello_is_valid,
+    open_answer,
+    open_request,
     plan_frames,
+    seal_answer,
     seal_hello,
-    served_range,
+    seal_request,
 )
 from gossip.errors import FrameRejected, MalformedMessage
 
@@ -34,12 +44,10 @@ def transcript(**changes: object) -> Transcript:
     base = Transcript(
         fetcher_peer=FETCHER,
         provider_peer=PROVIDER,
-        digest=DIGEST,
         fetcher_public_key=b"\x01" * 32,
         fetcher_nonce=b"\x02" * 32,
         provider_public_key=b"\x03" * 32,
         provider_nonce=b"\x04" * 32,
-        length=1000,
     )
     return replace(base, **changes)  # type: ignore[arg-type]
 
@@ -53,27 +61,20 @@ def rfc5869_hkdf_sha256(secret: bytes, salt: bytes, info: bytes, length: int) ->
     return output[:length]
 
 
-def test_request_and_answers_round_trip() -> None:
-    request = BulkRequest(DIGEST, b"k" * 32, b"n" * 32, 2**26)
-    assert BulkRequest.decode(request.encode()) == request
-    answers = [
-        BulkAnswer(BulkStatus.FOUND, 123, b"p" * 32, b"q" * 32, 40_000),
-        BulkAnswer(BulkStatus.NOT_FOUND),
-        BulkAnswer(BulkStatus.REFUSED),
-        BulkAnswer(BulkStatus.TOO_LARGE, length=2**30),
-        BulkAnswer(BulkStatus.OUTSIDE, length=77),
-    ]
-    for answer in answers:
+def test_link_request_and_answers_round_trip() -> None:
+    request = LinkRequest(b"k" * 32, b"n" * 32)
+    assert LinkRequest.decode(request.encode()) == request
+    for answer in (LinkAnswer(True, b"p" * 32, b"q" * 32, 40_000), LinkAnswer(False)):
         encoded = answer.encode()
-        assert len(encoded) == 1 + BulkAnswer.body_bytes(encoded[0])
-        assert BulkAnswer.decode(encoded[0], encoded[1:]) == answer
+        assert len(encoded) == 1 + LinkAnswer.body_bytes(encoded[0])
+        assert LinkAnswer.decode(encoded[0], encoded[1:]) == answer
 
 
 def test_malformed_handshake_messages_are_rejected() -> None:
     with pytest.raises(MalformedMessage):
-        BulkRequest.decode(b"short")
+        LinkRequest.decode(b"short")
     with pytest.raises(MalformedMessage, match="unknown"):
-        BulkAnswer.body_bytes(9)
+        LinkAnswer.body_bytes(9)
 
 
 def test_keys_are_hkdf_over_the_shared_secret_and_transcript() -> None:
@@ -82,14 +83,12 @@ def test_keys_are_hkdf_over_the_shared_secret_and_transcript() -> None:
         secret,
         salt=b"\x02" * 32 + b"\x04" * 32,
         info=(
-            b"medswarm bulk channel v1"
+            b"medswarm bulk channel v2"
             + b"\x00\x0f12D3KooWfetcher\x00\x1012D3KooWprovider"
-            + DIGEST
             + b"\x01" * 32
             + b"\x02" * 32
             + b"\x03" * 32
             + b"\x04" * 32
-            + (1000).to_bytes(8, "big")
         ),
         length=80,
     )
@@ -113,7 +112,7 @@ def test_both_sides_derive_the_same_keys_bound_to_both_peer_ids() -> None:
     for other in (
         replace(agreed, fetcher_peer="12D3KooWsomeoneelse"),
         replace(agreed, provider_peer="12D3KooWsomeoneelse"),
-        replace(agreed, digest=bytes(32)),
+        replace(agreed, fetcher_nonce=bytes(32)),
         replace(agreed, provider_nonce=bytes(32)),
     ):
         assert derive_session_keys(secret, other).provider_to_fetcher != (
@@ -123,13 +122,61 @@ def test_both_sides_derive_the_same_keys_bound_to_both_peer_ids() -> None:
 
 def test_hello_proves_the_session() -> None:
     keys = derive_session_keys(b"s" * 32, transcript())
-    hello = seal_hello(keys, DIGEST)
-    assert hello_is_valid(keys, DIGEST, hello)
+    hello = seal_hello(keys)
+    assert len(hello) == HELLO_BYTES
+    assert hello_is_valid(keys, hello)
     tampered = hello[:-1] + bytes([hello[-1] ^ 1])
-    assert not hello_is_valid(keys, DIGEST, tampered)
-    assert not hello_is_valid(keys, bytes(32), hello)
+    assert not hello_is_valid(keys, tampered)
     other_session = derive_session_keys(b"s" * 32, transcript(fetcher_peer="12D3KooWintruder"))
-    assert not hello_is_valid(keys, DIGEST, seal_hello(other_session, DIGEST))
+    assert not hello_is_valid(keys, seal_hello(other_session))
+
+
+def test_requests_and_answers_take_one_nonce_each_in_order() -> None:
+    fetcher_side, provider_side = Sealer(b"f" * 32, next_index=1), Sealer(b"f" * 32, next_index=1)
+    whole, ranged = BlobRequest(DIGEST, 2**26), BlobRequest(bytes(32), 5, ByteRange(7, 3))
+    first = seal_request(fetcher_side, whole)
+    second = seal_request(fetcher_side, ranged)
+    assert len(first) == REQUEST_BYTES
+    # The second request, sealed by hand with nonce 2: the nonces count 1, 2, ...
+    fields = bytes(32) + b"".join(n.to_bytes(8, "big") for n in (5, 7, 3))
+    expected = ChaCha20Poly1305(b"f" * 32).encrypt(
+        bytes(4) + (2).to_bytes(8, "big"), fields, b"request"
+    )
+    assert second == expected
+    assert open_request(provider_side, first) == whole
+    assert whole.span == ByteRange(0, WHOLE)
+    with pytest.raises(FrameRejected, match="request failed authentication"):
+        open_request(provider_side, first)  # replayed: its nonce is used up
+    assert open_request(provider_side, second) == ranged
+
+
+def test_the_range_served_stops_at_the_end_of_the_blob() -> None:
+    assert ByteRange(10, 5).served(100) == ByteRange(10, 5)
+    assert ByteRange(90, 50).served(100) == ByteRange(90, 10)
+    assert ByteRange(100, 50).served(100) == ByteRange(100, 0)
+    assert ByteRange(0, WHOLE).served(100) == ByteRange(0, 100)
+    with pytest.raises(MalformedMessage, match="64 bits"):
+        ByteRange(-1, 5)
+
+
+def test_an_answer_is_bound_to_the_digest_asked_for() -> None:
+    sealed = seal_answer(Sealer(b"p" * 32), DIGEST, BulkStatus.FOUND, 1234)
+    assert len(sealed) == ANSWER_BYTES
+    assert open_answer(Sealer(b"p" * 32), DIGEST, sealed) == (BulkStatus.FOUND, 1234)
+    with pytest.raises(FrameRejected, match="answer failed authentication"):
+        open_answer(Sealer(b"p" * 32), bytes(32), sealed)
+
+
+def test_a_blobs_frames_use_the_nonces_after_the_answer() -> None:
+    provider, fetcher = Sealer(b"p" * 32), Sealer(b"p" * 32)
+    answer = seal_answer(provider, DIGEST, BulkStatus.FOUND, 3000)
+    frames = seal_all(b"x" * 3000, 1000, cipher=provider.frame_cipher())
+    provider.used(len(frames))
+    assert provider.next_index == 4  # the answer, then three frames
+    open_answer(fetcher, DIGEST, answer)
+    assert open_all(frames, 3000, cipher=fetcher.frame_cipher()) == b"x" * 3000
+    with pytest.raises(FrameRejected, match="authentication"):  # the right key, nonces from 0
+        open_all(frames, 3000, key=b"p" * 32)
 
 
 def test_frames_cover_the_blob_and_only_the_last_is_final() -> None:
@@ -140,9 +187,11 @@ def test_frames_cover_the_blob_and_only_the_last_is_final() -> None:
         plan_frames(9, MAX_FRAME_BYTES + 1)
 
 
-def seal_all(data: bytes, frame_bytes: int, key: bytes = b"k" * 32) -> list[tuple[bytes, bytes]]:
+def seal_all(
+    data: bytes, frame_bytes: int, key: bytes = b"k" * 32, cipher: FrameCipher | None = None
+) -> list[tuple[bytes, bytes]]:
     """(header, sealed body) for each frame of ``data``."""
-    cipher = FrameCipher(key)
+    cipher = cipher or FrameCipher(key)
     sealed = []
     for frame in plan_frames(len(data), frame_bytes):
         out = bytearray(HEADER_BYTES + frame.sealed_size)
@@ -152,8 +201,13 @@ def seal_all(data: bytes, frame_bytes: int, key: bytes = b"k" * 32) -> list[tupl
     return sealed
 
 
-def open_all(frames: list[tuple[bytes, bytes]], length: int, key: bytes = b"k" * 32) -> bytes:
-    reader, cipher = FrameReader(length), FrameCipher(key)
+def open_all(
+    frames: list[tuple[bytes, bytes]],
+    length: int,
+    key: bytes = b"k" * 32,
+    cipher: FrameCipher | None = None,
+) -> bytes:
+    reader, cipher = FrameReader(length), cipher or FrameCipher(key)
     blob = bytearray(length)
     for header, body in frames:
         frame = reader.next_frame(header)
@@ -208,49 +262,3 @@ def test_headers_that_cannot_be_right_are_refused_before_the_body() -> None:
         FrameReader(length=100).next_frame((100).to_bytes(4, "big"))
     with pytest.raises(FrameRejected, match="mis-flagged"):
         FrameReader(length=100).next_frame((0).to_bytes(4, "big"))
-
-
-def test_a_range_request_is_the_whole_request_and_two_numbers() -> None:
-    request = BulkRequest(DIGEST, b"k" * 32, b"n" * 32, 2**26, ByteRange(2**23, 2**20))
-    encoded = request.encode()
-    whole = BulkRequest(DIGEST, b"k" * 32, b"n" * 32, 2**26).encode()
-    assert encoded == whole + (2**23).to_bytes(8, "big") + (2**20).to_bytes(8, "big")
-    assert BulkRequest.decode(encoded) == request
-    with pytest.raises(MalformedMessage, match="expected 104 or 120"):
-        BulkRequest.decode(encoded[:-1])
-
-
-def test_the_range_served_stops_at_the_end_of_the_blob() -> None:
-    assert served_range(ByteRange(10, 5), 100) == ByteRange(10, 5)
-    assert served_range(ByteRange(90, 50), 100) == ByteRange(90, 10)
-    assert served_range(ByteRange(100, 50), 100) == ByteRange(100, 0)
-
-
-def test_range_session_keys_cover_the_range_under_their_own_label() -> None:
-    secret = bytes(range(32))
-    span = ByteRange(200, 300)
-    expected = rfc5869_hkdf_sha256(
-        secret,
-        salt=b"\x02" * 32 + b"\x04" * 32,
-        info=(
-            b"medswarm bulk channel v1.1 range"
-            + b"\x00\x0f12D3KooWfetcher\x00\x1012D3KooWprovider"
-            + DIGEST
-            + b"\x01" * 32
-            + b"\x02" * 32
-            + b"\x03" * 32
-            + b"\x04" * 32
-            + (1000).to_bytes(8, "big")
-            + (200).to_bytes(8, "big")
-            + (300).to_bytes(8, "big")
-        ),
-        length=80,
-    )
-    keys = derive_session_keys(secret, transcript(span=span))
-    assert keys == SessionKeys(expected[:16], expected[16:48], expected[48:])
-    others = [
-        transcript(),  # the whole blob
-        transcript(span=ByteRange(0, 300)),
-        transcript(span=ByteRange(200, 299)),
-    ]
-    assert all(derive_session_keys(secret, other) != keys for other in others)

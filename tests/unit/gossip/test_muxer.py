@@ -19,7 +19,7 @@ from libp2p.stream_muxer.yamux.yamux import (
     Yamux,
 )
 
-from gossip.muxer import ReaderSafeYamux
+from gossip.muxer import WINDOW_UPDATE_BATCH, ReaderSafeYamux
 from tests.helpers import wait_for
 
 HEADER = struct.Struct(YAMUX_HEADER_FORMAT)
@@ -143,3 +143,29 @@ async def test_close_returns_when_the_socket_does_not_drain() -> None:
             await muxer.close()
         assert muxer.is_closed
         assert connection.sent == b""  # the GO_AWAY was given up
+
+
+async def read_small_frames(muxer_class: type[Yamux], count: int, size: int) -> list[int]:
+    """Window granted by plain updates while a stream's ``count`` frames of ``size`` are read."""
+    async with running(muxer_class) as (muxer, connection):
+        connection.writable.set()
+        connection.arrive(frame(TYPE_WINDOW_UPDATE, FLAG_SYN, 2, 0))
+        with trio.fail_after(5):
+            stream = await muxer.accept_stream()
+            for _ in range(count):
+                connection.arrive(frame(TYPE_DATA, 0, 2, size, bytes(size)))
+                assert len(await stream.read(size)) == size
+            await trio.sleep(0.05)  # anything the reads still had to send
+    return [n for kind, flags, _, n, _ in frames(bytes(connection.sent)) if (kind, flags) == (1, 0)]
+
+
+async def test_window_updates_wait_until_half_the_initial_window_is_owed() -> None:
+    count, size = 250, 1000  # 250 000 bytes, inside the initial 256 KiB window
+    granted = await read_small_frames(ReaderSafeYamux, count, size)
+    # A few updates (py-libp2p also doubles the window as it auto-tunes), each a full batch.
+    assert 1 <= len(granted) < 10
+    assert all(n >= WINDOW_UPDATE_BATCH for n in granted)
+    # What the peer has not been told stays under one batch, so it never runs dry.
+    assert count * size - sum(granted) < WINDOW_UPDATE_BATCH
+    # Stock py-libp2p 0.8.1 says so for nearly every read.
+    assert len(await read_small_frames(Yamux, count, size)) > count / 2

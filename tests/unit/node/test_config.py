@@ -46,6 +46,8 @@ def test_out_of_range_values_are_errors() -> None:
         config_from_dict({"federation": {"rounds": 0}})
     with pytest.raises(ConfigError, match="quorum"):
         config_from_dict({"federation": {"quorum": 1.5}})
+    with pytest.raises(ConfigError, match="max_concurrent_fetches = 0: give at least 1"):
+        config_from_dict({"network": {"max_concurrent_fetches": 0}})
 
 
 def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
@@ -117,7 +119,7 @@ def test_segmented_fetch_settings_are_read_and_checked() -> None:
         ConfigError, match=r"segment_bytes = 1000 is too small: give at least 65536"
     ):
         config_from_dict({"network": {"segment_bytes": 1000}})
-    with pytest.raises(ConfigError, match=r"fetch_concurrency = 0: give 1 to 16"):
+    with pytest.raises(ConfigError, match=r"fetch_concurrency = 0: give 1 to 8"):
         config_from_dict({"network": {"fetch_concurrency": 0}})
-    with pytest.raises(ConfigError, match=r"fetch_concurrency = 17: give 1 to 16"):
-        config_from_dict({"network": {"fetch_concurrency": 17}})
+    with pytest.raises(ConfigError, match=r"fetch_concurrency = 9: give 1 to 8"):
+        config_from_dict({"network": {"fetch_concurrency": 9}})
