@@ -15,6 +15,7 @@ from typing import Any
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
+from web3.types import RPCEndpoint
 
 from incentive.errors import ChainError, ChainUnavailable
 
@@ -67,8 +68,14 @@ def connect_rpc(url: str, chain_id: int | None = None, timeout: float = 10.0) ->
     """
     if not url.startswith(("http://", "https://")):
         raise ChainUnavailable(url, "only http:// and https:// URLs are supported")
+    # web3's request validation asks for the chain id before every call; it cannot change
+    # under a URL, so that one answer is cached.
     provider = HTTPProvider(
-        url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None
+        url,
+        request_kwargs={"timeout": timeout},
+        exception_retry_configuration=None,
+        cache_allowed_requests=True,
+        cacheable_requests={RPCEndpoint("eth_chainId")},
     )
     w3 = Web3(provider)
     try:

@@ -25,6 +25,7 @@ from incentive.errors import ContractReverted
 from incentive.records import MemberRecord
 from node.aggregation import apply_delta, fedavg
 from node.errors import NodeError
+from node.phases import PhaseClock
 from node.training import evaluate
 from node.weights import WeightArray, encoded_size
 
@@ -42,10 +43,13 @@ class AggregatorDuty:
         self.round = round_number
         self.cluster = cluster
         self.rank = rank
+        self._phases = PhaseClock()
+        self._scores: dict[str, MemberRecord] = {}  # by sender, for the updates accepted
 
     async def run(self, round_started: float) -> None:
         """Wait for this candidate's turn, then aggregate unless someone already did."""
         federation = self.node.config.federation
+        self._phases = PhaseClock()  # from the start of the duty
         members = self.node.membership.addresses(cluster=self.cluster)
         needed = max(1, math.ceil(federation.quorum * len(members)))
         collect_until = round_started + federation.update_timeout
@@ -73,9 +77,11 @@ class AggregatorDuty:
                     "rank": self.rank,
                 }
             )
+        self._phases.lap("wait")
         accepted = await self._collect(members, needed)
         if accepted is None or await self._recorded():
             return
+        self._phases.lap("collect")
         await self._aggregate(accepted)
 
     async def _collect(
@@ -84,6 +90,12 @@ class AggregatorDuty:
         """Fetch and check updates until a quorum is valid; None if the round moved on."""
         excluded: set[str] = set()
         accepted: dict[str, tuple[Announcement, Mapping[str, WeightArray]]] = {}
+        self._scores.clear()
+        site = self.node.site
+        start = self.node.global_weights
+        before = await trio.to_thread.run_sync(
+            lambda: evaluate(start, site.train_x, site.train_y, site.dataset).loss
+        )
         while True:
             for sender, announcement in sorted(self._announced(members).items()):
                 if sender in accepted or sender in excluded:
@@ -93,6 +105,10 @@ class AggregatorDuty:
                         announcement.blob_hash, [announcement.peer_id]
                     )
                     accepted[sender] = (announcement, update)
+                    # Scored now, while the stragglers' updates are still on their way.
+                    self._scores[sender] = await trio.to_thread.run_sync(
+                        self._score, announcement, update, before
+                    )
                 except (GossipError, NodeError, ValueError) as exc:
                     excluded.add(sender)
                     log.warning("round %d: update of %s excluded: %s", self.round, sender, exc)
@@ -130,7 +146,8 @@ class AggregatorDuty:
         digest = await trio.to_thread.run_sync(node.store_weights, mean_delta)
         size = encoded_size(mean_delta)
         del mean_delta
-        records = await trio.to_thread.run_sync(self._score, accepted)
+        self._phases.lap("average")
+        records = [self._scores[a.sender.lower()] for a, _ in accepted]
         try:
             await node.on_chain(
                 node.chain.record_cluster,
@@ -145,6 +162,7 @@ class AggregatorDuty:
                 log.info("%s: another candidate recorded cluster %d first", node.name, self.cluster)
                 return
             raise
+        self._phases.lap("record")
         inputs = tuple(
             AggregateInput(sender=a.sender, blob_hash=a.blob_hash, samples=a.samples)
             for a, _ in accepted
@@ -161,26 +179,34 @@ class AggregatorDuty:
                 inputs,
             )
         )
+        self._phases.lap("announce")
+        node.emit(
+            {
+                "event": "aggregated",
+                "round": self.round,
+                "cluster": self.cluster,
+                "rank": self.rank,
+                "aggregate_hash": digest,
+                "inputs": len(inputs),
+                "phase_seconds": self._phases.laps,
+            }
+        )
 
     def _score(
-        self, accepted: list[tuple[Announcement, Mapping[str, WeightArray]]]
-    ) -> list[MemberRecord]:
-        """Each update's effect on this node's training loss, weighted by its samples."""
-        node = self.node
-        site, start = node.site, node.global_weights
-        before = evaluate(start, site.train_x, site.train_y, site.dataset).loss
-        records = []
-        for announcement, update in accepted:
-            after = evaluate(apply_delta(start, update), site.train_x, site.train_y, site.dataset)
-            records.append(
-                MemberRecord(
-                    address=announcement.sender,
-                    update_hash=announcement.blob_hash,
-                    samples=announcement.samples,
-                    score=contribution_score(announcement.samples, before, after.loss),
-                )
-            )
-        return records
+        self, announcement: Announcement, update: Mapping[str, WeightArray], before: float
+    ) -> MemberRecord:
+        """The update's effect on this node's training loss (``before`` it), weighted by its
+        samples."""
+        site = self.node.site
+        after = evaluate(
+            apply_delta(self.node.global_weights, update), site.train_x, site.train_y, site.dataset
+        )
+        return MemberRecord(
+            address=announcement.sender,
+            update_hash=announcement.blob_hash,
+            samples=announcement.samples,
+            score=contribution_score(announcement.samples, before, after.loss),
+        )
 
     def _announced(self, members: list[str]) -> dict[str, Announcement]:
         updates = self.node.inbox.updates(self.round)

@@ -19,9 +19,10 @@ One round ``r`` seen from a node in cluster ``c`` (see docs/architecture.md for 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import trio
 from libp2p.crypto.keys import KeyPair
@@ -42,6 +43,7 @@ from node.errors import NodeError, RoundFailed
 from node.inbox import RoundInbox
 from node.journal import Checkpoint, Journal
 from node.membership import Membership
+from node.phases import PhaseClock
 from node.training import derive_seed, evaluate, train_local
 from node.weights import (
     CODEC,
@@ -57,23 +59,11 @@ log = logging.getLogger(__name__)
 
 RoundEventSink = Callable[[dict[str, Any]], None]
 POLL_SECONDS = 0.25
+RECORD_POLL_SECONDS = 1.0  # between reads of a cluster's aggregate record without news
 ANNOUNCEMENT_GRACE_SECONDS = 5.0
 RETRY_FIRST_SECONDS = 1.0  # pause after a failed round attempt, doubling up to the maximum
 RETRY_MAX_SECONDS = 16.0
 DIAL_BACKOFF_MAX_SECONDS = 15.0
-
-
-class PhaseClock:
-    """Seconds spent in each named phase of a round attempt, in the order they ended."""
-
-    def __init__(self) -> None:
-        self.laps: dict[str, float] = {}
-        self._last = time.monotonic()
-
-    def lap(self, phase: str) -> None:
-        now = time.monotonic()
-        self.laps[phase] = round(now - self._last, 3)
-        self._last = now
 
 
 class HospitalNode:
@@ -290,6 +280,8 @@ class HospitalNode:
             if self.address in candidates:
                 duty = AggregatorDuty(self, round_number, cluster, candidates.index(self.address))
                 nursery.start_soon(duty.run, started)
+            if self.config.federation.verify_aggregates or candidates[:1] == [self.address]:
+                nursery.start_soon(self._prefetch_updates, round_number, cluster)
             try:
                 new_global = await self._combine_clusters(round_number, cluster, phases)
             except RoundFailed as exc:
@@ -368,34 +360,74 @@ class HospitalNode:
         phases.lap("publish")
         return announcement
 
+    async def _prefetch_updates(self, round_number: int, cluster: int) -> None:
+        """Fetch the cluster's updates into the store as their announcements arrive, all at
+        once (the gossip service bounds how many fetches run), so that aggregating and checking
+        the aggregate find them there. A failed fetch is left to whoever needs the update."""
+        others = set(self.membership.addresses(cluster=cluster)) - {self.address}
+        started: set[str] = set()
+
+        async def obtain(announcement: Announcement) -> None:
+            try:
+                await self.gossip.obtain(announcement.blob_hash, [announcement.peer_id])
+            except GossipError as exc:
+                log.info(
+                    "%s: prefetch of %s's update failed: %s", self.name, announcement.sender, exc
+                )
+
+        def unseen() -> dict[str, Announcement]:
+            updates = self.inbox.updates(round_number)
+            return {s: a for s, a in updates.items() if s in others and s not in started}
+
+        async with trio.open_nursery() as nursery:
+            while started != others:
+                await self.inbox.wait_until(lambda: bool(unseen()), math.inf)
+                for sender, announcement in sorted(unseen().items()):
+                    started.add(sender)
+                    nursery.start_soon(obtain, announcement)
+
     async def _combine_clusters(
         self, round_number: int, own_cluster: int, phases: PhaseClock
     ) -> Weights:
-        """Wait for every cluster's recorded aggregate; return the new global model."""
+        """Fetch every cluster's aggregate as soon as it is recorded; the new global model."""
         clusters = self.membership.clusters()
         records: dict[int, ClusterInfo] = {}
-        with trio.move_on_after(self.config.federation.aggregate_timeout):
-            while len(records) < len(clusters):
-                for cluster in clusters:
-                    if cluster not in records:
-                        info = await self.on_chain(self.chain.cluster_record, round_number, cluster)
-                        if info is not None:
-                            records[cluster] = info
-                if len(records) < len(clusters):
-                    await trio.sleep(POLL_SECONDS)
+        aggregates: dict[int, Mapping[str, WeightArray]] = {}
+        failures: list[RoundFailed] = []
+        all_recorded = trio.Event()
+        deadline = trio.current_time() + self.config.federation.aggregate_timeout
+
+        async def obtain(cluster: int, cancel_scope: trio.CancelScope) -> None:
+            with trio.move_on_at(deadline):
+                records[cluster] = await self._recorded_aggregate(round_number, cluster)
+            if cluster not in records:
+                return
+            if len(records) == len(clusters):
+                all_recorded.set()
+            try:
+                aggregates[cluster] = await self._aggregate_of(
+                    round_number, records[cluster], cluster == own_cluster
+                )
+            except RoundFailed as exc:
+                failures.append(exc)
+                cancel_scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            for cluster in clusters:
+                nursery.start_soon(obtain, cluster, nursery.cancel_scope)
+            with trio.move_on_at(deadline):
+                await all_recorded.wait()
+                phases.lap("aggregates-recorded")
+        if failures:
+            raise failures[0]
         missing = sorted(set(clusters) - set(records))
         if missing:
             raise RoundFailed(
                 f"round {round_number}: no aggregate recorded for cluster(s) {missing} within "
                 f"{self.config.federation.aggregate_timeout:.0f}s (federation.aggregate_timeout)"
             )
-        phases.lap("aggregates-recorded")
-        parts: list[tuple[Mapping[str, WeightArray], int]] = []
-        for cluster in clusters:
-            info = records[cluster]
-            aggregate = await self._aggregate_of(round_number, info, cluster == own_cluster)
-            parts.append((aggregate, info.total_samples))
         phases.lap("aggregates-fetched")
+        parts = [(aggregates[c], records[c].total_samples) for c in clusters]
         combined = await trio.to_thread.run_sync(
             lambda: apply_delta(self.global_weights, fedavg(parts))
         )
@@ -433,6 +465,27 @@ class HospitalNode:
             raise RoundFailed(
                 f"round {round_number}: cannot fetch cluster {info.cluster}'s aggregate: {exc}"
             ) from exc
+
+    async def _recorded_aggregate(self, round_number: int, cluster: int) -> ClusterInfo:
+        """The cluster's aggregate once it is recorded on chain for the round.
+
+        The aggregator announces right after recording, so the chain is asked again when an
+        aggregate announcement for the cluster arrives, and otherwise every
+        :data:`RECORD_POLL_SECONDS` (a lost announcement only costs time).
+        """
+
+        def announced() -> int:
+            return len(self.inbox.aggregates(round_number, cluster))
+
+        def more_than(seen: int) -> Callable[[], bool]:
+            return lambda: announced() > seen
+
+        while True:
+            news = more_than(announced())
+            info = await self.on_chain(self.chain.cluster_record, round_number, cluster)
+            if info is not None:
+                return cast(ClusterInfo, info)
+            await self.inbox.wait_until(news, RECORD_POLL_SECONDS)
 
     def _aggregate_announcement(self, round_number: int, info: ClusterInfo) -> Announcement | None:
         for announcement in self.inbox.aggregates(round_number, info.cluster):

@@ -8,9 +8,11 @@ a 1-D CNN with class-balanced cross-entropy scored by balanced accuracy for MIT-
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -138,12 +140,40 @@ def derive_seed(*parts: int | str) -> int:
 def _model_with(
     dataset: str, weights: Mapping[str, WeightArray], n_features: int
 ) -> torch.nn.Module:
-    # A widened binary model (training.hidden_units) is known by its layout.
-    wide = task_spec(dataset).model == "logistic-regression" and "middle.weight" in weights
-    hidden_units = int(weights["middle.weight"].shape[0]) if wide else 0
-    model = build_model(dataset, n_features, 0, hidden_units, initialise=False)
+    model = build_model(dataset, n_features, 0, _hidden_units(dataset, weights), initialise=False)
     load_weights_into(model, weights)
     return model
+
+
+def _hidden_units(dataset: str, weights: Mapping[str, WeightArray]) -> int:
+    # A widened binary model (training.hidden_units) is known by its layout.
+    wide = task_spec(dataset).model == "logistic-regression" and "middle.weight" in weights
+    return int(weights["middle.weight"].shape[0]) if wide else 0
+
+
+_ModelKey = tuple[str, int, int]
+_spare_models: dict[_ModelKey, torch.nn.Module] = {}
+_spare_models_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _evaluation_model(
+    dataset: str, weights: Mapping[str, WeightArray], n_features: int
+) -> Iterator[torch.nn.Module]:
+    """A model holding ``weights`` for inference, reused from the last call of its shape:
+    building a large model costs about as much as running it on a site's data."""
+    key = (dataset, n_features, _hidden_units(dataset, weights))
+    with _spare_models_lock:
+        model = _spare_models.pop(key, None)
+    if model is None:
+        model = build_model(dataset, n_features, 0, key[2], initialise=False)
+    load_weights_into(model, weights)
+    model.eval()
+    try:
+        yield model
+    finally:
+        with _spare_models_lock:
+            _spare_models[key] = model
 
 
 def _correction_terms(
@@ -236,10 +266,8 @@ def predict(
     weights: Mapping[str, WeightArray], x: FloatArray, dataset: str = "heart-disease"
 ) -> FloatArray:
     """Return the raw outputs (logits or log-risk scores) of ``dataset``'s model for ``x``."""
-    model = _model_with(dataset, weights, int(x.shape[1]))
-    model.eval()
     inputs = torch.tensor(np.asarray(x, dtype=np.float32))
-    with torch.no_grad():
+    with _evaluation_model(dataset, weights, int(x.shape[1])) as model, torch.no_grad():
         parts = [model(inputs[i : i + _PREDICT_BATCH]) for i in range(0, len(x), _PREDICT_BATCH)]
     return torch.cat(parts).numpy().astype(np.float32)
 

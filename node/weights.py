@@ -324,5 +324,8 @@ def load_weights_into(model: nn.Module, weights: Mapping[str, WeightArray]) -> N
                 f"tensor {name!r} has shape {tuple(array.shape)}, the model expects "
                 f"{tuple(target.shape)}"
             )
-        tensors[name] = torch.tensor(array, dtype=target.dtype)
+        if array.dtype == np.float32 and target.dtype == torch.float32 and array.flags.writeable:
+            tensors[name] = torch.from_numpy(array)  # load_state_dict copies it
+        else:
+            tensors[name] = torch.tensor(array, dtype=target.dtype)
     model.load_state_dict(tensors, strict=True)
