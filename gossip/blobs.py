@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import mmap
 import os
 import tempfile
 import threading
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
     from gossip.segments import SegmentedFetch
 
 log = logging.getLogger(__name__)
+
+# digest -> the blob's bytes (or a view of them, see BlobStore.view), None if not held
+BlobLookup = Callable[[str], bytes | memoryview | None]
 
 BLOB_PROTOCOL = "/medswarm/blob/1.0.0"
 STATUS_FOUND = 0
@@ -94,7 +98,7 @@ class BlobStore:
         """Store ``data`` and return its hash."""
         return self.put_verified(blob_hash(data), data)
 
-    def put_verified(self, digest: str, data: bytes) -> str:
+    def put_verified(self, digest: str, data: bytes | memoryview) -> str:
         """Store ``data`` that the caller has just hashed to ``digest`` (a fetch hashes as it
         reads, and hashing 64 MiB again costs as much as decrypting it)."""
         if len(data) > self._max_blob_bytes:
@@ -105,7 +109,7 @@ class BlobStore:
         if self._directory is not None:
             return self._write_parts([data], digest)
         with self._lock:
-            self._memory.setdefault(digest, data)
+            self._memory.setdefault(digest, bytes(data))
             self._stored_at[digest] = time.time()
         return digest
 
@@ -145,6 +149,28 @@ class BlobStore:
         if self._directory is None:
             return self.put(b"".join(parts))
         return self._write_parts(parts, None)
+
+    def view(self, digest: str) -> bytes | memoryview | None:
+        """The blob with this hash without reading it: on disk, a read-only map of its checked
+        file (pages come in as they are used, and the map outlives a prune of the file).
+        ``None`` if absent."""
+        if self._directory is None:
+            return self.get(digest)
+        path = self.checked_path(digest)
+        if path is None:
+            return None
+        try:
+            with path.open("rb") as handle:
+                status = os.fstat(handle.fileno())
+                with self._lock:
+                    checked = self._verified.get(digest) == _identity_of(status)
+                if not checked:  # replaced since the check: read it the careful way
+                    return self.get(digest)
+                if status.st_size == 0:
+                    return b""
+                return memoryview(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
+        except (FileNotFoundError, IsADirectoryError):
+            return None
 
     def checked_path(self, digest: str) -> Path | None:
         """The file holding blob ``digest``, checked against its hash; ``None`` if there is
@@ -349,7 +375,7 @@ class ByteStream(Protocol):
     async def reset(self) -> None: ...
 
 
-async def serve_blob(stream: ByteStream, lookup: Callable[[str], bytes | None]) -> None:
+async def serve_blob(stream: ByteStream, lookup: BlobLookup) -> None:
     """Answer one blob request on ``stream`` from ``lookup``. Never raises."""
     try:
         request = await read_exactly(stream, 32)

@@ -18,16 +18,17 @@ pipelines in :mod:`gossip.bulk_transfer`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import trio
 
-from gossip.blobs import ByteStream, read_exactly
+from gossip.blobs import BlobLookup, ByteStream, read_exactly
 from gossip.bulk_codec import (
     ANSWER_BYTES,
     BULK_PROTOCOL,
@@ -148,7 +149,7 @@ class BulkServer:
     def __init__(
         self,
         local_peer: str,
-        lookup: Callable[[str], bytes | None],
+        lookup: BlobLookup,
         timeout: float,
         on_sent: Callable[[int], None],
         frame_bytes: int = FRAME_BYTES,
@@ -307,7 +308,7 @@ class BulkServer:
         self._on_sent(len(data))
         log.debug("sent %d bytes to %s over the bulk channel", len(data), fetcher)
 
-    def _find(self, request: BlobRequest) -> tuple[int, bytes | None]:
+    def _find(self, request: BlobRequest) -> tuple[int, bytes | memoryview | None]:
         """The blob's length and the bytes the request asks for (``None``: not held)."""
         if request.span == EVERYTHING:
             data = self._lookup(request.digest.hex())
@@ -379,7 +380,26 @@ class BulkFetcher:
         request = BlobRequest(bytes.fromhex(digest), max_bytes)
 
         async def receive(link: _Link, length: int) -> bytes:
-            return await self._receive_whole(link, length, digest)
+            async with self._received(link, length) as out:
+                received, data = await trio.to_thread.run_sync(hash_and_copy, out)
+            _check_digest(received, digest)
+            return data
+
+        return await self._on_a_link(provider, request, receive)
+
+    async def fetch_into(
+        self, provider: str, digest: str, max_bytes: int, keep: Callable[[memoryview], object]
+    ) -> int | None:
+        """As :meth:`fetch`, but the verified bytes go to ``keep`` (called in a worker thread,
+        e.g. to write them to the store) straight from the receive buffer, without a copy in
+        memory; their count, or ``None`` if the channel is unavailable."""
+        request = BlobRequest(bytes.fromhex(digest), max_bytes)
+
+        async def receive(link: _Link, length: int) -> int:
+            async with self._received(link, length) as out:
+                await self._check_hash(out, digest)
+                await trio.to_thread.run_sync(keep, out)
+            return length
 
         return await self._on_a_link(provider, request, receive)
 
@@ -541,21 +561,31 @@ class BulkFetcher:
             else:
                 link.sock.close()
 
-    async def _receive_whole(self, link: _Link, length: int, digest: str) -> bytes:
+    @contextlib.asynccontextmanager
+    async def _received(self, link: _Link, length: int) -> AsyncIterator[memoryview]:
+        """A blob of ``length`` bytes received from ``link`` into a kept buffer, lent for the
+        ``with`` block."""
         buffer = self._blobs.take(length)
-        out = memoryview(buffer)[:length]
         try:
+            out = memoryview(buffer)[:length]
             frames = await receive_blob(link.sock, link.receive.frame_cipher(), out, self._frames)
             link.receive.used(frames)
-            received, data = await trio.to_thread.run_sync(hash_and_copy, out)
-            if received != digest:
-                raise BlobHashMismatch(
-                    f"bytes received for blob {digest} hash to {received}: the provider sent "
-                    "corrupt or forged data"
-                )
-            return data
+            yield out
         finally:
             self._blobs.give_back(buffer)
+
+    @staticmethod
+    async def _check_hash(data: memoryview, digest: str) -> None:
+        received = await trio.to_thread.run_sync(lambda: hashlib.sha256(data).hexdigest())
+        _check_digest(received, digest)
+
+
+def _check_digest(received: str, digest: str) -> None:
+    if received != digest:
+        raise BlobHashMismatch(
+            f"bytes received for blob {digest} hash to {received}: the provider sent corrupt "
+            "or forged data"
+        )
 
 
 async def _connect(host: str, port: int, timeout: float) -> Socket:

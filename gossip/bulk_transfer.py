@@ -61,7 +61,11 @@ class BufferPool:
 
 
 async def send_blob(
-    sock: Socket, cipher: FrameCipher, data: bytes, frame_bytes: int, pool: BufferPool | None = None
+    sock: Socket,
+    cipher: FrameCipher,
+    data: bytes | memoryview,
+    frame_bytes: int,
+    pool: BufferPool | None = None,
 ) -> int:
     """Send ``data`` as sealed frames of ``frame_bytes``; return how many frames."""
     source = memoryview(data)

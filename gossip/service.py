@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from libp2p.tools.anyio_service import background_trio_service
 
 from gossip.blobs import (
     BLOB_PROTOCOL,
+    BlobLookup,
     BlobStore,
     ByteStream,
     OpenStream,
@@ -41,7 +42,7 @@ from gossip.blobs import (
 )
 from gossip.bulk import MAX_LINKS_PER_PEER, BulkFetcher, BulkServer
 from gossip.bulk_codec import BULK_PROTOCOL
-from gossip.errors import GossipConfigError, GossipError
+from gossip.errors import BlobHashMismatch, FetchFailed, GossipConfigError, GossipError
 from gossip.messages import Announcement
 from gossip.muxer import honour_muxer_options, muxer_options
 from gossip.ranges import BLOB_RANGE_PROTOCOL, RangeClient, RangeLookup, serve_blob_range
@@ -143,7 +144,9 @@ class GossipService:
         self._send = send
         self.announcements: trio.MemoryReceiveChannel[Announcement] = receive
         # What the blob protocol answers from; the testnet swaps it to inject a lying provider.
-        self.serve_lookup: Callable[[str], bytes | None] = store.get
+        # What this node serves (swapped by tests and attack scenarios); blobs are served from
+        # a map of their checked file, not read into memory per request.
+        self.serve_lookup: BlobLookup = store.view
         self.serve_range: RangeLookup = store.read_range  # the same for byte ranges
         self.offences: Counter[str] = Counter()
         # Bytes this node put on / took off the wire for announcements and blobs ("sent",
@@ -300,12 +303,51 @@ class GossipService:
             if pending is None:
                 self._obtaining[digest] = done = trio.Event()
                 try:
-                    await self.fetch(digest, providers)
+                    if not await self._obtain_over_bulk(digest, providers):
+                        await self.fetch(digest, providers)
                 finally:
                     del self._obtaining[digest]
                     done.set()
                 return
             await pending.wait()
+
+    async def _obtain_over_bulk(self, digest: str, providers: Sequence[str]) -> bool:
+        """Store blob ``digest`` from the one provider given over the bulk channel, written
+        from the receive buffer without a copy of the blob in memory. ``False`` leaves the
+        fetch to :meth:`fetch` (several providers, no channel, or it failed for a reason that
+        another way of fetching might not meet)."""
+        others = [p for p in dict.fromkeys(providers) if p != self.peer_id]
+        if self._bulk_fetcher is None or not self.store.on_disk or len(others) != 1:
+            return False
+        provider = others[0]
+        if self.is_blacklisted(provider) or not self.is_connected(provider):
+            return False
+
+        def keep(data: memoryview) -> None:
+            self.store.put_verified(digest, data)
+
+        async with self._fetch_slots:
+            try:
+                with trio.fail_after(self.config.fetch_timeout):
+                    size = await self._bulk_fetcher.fetch_into(
+                        provider, digest, self.config.max_blob_bytes, keep
+                    )
+            except BlobHashMismatch as exc:
+                log.warning("provider %s sent a forged blob: %s", provider, exc)
+                self._record_offence(provider)
+                raise FetchFailed(
+                    f"could not fetch blob {digest}: {provider}: hash mismatch"
+                ) from exc
+            except (trio.TooSlowError, GossipError) as exc:
+                log.info(
+                    "bulk fetch of %s from %s failed (%r); trying again", digest, provider, exc
+                )
+                return False
+        if size is None:
+            return False
+        self.traffic["received"] += size
+        self.traffic["bulk_received"] += size
+        return True
 
     def _validate(self, forwarder: ID, message: Any) -> bool:
         origin = ID(message.from_id).to_base58()
@@ -417,7 +459,7 @@ class GossipService:
             self.traffic["bulk_received"] += len(data)
         return data
 
-    def _serve_lookup(self, digest: str) -> bytes | None:
+    def _serve_lookup(self, digest: str) -> bytes | memoryview | None:
         return self.serve_lookup(digest)  # late-bound: serve_lookup may be swapped
 
     def _serve_range_lookup(self, digest: str, offset: int, count: int) -> tuple[int, bytes] | None:
@@ -433,7 +475,7 @@ class GossipService:
                 await stream.reset()
             return
 
-        def counted(digest: str) -> bytes | None:
+        def counted(digest: str) -> bytes | memoryview | None:
             data = self.serve_lookup(digest)
             if data is not None:
                 self.traffic["sent"] += len(data)

@@ -263,3 +263,26 @@ async def test_a_provider_forging_ranges_is_found_and_counted_once() -> None:
         forger.serve_range = ranges_of(forger.serve_lookup)
         assert await fetcher.fetch(digest, [forger.peer_id, honest.peer_id]) == LARGE
         assert fetcher.offences == {forger.peer_id: 1}
+
+
+async def test_obtain_writes_a_bulk_blob_to_the_disk_store_and_charges_a_forger(
+    tmp_path: Any,
+) -> None:
+    real = b"update of one member" * 5000
+    digest = blob_hash(real)
+    stores = [BlobStore(tmp_path / name) for name in ("fetcher", "forger", "honest")]
+    async with federation(stores) as fed:
+        fetcher, forger, honest = fed.services
+        honest.store.put(real)
+        await fetcher.obtain(digest, [honest.peer_id])
+        assert fetcher.store.get(digest) == real
+        assert fetcher.traffic["bulk_received"] == len(real)
+        assert honest.traffic["bulk_sent"] == len(real)
+
+        other = b"another update" * 5000
+        wanted = blob_hash(other)
+        forger.serve_lookup = lambda asked: b"forged update" * 5000 if asked == wanted else None
+        with pytest.raises(GossipError, match="hash mismatch"):
+            await fetcher.obtain(wanted, [forger.peer_id])
+        assert fetcher.offences[forger.peer_id] == 1
+        assert not fetcher.store.has(wanted)

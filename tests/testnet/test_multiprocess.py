@@ -93,6 +93,20 @@ def test_round_events_say_where_the_time_went(run: tuple[Path, dict[str, Any]]) 
     for event in (e for e in read_jsonl(out / "events.jsonl") if e["event"] == "round"):
         assert sorted(event["phase_seconds"]) == sorted(phases)
         assert sum(event["phase_seconds"].values()) <= event["seconds"] + 0.01
+    # One aggregator per round and cluster, whose record is the one on chain.
+    recorded = {
+        (e["args"]["round"], e["args"]["cluster"]): e["args"]
+        for e in read_jsonl(out / "chain" / "events.jsonl")
+        if e["event"] == "ClusterRecorded"
+    }
+    duties = [e for e in read_jsonl(out / "events.jsonl") if e["event"] == "aggregated"]
+    # (A node crashed between its record and its event would leave a record without one.)
+    assert len(duties) >= len(recorded) - 1
+    for duty in duties:
+        record = recorded[(duty["round"], duty["cluster"])]
+        assert str(record["aggregateHash"]).removeprefix("0x") == duty["aggregate_hash"]
+        assert sorted(duty["phase_seconds"]) == ["announce", "average", "collect", "record", "wait"]
+        assert duty["inputs"] >= 1
 
 
 def test_no_process_is_left_running(run: tuple[Path, dict[str, Any]]) -> None:

@@ -187,3 +187,22 @@ def test_checked_path_hashes_a_changed_file_and_deletes_it_if_corrupt(tmp_path: 
     (tmp_path / digest).write_bytes(b"weights?")
     assert store.checked_path(digest) is None and not store.has(digest)
     assert BlobStore(None).checked_path(digest) is None  # memory stores have no files
+
+
+def test_a_view_of_a_disk_blob_is_its_checked_bytes_and_outlives_a_prune(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    data = b"model bytes" * 1000
+    digest = store.put(data)
+    view = store.view(digest)
+    assert view is not None and bytes(view) == data
+    store.discard([digest])
+    assert bytes(view) == data  # still mapped after the file is gone
+    assert store.view(digest) is None
+    # A file changed behind the store's back is checked again, and a corrupt one is deleted.
+    digest = store.put(data)
+    (tmp_path / digest).write_bytes(b"tampered" + data[8:])
+    assert store.view(digest) is None
+    assert not (tmp_path / digest).exists()
+    assert BlobStore().view(digest) is None
+    empty = store.put(b"")
+    assert store.view(empty) == b""

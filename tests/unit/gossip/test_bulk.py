@@ -387,6 +387,25 @@ async def fetch_range(
     return bytes(out) if done else None
 
 
+async def test_fetch_into_hands_over_only_verified_bytes() -> None:
+    data = os.urandom(3 * FRAME + 5)
+    digest = blob_hash(data)
+    kept: list[bytes] = []
+    async with bulk_provider({digest: data, "ff" * 32: b"not what it says"}) as provider:
+        fetcher = BulkFetcher(FETCHER, provider.open_stream, connect_timeout=2)
+        with trio.fail_after(5):
+            size = await fetcher.fetch_into(
+                PROVIDER, digest, 2**24, lambda v: kept.append(bytes(v))
+            )
+            assert size == len(data)
+            with pytest.raises(BlobHashMismatch):
+                await fetcher.fetch_into(
+                    PROVIDER, "ff" * 32, 2**24, lambda v: kept.append(bytes(v))
+                )
+        fetcher.close()
+    assert kept == [data]
+
+
 async def test_ranges_and_whole_blobs_share_one_link() -> None:
     data = os.urandom(5 * FRAME + 11)
     digest = blob_hash(data)
