@@ -1,11 +1,12 @@
 """The ``medswarm`` command line: one entry point with sub-commands.
 
-Exit code 2 with ``error: <message>`` on stderr for any MedswarmError.
+Exit code 2 with ``error: <message>`` on stderr for any MedswarmError, and for a full disk.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Sequence
@@ -46,20 +47,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("libp2p").setLevel(logging.DEBUG if args.verbose >= 2 else logging.WARNING)
     try:
         return int(args.handler(args))
-    except MedswarmError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except BaseExceptionGroup as group:
+    except (MedswarmError, OSError, BaseExceptionGroup) as exc:
         # Concurrent tasks (trio nurseries) report their failures together.
-        leaves = leaf_errors(group)
-        if not all(isinstance(leaf, MedswarmError) for leaf in leaves):
+        leaves = leaf_errors(exc)
+        if not all(isinstance(leaf, MedswarmError) or _disk_full(leaf) for leaf in leaves):
             raise
-        for message in dict.fromkeys(str(leaf) for leaf in leaves):
+        for message in dict.fromkeys(_explain(leaf) for leaf in leaves):
             print(f"error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _disk_full(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _explain(error: BaseException) -> str:
+    if not _disk_full(error):
+        return str(error)
+    where = f" writing {error.filename}" if isinstance(error, OSError) and error.filename else ""
+    return (
+        f"the disk is full ({error}){where}: free some space, or keep fewer rounds of blobs "
+        "(network.retain_rounds); a node then resumes from its last checkpoint"
+    )
 
 
 if __name__ == "__main__":

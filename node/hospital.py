@@ -370,7 +370,7 @@ class HospitalNode:
         async def obtain(announcement: Announcement) -> None:
             try:
                 await self.gossip.obtain(announcement.blob_hash, [announcement.peer_id])
-            except GossipError as exc:
+            except (GossipError, OSError) as exc:
                 log.info(
                     "%s: prefetch of %s's update failed: %s", self.name, announcement.sender, exc
                 )

@@ -12,6 +12,7 @@ averaging, in this process, with no network and no chain.
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import tempfile
 import time
@@ -113,9 +114,13 @@ def measure_round(nodes: int, parameters: int, rounds: int, data_dir: Path) -> R
     """Run the scenario and the in-memory baseline; see the module docstring."""
     scenario = bench_scenario(nodes, parameters, rounds)
     baseline = _in_memory_round_seconds(scenario, data_dir)
-    with tempfile.TemporaryDirectory(prefix="medswarm-round-bench-") as out:
-        summary = MultiProcessTestnet(scenario, Path(out) / "run", data_dir).up()
-        events = _round_events(Path(out) / "run" / "events.jsonl")
+    out = Path(tempfile.mkdtemp(prefix="medswarm-round-bench-"))
+    try:
+        summary = MultiProcessTestnet(scenario, out / "run", data_dir).up()
+        events = _round_events(out / "run" / "events.jsonl")
+    except TestnetError as exc:  # the run directory stays, for the logs the error names
+        raise TestnetError(f"{exc} (the run directory {out / 'run'} is kept)") from exc
+    shutil.rmtree(out, ignore_errors=True)
     ends = {r: max(e["ts"] for e in group) for r, group in events.items()}
     each = [ends[r] - ends[r - 1] for r in sorted(ends) if r > 1 and r - 1 in ends]
     if not each:
