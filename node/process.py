@@ -191,5 +191,16 @@ def _rss_mb() -> float:
 
 
 def _peak_rss_mb() -> float:
-    """The most resident memory this process has held, in MB (Linux reports KiB)."""
+    """The most resident memory this process has held, in MB.
+
+    Linux's ``VmHWM`` counts from the process's own program; ``ru_maxrss`` would also count
+    the launcher's memory at the fork before it (carried across ``execve``), so a large
+    launcher would make every node look as large.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
