@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, cast
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 
 RoundEventSink = Callable[[dict[str, Any]], None]
 POLL_SECONDS = 0.25
+VALID_BLOBS_KEPT = 256  # hashes of blobs known to hold valid weights, newest kept
 RECORD_POLL_SECONDS = 1.0  # between reads of a cluster's aggregate record without news
 ANNOUNCEMENT_GRACE_SECONDS = 5.0
 RETRY_FIRST_SECONDS = 1.0  # pause after a failed round attempt, doubling up to the maximum
@@ -90,6 +92,10 @@ class HospitalNode:
         self._account_key = account_key
         self.membership = Membership()
         self.inbox = RoundInbox()
+        # Blobs known to hold valid weights (checked here, or computed here): blobs never
+        # change under their hash, so each is read through for checking once.
+        self._valid_blobs: dict[str, None] = {}
+        self._valid_blobs_lock = threading.Lock()  # stored to from worker threads
         self.journal = journal
         self.current_round = 0
         self.completed_round = 0
@@ -596,8 +602,19 @@ class HospitalNode:
         ).signed(self._account_key)
 
     def store_weights(self, weights: Mapping[str, WeightArray]) -> str:
-        """Store ``weights``' encoding as a blob (written out piece by piece); its hash."""
-        return self.gossip.store.put_parts(encoding_parts(weights))
+        """Store ``weights``' encoding as a blob (written out piece by piece); its hash.
+
+        The weights are this node's own results (whose arithmetic rejects non-finite values),
+        so the blob counts as checked."""
+        digest = self.gossip.store.put_parts(encoding_parts(weights))
+        self._remember_valid(digest)
+        return digest
+
+    def _remember_valid(self, digest: str) -> None:
+        with self._valid_blobs_lock:
+            self._valid_blobs[digest] = None
+            while len(self._valid_blobs) > VALID_BLOBS_KEPT:
+                del self._valid_blobs[next(iter(self._valid_blobs))]  # the oldest
 
     async def weights_of(self, digest: str, providers: list[str]) -> Mapping[str, WeightArray]:
         """Blob ``digest`` as weights, fetched from ``providers`` unless held already.
@@ -619,7 +636,9 @@ class HospitalNode:
         if path is None:
             raise NodeError(f"blob {digest} is missing from the store right after fetching it")
         weights = BlobWeights(path, limit)
-        await trio.to_thread.run_sync(weights.check)
+        if digest not in self._valid_blobs:
+            await trio.to_thread.run_sync(weights.check)
+            self._remember_valid(digest)
         return weights
 
     def emit(self, event: dict[str, Any]) -> None:
