@@ -1,8 +1,8 @@
 """Fetching one large blob in segments from several providers at once.
 
 A blob of more than two segments (``network.segment_bytes``, 8 MiB by default) that several
-providers hold is fetched as byte ranges (:mod:`gossip.ranges`, and the bulk channel's
-``/medswarm/bulk/1.1.0``):
+providers hold is fetched as byte ranges (:mod:`gossip.ranges`, and range requests on the
+bulk channel's links, :mod:`gossip.bulk`):
 
 1. The blob's length is the one an accepted announcement gave, if any (so that small blobs
    cost nothing more than before); otherwise the first provider that answers tells it (a
