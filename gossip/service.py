@@ -157,6 +157,7 @@ class GossipService:
         self._announced_sizes: dict[str, int] = {}  # blob hash -> size, latest announcements
         self._nursery: trio.Nursery | None = None
         self._obtaining: dict[str, trio.Event] = {}  # blobs being fetched by obtain()
+        self._forgers: dict[str, set[str]] = {}  # digest -> peers that sent forged bytes for it
         self._fetch_slots = trio.CapacityLimiter(config.max_concurrent_fetches)
         self._bulk: BulkServer | None = None
         self._bulk_fetcher: BulkFetcher | None = None
@@ -272,11 +273,7 @@ class GossipService:
         local = self.store.get(digest)
         if local is not None:
             return local
-        others = [
-            peer
-            for peer in dict.fromkeys(providers)
-            if peer != self.peer_id and not self.is_blacklisted(peer)
-        ]
+        others = self._providers_to_ask(digest, providers)
         async with self._fetch_slots:
             data = await fetch_from_providers(
                 digest,
@@ -284,7 +281,7 @@ class GossipService:
                 self._opener(BLOB_PROTOCOL),
                 max_bytes=self.config.max_blob_bytes,
                 timeout=self.config.fetch_timeout,
-                on_forged=self._record_offence,
+                on_forged=lambda peer: self._record_forgery(peer, digest),
                 fast_path=self._fetch_bulk if self._bulk_fetcher is not None else None,
                 segmented=SegmentedFetch(
                     self._ranges, self.store, self.config.segment_policy, self._announced_sizes.get
@@ -320,6 +317,8 @@ class GossipService:
         if self._bulk_fetcher is None or not self.store.on_disk or len(others) != 1:
             return False
         provider = others[0]
+        if provider in self._forgers.get(digest, ()):
+            return False  # fetch() says why
         if self.is_blacklisted(provider) or not self.is_connected(provider):
             return False
 
@@ -334,7 +333,7 @@ class GossipService:
                     )
             except BlobHashMismatch as exc:
                 log.warning("provider %s sent a forged blob: %s", provider, exc)
-                self._record_offence(provider)
+                self._record_forgery(provider, digest)
                 raise FetchFailed(
                     f"could not fetch blob {digest}: {provider}: hash mismatch"
                 ) from exc
@@ -371,6 +370,25 @@ class GossipService:
             del self._announced_sizes[next(iter(self._announced_sizes))]  # the oldest
         self._announced_sizes[announcement.blob_hash] = announcement.size
         await self._send.send(announcement)
+
+    def _providers_to_ask(self, digest: str, providers: Sequence[str]) -> list[str]:
+        """``providers`` without this node, blacklisted peers and peers that have sent forged
+        bytes for ``digest`` before; raises :class:`FetchFailed` if only such forgers remain
+        (a forger is asked for a blob once, and its one offence for it is counted once)."""
+        candidates = [p for p in dict.fromkeys(providers) if p != self.peer_id]
+        forgers = self._forgers.get(digest, set())
+        others = [p for p in candidates if p not in forgers and not self.is_blacklisted(p)]
+        if not others and any(p in forgers for p in candidates):
+            named = "; ".join(f"{p}: hash mismatch (earlier)" for p in candidates if p in forgers)
+            raise FetchFailed(f"could not fetch blob {digest}: {named}")
+        return others
+
+    def _record_forgery(self, peer: str, digest: str) -> None:
+        """``peer`` sent bytes for ``digest`` that hash to something else: an offence."""
+        if len(self._forgers) >= ANNOUNCED_SIZES_KEPT:
+            del self._forgers[next(iter(self._forgers))]  # the oldest
+        self._forgers.setdefault(digest, set()).add(peer)
+        self._record_offence(peer)
 
     def _record_offence(self, peer: str) -> None:
         self.offences[peer] += 1

@@ -197,9 +197,9 @@ async def test_a_peer_is_cut_off_after_repeated_offences() -> None:
         victim, forger = fed.services[0], fed.services[1]
         data = b"honest bytes" * 100
         forger.serve_lookup = lambda digest: b"forged bytes" * 100
-        for _ in range(2):
+        for wanted in (blob_hash(b"an update"), blob_hash(b"another update")):
             with pytest.raises(GossipError):
-                await victim.fetch(blob_hash(data), [forger.peer_id])
+                await victim.fetch(wanted, [forger.peer_id])
         assert victim.is_blacklisted(forger.peer_id)
         await wait_for(lambda: not victim.is_connected(forger.peer_id), timeout=10)
         forger.serve_lookup = forger.store.get
@@ -286,3 +286,9 @@ async def test_obtain_writes_a_bulk_blob_to_the_disk_store_and_charges_a_forger(
             await fetcher.obtain(wanted, [forger.peer_id])
         assert fetcher.offences[forger.peer_id] == 1
         assert not fetcher.store.has(wanted)
+        # Asked again for that blob, the forger is not asked (nor charged) twice.
+        sent_before = forger.traffic["sent"]
+        with pytest.raises(GossipError, match=r"hash mismatch \(earlier\)"):
+            await fetcher.fetch(wanted, [forger.peer_id])
+        assert fetcher.offences[forger.peer_id] == 1
+        assert forger.traffic["sent"] == sent_before
