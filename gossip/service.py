@@ -398,7 +398,12 @@ class GossipService:
                 peer,
                 self.offences[peer],
             )
-            self._pubsub.add_to_blacklist(ID.from_base58(peer))
+            # Pubsub.add_to_blacklist also starts a teardown that deletes the peer's entry
+            # after awaiting a stream reset, by which time the dead-peer handler may have
+            # deleted it: a KeyError that takes the whole host down (py-libp2p 0.8.1). The
+            # blacklist set alone drops the peer's messages and refuses it; disconnecting
+            # it (below) lets the dead-peer handler clean up once.
+            self._pubsub.blacklisted_peers.add(ID.from_base58(peer))
             if self._nursery is not None:
                 self._nursery.start_soon(self._disconnect, peer)
 

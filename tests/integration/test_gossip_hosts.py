@@ -208,6 +208,10 @@ async def test_a_peer_is_cut_off_after_repeated_offences() -> None:
         with pytest.raises(GossipError, match="no providers"):
             await victim.fetch(blob_hash(data), [forger.peer_id])  # not even asked again
         assert forger.traffic["sent"] == served_before
+        # Cutting the peer off leaves this host working with the others.
+        honest = fed.services[2]
+        honest.store.put(data)
+        assert await victim.fetch(blob_hash(data), [forger.peer_id, honest.peer_id]) == data
 
 
 SEGMENTED = replace(CONFIG, segment_bytes=64 * 2**10)  # the smallest segments allowed
