@@ -384,13 +384,18 @@ async def serve_blob(stream: ByteStream, lookup: BlobLookup) -> None:
             await stream.write(bytes([STATUS_NOT_FOUND]))
         else:
             await stream.write(bytes([STATUS_FOUND]) + len(data).to_bytes(8, "big"))
-            view = memoryview(data)
-            for start in range(0, len(data), CHUNK_BYTES):
-                await stream.write(bytes(view[start : start + CHUNK_BYTES]))
+            await write_in_chunks(stream, data)
         await stream.close()
     except Exception as exc:  # an escaping exception would take the whole host down
         log.debug("blob request failed: %r", exc)
         await reset_quietly(stream)
+
+
+async def write_in_chunks(stream: ByteStream, data: bytes | memoryview) -> None:
+    """Write ``data`` to ``stream`` in pieces of :data:`CHUNK_BYTES`."""
+    view = memoryview(data)
+    for start in range(0, len(view), CHUNK_BYTES):
+        await stream.write(bytes(view[start : start + CHUNK_BYTES]))
 
 
 async def request_blob(stream: ByteStream, digest: str, max_bytes: int) -> bytes:

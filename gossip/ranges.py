@@ -34,6 +34,7 @@ from gossip.blobs import (
     close_quietly,
     read_exactly,
     reset_quietly,
+    write_in_chunks,
 )
 from gossip.errors import BlobLengthMismatch, BlobNotFound, FetchFailed
 
@@ -78,9 +79,7 @@ async def serve_blob_range(stream: ByteStream, lookup: RangeLookup) -> None:
             if len(data) != min(count, length - offset):
                 raise ValueError(f"range lookup gave {len(data)} bytes for {count} at {offset}")
             await stream.write(bytes([STATUS_FOUND]) + length.to_bytes(8, "big"))
-            view = memoryview(data)
-            for start in range(0, len(data), CHUNK_BYTES):
-                await stream.write(bytes(view[start : start + CHUNK_BYTES]))
+            await write_in_chunks(stream, data)
         await stream.close()
     except Exception as exc:  # an escaping exception would take the whole host down
         log.debug("blob range request failed: %r", exc)
