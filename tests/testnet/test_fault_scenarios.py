@@ -105,7 +105,9 @@ def test_both_sides_of_a_partition_converge_on_one_model_after_healing(tmp_path:
 
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     failed = [e for e in events if e["event"] == "round-failed" and cut < e["ts"] < healed]
-    assert {e["node"] for e in failed} == {"cleveland", "va", "hungary", "switzerland"}
+    # A node may have fetched both aggregates of round 3 in the moment before the cut took
+    # effect (a small-model round takes well under a second); it then waits for finality.
+    assert failed and {e["node"] for e in failed} <= {"cleveland", "va", "hungary", "switzerland"}
     assert all("aggregate" in e["reason"] for e in failed)
     round3 = [e for e in events if e["event"] == "round" and e["round"] == 3]
     assert len(round3) == 4 and all(e["ts"] > healed for e in round3)  # nothing final in the split
