@@ -42,12 +42,7 @@ def use_muxer(muxer: str) -> None:
 
 
 def new_service(max_blob_bytes: int) -> GossipService:
-    policy = AnnouncementPolicy(
-        federation="bench",
-        member_peer_id=lambda address: None,
-        current_round=lambda: 1,
-        max_blob_bytes=max_blob_bytes,
-    )
+    policy = AnnouncementPolicy.without_registry("bench", max_blob_bytes)
     config = GossipConfig(max_blob_bytes=max_blob_bytes, fetch_timeout=300)
     return GossipService(config, policy, BlobStore(max_blob_bytes=max_blob_bytes))
 

@@ -63,6 +63,12 @@ class AnnouncementPolicy:
     on_unknown_sender: Callable[[str], None] | None = None
     is_member_peer: Callable[[str], bool] | None = None
 
+    @classmethod
+    def without_registry(cls, federation: str, max_blob_bytes: int) -> AnnouncementPolicy:
+        """No members known: every announcement is ignored and blobs go to any connected
+        peer (benchmarks and tests that move blobs between hosts without a chain)."""
+        return cls(federation, lambda address: None, lambda: 0, max_blob_bytes)
+
 
 def validate_announcement(
     data: bytes, origin_peer_id: str, policy: AnnouncementPolicy

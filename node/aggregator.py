@@ -43,13 +43,12 @@ class AggregatorDuty:
         self.round = round_number
         self.cluster = cluster
         self.rank = rank
-        self._phases = PhaseClock()
+        self._phases = PhaseClock()  # the duty runs as soon as it is made
         self._scores: dict[str, MemberRecord] = {}  # by sender, for the updates accepted
 
     async def run(self, round_started: float) -> None:
         """Wait for this candidate's turn, then aggregate unless someone already did."""
         federation = self.node.config.federation
-        self._phases = PhaseClock()  # from the start of the duty
         members = self.node.membership.addresses(cluster=self.cluster)
         needed = max(1, math.ceil(federation.quorum * len(members)))
         collect_until = round_started + federation.update_timeout

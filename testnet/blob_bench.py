@@ -151,12 +151,7 @@ def _fetch_timeout(size_bytes: int) -> float:
 
 
 def _service(config: GossipConfig) -> GossipService:
-    policy = AnnouncementPolicy(
-        federation="bench",
-        member_peer_id=lambda address: None,
-        current_round=lambda: 0,
-        max_blob_bytes=config.max_blob_bytes,
-    )
+    policy = AnnouncementPolicy.without_registry("bench", config.max_blob_bytes)
     return GossipService(config, policy, BlobStore(max_blob_bytes=config.max_blob_bytes))
 
 

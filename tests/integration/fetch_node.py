@@ -35,12 +35,7 @@ FREEZE_SECONDS = 10.0
 
 
 def _service(store_dir: Path) -> GossipService:
-    policy = AnnouncementPolicy(
-        federation="multiprov",
-        member_peer_id=lambda address: None,
-        current_round=lambda: 0,
-        max_blob_bytes=CONFIG.max_blob_bytes,
-    )
+    policy = AnnouncementPolicy.without_registry("multiprov", CONFIG.max_blob_bytes)
     return GossipService(CONFIG, policy, BlobStore(store_dir, CONFIG.max_blob_bytes))
 
 

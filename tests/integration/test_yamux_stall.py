@@ -40,12 +40,7 @@ FETCH_ATTEMPTS = 3
 
 
 def new_service(max_blob_bytes: int = BIG_BYTES) -> GossipService:
-    policy = AnnouncementPolicy(
-        federation="yamux",
-        member_peer_id=lambda address: None,  # no announcements in these tests
-        current_round=lambda: 1,
-        max_blob_bytes=max_blob_bytes,
-    )
+    policy = AnnouncementPolicy.without_registry("yamux", max_blob_bytes)
     config = GossipConfig(max_blob_bytes=max_blob_bytes, fetch_timeout=STALL_SECONDS * 2)
     return GossipService(config, policy, BlobStore())
 
