@@ -158,6 +158,7 @@ class GossipService:
         self._nursery: trio.Nursery | None = None
         self._obtaining: dict[str, trio.Event] = {}  # blobs being fetched by obtain()
         self._forgers: dict[str, set[str]] = {}  # digest -> peers that sent forged bytes for it
+        self._silent: dict[str, float] = {}  # peer -> until when (trio clock) it is not asked
         self._fetch_slots = trio.CapacityLimiter(config.max_concurrent_fetches)
         self._bulk: BulkServer | None = None
         self._bulk_fetcher: BulkFetcher | None = None
@@ -282,6 +283,7 @@ class GossipService:
                 max_bytes=self.config.max_blob_bytes,
                 timeout=self.config.fetch_timeout,
                 on_forged=lambda peer: self._record_forgery(peer, digest),
+                on_silent=self._record_silence,
                 fast_path=self._fetch_bulk if self._bulk_fetcher is not None else None,
                 segmented=SegmentedFetch(
                     self._ranges, self.store, self.config.segment_policy, self._announced_sizes.get
@@ -319,7 +321,9 @@ class GossipService:
         provider = others[0]
         if provider in self._forgers.get(digest, ()):
             return False  # fetch() says why
-        if self.is_blacklisted(provider) or not self.is_connected(provider):
+        if self.is_blacklisted(provider) or self._is_silent(provider):
+            return False  # fetch() skips it or says why
+        if not self.is_connected(provider):
             return False
 
         def keep(data: memoryview) -> None:
@@ -337,7 +341,13 @@ class GossipService:
                 raise FetchFailed(
                     f"could not fetch blob {digest}: {provider}: hash mismatch"
                 ) from exc
-            except (trio.TooSlowError, GossipError) as exc:
+            except trio.TooSlowError:
+                # A stopped or stuck provider: asking it again through libp2p would only
+                # spend the fetch budget a second time.
+                log.info("bulk fetch of %s from %s timed out", digest, provider)
+                self._record_silence(provider)
+                return False
+            except GossipError as exc:
                 log.info(
                     "bulk fetch of %s from %s failed (%r); trying again", digest, provider, exc
                 )
@@ -372,16 +382,37 @@ class GossipService:
         await self._send.send(announcement)
 
     def _providers_to_ask(self, digest: str, providers: Sequence[str]) -> list[str]:
-        """``providers`` without this node, blacklisted peers and peers that have sent forged
-        bytes for ``digest`` before; raises :class:`FetchFailed` if only such forgers remain
-        (a forger is asked for a blob once, and its one offence for it is counted once)."""
+        """``providers`` without this node, blacklisted peers, peers that have sent forged
+        bytes for ``digest`` before and peers that lately did not answer in time; raises
+        :class:`FetchFailed` if only such forgers or silent peers remain (a forger is asked
+        for a blob once, and its one offence for it is counted once; a silent peer is asked
+        again once ``fetch_timeout`` has passed)."""
         candidates = [p for p in dict.fromkeys(providers) if p != self.peer_id]
         forgers = self._forgers.get(digest, set())
-        others = [p for p in candidates if p not in forgers and not self.is_blacklisted(p)]
-        if not others and any(p in forgers for p in candidates):
-            named = "; ".join(f"{p}: hash mismatch (earlier)" for p in candidates if p in forgers)
+        reasons = {p: "hash mismatch (earlier)" for p in candidates if p in forgers}
+        reasons.update(
+            (p, f"no answer within {self.config.fetch_timeout:.1f}s (lately)")
+            for p in candidates
+            if p not in reasons and self._is_silent(p)
+        )
+        others = [p for p in candidates if p not in reasons and not self.is_blacklisted(p)]
+        if not others and reasons:
+            named = "; ".join(f"{peer}: {why}" for peer, why in reasons.items())
             raise FetchFailed(f"could not fetch blob {digest}: {named}")
         return others
+
+    def _record_silence(self, peer: str) -> None:
+        """``peer`` gave no answer within ``fetch_timeout`` (stopped, stuck or cut off): do not
+        ask it for anything for as long again, so that one stalled provider costs the fetches
+        waiting on it one timeout, not one each. Not an offence: it may be slow, not lying."""
+        self._silent[peer] = trio.current_time() + self.config.fetch_timeout
+
+    def _is_silent(self, peer: str) -> bool:
+        until = self._silent.get(peer)
+        if until is not None and trio.current_time() >= until:
+            del self._silent[peer]
+            until = None
+        return until is not None
 
     def _record_forgery(self, peer: str, digest: str) -> None:
         """``peer`` sent bytes for ``digest`` that hash to something else: an offence."""

@@ -86,54 +86,82 @@ class AggregatorDuty:
     async def _collect(
         self, members: list[str], needed: int
     ) -> list[tuple[Announcement, Mapping[str, WeightArray]]] | None:
-        """Fetch and check updates until a quorum is valid; None if the round moved on."""
+        """Fetch and check updates until a quorum is valid; None if the round moved on.
+
+        Every announced update is fetched at once, so a stalled provider holds up only its
+        own update (for at most the fetch budget), and each is scored as soon as it is here,
+        one at a time. The aggregate waits for every fetch that was started to end.
+        """
         excluded: set[str] = set()
         accepted: dict[str, tuple[Announcement, Mapping[str, WeightArray]]] = {}
+        started: set[str] = set()
         self._scores.clear()
         site = self.node.site
         start = self.node.global_weights
         before = await trio.to_thread.run_sync(
             lambda: evaluate(start, site.train_x, site.train_y, site.dataset).loss
         )
-        while True:
-            for sender, announcement in sorted(self._announced(members).items()):
-                if sender in accepted or sender in excluded:
-                    continue
-                try:
-                    update = await self.node.weights_of(
-                        announcement.blob_hash, [announcement.peer_id]
-                    )
-                    accepted[sender] = (announcement, update)
-                    # Scored now, while the stragglers' updates are still on their way.
+        scoring = trio.Lock()  # evaluation shares one model per shape: one update at a time
+        progress = trio.Event()
+
+        async def take(sender: str, announcement: Announcement) -> None:
+            try:
+                update = await self.node.weights_of(announcement.blob_hash, [announcement.peer_id])
+                async with scoring:
                     self._scores[sender] = await trio.to_thread.run_sync(
                         self._score, announcement, update, before
                     )
-                except (GossipError, NodeError, ValueError) as exc:
-                    excluded.add(sender)
-                    log.warning("round %d: update of %s excluded: %s", self.round, sender, exc)
-                    self.node.emit(
-                        {
-                            "event": "excluded",
-                            "round": self.round,
-                            "member": announcement.sender,
-                            "reason": str(exc),
-                        }
+                accepted[sender] = (announcement, update)
+            except (GossipError, NodeError, ValueError) as exc:
+                excluded.add(sender)
+                log.warning("round %d: update of %s excluded: %s", self.round, sender, exc)
+                self.node.emit(
+                    {
+                        "event": "excluded",
+                        "round": self.round,
+                        "member": announcement.sender,
+                        "reason": str(exc),
+                    }
+                )
+            progress.set()
+
+        def unstarted() -> dict[str, Announcement]:
+            return {s: a for s, a in self._announced(members).items() if s not in started}
+
+        def start_fetches(nursery: trio.Nursery) -> None:
+            for sender, announcement in sorted(unstarted().items()):
+                started.add(sender)
+                nursery.start_soon(take, sender, announcement)
+
+        async def fetch_late_updates(nursery: trio.Nursery) -> None:
+            while True:
+                await self.node.inbox.wait_until(lambda: bool(unstarted()), math.inf)
+                start_fetches(nursery)
+
+        async with trio.open_nursery() as nursery:
+            start_fetches(nursery)
+            nursery.start_soon(fetch_late_updates, nursery)
+            while True:
+                progress = trio.Event()
+                in_flight = started - set(accepted) - excluded
+                if len(accepted) >= needed and not in_flight:
+                    nursery.cancel_scope.cancel()
+                    return [accepted[sender] for sender in sorted(accepted)]
+                if not in_flight:
+                    log.info(
+                        "%s: cluster %d has %d of the %d valid updates round %d needs; waiting",
+                        self.node.name,
+                        self.cluster,
+                        len(accepted),
+                        needed,
+                        self.round,
                     )
-            if len(accepted) >= needed:
-                return [accepted[sender] for sender in sorted(accepted)]
-            log.info(
-                "%s: cluster %d has %d of the %d valid updates round %d needs; waiting",
-                self.node.name,
-                self.cluster,
-                len(accepted),
-                needed,
-                self.round,
-            )
-            await self.node.inbox.wait_until(
-                lambda: len(set(self._announced(members)) - excluded - set(accepted)) > 0, 1.0
-            )
-            if await self._recorded():
-                return None
+                with trio.move_on_after(1.0):
+                    await progress.wait()
+                if not in_flight and await self._recorded():
+                    nursery.cancel_scope.cancel()
+                    return None
+        return None  # not reached: the loop returns
 
     async def _aggregate(
         self, accepted: list[tuple[Announcement, Mapping[str, WeightArray]]]

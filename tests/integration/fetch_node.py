@@ -2,6 +2,7 @@
 
     python -m tests.integration.fetch_node provider --blob FILE --store DIR [--freeze]
     python -m tests.integration.fetch_node fetcher --store DIR --digest HASH --providers JSON
+    python -m tests.integration.fetch_node obtainer --store DIR --digest HASH --providers JSON
 
 Each prints JSON lines on stdout. A provider stores the blob, prints
 ``{"address", "peer_id", "digest"}`` once listening, and runs until its stdin closes. With
@@ -11,6 +12,9 @@ can kill or stop it while that range is certainly outstanding. A fetcher dials e
 provider, fetches the blob from all of them within the fetch budget (``fetch_timeout`` per
 provider, what fetching whole from one after the other may take), prints ``{"digest",
 "seconds", "offences", "bulk_received"}`` (or ``{"error"}``) and runs until its stdin closes.
+An obtainer waits for a line on stdin, then makes two concurrent ``obtain`` calls for the blob
+(as a node's prefetch and its aggregator duty do), one a moment after the other, and prints
+``{"errors": [...], "seconds"}``: what each raised (null if it succeeded) and how long both took.
 """
 
 from __future__ import annotations
@@ -98,10 +102,39 @@ async def fetcher(store_dir: Path, digest: str, providers: list[dict[str, str]])
         nursery.cancel_scope.cancel()
 
 
+async def obtainer(store_dir: Path, digest: str, providers: list[dict[str, str]]) -> None:
+    service = _service(store_dir)
+    stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.run)
+        for peer in providers:
+            await service.connect(peer["address"])
+        _say({"connected": len(providers)})
+        await stdin.receive_some()  # the test has done to the providers what it wanted
+        errors: list[str | None] = [None, None]
+
+        async def obtain(index: int) -> None:
+            try:
+                await service.obtain(digest, [peer["peer_id"] for peer in providers])
+            except Exception as exc:
+                errors[index] = str(exc)
+
+        started = time.perf_counter()
+        with trio.fail_after(4 * CONFIG.fetch_timeout):
+            async with trio.open_nursery() as both:
+                both.start_soon(obtain, 0)
+                await trio.sleep(0.5)
+                both.start_soon(obtain, 1)
+        _say({"errors": errors, "seconds": time.perf_counter() - started})
+        while await stdin.receive_some():
+            pass
+        nursery.cancel_scope.cancel()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="a node process of the multi-provider test")
     roles = parser.add_subparsers(dest="role", required=True)
-    for role in ("provider", "fetcher"):
+    for role in ("provider", "fetcher", "obtainer"):
         sub = roles.add_parser(role)
         sub.add_argument("--store", type=Path, required=True)
         if role == "provider":
@@ -115,8 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("libp2p").setLevel(logging.CRITICAL)  # redials as a peer dies
     if args.role == "provider":
         trio.run(provider, args.blob, args.store, args.freeze)
-    else:
+    elif args.role == "fetcher":
         trio.run(fetcher, args.store, args.digest, args.providers)
+    else:
+        trio.run(obtainer, args.store, args.digest, args.providers)
     return 0
 
 

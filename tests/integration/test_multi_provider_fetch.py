@@ -119,3 +119,31 @@ async def test_a_provider_lost_mid_transfer_does_not_stall_the_fetch(
     assert (tmp_path / "fetcher" / blob_hash(blob)).read_bytes() == blob
     assert not list((tmp_path / "fetcher").glob("*.part*"))
     print(f"fetched 48 MiB in {result['seconds']:.2f} s with the first provider {fault.name}")
+
+
+async def test_a_stopped_provider_costs_the_fetches_waiting_on_it_one_timeout(
+    tmp_path: Path,
+) -> None:
+    """A provider stopped before anyone asks (a node frozen right after it announced):
+    the first fetch times out, and the second, which was waiting on the first, fails at
+    once instead of asking the silent provider again."""
+    blob = os.urandom(2**20)
+    blob_file = tmp_path / "blob"
+    blob_file.write_bytes(blob)
+    with trio.fail_after(TEST_SECONDS):
+        async with node("provider", "--blob", str(blob_file), "--store", str(tmp_path / "a")) as p:
+            provider = await p.line()
+            args = ["--store", str(tmp_path / "obtainer"), "--digest", blob_hash(blob)]
+            args += ["--providers", json.dumps([provider])]
+            async with node("obtainer", *args, log=tmp_path / "obtainer.log") as obtainer:
+                await obtainer.line()  # connected
+                p.signal(signal.SIGSTOP)
+                assert obtainer.process.stdin is not None
+                await obtainer.process.stdin.send_all(b"go\n")
+                result = await obtainer.line()
+
+    print((tmp_path / "obtainer.log").read_text(), result)
+    first, second = result["errors"]
+    assert first is not None and "no answer within 10.0s" in first
+    assert second is not None and "no answer within 10.0s (lately)" in second
+    assert not (tmp_path / "obtainer" / blob_hash(blob)).exists()

@@ -61,15 +61,18 @@ def test_the_next_candidate_takes_over_from_a_killed_aggregator(tmp_path: Path) 
 
 def test_a_straggler_is_left_out_of_the_round_it_missed(tmp_path: Path) -> None:
     summary, chain = run_scenario("straggler", rounds=5, out=tmp_path)
-    assert summary["nodes_agree"]
     straggler = address_of(summary, "switzerland-a")
-    assert straggler in members_recorded(chain, 3)
+    contributed = [r for r in range(1, 6) if straggler in members_recorded(chain, r)]
+    context = f"straggler contributed to rounds {contributed}; faults {summary['faults']}"
+    assert summary["nodes_agree"], context
+    assert 3 in contributed, context
     # Paused as round 4 begins: a fast node may have published its update for round 4 in
-    # the moment before the launcher saw the round begin; then round 5, which runs its
-    # whole update deadline inside the 20 s pause, goes on without it.
-    missed = [r for r in (4, 5) if straggler not in members_recorded(chain, r)]
-    assert missed
-    assert all(h["finished"] for h in summary["hospitals"])
+    # the moment before the launcher saw the round begin. Round 4 then takes at most one
+    # takeover (about 10 s), and so does round 5, whose deadlines all fall inside the 30 s
+    # pause: it goes on without the straggler. (With a 20 s pause, a straggler that was the
+    # first aggregator candidate of both rounds woke up just as round 5 took over.)
+    assert not {4, 5} <= set(contributed), context
+    assert all(h["finished"] for h in summary["hospitals"]), context
 
 
 def test_nodes_ride_out_a_chain_restart(tmp_path: Path) -> None:
