@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import trio
@@ -33,6 +33,13 @@ if TYPE_CHECKING:
     from node.hospital import HospitalNode
 
 log = logging.getLogger(__name__)
+
+AveragedInputs = tuple[tuple[str, str, int], ...]
+
+
+def averaged_inputs(inputs: Iterable[Announcement | AggregateInput]) -> AveragedInputs:
+    """Who contributed what to an average, in its order: (sender, update hash, samples)."""
+    return tuple((i.sender.lower(), i.blob_hash, i.samples) for i in inputs)
 
 
 class AggregatorDuty:
@@ -171,6 +178,7 @@ class AggregatorDuty:
             fedavg, [(weights, a.samples) for a, weights in accepted]
         )
         digest = await trio.to_thread.run_sync(node.store_weights, mean_delta)
+        node.remember_average(digest, averaged_inputs(a for a, _ in accepted))
         size = encoded_size(mean_delta)
         del mean_delta
         self._phases.lap("average")

@@ -37,7 +37,7 @@ from incentive.clients import MemberClient
 from incentive.errors import ContractReverted
 from incentive.records import ClusterInfo
 from node.aggregation import apply_delta, delta, fedavg
-from node.aggregator import AggregatorDuty
+from node.aggregator import AggregatorDuty, AveragedInputs, averaged_inputs
 from node.config import MedswarmConfig
 from node.data import SiteData
 from node.errors import NodeError, RoundFailed
@@ -96,6 +96,9 @@ class HospitalNode:
         # change under their hash, so each is read through for checking once.
         self._valid_blobs: dict[str, None] = {}
         self._valid_blobs_lock = threading.Lock()  # stored to from worker threads
+        # Averages this node computed, by hash: of which inputs (see averaged_inputs).
+        self._averages: dict[str, AveragedInputs] = {}
+        self._averaging: dict[int, trio.Event] = {}  # rounds whose updates are being averaged
         self.journal = journal
         self.current_round = 0
         self.completed_round = 0
@@ -286,8 +289,10 @@ class HospitalNode:
             if self.address in candidates:
                 duty = AggregatorDuty(self, round_number, cluster, candidates.index(self.address))
                 nursery.start_soon(duty.run, started)
-            if self.config.federation.verify_aggregates or candidates[:1] == [self.address]:
-                nursery.start_soon(self._prefetch_updates, round_number, cluster)
+            first = candidates[:1] == [self.address]
+            if self.config.federation.verify_aggregates or first:
+                # The first candidate's duty averages the updates; the others check its sum.
+                nursery.start_soon(self._prefetch_updates, round_number, cluster, not first)
             try:
                 new_global = await self._combine_clusters(round_number, cluster, phases)
             except RoundFailed as exc:
@@ -366,10 +371,11 @@ class HospitalNode:
         phases.lap("publish")
         return announcement
 
-    async def _prefetch_updates(self, round_number: int, cluster: int) -> None:
+    async def _prefetch_updates(self, round_number: int, cluster: int, average_ahead: bool) -> None:
         """Fetch the cluster's updates into the store as their announcements arrive, all at
         once (the gossip service bounds how many fetches run), so that aggregating and checking
-        the aggregate find them there. A failed fetch is left to whoever needs the update."""
+        the aggregate find them there. A failed fetch is left to whoever needs the update.
+        With ``average_ahead``, once all are here they are averaged (:meth:`_average_ahead`)."""
         others = set(self.membership.addresses(cluster=cluster)) - {self.address}
         started: set[str] = set()
 
@@ -391,6 +397,38 @@ class HospitalNode:
                 for sender, announcement in sorted(unseen().items()):
                     started.add(sender)
                     nursery.start_soon(obtain, announcement)
+        if average_ahead and self.config.federation.verify_aggregates:
+            await self._average_ahead(round_number, cluster)
+
+    async def _average_ahead(self, round_number: int, cluster: int) -> None:
+        """With every member's update of the cluster here, average them all now, while the
+        aggregator is still scoring them: when the recorded aggregate has these inputs (the
+        usual round), checking it needs no averaging of its own (:meth:`_aggregate_of`)."""
+        members = self.membership.addresses(cluster=cluster)
+        updates = self.inbox.updates(round_number)
+        if any(member not in updates for member in members):
+            return
+        chosen = [updates[member] for member in sorted(members)]  # the aggregator's order
+        if not all(self.gossip.store.has(a.blob_hash) for a in chosen):
+            return  # a fetch failed: the aggregate will not have every member's update
+        self._averaging[round_number] = done = trio.Event()
+        try:
+            inputs = [(await self.weights_of(a.blob_hash, []), a.samples) for a in chosen]
+            mean = await trio.to_thread.run_sync(fedavg, inputs)
+            del inputs
+            digest = await trio.to_thread.run_sync(self.store_weights, mean)
+            self.remember_average(digest, averaged_inputs(chosen))
+        except (GossipError, NodeError, ValueError) as exc:
+            log.info("%s: averaging round %d ahead failed: %s", self.name, round_number, exc)
+        finally:
+            done.set()
+            del self._averaging[round_number]
+
+    def remember_average(self, digest: str, inputs: AveragedInputs) -> None:
+        """This node computed blob ``digest`` as the FedAvg of ``inputs``."""
+        self._averages[digest] = inputs
+        while len(self._averages) > VALID_BLOBS_KEPT:
+            del self._averages[next(iter(self._averages))]  # the oldest
 
     async def _combine_clusters(
         self, round_number: int, own_cluster: int, phases: PhaseClock
@@ -453,9 +491,15 @@ class HospitalNode:
             )
             announced = self._aggregate_announcement(round_number, info)
         if announced is not None:
+            averaging = self._averaging.get(round_number)
+            if averaging is not None:  # the same work, begun before the record: let it end
+                await averaging.wait()
+            if self._averages.get(info.aggregate_hash) == averaged_inputs(announced.inputs):
+                return await self.weights_of(info.aggregate_hash, [])  # averaged here already
             inputs = await self._fetch_inputs(announced)
             recomputed = await trio.to_thread.run_sync(fedavg, inputs)
             digest = await trio.to_thread.run_sync(self.store_weights, recomputed)
+            self.remember_average(digest, averaged_inputs(announced.inputs))
             if digest != info.aggregate_hash:
                 self.gossip.store.discard([digest])
                 raise RoundFailed(
