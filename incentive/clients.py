@@ -17,7 +17,8 @@ from eth_utils import to_checksum_address
 
 from incentive.deployment import LEDGER, REGISTRY, REWARD_POOL, Deployment, bind_contracts
 from incentive.deployment import event_decoder as _event_decoder
-from incentive.events import EventLog
+from incentive.errors import ChainError
+from incentive.events import EventLog, decode_logs
 from incentive.hashes import hash_bytes, hash_hex
 from incentive.records import (
     ClusterInfo,
@@ -145,6 +146,33 @@ class FederationClient:
             aggregator=to_checksum_address(aggregator),
             total_samples=int(samples),
             block_number=int(block),
+        )
+
+    def cluster_inputs(self, info: ClusterInfo) -> tuple[tuple[str, str, int], ...]:
+        """The updates recorded with ``info``'s aggregate, in the order they were averaged:
+        (member, update hash, samples) from the ``UpdateRecorded`` events of the transaction
+        that emitted its ``ClusterRecorded`` (member checksummed, hash bare lowercase hex)."""
+        decoder = _event_decoder(self.deployment)
+        ledger = self.deployment.address_of(LEDGER)
+        query = {"fromBlock": info.block_number, "toBlock": info.block_number, "address": ledger}
+        logs = self._sender.read(lambda: self.w3.eth.get_logs(query), "eth_getLogs")
+        events = sorted(decode_logs(decoder, logs), key=lambda e: e.position)
+        transactions = {
+            e.transaction_hash
+            for e in events
+            if e.event == "ClusterRecorded"
+            and (e.args["round"], e.args["cluster"]) == (info.round, info.cluster)
+        }
+        if len(transactions) != 1:
+            raise ChainError(
+                f"block {info.block_number} holds {len(transactions)} ClusterRecorded events "
+                f"for round {info.round}, cluster {info.cluster}; expected one: is the node "
+                "connected to the chain the federation was deployed on?"
+            )
+        return tuple(
+            (str(e.args["member"]), hash_hex(e.args["updateHash"]), int(e.args["samples"]))
+            for e in events
+            if e.event == "UpdateRecorded" and e.transaction_hash in transactions
         )
 
     def round_status(self, round: int) -> RoundStatus:

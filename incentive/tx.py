@@ -205,6 +205,16 @@ class TransactionSender:
             contract_address=str(created) if created else None,
         )
 
+    def read(self, fn: Callable[[], Any], what: str) -> Any:
+        """Run a read-only chain request ``fn`` under the lock, retried while the chain is
+        unreachable (then :class:`ChainError`)."""
+
+        def attempt() -> Any:
+            with self._chain_lock:
+                return fn()
+
+        return self._retrying(attempt, what)
+
     def _retrying(self, fn: Callable[[], Any], what: str) -> Any:
         return call_with_retry(fn, self.retry, endpoint(self.w3), what)
 

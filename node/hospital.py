@@ -62,7 +62,6 @@ RoundEventSink = Callable[[dict[str, Any]], None]
 POLL_SECONDS = 0.25
 VALID_BLOBS_KEPT = 256  # hashes of blobs known to hold valid weights, newest kept
 RECORD_POLL_SECONDS = 1.0  # between reads of a cluster's aggregate record without news
-ANNOUNCEMENT_GRACE_SECONDS = 5.0
 RETRY_FIRST_SECONDS = 1.0  # pause after a failed round attempt, doubling up to the maximum
 RETRY_MAX_SECONDS = 16.0
 DIAL_BACKOFF_MAX_SECONDS = 15.0
@@ -481,30 +480,30 @@ class HospitalNode:
     async def _aggregate_of(
         self, round_number: int, info: ClusterInfo, verify: bool
     ) -> Mapping[str, WeightArray]:
-        """The recorded aggregate; for the own cluster, recomputed from its inputs."""
-        announced = None
+        """The recorded aggregate; for the own cluster, recomputed from the inputs recorded
+        with it on chain (so an aggregator cannot dodge the check by announcing something
+        else, or nothing)."""
         if verify and self.config.federation.verify_aggregates:
-            # The aggregator records before it announces: give the announcement a moment.
-            await self.inbox.wait_until(
-                lambda: self._aggregate_announcement(round_number, info) is not None,
-                ANNOUNCEMENT_GRACE_SECONDS,
+            recorded: AveragedInputs = tuple(
+                (member.lower(), update, samples)
+                for member, update, samples in await self.on_chain(self.chain.cluster_inputs, info)
             )
-            announced = self._aggregate_announcement(round_number, info)
-        if announced is not None:
             averaging = self._averaging.get(round_number)
             if averaging is not None:  # the same work, begun before the record: let it end
                 await averaging.wait()
-            if self._averages.get(info.aggregate_hash) == averaged_inputs(announced.inputs):
+            if self._averages.get(info.aggregate_hash) == recorded:
                 return await self.weights_of(info.aggregate_hash, [])  # averaged here already
-            inputs = await self._fetch_inputs(announced)
+            inputs = await self._fetch_inputs(round_number, info, recorded)
             recomputed = await trio.to_thread.run_sync(fedavg, inputs)
             digest = await trio.to_thread.run_sync(self.store_weights, recomputed)
-            self.remember_average(digest, averaged_inputs(announced.inputs))
+            self.remember_average(digest, recorded)
             if digest != info.aggregate_hash:
                 self.gossip.store.discard([digest])
                 raise RoundFailed(
                     f"round {round_number}: cluster {info.cluster}'s recorded aggregate "
-                    f"{info.aggregate_hash} is not the average of its announced inputs"
+                    f"{info.aggregate_hash} is not the average of the updates recorded with it "
+                    f"(recomputed: {digest}); this node will not attest a global model built "
+                    f"on it. The aggregator was {info.aggregator}"
                 )
             return recomputed
         providers = [self.membership.peer_id(info.aggregator) or ""]
@@ -537,24 +536,19 @@ class HospitalNode:
                 return cast(ClusterInfo, info)
             await self.inbox.wait_until(news, RECORD_POLL_SECONDS)
 
-    def _aggregate_announcement(self, round_number: int, info: ClusterInfo) -> Announcement | None:
-        for announcement in self.inbox.aggregates(round_number, info.cluster):
-            if announcement.blob_hash == info.aggregate_hash:
-                return announcement
-        return None
-
     async def _fetch_inputs(
-        self, aggregate: Announcement
+        self, round_number: int, info: ClusterInfo, recorded: AveragedInputs
     ) -> list[tuple[Mapping[str, WeightArray], int]]:
+        aggregator = self.membership.peer_id(info.aggregator)
         updates = []
-        for item in aggregate.inputs:
-            sources = [p for p in (self.membership.peer_id(item.sender), aggregate.peer_id) if p]
+        for member, update, samples in recorded:
+            sources = [p for p in (self.membership.peer_id(member), aggregator) if p]
             try:
-                updates.append((await self.weights_of(item.blob_hash, sources), item.samples))
+                updates.append((await self.weights_of(update, sources), samples))
             except (GossipError, NodeError, ValueError) as exc:
                 raise RoundFailed(
-                    f"round {aggregate.round}: cannot check the aggregate, input "
-                    f"{item.blob_hash} of {item.sender} is unavailable or invalid: {exc}"
+                    f"round {round_number}: cannot check cluster {info.cluster}'s aggregate, "
+                    f"input {update} of {member} is unavailable or invalid: {exc}"
                 ) from exc
         return updates
 

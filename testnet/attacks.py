@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from gossip.messages import Announcement, AnnouncementKind
 from gossip.ranges import ranges_of
+from incentive.records import MemberRecord
+from incentive.tx import TxOutcome
 from node.hospital import HospitalNode
+from node.weights import decode_weights
 
 
 def serve_forged_blobs(node: HospitalNode) -> None:
@@ -34,3 +39,24 @@ def withhold_updates(node: HospitalNode) -> None:
             await publish(announcement)
 
     node.gossip.publish = publish_all_but_updates  # type: ignore[method-assign]
+
+
+def record_false_aggregates(node: HospitalNode) -> None:
+    """Make ``node``, whenever it aggregates, record on chain a model other than the average
+    of the updates it records with it (the average pushed ten times as far: a poisoning
+    aggregator), and serve that model. Members that check aggregates must refuse it."""
+    honest = node.chain.record_cluster
+
+    def record_false(
+        round: int,
+        cluster: int,
+        aggregate_hash: bytes | str,
+        previous_hash: bytes | str,
+        records: Sequence[MemberRecord],
+    ) -> TxOutcome:
+        average = node.gossip.store.get(str(aggregate_hash))
+        assert average is not None, "the aggregator stores its average before recording it"
+        pushed = {name: 10 * values for name, values in decode_weights(average).items()}
+        return honest(round, cluster, node.store_weights(pushed), previous_hash, records)
+
+    node.chain.record_cluster = record_false  # type: ignore[method-assign]

@@ -31,7 +31,7 @@ from node.data import SiteData, dataset_sites, load_site
 from node.hospital import HospitalNode
 from node.simulate import initial_weights, run_local_only
 from node.weights import encode_weights, weights_hash
-from testnet.attacks import serve_forged_blobs, withhold_updates
+from testnet.attacks import record_false_aggregates, serve_forged_blobs, withhold_updates
 from testnet.errors import TestnetError
 from testnet.html_report import write_report
 from testnet.report import HospitalSummary, RoundLog, RunSummary, write_summary
@@ -52,6 +52,7 @@ class LocalRun:
     connect_timeout: float = 30.0
     forged_blob_sites: tuple[str, ...] = ()  # sites whose nodes serve corrupted blobs
     silent_sites: tuple[str, ...] = ()  # sites whose nodes never announce their updates
+    lying_aggregator_sites: tuple[str, ...] = ()  # sites whose nodes record false aggregates
     clusters: tuple[int, ...] = ()  # cluster of each node, in site order (default: all in 0)
 
 
@@ -139,10 +140,13 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
             serve_forged_blobs(node)
         if node.site.site in run.silent_sites:
             withhold_updates(node)
+        if node.site.site in run.lying_aggregator_sites:
+            record_false_aggregates(node)
     local_only: dict[str, float] = {}
     try:
         await _run_nodes(nodes, run, local_only)
     except* MedswarmError as group:
+        write_chain_record(run.out_dir, deployment, events)  # what happened, for the audit
         reasons = sorted({str(error) for error in leaf_errors(group)})
         raise TestnetError("the federation stopped: " + "; ".join(reasons)) from None
 

@@ -83,6 +83,14 @@ def test_record_cluster_stores_commitment_and_emits_one_event_per_member(
     assert updates[0].args["updateHash"] == "0x" + ordered[0].update_hash
     status = fed.outsider.round_status(1)
     assert (status.clusters_recorded, status.finalized, status.final_hash) == (1, False, None)
+    # What a member checking the aggregate averages: the recorded inputs, in recorded order.
+    other = fed.candidates(1, 0)[0].record_cluster(
+        1, 0, sha("aggregate 1 0"), GENESIS, fed.records(1, [1, 2, 3, 4], cluster=0)
+    )
+    assert other.block_number != info.block_number
+    assert fed.outsider.cluster_inputs(info) == tuple(
+        (r.address, r.update_hash, r.samples) for r in ordered
+    )
 
 
 def test_failover_candidate_records_and_the_slower_one_learns_it_lost(fed: Federation) -> None:

@@ -162,6 +162,28 @@ def test_a_round_without_quorum_stops_with_a_clear_error(tmp_path: Path) -> None
         trio.run(run_local_federation, local)
 
 
+def test_an_aggregate_that_is_not_the_average_of_its_recorded_updates_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Whoever aggregates records a model ten times past the average. Every node checks its
+    cluster's aggregate against the updates recorded with it, so none attests a global model
+    built on it, the round is never final, and the federation stops saying why."""
+    config = with_overrides(MedswarmConfig(), rounds=1, update_timeout=5.0, round_attempts=1)
+    sites = ("cleveland", "hungarian", "switzerland", "va")
+    local = LocalRun(
+        config=config,
+        nodes=4,
+        data_dir=resolve_data_dir(None, os.environ),
+        out_dir=tmp_path,
+        lying_aggregator_sites=sites,
+    )
+    with pytest.raises(TestnetError, match="is not the average of the updates recorded with it"):
+        trio.run(run_local_federation, local)
+    chain = read_jsonl(tmp_path / "chain" / "events.jsonl")
+    assert [e for e in chain if e["event"] == "ClusterRecorded"]
+    assert not [e for e in chain if e["event"] in ("Attested", "RoundFinalized")]
+
+
 def test_two_clusters_agree_and_match_flat_fedavg(tmp_path: Path) -> None:
     config = with_overrides(MedswarmConfig(), rounds=2)
     local = LocalRun(
