@@ -457,7 +457,6 @@ async def fetch_from_providers(
     on_forged: Callable[[str], None] | None = None,
     fast_path: FastPath | None = None,
     segmented: SegmentedFetch | None = None,
-    on_silent: Callable[[str], None] | None = None,
 ) -> bytes:
     """Fetch ``digest`` from the first provider that delivers verified bytes.
 
@@ -468,13 +467,12 @@ async def fetch_from_providers(
     stream from ``open_stream`` instead. With ``segmented``, a large blob that several
     providers hold (or whose fetch an earlier run left unfinished) is fetched in segments
     from all of them at once (:mod:`gossip.segments`); one provider at a time remains the
-    fallback. ``on_forged`` hears of each provider proven to have sent wrong bytes,
-    ``on_silent`` of each that gave no answer within ``timeout`` when asked for the whole blob.
+    fallback. ``on_forged`` hears of each provider proven to have sent wrong bytes.
     """
 
     async def whole(candidates: Sequence[str], forged: Callable[[str], None] | None) -> bytes:
         return await _fetch_whole(
-            digest, candidates, open_stream, max_bytes, timeout, forged, fast_path, on_silent
+            digest, candidates, open_stream, max_bytes, timeout, forged, fast_path
         )
 
     if segmented is None:
@@ -490,7 +488,6 @@ async def _fetch_whole(
     timeout: float,
     on_forged: Callable[[str], None] | None,
     fast_path: FastPath | None,
-    on_silent: Callable[[str], None] | None = None,
 ) -> bytes:
     """The whole blob from one provider at a time (see :func:`fetch_from_providers`)."""
     failures: list[str] = []
@@ -507,8 +504,6 @@ async def _fetch_whole(
             return data
         except trio.TooSlowError:
             failures.append(f"{provider}: no answer within {timeout:.1f}s")
-            if on_silent is not None:
-                on_silent(provider)
         except BlobHashMismatch as exc:
             log.warning("provider %s sent a forged blob: %s", provider, exc)
             failures.append(f"{provider}: hash mismatch")

@@ -16,7 +16,7 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import multiaddr
@@ -113,6 +113,15 @@ def new_identity(seed: bytes | None = None) -> KeyPair:
     return create_new_key_pair(seed)
 
 
+@dataclass
+class _SharedFetch:
+    """One fetch of a blob that concurrent :meth:`GossipService.obtain` calls wait for."""
+
+    providers: frozenset[str]
+    done: trio.Event = field(default_factory=trio.Event)
+    failure: GossipError | None = None
+
+
 class GossipService:
     """A libp2p host speaking the medswarm protocols for one federation."""
 
@@ -156,9 +165,8 @@ class GossipService:
         self.refused: Counter[str] = Counter()  # blob requests turned away, by reason
         self._announced_sizes: dict[str, int] = {}  # blob hash -> size, latest announcements
         self._nursery: trio.Nursery | None = None
-        self._obtaining: dict[str, trio.Event] = {}  # blobs being fetched by obtain()
+        self._obtaining: dict[str, _SharedFetch] = {}  # blobs being fetched by obtain()
         self._forgers: dict[str, set[str]] = {}  # digest -> peers that sent forged bytes for it
-        self._silent: dict[str, float] = {}  # peer -> until when (trio clock) it is not asked
         self._fetch_slots = trio.CapacityLimiter(config.max_concurrent_fetches)
         self._bulk: BulkServer | None = None
         self._bulk_fetcher: BulkFetcher | None = None
@@ -283,7 +291,6 @@ class GossipService:
                 max_bytes=self.config.max_blob_bytes,
                 timeout=self.config.fetch_timeout,
                 on_forged=lambda peer: self._record_forgery(peer, digest),
-                on_silent=self._record_silence,
                 fast_path=self._fetch_bulk if self._bulk_fetcher is not None else None,
                 segmented=SegmentedFetch(
                     self._ranges, self.store, self.config.segment_policy, self._announced_sizes.get
@@ -295,20 +302,28 @@ class GossipService:
 
     async def obtain(self, digest: str, providers: Sequence[str]) -> None:
         """Make sure the store holds blob ``digest``, fetching it if needed (without reading
-        a blob the store already has). Concurrent calls for one blob share one fetch; if
-        it fails, the next caller tries its own providers."""
+        a blob the store already has). Concurrent calls for one blob share one fetch. If it
+        fails, a caller that waited on it fails the same way when it has no provider that
+        fetch did not ask (a stalled provider costs them all one timeout, not one each);
+        otherwise it tries its own providers."""
         while not self.store.has(digest):
             pending = self._obtaining.get(digest)
             if pending is None:
-                self._obtaining[digest] = done = trio.Event()
+                shared = _SharedFetch(frozenset(providers))
+                self._obtaining[digest] = shared
                 try:
                     if not await self._obtain_over_bulk(digest, providers):
                         await self.fetch(digest, providers)
+                except GossipError as exc:
+                    shared.failure = exc
+                    raise
                 finally:
                     del self._obtaining[digest]
-                    done.set()
+                    shared.done.set()
                 return
-            await pending.wait()
+            await pending.done.wait()
+            if pending.failure is not None and set(providers) <= pending.providers:
+                raise FetchFailed(f"{pending.failure} (a fetch this one waited for)")
 
     async def _obtain_over_bulk(self, digest: str, providers: Sequence[str]) -> bool:
         """Store blob ``digest`` from the one provider given over the bulk channel, written
@@ -321,9 +336,7 @@ class GossipService:
         provider = others[0]
         if provider in self._forgers.get(digest, ()):
             return False  # fetch() says why
-        if self.is_blacklisted(provider) or self._is_silent(provider):
-            return False  # fetch() skips it or says why
-        if not self.is_connected(provider):
+        if self.is_blacklisted(provider) or not self.is_connected(provider):
             return False
 
         def keep(data: memoryview) -> None:
@@ -341,12 +354,13 @@ class GossipService:
                 raise FetchFailed(
                     f"could not fetch blob {digest}: {provider}: hash mismatch"
                 ) from exc
-            except trio.TooSlowError:
-                # A stopped or stuck provider: asking it again through libp2p would only
+            except trio.TooSlowError as exc:
+                # A stopped or stuck provider: asking it again over a libp2p stream would
                 # spend the fetch budget a second time.
-                log.info("bulk fetch of %s from %s timed out", digest, provider)
-                self._record_silence(provider)
-                return False
+                raise FetchFailed(
+                    f"could not fetch blob {digest}: {provider}: no answer within "
+                    f"{self.config.fetch_timeout:.1f}s"
+                ) from exc
             except GossipError as exc:
                 log.info(
                     "bulk fetch of %s from %s failed (%r); trying again", digest, provider, exc
@@ -382,37 +396,16 @@ class GossipService:
         await self._send.send(announcement)
 
     def _providers_to_ask(self, digest: str, providers: Sequence[str]) -> list[str]:
-        """``providers`` without this node, blacklisted peers, peers that have sent forged
-        bytes for ``digest`` before and peers that lately did not answer in time; raises
-        :class:`FetchFailed` if only such forgers or silent peers remain (a forger is asked
-        for a blob once, and its one offence for it is counted once; a silent peer is asked
-        again once ``fetch_timeout`` has passed)."""
+        """``providers`` without this node, blacklisted peers and peers that have sent forged
+        bytes for ``digest`` before; raises :class:`FetchFailed` if only such forgers remain
+        (a forger is asked for a blob once, and its one offence for it is counted once)."""
         candidates = [p for p in dict.fromkeys(providers) if p != self.peer_id]
         forgers = self._forgers.get(digest, set())
-        reasons = {p: "hash mismatch (earlier)" for p in candidates if p in forgers}
-        reasons.update(
-            (p, f"no answer within {self.config.fetch_timeout:.1f}s (lately)")
-            for p in candidates
-            if p not in reasons and self._is_silent(p)
-        )
-        others = [p for p in candidates if p not in reasons and not self.is_blacklisted(p)]
-        if not others and reasons:
-            named = "; ".join(f"{peer}: {why}" for peer, why in reasons.items())
+        others = [p for p in candidates if p not in forgers and not self.is_blacklisted(p)]
+        if not others and any(p in forgers for p in candidates):
+            named = "; ".join(f"{p}: hash mismatch (earlier)" for p in candidates if p in forgers)
             raise FetchFailed(f"could not fetch blob {digest}: {named}")
         return others
-
-    def _record_silence(self, peer: str) -> None:
-        """``peer`` gave no answer within ``fetch_timeout`` (stopped, stuck or cut off): do not
-        ask it for anything for as long again, so that one stalled provider costs the fetches
-        waiting on it one timeout, not one each. Not an offence: it may be slow, not lying."""
-        self._silent[peer] = trio.current_time() + self.config.fetch_timeout
-
-    def _is_silent(self, peer: str) -> bool:
-        until = self._silent.get(peer)
-        if until is not None and trio.current_time() >= until:
-            del self._silent[peer]
-            until = None
-        return until is not None
 
     def _record_forgery(self, peer: str, digest: str) -> None:
         """``peer`` sent bytes for ``digest`` that hash to something else: an offence."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from gossip.errors import GossipError
+from gossip.errors import FetchFailed, GossipError
 from gossip.messages import AggregateInput, Announcement, AnnouncementKind
 from incentive.contribution import contribution_score
 from incentive.errors import ContractReverted
@@ -97,7 +97,8 @@ class AggregatorDuty:
 
         Every announced update is fetched at once, so a stalled provider holds up only its
         own update (for at most the fetch budget), and each is scored as soon as it is here,
-        one at a time. The aggregate waits for every fetch that was started to end.
+        one at a time. An update whose prefetch failed this round is left out at once (a
+        stalled member is not asked again). The aggregate waits for every fetch started.
         """
         excluded: set[str] = set()
         accepted: dict[str, tuple[Announcement, Mapping[str, WeightArray]]] = {}
@@ -108,11 +109,14 @@ class AggregatorDuty:
         before = await trio.to_thread.run_sync(
             lambda: evaluate(start, site.train_x, site.train_y, site.dataset).loss
         )
-        scoring = trio.Lock()  # evaluation shares one model per shape: one update at a time
+        scoring = trio.Lock()  # one at a time: each evaluation at once needs a model of its own
         progress = trio.Event()
 
         async def take(sender: str, announcement: Announcement) -> None:
             try:
+                unfetched = self.node.unfetched_updates.get(announcement.blob_hash)
+                if unfetched is not None:
+                    raise FetchFailed(f"{unfetched} (when prefetched)")
                 update = await self.node.weights_of(announcement.blob_hash, [announcement.peer_id])
                 async with scoring:
                     self._scores[sender] = await trio.to_thread.run_sync(

@@ -23,6 +23,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import trio
@@ -98,6 +99,11 @@ class HospitalNode:
         # Averages this node computed, by hash: of which inputs (see averaged_inputs).
         self._averages: dict[str, AveragedInputs] = {}
         self._averaging: dict[int, trio.Event] = {}  # rounds whose updates are being averaged
+        # Updates (by hash) whose prefetch failed, and why: an aggregator leaves them out
+        # rather than ask a stalled provider again (cleared every round).
+        self.unfetched_updates: dict[str, str] = {}
+        # Scores each new global model on the test split beside the round's last steps.
+        self._evaluator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluate")
         self.journal = journal
         self.current_round = 0
         self.completed_round = 0
@@ -277,6 +283,7 @@ class HospitalNode:
         self._round_started_at.setdefault(round_number, time.time())
         self.current_round = round_number
         self.inbox.forget_before(round_number)
+        self.unfetched_updates.clear()
         phases = PhaseClock()
         await self.refresh_membership()
         phases.lap("registry")
@@ -300,11 +307,16 @@ class HospitalNode:
         if failure is not None:
             raise failure
         new_hash = await trio.to_thread.run_sync(self.store_weights, new_global)
+        # The new model is scored on the test split while the attestations come in.
+        evaluation = self._evaluator.submit(
+            evaluate, new_global, self.site.test_x, self.site.test_y, self.site.dataset
+        )
         await self._attest(round_number, new_hash)
         phases.lap("attest")
         final_hash = await self._wait_final(round_number)
         phases.lap("finalize")
         if final_hash != new_hash:
+            evaluation.cancel()
             log.error(
                 "%s: round %d finalized %s, this node computed %s; adopting the final one",
                 self.name,
@@ -316,13 +328,14 @@ class HospitalNode:
                 await self._fetch_final(round_number, final_hash),
                 self.config.network.max_blob_bytes,
             )
+            evaluation = self._evaluator.submit(
+                evaluate, new_global, self.site.test_x, self.site.test_y, self.site.dataset
+            )
         self._adopt_global(round_number, new_global, final_hash)
         self._first_attempt.pop(round_number, None)
         self._prune_blobs(round_number)
-        metrics = await trio.to_thread.run_sync(
-            evaluate, new_global, self.site.test_x, self.site.test_y, self.site.dataset
-        )
-        phases.lap("evaluate")
+        metrics = await trio.to_thread.run_sync(evaluation.result)
+        phases.lap("evaluate")  # what of it outlasted the wait for finality
         self.emit(
             {
                 "event": "round",
@@ -385,6 +398,7 @@ class HospitalNode:
                 log.info(
                     "%s: prefetch of %s's update failed: %s", self.name, announcement.sender, exc
                 )
+                self.unfetched_updates[announcement.blob_hash] = str(exc)
 
         def unseen() -> dict[str, Announcement]:
             updates = self.inbox.updates(round_number)

@@ -113,7 +113,11 @@ def test_both_sides_of_a_partition_converge_on_one_model_after_healing(tmp_path:
     assert failed and {e["node"] for e in failed} <= {"cleveland", "va", "hungary", "switzerland"}
     assert all("aggregate" in e["reason"] for e in failed)
     round3 = [e for e in events if e["event"] == "round" and e["round"] == 3]
-    assert len(round3) == 4 and all(e["ts"] > healed for e in round3)  # nothing final in the split
+    # A node whose retry was still waiting on a fetch across the cut when the others finished
+    # round 3 takes the final model from the chain instead.
+    resynced = [e for e in events if e["event"] == "resynced" and e["round"] >= 3]
+    assert {e["node"] for e in round3 + resynced} == {"cleveland", "va", "hungary", "switzerland"}
+    assert all(e["ts"] > healed for e in round3 + resynced)  # nothing final in the split
     assert all(e["seconds"] > healed - cut for e in round3)  # timed from the first attempt
 
     recorded = [
