@@ -305,7 +305,7 @@ class GossipService:
         a blob the store already has). Concurrent calls for one blob share one fetch. If it
         fails, a caller that waited on it fails the same way when it has no provider that
         fetch did not ask (a stalled provider costs them all one timeout, not one each);
-        otherwise it tries its own providers."""
+        otherwise it tries its own providers, those first."""
         while not self.store.has(digest):
             pending = self._obtaining.get(digest)
             if pending is None:
@@ -322,8 +322,11 @@ class GossipService:
                     shared.done.set()
                 return
             await pending.done.wait()
-            if pending.failure is not None and set(providers) <= pending.providers:
-                raise FetchFailed(f"{pending.failure} (a fetch this one waited for)")
+            if pending.failure is not None:
+                if set(providers) <= pending.providers:
+                    raise FetchFailed(f"{pending.failure} (a fetch this one waited for)")
+                # Those the failed fetch did not ask come first.
+                providers = sorted(providers, key=lambda p: p in pending.providers)
 
     async def _obtain_over_bulk(self, digest: str, providers: Sequence[str]) -> bool:
         """Store blob ``digest`` from the one provider given over the bulk channel, written

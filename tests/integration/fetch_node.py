@@ -13,8 +13,9 @@ provider, fetches the blob from all of them within the fetch budget (``fetch_tim
 provider, what fetching whole from one after the other may take), prints ``{"digest",
 "seconds", "offences", "bulk_received"}`` (or ``{"error"}``) and runs until its stdin closes.
 An obtainer waits for a line on stdin, then makes two concurrent ``obtain`` calls for the blob
-(as a node's prefetch and its aggregator duty do), one a moment after the other, and prints
-``{"errors": [...], "seconds"}``: what each raised (null if it succeeded) and how long both took.
+(as a node's prefetch and its aggregator duty do), one a moment after the other: the first
+asks the first provider, the second all of them. It prints ``{"errors": [...], "seconds"}``:
+what each raised (null if it succeeded) and how long both took.
 """
 
 from __future__ import annotations
@@ -114,8 +115,9 @@ async def obtainer(store_dir: Path, digest: str, providers: list[dict[str, str]]
         errors: list[str | None] = [None, None]
 
         async def obtain(index: int) -> None:
+            asked = providers[:1] if index == 0 else providers
             try:
-                await service.obtain(digest, [peer["peer_id"] for peer in providers])
+                await service.obtain(digest, [peer["peer_id"] for peer in asked])
             except Exception as exc:
                 errors[index] = str(exc)
 
