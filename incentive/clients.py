@@ -56,8 +56,9 @@ class FederationClient:
         self.w3 = w3
         self.deployment = deployment
         self._contracts = bind_contracts(w3, deployment)
+        self._events = _event_decoder(deployment)
         self._sender = TransactionSender(
-            w3, private_key, lock, event_log, _event_decoder(deployment), retry=retry
+            w3, private_key, lock, event_log, self._events, retry=retry
         )
 
     @property
@@ -152,11 +153,10 @@ class FederationClient:
         """The updates recorded with ``info``'s aggregate, in the order they were averaged:
         (member, update hash, samples) from the ``UpdateRecorded`` events of the transaction
         that emitted its ``ClusterRecorded`` (member checksummed, hash bare lowercase hex)."""
-        decoder = _event_decoder(self.deployment)
         ledger = self.deployment.address_of(LEDGER)
         query = {"fromBlock": info.block_number, "toBlock": info.block_number, "address": ledger}
         logs = self._sender.read(lambda: self.w3.eth.get_logs(query), "eth_getLogs")
-        events = sorted(decode_logs(decoder, logs), key=lambda e: e.position)
+        events = sorted(decode_logs(self._events, logs), key=lambda e: e.position)
         transactions = {
             e.transaction_hash
             for e in events
