@@ -37,9 +37,10 @@ log = logging.getLogger(__name__)
 AveragedInputs = tuple[tuple[str, str, int], ...]
 
 
-def averaged_inputs(inputs: Iterable[Announcement | AggregateInput]) -> AveragedInputs:
-    """Who contributed what to an average, in its order: (sender, update hash, samples)."""
-    return tuple((i.sender.lower(), i.blob_hash, i.samples) for i in inputs)
+def averaged_inputs(inputs: Iterable[tuple[str, str, int]]) -> AveragedInputs:
+    """Who contributed what to an average, in its order: (sender, update hash, samples), the
+    sender's address in lowercase whatever case it came in."""
+    return tuple((sender.lower(), update, samples) for sender, update, samples in inputs)
 
 
 class AggregatorDuty:
@@ -182,7 +183,9 @@ class AggregatorDuty:
             fedavg, [(weights, a.samples) for a, weights in accepted]
         )
         digest = await trio.to_thread.run_sync(node.store_weights, mean_delta)
-        node.remember_average(digest, averaged_inputs(a for a, _ in accepted))
+        node.remember_average(
+            digest, averaged_inputs((a.sender, a.blob_hash, a.samples) for a, _ in accepted)
+        )
         size = encoded_size(mean_delta)
         del mean_delta
         self._phases.lap("average")

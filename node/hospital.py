@@ -430,7 +430,9 @@ class HospitalNode:
             mean = await trio.to_thread.run_sync(fedavg, inputs)
             del inputs
             digest = await trio.to_thread.run_sync(self.store_weights, mean)
-            self.remember_average(digest, averaged_inputs(chosen))
+            self.remember_average(
+                digest, averaged_inputs((a.sender, a.blob_hash, a.samples) for a in chosen)
+            )
         except (GossipError, NodeError, ValueError) as exc:
             log.info("%s: averaging round %d ahead failed: %s", self.name, round_number, exc)
         finally:
@@ -498,10 +500,7 @@ class HospitalNode:
         with it on chain (so an aggregator cannot dodge the check by announcing something
         else, or nothing)."""
         if verify and self.config.federation.verify_aggregates:
-            recorded: AveragedInputs = tuple(
-                (member.lower(), update, samples)
-                for member, update, samples in await self.on_chain(self.chain.cluster_inputs, info)
-            )
+            recorded = averaged_inputs(await self.on_chain(self.chain.cluster_inputs, info))
             averaging = self._averaging.get(round_number)
             if averaging is not None:  # the same work, begun before the record: let it end
                 await averaging.wait()

@@ -27,17 +27,18 @@ pytestmark = pytest.mark.integration
 ROUNDS = 3
 
 
+def federate(config: MedswarmConfig, out: Path, **options: Any) -> RunSummary:
+    """The four Fed-Heart-Disease hospitals in one process; ``options`` go to LocalRun."""
+    local = LocalRun(
+        config=config, nodes=4, data_dir=resolve_data_dir(None, os.environ), out_dir=out, **options
+    )
+    return trio.run(run_local_federation, local)
+
+
 def run(out: Path, rounds: int, forged: tuple[str, ...] = ()) -> RunSummary:
     torch.set_num_threads(1)
     config = with_overrides(MedswarmConfig(), rounds=rounds, update_timeout=10.0)
-    local = LocalRun(
-        config=config,
-        nodes=4,
-        data_dir=resolve_data_dir(None, os.environ),
-        out_dir=out,
-        forged_blob_sites=forged,
-    )
-    return trio.run(run_local_federation, local)
+    return federate(config, out, forged_blob_sites=forged)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -151,15 +152,8 @@ def test_a_round_without_quorum_stops_with_a_clear_error(tmp_path: Path) -> None
         takeover_timeout=2.0,
         aggregate_timeout=10.0,
     )
-    local = LocalRun(
-        config=config,
-        nodes=4,
-        data_dir=resolve_data_dir(None, os.environ),
-        out_dir=tmp_path,
-        silent_sites=("cleveland",),
-    )
     with pytest.raises(TestnetError, match=r"no aggregate recorded for cluster\(s\) \[0\]"):
-        trio.run(run_local_federation, local)
+        federate(config, tmp_path, silent_sites=("cleveland",))
 
 
 def test_an_aggregate_that_is_not_the_average_of_its_recorded_updates_is_refused(
@@ -170,15 +164,8 @@ def test_an_aggregate_that_is_not_the_average_of_its_recorded_updates_is_refused
     built on it, the round is never final, and the federation stops saying why."""
     config = with_overrides(MedswarmConfig(), rounds=1, update_timeout=5.0, round_attempts=1)
     sites = ("cleveland", "hungarian", "switzerland", "va")
-    local = LocalRun(
-        config=config,
-        nodes=4,
-        data_dir=resolve_data_dir(None, os.environ),
-        out_dir=tmp_path,
-        lying_aggregator_sites=sites,
-    )
     with pytest.raises(TestnetError, match="is not the average of the updates recorded with it"):
-        trio.run(run_local_federation, local)
+        federate(config, tmp_path, lying_aggregator_sites=sites)
     chain = read_jsonl(tmp_path / "chain" / "events.jsonl")
     assert [e for e in chain if e["event"] == "ClusterRecorded"]
     assert not [e for e in chain if e["event"] in ("Attested", "RoundFinalized")]
@@ -186,14 +173,8 @@ def test_an_aggregate_that_is_not_the_average_of_its_recorded_updates_is_refused
 
 def test_two_clusters_agree_and_match_flat_fedavg(tmp_path: Path) -> None:
     config = with_overrides(MedswarmConfig(), rounds=2)
-    local = LocalRun(
-        config=config,
-        nodes=4,
-        data_dir=resolve_data_dir(None, os.environ),
-        out_dir=tmp_path,
-        clusters=(0, 1, 1, 0),  # US: Cleveland, VA Long Beach; Europe: Hungary, Switzerland
-    )
-    summary = trio.run(run_local_federation, local)
+    # US: Cleveland, VA Long Beach; Europe: Hungary, Switzerland
+    summary = federate(config, tmp_path, clusters=(0, 1, 1, 0))
     assert summary.nodes_agree
     recorded = events_named(tmp_path, "ClusterRecorded")
     assert sorted((e["args"]["round"], e["args"]["cluster"]) for e in recorded) == [
