@@ -8,7 +8,10 @@ rows, too few to rank anything). Every candidate runs 20 rounds of
 training and is ranked by mean validation accuracy over sites, folds and seeds (ties: lower
 mean validation loss). Personalisation (local bias, fine-tuning steps) is then tuned on top of
 FedAvg and of the best global strategy. The test split is never read.
-Run from the project root: ``python bench/tune_strategies.py [--data-dir DIR]``.
+``--standardise federation`` tunes under pooled feature statistics agreed in a first round
+(``federation.standardise``, :mod:`node.standardise`), computed from each fold's training rows.
+Run from the project root: ``python bench/tune_strategies.py [--data-dir DIR] [--standardise
+federation]``.
 """
 
 from __future__ import annotations
@@ -69,11 +72,12 @@ def evaluate_candidate(
     strategy: StrategyConfig,
     seeds: Sequence[int],
     rounds: int,
+    standardise: str = "site",
 ) -> Row:
     """Return (mean accuracy, mean loss, per-site accuracy, seconds per run, strategy)."""
     start = time.perf_counter()
     runs = [
-        run_strategy(sites, TrainingConfig(), strategy, rounds, seed)
+        run_strategy(sites, TrainingConfig(), strategy, rounds, seed, standardise)
         for sites in folds
         for seed in seeds
     ]
@@ -96,12 +100,21 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--standardise", choices=["site", "federation"], default="site")
     args = parser.parse_args()
+    # the statistics round trains nothing, so it comes on top of the training rounds
+    rounds = args.rounds + (args.standardise == "federation")
     torch.set_num_threads(1)
     sites = load_all_sites("heart-disease", resolve_data_dir(args.data_dir, os.environ))
     folds = [[validation_fold(s, k) for s in sites] for k in range(FOLDS)]
-    print(f"{FOLDS} folds, validation sizes {[s.n_test for s in folds[0]]}; seeds {args.seeds}")
-    rows = [evaluate_candidate(folds, c, args.seeds, args.rounds) for c in GLOBAL_CANDIDATES]
+    print(
+        f"{FOLDS} folds, validation sizes {[s.n_test for s in folds[0]]}; seeds {args.seeds}; "
+        f"standardise {args.standardise}; rounds {rounds}"
+    )
+    rows = [
+        evaluate_candidate(folds, c, args.seeds, rounds, args.standardise)
+        for c in GLOBAL_CANDIDATES
+    ]
     best: dict[str, Row] = {}
     for name in dict.fromkeys(r[4].name for r in rows):
         print(f"\n## {name}")
@@ -116,7 +129,8 @@ def main() -> None:
                 folds,
                 dataclasses.replace(base, local_layers=layers, finetune_steps=steps),
                 args.seeds,
-                args.rounds,
+                rounds,
+                args.standardise,
             )
             for layers, steps in itertools.product(LOCAL_LAYERS, FINETUNE_STEPS)
             if layers or steps

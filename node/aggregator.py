@@ -23,7 +23,7 @@ from gossip.messages import AggregateInput, Announcement, AnnouncementKind
 from incentive.contribution import contribution_score
 from incentive.errors import ContractReverted
 from incentive.records import MemberRecord
-from node.aggregation import apply_delta, fedavg
+from node.aggregation import fedavg
 from node.errors import NodeError
 from node.phases import PhaseClock
 from node.training import evaluate
@@ -105,8 +105,8 @@ class AggregatorDuty:
         accepted: dict[str, tuple[Announcement, Mapping[str, WeightArray]]] = {}
         started: set[str] = set()
         self._scores.clear()
-        site = self.node.site
-        start = self.node.global_weights
+        site = self.node.learner.site
+        start = self.node.learner.model()
         before = await trio.to_thread.run_sync(
             lambda: evaluate(start, site.train_x, site.train_y, site.dataset).loss
         )
@@ -239,10 +239,9 @@ class AggregatorDuty:
     ) -> MemberRecord:
         """The update's effect on this node's training loss (``before`` it), weighted by its
         samples."""
-        site = self.node.site
-        after = evaluate(
-            apply_delta(self.node.global_weights, update), site.train_x, site.train_y, site.dataset
-        )
+        site = self.node.learner.site
+        model = self.node.learner.with_update(update, self.round)
+        after = evaluate(model, site.train_x, site.train_y, site.dataset)
         return MemberRecord(
             address=announcement.sender,
             update_hash=announcement.blob_hash,

@@ -13,6 +13,7 @@ is a valid configuration.
     [training]    local optimiser settings                        (node.training.TrainingConfig)
                   keys left out take the data set's recommended values
                   (node.training.default_training_config)
+    [strategy]    server step, FedProx, personalisation            (node.strategies.StrategyConfig)
     [network]     libp2p listen address, timeouts, size limits,   (gossip.service.GossipConfig)
                   segmented fetches (docs/configuration.md)
 """
@@ -25,12 +26,13 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from gossip.service import GossipConfig
 from node.data import TASKS
 from node.errors import ConfigError
-from node.training import TrainingConfig, default_training_config
+from node.strategies import StrategyConfig
+from node.training import TrainingConfig, default_training_config, site_training_config
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,10 @@ class FederationConfig:
     quorum: float = 2 / 3  # fraction of members whose updates a round needs
     round_attempts: int = 3  # failed attempts in a row at one round before the node stops; 0: never
     verify_aggregates: bool = True  # members recompute the aggregate from its inputs
+    # "site": each site standardises its features with its own rows (FLamby's protocol);
+    # "federation": round 1 agrees pooled statistics and training starts in round 2
+    # (node/standardise.py)
+    standardise: Literal["site", "federation"] = "site"
     reward_pool_eth: float = 10.0  # funded at start, paid out after the last round
 
     def __post_init__(self) -> None:
@@ -117,9 +123,24 @@ class MedswarmConfig:
 
     federation: FederationConfig = field(default_factory=FederationConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
     network: GossipConfig = field(default_factory=GossipConfig)
     node: NodeSettings = field(default_factory=NodeSettings)
     chain: ChainSettings = field(default_factory=ChainSettings)
+
+    def __post_init__(self) -> None:
+        _require(
+            self.strategy.name != "scaffold",
+            "strategy.name = 'scaffold' runs in the in-memory simulator only "
+            "(python -m node.strategy_sim): nodes do not exchange control variates; "
+            "choose fedavg, fedprox, fedadam, fedyogi or fedadagrad",
+        )
+        site_training_config(self.training, self.strategy)
+
+    @property
+    def site_training(self) -> TrainingConfig:
+        """The local training every site runs: ``[training]`` with the strategy's terms."""
+        return site_training_config(self.training, self.strategy)
 
 
 T = TypeVar("T")

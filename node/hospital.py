@@ -37,16 +37,16 @@ from gossip.validation import AnnouncementPolicy
 from incentive.clients import MemberClient
 from incentive.errors import ContractReverted
 from incentive.records import ClusterInfo
-from node.aggregation import apply_delta, delta, fedavg
+from node.aggregation import fedavg
 from node.aggregator import AggregatorDuty, AveragedInputs, averaged_inputs
 from node.config import MedswarmConfig
 from node.data import SiteData
-from node.errors import NodeError, RoundFailed
+from node.errors import InvalidStrategyState, NodeError, RoundFailed
 from node.inbox import RoundInbox
 from node.journal import Checkpoint, Journal
+from node.learner import SiteLearner
 from node.membership import Membership
 from node.phases import PhaseClock
-from node.training import derive_seed, evaluate, train_local
 from node.weights import (
     CODEC,
     BlobWeights,
@@ -107,7 +107,15 @@ class HospitalNode:
         self.journal = journal
         self.current_round = 0
         self.completed_round = 0
-        self.global_weights = initial_weights
+        self.learner = SiteLearner(
+            site,
+            config.training,
+            config.strategy,
+            config.federation.seed,
+            initial_weights,
+            federation_statistics=config.federation.standardise == "federation",
+        )
+        self.global_weights: Mapping[str, WeightArray] = initial_weights
         self.global_hash = store.put_parts(encoding_parts(initial_weights))
         self._on_event = on_event or (lambda _event: None)
         self._refresh_wanted = trio.Event()
@@ -210,6 +218,8 @@ class HospitalNode:
                 checkpoint.global_hash,
             )
             return
+        if checkpoint.local_hash is not None and self.journal is not None:
+            self.learner.restore_local(self.journal.load_local(checkpoint.local_hash))
         self._adopt_global(
             checkpoint.round,
             decode_weights(blob, self.config.network.max_blob_bytes),
@@ -308,9 +318,7 @@ class HospitalNode:
             raise failure
         new_hash = await trio.to_thread.run_sync(self.store_weights, new_global)
         # The new model is scored on the test split while the attestations come in.
-        evaluation = self._evaluator.submit(
-            evaluate, new_global, self.site.test_x, self.site.test_y, self.site.dataset
-        )
+        evaluation = self._evaluator.submit(self.learner.score, new_global, round_number)
         await self._attest(round_number, new_hash)
         phases.lap("attest")
         final_hash = await self._wait_final(round_number)
@@ -328,13 +336,12 @@ class HospitalNode:
                 await self._fetch_final(round_number, final_hash),
                 self.config.network.max_blob_bytes,
             )
-            evaluation = self._evaluator.submit(
-                evaluate, new_global, self.site.test_x, self.site.test_y, self.site.dataset
-            )
+            evaluation = self._evaluator.submit(self.learner.score, new_global, round_number)
         self._adopt_global(round_number, new_global, final_hash)
         self._first_attempt.pop(round_number, None)
         self._prune_blobs(round_number)
-        metrics = await trio.to_thread.run_sync(evaluation.result)
+        scores = await trio.to_thread.run_sync(evaluation.result)
+        metrics = scores.model
         phases.lap("evaluate")  # what of it outlasted the wait for finality
         self.emit(
             {
@@ -353,6 +360,7 @@ class HospitalNode:
                 "test_accuracy": metrics.accuracy,
                 "metric_name": metrics.metric_name,
                 "test_metric": metrics.metric,
+                **({"personal_metric": scores.personal.metric} if scores.personal else {}),
                 "seconds": round(time.monotonic() - wall_started, 3),
                 "bytes_sent": self.gossip.traffic["sent"] - traffic_before.get("sent", 0),
                 "bytes_received": self.gossip.traffic["received"]
@@ -364,15 +372,9 @@ class HospitalNode:
     async def _train_and_announce(
         self, round_number: int, cluster: int, phases: PhaseClock
     ) -> Announcement:
-        # The same seed the in-memory simulation uses, so both give the same numbers.
-        seed = derive_seed(self.config.federation.seed, "train", round_number - 1, self.site.site)
-        result = await trio.to_thread.run_sync(
-            train_local, self.global_weights, self.site, self.config.training, seed
-        )
+        # The same seeds as the in-memory simulations, so both give the same numbers.
+        update, samples = await trio.to_thread.run_sync(self.learner.train, round_number)
         phases.lap("train")
-        samples = result.samples
-        update = await trio.to_thread.run_sync(delta, result.weights, self.global_weights)
-        del result  # only the update is needed from here on
         digest = await trio.to_thread.run_sync(self.store_weights, update)
         size = encoded_size(update)
         del update
@@ -487,9 +489,7 @@ class HospitalNode:
             )
         phases.lap("aggregates-fetched")
         parts = [(aggregates[c], records[c].total_samples) for c in clusters]
-        combined = await trio.to_thread.run_sync(
-            lambda: apply_delta(self.global_weights, fedavg(parts))
-        )
+        combined = await trio.to_thread.run_sync(self.learner.next_global, parts)
         phases.lap("combine")
         return combined
 
@@ -619,11 +619,19 @@ class HospitalNode:
 
     def _adopt_global(self, round_number: int, weights: Weights, digest: str) -> None:
         """Make ``weights`` (already in the store as blob ``digest``) the global model."""
+        try:
+            self.learner.adopt(weights, round_number)
+        except InvalidStrategyState as exc:
+            raise NodeError(
+                f"{self.name}: round {round_number}'s global model {digest} does not fit this "
+                f"node's strategy ({exc}); every member must run the federation's [strategy]"
+            ) from exc
         self.global_weights = weights
         self.global_hash = digest
         self.completed_round = round_number
         if self.journal is not None:
-            self.journal.save(Checkpoint(round_number, self.global_hash))
+            local_hash = self.journal.save_local(self.learner.local) if self.learner.local else None
+            self.journal.save(Checkpoint(round_number, self.global_hash, local_hash))
 
     # ------------------------------------------------------------------ helpers
 

@@ -184,7 +184,8 @@ class ServerOptimizer:
         v <- beta2 * v + (1 - beta2) * d^2             (FedAdam)
         x <- x + server_lr * m / (sqrt(v) + tau)
 
-    The state (``m``, ``v`` in float64 and the number of steps taken) depends only on the
+    The state (``m``, ``v``, rounded to float32 after every step but held and saved as
+    float64, and the number of steps taken) depends only on the
     sequence of mean deltas, so every node that applies the same aggregates holds the same
     state. :meth:`state_bytes` and :meth:`restore` save and recover it; :meth:`state_hash`
     lets nodes compare.
@@ -241,6 +242,10 @@ class ServerOptimizer:
                 v_new[n] = v - (1.0 - beta2) * square * np.sign(v - square)
             else:
                 v_new[n] = beta2 * v + (1.0 - beta2) * square
+            # Kept at float32 precision, so the moments travel exactly in the global model's
+            # blob (with_server_state) and a node that reads them back steps bit-identically.
+            m_new[n] = narrow(f"{n} (first moment)", m_new[n], where).astype(np.float64)
+            v_new[n] = narrow(f"{n} (second moment)", v_new[n], where).astype(np.float64)
             new[n] = narrow(n, x[n] + lr * m_new[n] / (np.sqrt(v_new[n]) + tau), where)
         self._m, self._v = m_new, v_new
         self._steps += 1
@@ -323,6 +328,61 @@ class ServerOptimizer:
             raise InvalidStrategyState("optimizer state: second moments must be positive")
         optimizer._steps = steps
         return optimizer
+
+
+SERVER_STATE_PREFIX = "server/"
+"""Tensor names under which a global model's blob carries the server optimizer's moments:
+``server/m/<tensor>`` and ``server/v/<tensor>`` (model tensor names never contain ``/``)."""
+
+
+def with_server_state(model: Mapping[str, WeightArray], optimizer: ServerOptimizer) -> Weights:
+    """Return the global blob's tensors: ``model`` and, once an adaptive step was taken,
+    the optimizer's moments, so that the hash the members attest commits to both."""
+    moments = {}
+    for kind, state in zip("mv", optimizer.moments(), strict=True):
+        for name, values in state.items():
+            moments[f"{SERVER_STATE_PREFIX}{kind}/{name}"] = values.astype(np.float32)
+    merged = {**model, **moments}
+    return {name: merged[name] for name in sorted(merged)}
+
+
+def split_server_state(
+    weights: Mapping[str, WeightArray], config: StrategyConfig, steps: int
+) -> tuple[Weights, ServerOptimizer]:
+    """Return ``(model, optimizer)`` from a global blob's tensors (see
+    :func:`with_server_state`); ``steps`` is how many server steps made it.
+
+    Raises :class:`~node.errors.InvalidStrategyState` if the moments do not fit ``config``
+    or the model: then the blob was made under another strategy.
+    """
+    model = {n: weights[n] for n in sorted(weights) if not n.startswith(SERVER_STATE_PREFIX)}
+    state = {n: weights[n] for n in weights if n.startswith(SERVER_STATE_PREFIX)}
+    optimizer = ServerOptimizer(config)
+    optimizer._steps = steps
+    if not state:
+        return model, optimizer
+    if not config.adaptive:
+        raise InvalidStrategyState(
+            f"the global model carries server optimizer state, but {config.name} keeps none: "
+            "it was made under an adaptive strategy (strategy.name in the config)"
+        )
+    expected = {f"{SERVER_STATE_PREFIX}{kind}/{n}" for kind in "mv" for n in model}
+    if set(state) != expected:
+        raise InvalidStrategyState(
+            "the global model's server state does not cover exactly its tensors: "
+            f"has {sorted(state)}, expected {sorted(expected)}"
+        )
+    for name in model:
+        m = np.asarray(state[f"{SERVER_STATE_PREFIX}m/{name}"], dtype=np.float64)
+        v = np.asarray(state[f"{SERVER_STATE_PREFIX}v/{name}"], dtype=np.float64)
+        if m.shape != np.shape(model[name]) or v.shape != np.shape(model[name]):
+            raise InvalidStrategyState(f"server state for {name!r} has the wrong shape")
+        if not (np.isfinite(m).all() and np.isfinite(v).all() and (v > 0).all()):
+            raise InvalidStrategyState(
+                f"server state for {name!r} must be finite with positive second moments"
+            )
+        optimizer._m[name], optimizer._v[name] = m, v
+    return model, optimizer
 
 
 def _split_state(data: bytes) -> tuple[dict[str, Any], bytes]:

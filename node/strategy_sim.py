@@ -27,6 +27,7 @@ from node.aggregation import delta, fedavg
 from node.data import SiteData, load_all_sites, resolve_data_dir
 from node.errors import InvalidStrategyConfig
 from node.simulate import SiteScore, initial_weights, score_sites, validation_view, write_json
+from node.standardise import pooled_standardised
 from node.strategies import (
     STRATEGIES,
     ServerOptimizer,
@@ -38,7 +39,13 @@ from node.strategies import (
     split_local,
     zero_variate,
 )
-from node.training import TrainingConfig, derive_seed, train_local
+from node.training import (
+    TrainingConfig,
+    derive_seed,
+    finetune,
+    site_training_config,
+    train_local,
+)
 from node.weights import Weights, weights_hash
 
 TUNED_HEART: dict[str, StrategyConfig] = {
@@ -85,17 +92,6 @@ class StrategyRun:
 
 def _mean(scores: Sequence[SiteScore]) -> float | None:
     return float(np.mean([s.accuracy for s in scores])) if scores else None
-
-
-def site_training_config(training: TrainingConfig, strategy: StrategyConfig) -> TrainingConfig:
-    """Return the local training configuration ``strategy`` asks of every site."""
-    if strategy.name == "fedprox":
-        return dataclasses.replace(training, proximal_mu=strategy.proximal_mu)
-    if strategy.name == "scaffold" and (training.optimizer != "sgd" or training.momentum != 0):
-        raise InvalidStrategyConfig(
-            "scaffold's variate update assumes plain SGD: use optimizer 'sgd' with momentum 0"
-        )
-    return training
 
 
 @dataclass
@@ -163,24 +159,24 @@ def _mean_accuracy(fed: _Federation, sites: Sequence[SiteData]) -> float:
     )
 
 
-def finetune(
-    weights: Weights, site: SiteData, config: TrainingConfig, steps: int, seed: int
-) -> Weights:
-    """Return ``weights`` after ``steps`` plain local steps on ``site`` (no proximal term)."""
-    tune = dataclasses.replace(config, local_steps=steps, local_epochs=None, proximal_mu=0.0)
-    return train_local(weights, site, tune, derive_seed(seed, "finetune", site.site)).weights
-
-
 def run_strategy(
     sites: Sequence[SiteData],
     training: TrainingConfig,
     strategy: StrategyConfig,
     rounds: int,
     seed: int,
+    standardise: str = "site",
 ) -> StrategyRun:
-    """Simulate ``rounds`` rounds of ``strategy`` over ``sites`` and score the result."""
+    """Simulate ``rounds`` rounds of ``strategy`` over ``sites`` and score the result.
+
+    With ``standardise="federation"`` the first round is the statistics round of
+    :mod:`node.standardise` (no training), as on the nodes, so ``rounds - 1`` rounds train.
+    """
     start_time = time.perf_counter()
     config = site_training_config(training, strategy)
+    first = 0
+    if standardise == "federation":
+        sites, first = pooled_standardised(sites), 1
     shared, local = split_local(initial_weights(sites, seed), strategy.local_layers)
     fed = _Federation(
         shared=shared,
@@ -190,7 +186,7 @@ def run_strategy(
         client_variates=[zero_variate(shared) for _ in sites],
     )
     history = []
-    for rnd in range(rounds):
+    for rnd in range(first, rounds):
         _round(fed, sites, config, strategy, seed, rnd)
         history.append(_mean_accuracy(fed, sites))
     global_scores = () if strategy.local_layers else score_sites(fed.shared, sites)
@@ -236,6 +232,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--finetune-steps", type=int, default=0, help="local steps before each site evaluates"
+    )
+    parser.add_argument(
+        "--standardise",
+        choices=["site", "federation"],
+        default="site",
+        help="feature standardisation: each site's own rows (FLamby), or pooled statistics "
+        "agreed in a first round without training (federation.standardise)",
     )
     parser.add_argument("--dataset", default="heart-disease")
     parser.add_argument("--data-dir", default=None, help="folder holding the data sets")
@@ -293,13 +296,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         sites = tuple(validation_view(s) for s in sites)
     training = TrainingConfig()
     try:
-        runs = [run_strategy(sites, training, strategy, args.rounds, seed) for seed in args.seeds]
+        runs = [
+            run_strategy(sites, training, strategy, args.rounds, seed, args.standardise)
+            for seed in args.seeds
+        ]
     except InvalidStrategyConfig as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     split = "validation" if args.validation else "test"
     print(f"strategy: {strategy}")
-    print(f"training: {training}; rounds: {args.rounds}; split: {split}")
+    print(
+        f"training: {training}; rounds: {args.rounds}; standardise: {args.standardise}; "
+        f"split: {split}"
+    )
     lines = []
     if runs[0].global_scores:
         lines += _table("global model", runs, personal=False)
@@ -311,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "strategy": dataclasses.asdict(strategy),
             "training": dataclasses.asdict(training),
             "rounds": args.rounds,
+            "standardise": args.standardise,
             "split": split,
             "runs": [
                 {

@@ -9,6 +9,7 @@ a 1-D CNN with class-balanced cross-entropy scored by balanced accuracy for MIT-
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import math
 import threading
@@ -21,10 +22,11 @@ import torch
 
 from node.data import SiteData, task_spec
 from node.data.types import FloatArray
-from node.errors import InvalidTrainingConfig
+from node.errors import InvalidStrategyConfig, InvalidTrainingConfig
 from node.losses import make_loss
 from node.metrics import METRICS
 from node.model import build_model
+from node.strategies import StrategyConfig
 from node.weights import WeightArray, Weights, load_weights_into, state_dict_to_weights
 
 _PREDICT_BATCH = 4096  # samples per forward pass when predicting, to bound memory
@@ -260,6 +262,29 @@ def train_local(
     del optimizer, anchors, corrections  # free their state before copying the weights out
     model.zero_grad(set_to_none=True)
     return LocalResult(weights=state_dict_to_weights(model), samples=n, train_loss=loss_sum / steps)
+
+
+def site_training_config(training: TrainingConfig, strategy: StrategyConfig) -> TrainingConfig:
+    """Return the local training configuration ``strategy`` asks of every site."""
+    if strategy.name == "fedprox":
+        return dataclasses.replace(training, proximal_mu=strategy.proximal_mu)
+    if strategy.name == "scaffold" and (training.optimizer != "sgd" or training.momentum != 0):
+        raise InvalidStrategyConfig(
+            "scaffold's variate update assumes plain SGD: use optimizer 'sgd' with momentum 0"
+        )
+    return training
+
+
+def finetune(
+    weights: Mapping[str, WeightArray],
+    site: SiteData,
+    config: TrainingConfig,
+    steps: int,
+    seed: int,
+) -> Weights:
+    """Return ``weights`` after ``steps`` plain local steps on ``site`` (no proximal term)."""
+    tune = dataclasses.replace(config, local_steps=steps, local_epochs=None, proximal_mu=0.0)
+    return train_local(weights, site, tune, derive_seed(seed, "finetune", site.site)).weights
 
 
 def predict(

@@ -156,6 +156,7 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
     model_path.write_bytes(encode_weights(final.global_weights))
     if pool_wei:
         admin.distribute()
+    last_round = round_log.completed[-1]
     hospitals = [
         HospitalSummary(
             name=node.site.display_name,
@@ -163,9 +164,11 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
             address=node.address,
             samples=len(node.site.train_y),
             local_only_accuracy=local_only[node.site.site],
-            federated_accuracy=float(round_log.completed[-1]["nodes"][node.name]["test_accuracy"]),
+            federated_accuracy=float(last_round["nodes"][node.name]["test_accuracy"]),
             contribution=member.contribution(member.address),
             reward_wei=member.credit(member.address),
+            metric=last_round["nodes"][node.name]["test_metric"],
+            personal_metric=last_round["nodes"][node.name]["personal_metric"],
         )
         for node, member in zip(nodes, members, strict=True)
     ]
@@ -181,7 +184,7 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
         nodes_agree=len(final_hashes) == 1 and all(r["nodes_agree"] for r in round_log.completed),
         final_global_hash=weights_hash(final.global_weights),
         final_model=str(model_path),
-        final_mean_accuracy=float(round_log.completed[-1]["mean_test_accuracy"]),
+        final_mean_accuracy=float(last_round["mean_test_accuracy"]),
         mean_local_only_accuracy=statistics.fmean(local_only.values()),
         seconds=round(time.monotonic() - started, 2),
         hospitals=hospitals,
@@ -193,6 +196,9 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
             "rewards": deployment.rewards,
             "reward_pool_wei": pool_wei,
         },
+        metric_name=str(last_round["metric_name"]),
+        final_mean_metric=float(last_round["mean_test_metric"]),
+        final_mean_personal_metric=last_round["mean_personal_metric"],
     )
     write_summary(run.out_dir / "summary.json", summary)
     write_report(run.out_dir)

@@ -21,6 +21,8 @@ class HospitalSummary:
     federated_accuracy: float
     contribution: int
     reward_wei: int
+    metric: float | None = None  # the task's metric (metric_name) of the final model
+    personal_metric: float | None = None  # of its personalised model, if the strategy has one
 
     @property
     def reward_eth(self) -> float:
@@ -43,6 +45,9 @@ class RunSummary:
     seconds: float
     hospitals: list[HospitalSummary] = field(default_factory=list)
     chain: dict[str, Any] = field(default_factory=dict)
+    metric_name: str = "accuracy"
+    final_mean_metric: float | None = None
+    final_mean_personal_metric: float | None = None  # when the strategy personalises
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -101,10 +106,21 @@ def summarise_round(events: list[dict[str, Any]]) -> dict[str, Any]:
         "global_hashes": hashes,
         "nodes_agree": len(hashes) == 1,
         "mean_test_accuracy": statistics.fmean(float(e["test_accuracy"]) for e in events),
+        "metric_name": events[0].get("metric_name", "accuracy"),
+        "mean_test_metric": statistics.fmean(
+            float(e.get("test_metric", e["test_accuracy"])) for e in events
+        ),
+        "mean_personal_metric": (
+            statistics.fmean(float(e["personal_metric"]) for e in events)
+            if all("personal_metric" in e for e in events)
+            else None
+        ),
         "aggregator": events[0]["aggregator"],
         "nodes": {
             str(e["node"]): {
                 "test_accuracy": e["test_accuracy"],
+                "test_metric": e.get("test_metric", e["test_accuracy"]),
+                "personal_metric": e.get("personal_metric"),
                 "test_loss": e["test_loss"],
                 "update_hash": e["update_hash"],
                 "samples": e["samples"],

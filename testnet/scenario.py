@@ -110,6 +110,7 @@ def scenario_from_dict(raw: dict[str, Any], source: str = "scenario") -> Scenari
         "timeout",
         "federation",
         "training",
+        "strategy",
         "network",
         "nodes",
         "faults",
@@ -125,6 +126,7 @@ def scenario_from_dict(raw: dict[str, Any], source: str = "scenario") -> Scenari
         {
             "federation": federation,
             "training": raw.get("training", {}),
+            "strategy": raw.get("strategy", {}),
             "network": raw.get("network", {}),
         },
         source=source,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import statistics
 from collections.abc import Sequence
@@ -52,6 +53,8 @@ def summarise_run(
                 "address": node.address,
                 "samples": latest.get("samples"),
                 "federated_accuracy": latest.get("test_accuracy"),
+                "metric": latest.get("test_metric", latest.get("test_accuracy")),
+                "personal_metric": latest.get("personal_metric"),
                 "last_round": latest.get("round"),
                 "contribution": int(admin.contribution(node.address)),
                 "reward_wei": credits.get(credit_key, 0) if credit_key else 0,
@@ -70,6 +73,9 @@ def summarise_run(
     # The task's headline metric (older event logs carry accuracy only).
     metric_name = str(final_events[0].get("metric_name", "accuracy")) if final_events else None
     final_metrics = [float(e.get("test_metric", e["test_accuracy"])) for e in final_events]
+    # Each hospital's own model, when the strategy personalises (strategy.local_layers or
+    # strategy.finetune_steps).
+    personal = [float(e["personal_metric"]) for e in final_events if "personal_metric" in e]
     return {
         "scenario": scenario.name,
         "dataset": federation.dataset,
@@ -82,6 +88,8 @@ def summarise_run(
         "final_mean_accuracy": statistics.fmean(final_accuracies) if final_accuracies else None,
         "metric_name": metric_name,
         "final_mean_metric": statistics.fmean(final_metrics) if final_metrics else None,
+        "final_mean_personal_metric": statistics.fmean(personal) if personal else None,
+        "strategy": dataclasses.asdict(scenario.config.strategy),
         "seconds": round(seconds, 2),
         "faults": faults,
         "hospitals": hospitals,

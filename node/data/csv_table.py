@@ -160,6 +160,8 @@ def _site_data(part: CsvSplit, mean: FloatArray, std: FloatArray) -> SiteData:
         test_x=standardise(part.test_x, mean, std),
         test_y=part.test_y,
         feature_names=part.feature_names,
+        feature_mean=mean,
+        feature_std=std,
     )
 
 

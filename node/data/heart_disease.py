@@ -182,6 +182,8 @@ def _standardised(site: SiteInfo, raw: RawSplit, mean: FloatArray, std: FloatArr
         train_y=raw.train_y,
         test_x=standardise(raw.test_x, mean, std),
         test_y=raw.test_y,
+        feature_mean=mean,
+        feature_std=std,
     )
 
 

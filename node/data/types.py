@@ -64,7 +64,8 @@ class SiteData:
     a vector of 0/1 for binary tasks, or an ``(n, 2)`` matrix of ``(event, time)`` rows for
     survival tasks (event 1 = observed, 0 = censored; time in the data set's unit).
     ``feature_names`` names the columns of ``*_x`` when the loader knows them. The arrays are
-    read-only.
+    read-only. ``feature_mean`` and ``feature_std`` are the statistics the loader standardised
+    the features with, ``(raw - mean) / (std + 1e-9)``, or None if it did not standardise.
     """
 
     dataset: str
@@ -75,6 +76,8 @@ class SiteData:
     test_x: FloatArray
     test_y: FloatArray
     feature_names: tuple[str, ...] = ()
+    feature_mean: FloatArray | None = None
+    feature_std: FloatArray | None = None
 
     def __post_init__(self) -> None:
         for part in ("train", "test"):

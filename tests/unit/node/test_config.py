@@ -1,5 +1,6 @@
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -123,3 +124,30 @@ def test_segmented_fetch_settings_are_read_and_checked() -> None:
         config_from_dict({"network": {"fetch_concurrency": 0}})
     with pytest.raises(ConfigError, match=r"fetch_concurrency = 9: give 1 to 8"):
         config_from_dict({"network": {"fetch_concurrency": 9}})
+
+
+def test_strategy_table_and_standardisation() -> None:
+    config = config_from_dict(
+        {
+            "federation": {"standardise": "federation"},
+            "strategy": {"name": "fedprox", "proximal_mu": 0.1, "local_layers": ["linear.bias"]},
+        }
+    )
+    assert config.strategy.local_layers == ("linear.bias",)
+    assert config.site_training.proximal_mu == 0.1 and config.training.proximal_mu == 0.0
+    assert config.federation.standardise == "federation"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"strategy": {"name": "scaffold"}}, "simulator only"),
+        ({"strategy": {"name": "fedprox"}}, "proximal_mu must be > 0"),
+        ({"strategy": {"name": "fedadam", "tau": 0}}, "tau must be a positive"),
+        ({"strategy": {"local_layers": "linear.bias"}}, "must be a list"),
+        ({"federation": {"standardise": "global"}}, "allowed values: 'site', 'federation'"),
+    ],
+)
+def test_bad_strategy_settings_name_the_problem(raw: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(raw, source="consortium.toml")

@@ -17,6 +17,8 @@ from node.strategies import (
     scaffold_correction,
     server_variate_update,
     split_local,
+    split_server_state,
+    with_server_state,
     zero_variate,
 )
 from node.weights import Weights
@@ -372,3 +374,45 @@ def test_split_local_rejects_unknown_or_all_tensors() -> None:
         split_local(weights, ("linear.weight", "linear.bias"))
     with pytest.raises(AggregationError, match="both shared and local"):
         merge_local(weights, {"linear.bias": f32(0)})
+
+
+# --- the server state in the global blob ---------------------------------------------------
+
+
+def test_server_state_rides_in_the_global_blob_and_steps_identically() -> None:
+    config = adaptive("fedyogi")
+    original = ServerOptimizer(config)
+    x = run(original, dict(X0), [[0.3, -0.7], [-0.2, -0.9]])
+    blob = with_server_state(x, original)
+    assert sorted(blob) == ["server/m/w", "server/v/w", "w"]
+    assert all(a.dtype == np.float32 for a in blob.values())
+    model, restored = split_server_state(blob, config, steps=2)
+    assert sorted(model) == ["w"] and restored.steps == 2
+    assert restored.state_hash() == original.state_hash()  # moments are float32-exact
+    after_original = original.step(x, {"w": f32(0.1, 0.1)})
+    after_restored = restored.step(model, {"w": f32(0.1, 0.1)})
+    assert after_restored["w"].tobytes() == after_original["w"].tobytes()
+
+
+def test_a_blob_before_the_first_adaptive_step_has_no_state() -> None:
+    optimizer = ServerOptimizer(adaptive("fedadam"))
+    assert sorted(with_server_state(X0, optimizer)) == ["w"]
+    model, fresh = split_server_state(X0, adaptive("fedadam"), steps=0)
+    assert fresh.moments() == ({}, {}) and sorted(model) == ["w"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "config", "message"),
+    [
+        ({"server/m/w": f32(0, 0), "server/v/w": f32(1, 1)}, StrategyConfig(), "keeps none"),
+        ({"server/m/w": f32(0, 0)}, adaptive("fedadam"), "exactly its tensors"),
+        ({"server/m/w": f32(0), "server/v/w": f32(1)}, adaptive("fedadam"), "wrong shape"),
+        ({"server/m/w": f32(0, 0), "server/v/w": f32(1, 0)}, adaptive("fedadam"), "positive"),
+        ({"server/m/w": f32(np.nan, 0), "server/v/w": f32(1, 1)}, adaptive("fedadam"), "finite"),
+    ],
+)
+def test_server_state_that_does_not_fit_is_refused(
+    extra: dict[str, np.ndarray], config: StrategyConfig, message: str
+) -> None:
+    with pytest.raises(InvalidStrategyState, match=message):
+        split_server_state({**X0, **extra}, config, steps=1)

@@ -12,8 +12,8 @@ from node.data import SiteData
 from node.errors import InvalidStrategyConfig
 from node.simulate import fedavg_round, initial_weights, score_sites
 from node.strategies import StrategyConfig, client_variate_update, zero_variate
-from node.strategy_sim import main, run_strategy, site_training_config
-from node.training import TrainingConfig, train_local
+from node.strategy_sim import main, run_strategy
+from node.training import TrainingConfig, site_training_config, train_local
 from node.weights import weights_hash
 
 ONE_FULL_BATCH = TrainingConfig(lr=0.1, local_steps=1, batch_size=1000)

@@ -1,0 +1,202 @@
+"""One hospital's side of the federation's learning, between rounds of the network.
+
+A :class:`SiteLearner` holds what a node trains from and keeps: the global model it adopted
+last (the blob the members attested, see below), and the site's own local layers when the
+strategy keeps some (:func:`~node.strategies.split_local`). It turns them into the round's
+update, computes the next global model from the clusters' aggregates with the strategy's
+server step, and scores what the hospital ends the round with. No network, no chain: the
+node (:mod:`node.hospital`) calls it from worker threads.
+
+**The global blob.** Its tensors are the shared model and, under an adaptive strategy, the
+server optimizer's moments (``server/m/...``, ``server/v/...``,
+:func:`~node.strategies.with_server_state`). So the hash the quorum attests commits to the
+optimizer state too, and a node that resyncs or restarts reads the state from the blob it
+fetches instead of deriving it from rounds it did not see. The genesis blob is the full
+initial model, local layers included; from round 1 on the blob holds the shared tensors only.
+Under ``federation.standardise = "federation"`` round 1 is the statistics round of
+:mod:`node.standardise`: updates carry the sites' feature moments instead of a model delta,
+the model does not move, and the global blob carries the pooled moments (``data/``) from
+then on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from node.aggregation import apply_delta, check_same_layout, delta, fedavg
+from node.data import SiteData
+from node.errors import AggregationError
+from node.standardise import (
+    data_part,
+    federation_standardiser,
+    restandardise,
+    site_moments,
+    without_data,
+)
+from node.strategies import (
+    StrategyConfig,
+    merge_local,
+    split_local,
+    split_server_state,
+    with_server_state,
+)
+from node.training import (
+    Metrics,
+    TrainingConfig,
+    derive_seed,
+    evaluate,
+    finetune,
+    site_training_config,
+    train_local,
+)
+from node.weights import WeightArray, Weights
+
+
+@dataclass(frozen=True)
+class RoundScores:
+    """What the hospital holds after a round, scored on its own test split.
+
+    ``model`` is the global model merged with the site's local layers (the global model itself
+    when there are none); ``personal`` is that model after the strategy's ``finetune_steps``
+    local steps, or ``model`` again when only local layers personalise, or None when the
+    strategy does not personalise.
+    """
+
+    model: Metrics
+    personal: Metrics | None
+
+
+class SiteLearner:
+    """A site's model state across rounds: see the module docstring."""
+
+    def __init__(
+        self,
+        site: SiteData,
+        training: TrainingConfig,
+        strategy: StrategyConfig,
+        seed: int,
+        genesis: Mapping[str, WeightArray],
+        federation_statistics: bool = False,
+    ) -> None:
+        self.loaded_site = site  # as the loader standardised it
+        self.site = site  # as the adopted global blob standardises it
+        self.federation_statistics = federation_statistics
+        self._standardised: tuple[bytes, SiteData] | None = None  # by the statistics' bytes
+        self.strategy = strategy
+        self.training = site_training_config(training, strategy)
+        self.seed = seed
+        shared, local = split_local(genesis, strategy.local_layers)
+        self.global_tensors: Mapping[str, WeightArray] = genesis
+        self.shared: Weights = shared
+        self.local: Weights = local
+        self._steps = 0
+        self._pending_local: dict[int, Weights] = {}
+
+    def adopt(self, global_tensors: Mapping[str, WeightArray], round_number: int) -> None:
+        """Make ``global_tensors`` (the blob finalized for ``round_number``) the start of the
+        next round, with the local layers this site trained in that round if it did.
+
+        Raises :class:`~node.errors.InvalidStrategyState` for a blob made under another
+        strategy.
+        """
+        model, _ = split_server_state(without_data(global_tensors), self.strategy, round_number)
+        self.site = self._site_for(global_tensors)
+        self.shared = self._shared_part(model)
+        self.global_tensors = global_tensors
+        self._steps = round_number
+        if round_number in self._pending_local:
+            self.local = self._pending_local[round_number]
+        self._pending_local = {r: w for r, w in self._pending_local.items() if r > round_number}
+
+    def restore_local(self, local: Mapping[str, WeightArray]) -> None:
+        """Take back local layers saved after an earlier round (after a restart)."""
+        expected = set(self.local)
+        if set(local) != expected:
+            raise ValueError(
+                f"saved local layers {sorted(local)} are not this strategy's {sorted(expected)}"
+            )
+        self.local = dict(local)
+
+    def model(self, shared: Mapping[str, WeightArray] | None = None) -> Weights:
+        """The site's full model: ``shared`` (by default the adopted one) and its local layers."""
+        return merge_local(self.shared if shared is None else shared, self.local)
+
+    def statistics_round(self, round_number: int) -> bool:
+        """Whether ``round_number`` gathers feature statistics instead of training."""
+        return self.federation_statistics and round_number == 1
+
+    def train(self, round_number: int) -> tuple[Weights, int]:
+        """Train the round's local model; return the update of the shared tensors and the
+        number of samples. The new local layers wait for :meth:`adopt` of that round."""
+        if self.statistics_round(round_number):
+            self._pending_local[round_number] = self.local
+            return site_moments(self.loaded_site), self.loaded_site.n_train
+        seed = derive_seed(self.seed, "train", round_number - 1, self.site.site)
+        result = train_local(self.model(), self.site, self.training, seed)
+        trained, local = split_local(result.weights, self.strategy.local_layers)
+        self._pending_local[round_number] = local
+        return delta(trained, self.shared), result.samples
+
+    def with_update(self, update: Mapping[str, WeightArray], round_number: int) -> Weights:
+        """The site's model if the shared tensors moved by ``update`` (to score an update).
+
+        Raises :class:`~node.errors.AggregationError` (a ``ValueError``) if ``update`` is not
+        what the round asks for: the shared tensors' delta, or in the statistics round the
+        feature moments.
+        """
+        where = f"round {round_number} update"
+        if self.statistics_round(round_number):
+            check_same_layout(site_moments(self.loaded_site), update, where)
+            return self.model()
+        check_same_layout(self.shared, update, where)
+        return self.model(apply_delta(self.shared, update))
+
+    def next_global(self, aggregates: list[tuple[Mapping[str, WeightArray], int]]) -> Weights:
+        """The next global blob: the strategy's server step over the sample-weighted mean of
+        the clusters' aggregates (in the given order), with the optimizer state it leaves."""
+        mean = fedavg(aggregates)
+        statistics = data_part(self.global_tensors)
+        model_and_state = without_data(self.global_tensors)
+        _, optimizer = split_server_state(model_and_state, self.strategy, self._steps)
+        if self.statistics_round(self._steps + 1):
+            if without_data(mean):
+                raise AggregationError("the statistics round's aggregate holds model tensors")
+            statistics = mean  # the pooled moments; the model stays
+            new = with_server_state(self.shared, optimizer)
+        else:
+            if data_part(mean):
+                raise AggregationError("an aggregate outside round 1 holds data statistics")
+            new = with_server_state(optimizer.step(self.shared, mean), optimizer)
+        merged = {**new, **statistics}
+        return {name: merged[name] for name in sorted(merged)}
+
+    def score(self, global_tensors: Mapping[str, WeightArray], round_number: int) -> RoundScores:
+        """Score the model this site holds once ``global_tensors`` ends ``round_number``."""
+        model, _ = split_server_state(without_data(global_tensors), self.strategy, round_number)
+        local = self._pending_local.get(round_number, self.local)
+        mine = merge_local(self._shared_part(model), local)
+        site = self._site_for(global_tensors)
+        metrics = evaluate(mine, site.test_x, site.test_y, site.dataset)
+        if self.strategy.finetune_steps:
+            tuned = finetune(mine, site, self.training, self.strategy.finetune_steps, self.seed)
+            personal = evaluate(tuned, site.test_x, site.test_y, site.dataset)
+            return RoundScores(metrics, personal)
+        return RoundScores(metrics, metrics if self.strategy.local_layers else None)
+
+    def _site_for(self, global_tensors: Mapping[str, WeightArray]) -> SiteData:
+        """The site's data standardised as ``global_tensors`` says (kept while it holds)."""
+        statistics = data_part(global_tensors)
+        key = b"".join(statistics[n].tobytes() for n in statistics)
+        if self._standardised is not None and self._standardised[0] == key:
+            return self._standardised[1]
+        standardiser = federation_standardiser(statistics, self.loaded_site.n_features)
+        if standardiser is None:
+            return self.loaded_site
+        site = restandardise(self.loaded_site, *standardiser)
+        self._standardised = (key, site)
+        return site
+
+    def _shared_part(self, model: Mapping[str, WeightArray]) -> Weights:
+        keep = set(self.strategy.local_layers)
+        return {name: model[name] for name in sorted(model) if name not in keep}
