@@ -82,7 +82,7 @@ def evaluate_candidate(
         for seed in seeds
     ]
     scores = [r.personal_scores if strategy.personalised else r.global_scores for r in runs]
-    accuracy = np.array([[s.accuracy for s in run] for run in scores])
+    accuracy = np.array([[s.metric for s in run] for run in scores])
     loss = float(np.mean([[s.loss for s in run] for run in scores]))
     seconds = (time.perf_counter() - start) / len(runs)
     return float(accuracy.mean()), loss, accuracy.mean(axis=0), seconds, strategy

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from node.aggregation import fedavg
+from node.aggregation import two_tier_mean
 from node.data import SiteData
 from node.data.types import FloatArray
 from node.errors import InvalidWeights
@@ -110,10 +110,12 @@ def without_data(tensors: Mapping[str, WeightArray]) -> Weights:
     return {n: tensors[n] for n in sorted(tensors) if not n.startswith(DATA_PREFIX)}
 
 
-def pooled_standardised(sites: Sequence[SiteData]) -> tuple[SiteData, ...]:
-    """Every site standardised as the statistics round makes it, in one step (flat average
-    of the sites' moments, in the given order): the in-memory runs' shortcut."""
-    moments = fedavg([(site_moments(site), site.n_train) for site in sites])
+def pooled_standardised(
+    sites: Sequence[SiteData], clusters: Sequence[int] | None = None
+) -> tuple[SiteData, ...]:
+    """Every site standardised as the statistics round makes it, in one step (the sites'
+    moments averaged flat, or by ``clusters`` in two tiers): the in-memory runs' shortcut."""
+    moments = two_tier_mean([(site_moments(site), site.n_train) for site in sites], clusters)
     standardiser = federation_standardiser(moments, sites[0].n_features)
     assert standardiser is not None
     return tuple(restandardise(site, *standardiser) for site in sites)

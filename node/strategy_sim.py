@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from node.aggregation import delta, fedavg
+from node.aggregation import delta, two_tier_mean
 from node.data import SiteData, load_all_sites, resolve_data_dir
 from node.errors import InvalidStrategyConfig
 from node.simulate import SiteScore, initial_weights, score_sites, validation_view, write_json
@@ -41,6 +41,7 @@ from node.strategies import (
 )
 from node.training import (
     TrainingConfig,
+    default_training_config,
     derive_seed,
     finetune,
     site_training_config,
@@ -72,26 +73,26 @@ class StrategyRun:
     seed: int
     global_scores: tuple[SiteScore, ...]
     personal_scores: tuple[SiteScore, ...]
-    round_accuracy: tuple[float, ...]
-    """Mean accuracy over sites after each round, before any fine-tuning."""
+    round_metric: tuple[float, ...]
+    """Mean metric over sites after each round, before any fine-tuning."""
     shared_weights_hash: str
     """:func:`~node.weights.weights_hash` of the final global (shared) weights."""
     optimizer_state_hash: str
     seconds: float
 
     @property
-    def global_accuracy(self) -> float | None:
-        """Unweighted mean over sites of the global model's accuracy, if there is one."""
+    def global_metric(self) -> float | None:
+        """Unweighted mean over sites of the global model's metric, if there is one."""
         return _mean(self.global_scores)
 
     @property
-    def personal_accuracy(self) -> float | None:
-        """Unweighted mean over sites of the personalised models' accuracy, if any."""
+    def personal_metric(self) -> float | None:
+        """Unweighted mean over sites of the personalised models' metric, if any."""
         return _mean(self.personal_scores)
 
 
 def _mean(scores: Sequence[SiteScore]) -> float | None:
-    return float(np.mean([s.accuracy for s in scores])) if scores else None
+    return float(np.mean([s.metric for s in scores])) if scores else None
 
 
 @dataclass
@@ -112,6 +113,7 @@ def _round(
     strategy: StrategyConfig,
     seed: int,
     rnd: int,
+    clusters: Sequence[int] | None,
 ) -> None:
     scaffold = strategy.name == "scaffold"
     updates = []
@@ -143,7 +145,7 @@ def _round(
             )
             variate_deltas.append(delta(new, old))
             fed.client_variates[i] = new
-    fed.shared = fed.optimizer.step(fed.shared, fedavg(updates))
+    fed.shared = fed.optimizer.step(fed.shared, two_tier_mean(updates, clusters))
     if scaffold:
         fed.server_variate = server_variate_update(fed.server_variate, variate_deltas, len(sites))
 
@@ -152,10 +154,10 @@ def _site_models(fed: _Federation, sites: Sequence[SiteData]) -> list[Weights]:
     return [merge_local(fed.shared, fed.local[i]) for i in range(len(sites))]
 
 
-def _mean_accuracy(fed: _Federation, sites: Sequence[SiteData]) -> float:
+def _mean_metric(fed: _Federation, sites: Sequence[SiteData]) -> float:
     models = _site_models(fed, sites)
     return float(
-        np.mean([score_sites(m, [s])[0].accuracy for m, s in zip(models, sites, strict=True)])
+        np.mean([score_sites(m, [s])[0].metric for m, s in zip(models, sites, strict=True)])
     )
 
 
@@ -166,17 +168,20 @@ def run_strategy(
     rounds: int,
     seed: int,
     standardise: str = "site",
+    clusters: Sequence[int] | None = None,
 ) -> StrategyRun:
     """Simulate ``rounds`` rounds of ``strategy`` over ``sites`` and score the result.
 
     With ``standardise="federation"`` the first round is the statistics round of
     :mod:`node.standardise` (no training), as on the nodes, so ``rounds - 1`` rounds train.
+    ``clusters`` (a cluster number per site) averages in two tiers, as the nodes do
+    (:func:`two_tier_mean`); float32 rounding of the cluster averages is then the same.
     """
     start_time = time.perf_counter()
     config = site_training_config(training, strategy)
     first = 0
     if standardise == "federation":
-        sites, first = pooled_standardised(sites), 1
+        sites, first = pooled_standardised(sites, clusters), 1
     shared, local = split_local(initial_weights(sites, seed), strategy.local_layers)
     fed = _Federation(
         shared=shared,
@@ -187,8 +192,8 @@ def run_strategy(
     )
     history = []
     for rnd in range(first, rounds):
-        _round(fed, sites, config, strategy, seed, rnd)
-        history.append(_mean_accuracy(fed, sites))
+        _round(fed, sites, config, strategy, seed, rnd, clusters)
+        history.append(_mean_metric(fed, sites))
     global_scores = () if strategy.local_layers else score_sites(fed.shared, sites)
     personal: list[SiteScore] = []
     if strategy.personalised:
@@ -201,7 +206,7 @@ def run_strategy(
         seed=seed,
         global_scores=global_scores,
         personal_scores=tuple(personal),
-        round_accuracy=tuple(history),
+        round_metric=tuple(history),
         shared_weights_hash=weights_hash(fed.shared),
         optimizer_state_hash=fed.optimizer.state_hash(),
         seconds=time.perf_counter() - start_time,
@@ -212,7 +217,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m node.strategy_sim",
         description="Simulate one federated strategy over a data set's sites in memory and "
-        "print each seed's mean accuracy over sites. Server parameters not given on the "
+        "print each seed's mean metric over sites. Server parameters not given on the "
         "command line take the values tuned on Fed-Heart-Disease validation splits.",
     )
     parser.add_argument("--strategy", choices=STRATEGIES, default="fedavg")
@@ -241,6 +246,15 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "agreed in a first round without training (federation.standardise)",
     )
     parser.add_argument("--dataset", default="heart-disease")
+    parser.add_argument(
+        "--clusters",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="C",
+        help="a cluster number per site, to average in two tiers as the nodes do "
+        "(default: one flat average)",
+    )
     parser.add_argument("--data-dir", default=None, help="folder holding the data sets")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument(
@@ -272,9 +286,9 @@ def _table(title: str, runs: Sequence[StrategyRun], personal: bool) -> list[str]
     lines = [f"{title}:", " | ".join(["seed", *(s.display_name for s in rows[0]), "mean"])]
     means = []
     for run, scores in zip(runs, rows, strict=True):
-        mean = float(np.mean([s.accuracy for s in scores]))
+        mean = float(np.mean([s.metric for s in scores]))
         means.append(mean)
-        cells = [str(run.seed), *(f"{s.accuracy:.4f}" for s in scores), f"{mean:.4f}"]
+        cells = [str(run.seed), *(f"{s.metric:.4f}" for s in scores), f"{mean:.4f}"]
         lines.append(" | ".join(cells))
     lines.append(
         f"{title}: mean over seeds {np.mean(means):.4f} ± {np.std(means):.4f} (std over seeds)"
@@ -283,7 +297,7 @@ def _table(title: str, runs: Sequence[StrategyRun], personal: bool) -> list[str]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the strategy for each seed and print per-seed and mean accuracy; exit code 0."""
+    """Run the strategy for each seed and print per-seed and mean metric; exit code 0."""
     args = _parse_args(argv)
     try:
         strategy = strategy_from_args(args)
@@ -294,10 +308,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sites = load_all_sites(args.dataset, resolve_data_dir(args.data_dir, os.environ))
     if args.validation:
         sites = tuple(validation_view(s) for s in sites)
-    training = TrainingConfig()
+    training = default_training_config(args.dataset)
     try:
         runs = [
-            run_strategy(sites, training, strategy, args.rounds, seed, args.standardise)
+            run_strategy(
+                sites, training, strategy, args.rounds, seed, args.standardise, args.clusters
+            )
             for seed in args.seeds
         ]
     except InvalidStrategyConfig as error:
@@ -325,8 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "runs": [
                 {
                     **dataclasses.asdict(r),
-                    "global_accuracy": r.global_accuracy,
-                    "personal_accuracy": r.personal_accuracy,
+                    "global_metric": r.global_metric,
+                    "personal_metric": r.personal_metric,
                 }
                 for r in runs
             ],

@@ -121,10 +121,10 @@ def up_testnet(args: argparse.Namespace) -> int:
         file=out,
     )
 
-    def on_round(round_number: int, final_hash: str, accuracy: float | None) -> None:
-        shown = "n/a" if accuracy is None else f"{accuracy:.3f}"
+    def on_round(round_number: int, final_hash: str, metric: str, value: float | None) -> None:
+        shown = "n/a" if value is None else f"{value:.3f}"
         print(
-            f"round {round_number:>3}/{total}  final {final_hash[:16]}  mean accuracy {shown}",
+            f"round {round_number:>3}/{total}  final {final_hash[:16]}  mean {metric} {shown}",
             file=out,
             flush=True,
         )
@@ -167,7 +167,7 @@ class Progress:
         digest = line["global_hash"] or "DISAGREE:" + ",".join(h[:8] for h in line["global_hashes"])
         text = (
             f"round {line['round']:>3}/{self.total}  global {digest[:16]}  "
-            f"mean accuracy {line['mean_test_accuracy']:.3f}"
+            f"mean {line['metric_name']} {line['mean_test_metric']:.3f}"
         )
         if self.tty:
             self.out.write("\r\033[K")

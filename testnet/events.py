@@ -56,9 +56,12 @@ class EventCollector:
         """Nodes that reported reaching the federation's last round."""
         return {str(e["node"]) for e in self.events if e.get("event") == "node-finished"}
 
-    def mean_accuracy(self, round_number: int) -> float | None:
-        accuracies = [float(e["test_accuracy"]) for e in self.rounds(round_number).values()]
-        return statistics.fmean(accuracies) if accuracies else None
+    def mean_metric(self, round_number: int) -> tuple[str, float | None]:
+        """The task's metric name and its mean over the nodes' events of a round."""
+        events = list(self.rounds(round_number).values())
+        name = str(events[0].get("metric_name", "accuracy")) if events else "accuracy"
+        values = [float(e.get("test_metric", e["test_accuracy"])) for e in events]
+        return name, statistics.fmean(values) if values else None
 
     def write(self) -> None:
         """All events, ordered by time, to ``events.jsonl``."""

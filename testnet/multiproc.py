@@ -89,7 +89,7 @@ class MultiProcessTestnet:
     scenario: Scenario
     out_dir: Path
     data_dir: Path
-    on_round: Callable[[int, str, float | None], None] | None = None
+    on_round: Callable[[int, str, str, float | None], None] | None = None
     nodes: dict[str, NodeProcess] = field(default_factory=dict)
     faults_fired: list[dict[str, Any]] = field(default_factory=list)
     lab: NetworkLab | None = None
@@ -259,12 +259,12 @@ class MultiProcessTestnet:
             if finalized is not None:
                 while reported < finalized and (
                     reported + 1 < finalized
-                    or self.collector.mean_accuracy(reported + 1) is not None
+                    or self.collector.mean_metric(reported + 1)[1] is not None
                 ):
                     reported += 1
                     if self.on_round is not None:
                         final_hash = self._final_hash(reported)
-                        self.on_round(reported, final_hash, self.collector.mean_accuracy(reported))
+                        self.on_round(reported, final_hash, *self.collector.mean_metric(reported))
                 while pending and pending[0].round <= finalized + 1:
                     self._fire(pending.pop(0), finalized + 1)
             live = [n for n in self.nodes.values() if n.running]

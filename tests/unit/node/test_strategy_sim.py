@@ -99,10 +99,10 @@ def test_strategies_learn_and_repeat(
     )
     first = run_strategy(heart_sites, TrainingConfig(), strategy, rounds=4, seed=1)
     second = run_strategy(heart_sites, TrainingConfig(), strategy, rounds=4, seed=1)
-    assert first.global_accuracy is not None and first.global_accuracy > before + 0.1
+    assert first.global_metric is not None and first.global_metric > before + 0.1
     assert first.shared_weights_hash == second.shared_weights_hash
     assert first.optimizer_state_hash == second.optimizer_state_hash
-    assert len(first.round_accuracy) == 4
+    assert len(first.round_metric) == 4
 
 
 def test_local_layers_give_per_site_scores_only(heart_sites: tuple[SiteData, ...]) -> None:
@@ -110,13 +110,13 @@ def test_local_layers_give_per_site_scores_only(heart_sites: tuple[SiteData, ...
     run = run_strategy(heart_sites, TrainingConfig(), strategy, rounds=2, seed=0)
     assert run.global_scores == ()
     assert [s.samples for s in run.personal_scores] == [104, 89, 16, 45]
-    assert run.personal_accuracy is not None and run.global_accuracy is None
+    assert run.personal_metric is not None and run.global_metric is None
 
 
 def test_local_layers_without_finetuning(heart_sites: tuple[SiteData, ...]) -> None:
     strategy = StrategyConfig("fedyogi", local_layers=("linear.bias",))
     run = run_strategy(heart_sites, TrainingConfig(), strategy, rounds=2, seed=0)
-    assert run.personal_accuracy == run.round_accuracy[-1]
+    assert run.personal_metric == run.round_metric[-1]
 
 
 def test_finetuning_keeps_the_global_scores(heart_sites: tuple[SiteData, ...]) -> None:
