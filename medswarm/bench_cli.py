@@ -9,6 +9,7 @@ from typing import Any
 
 from node.data import resolve_data_dir
 from testnet.blob_bench import PATHS, measure_blob_throughput
+from testnet.fog_bench import measure_fog_traffic
 from testnet.gossip_bench import check_arguments, measure_dissemination
 from testnet.round_bench import measure_round
 
@@ -83,6 +84,28 @@ def add_bench_parser(subparsers: Any) -> None:
     round_.add_argument("--json", action="store_true", help="print one JSON object instead")
     round_.set_defaults(handler=run_round_bench)
 
+    fog = commands.add_parser(
+        "fog",
+        help="bytes per node and round, flat against fog (two-tier) aggregation",
+        description=(
+            "For each node count run node processes on anvil (Fed-Heart-Disease shards, a wide "
+            "MLP of PARAMS parameters) with all nodes in one cluster (flat, the baseline) and "
+            "in clusters (fog: 2, or 4 from 16 nodes on); print the bytes each node sent and "
+            "received per round, averaged over nodes and rounds 2..ROUNDS, and fog's ratio "
+            "to flat."
+        ),
+    )
+    fog.add_argument(
+        "--nodes", type=int, nargs="+", default=[4, 8, 16], help="node counts (default 4 8 16)"
+    )
+    fog.add_argument(
+        "--params", type=int, default=250_000, help="model parameters (default 250000)"
+    )
+    fog.add_argument("--rounds", type=int, default=3, help="rounds, the first is warm-up")
+    fog.add_argument("--data-dir", default=None, help="data directory (default as for run)")
+    fog.add_argument("--json", action="store_true", help="print one JSON object instead")
+    fog.set_defaults(handler=run_fog_bench)
+
 
 def run_blob_bench(args: argparse.Namespace) -> int:
     result = measure_blob_throughput(args.size_mib * 2**20, args.repeat).as_dict()
@@ -140,4 +163,28 @@ def run_gossip_bench(args: argparse.Namespace) -> int:
         f"{result['baseline_cpu_seconds']:>13.2f}"
     )
     print(f"speed-up over the stock path: {result['speedup']:.1f}x")
+    return 0
+
+
+def run_fog_bench(args: argparse.Namespace) -> int:
+    data_dir = resolve_data_dir(args.data_dir, os.environ)
+    result = measure_fog_traffic(args.nodes, args.params, args.rounds, data_dir)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(
+        f"{result['params']:,} parameters ({result['model_bytes'] / 1e6:.1f} MB per update), "
+        f"mean per node and round over rounds 2..{args.rounds}"
+    )
+    print(
+        f"{'nodes':>5} {'mode':<5} {'clusters':>8} {'MB sent':>8} {'vs flat':>8} "
+        f"{'MB recv':>8} {'vs flat':>8} {'s/round':>8}"
+    )
+    for row in result["runs"]:
+        print(
+            f"{row['nodes']:>5} {row['mode']:<5} {row['clusters']:>8} "
+            f"{row['bytes_sent'] / 1e6:>8.2f} {row['sent_vs_flat']:>8.2f} "
+            f"{row['bytes_received'] / 1e6:>8.2f} {row['received_vs_flat']:>8.2f} "
+            f"{row['round_seconds']:>8.2f}"
+        )
     return 0

@@ -66,19 +66,22 @@ class RoundBenchResult:
         }
 
 
-def bench_scenario(nodes: int, parameters: int, rounds: int) -> Scenario:
-    """``nodes`` shards of the four sites in two clusters, training a wide model."""
+def bench_scenario(nodes: int, parameters: int, rounds: int, clusters: int = 2) -> Scenario:
+    """``nodes`` shards of the four sites in ``clusters`` clusters (1: flat; 2: Cleveland and
+    VA, Hungary and Switzerland; 4: one per site), training a wide model."""
     if nodes < 2 or (nodes > len(SITES) and nodes % len(SITES)):
         raise TestnetError(f"--nodes must be 2-4 or a multiple of 4, got {nodes}")
     if parameters < 100:
         raise TestnetError(f"--params must be at least 100, got {parameters}")
     if rounds < 2:
         raise TestnetError("--rounds must be at least 2 (the first round is warm-up)")
+    if clusters not in (1, 2, 4) or clusters > nodes:
+        raise TestnetError(f"clusters must be 1, 2 or 4 and at most --nodes, got {clusters}")
     shards = max(1, nodes // len(SITES))
     specs = []
     for index in range(nodes):
         site, part = SITES[index % len(SITES)], index // len(SITES)
-        cluster = 0 if site in ("cleveland", "va") else 1
+        cluster = {1: 0, 2: int(site not in ("cleveland", "va")), 4: index % len(SITES)}[clusters]
         specs.append(NodeSpec(f"{site}-{part}", site, cluster, part, shards))
     model_bytes = 4 * parameters
     config = config_from_dict(
@@ -103,7 +106,7 @@ def bench_scenario(nodes: int, parameters: int, rounds: int) -> Scenario:
         source="round bench",
     )
     return Scenario(
-        name=f"bench-round-{nodes}x{parameters}",
+        name=f"bench-round-{nodes}x{parameters}-{clusters}c",
         config=config,
         nodes=tuple(specs),
         timeout=300.0 + rounds * 120.0,
@@ -117,7 +120,7 @@ def measure_round(nodes: int, parameters: int, rounds: int, data_dir: Path) -> R
     out = Path(tempfile.mkdtemp(prefix="medswarm-round-bench-"))
     try:
         summary = MultiProcessTestnet(scenario, out / "run", data_dir).up()
-        events = _round_events(out / "run" / "events.jsonl")
+        events = round_events(out / "run" / "events.jsonl")
     except TestnetError as exc:  # the run directory stays, for the logs the error names
         raise TestnetError(f"{exc} (the run directory {out / 'run'} is kept)") from exc
     shutil.rmtree(out, ignore_errors=True)
@@ -162,7 +165,7 @@ def _in_memory_round_seconds(scenario: Scenario, data_dir: Path) -> float:
     return time.perf_counter() - started
 
 
-def _round_events(path: Path) -> dict[int, list[dict[str, Any]]]:
+def round_events(path: Path) -> dict[int, list[dict[str, Any]]]:
     rounds: dict[int, list[dict[str, Any]]] = {}
     for line in path.read_text().splitlines():
         event = json.loads(line)
