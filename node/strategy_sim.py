@@ -59,6 +59,17 @@ TUNED_HEART: dict[str, StrategyConfig] = {
 }
 """Server hyper-parameters chosen on Fed-Heart-Disease validation splits (docs/learning.md)."""
 
+TUNED_HEART_POOLED: dict[str, StrategyConfig] = {
+    "fedavg": StrategyConfig("fedavg", server_lr=0.5),
+    "fedprox": StrategyConfig("fedprox", proximal_mu=1.0),
+    "fedadam": StrategyConfig("fedadam", server_lr=0.1, tau=0.1),
+    "fedyogi": StrategyConfig("fedyogi", server_lr=0.3, tau=1e-2),
+    "fedadagrad": StrategyConfig("fedadagrad", server_lr=0.3, tau=0.1),
+    "scaffold": StrategyConfig("scaffold", server_lr=0.5),
+}
+"""The same choice under ``standardise="federation"`` (``bench/tune_strategies.py
+--standardise federation``)."""
+
 
 @dataclass(frozen=True)
 class StrategyRun:
@@ -274,7 +285,7 @@ def strategy_from_args(args: argparse.Namespace) -> StrategyConfig:
         if getattr(args, field) is not None
     }
     return dataclasses.replace(
-        TUNED_HEART[args.strategy],
+        (TUNED_HEART_POOLED if args.standardise == "federation" else TUNED_HEART)[args.strategy],
         **overrides,
         local_layers=tuple(args.local_layers),
         finetune_steps=args.finetune_steps,
