@@ -42,7 +42,7 @@ from testnet.errors import TestnetError
 from testnet.events import EventCollector
 from testnet.html_report import write_report
 from testnet.netns import NetworkLab, destroy_namespaces, namespaces_available
-from testnet.scenario import FaultSpec, NodeSpec, Scenario
+from testnet.scenario import FaultSpec, NodeSpec, Scenario, with_label_clusters
 from testnet.summary import summarise_run
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,7 @@ class MultiProcessTestnet:
             )
         self.out_dir.mkdir(parents=True, exist_ok=True)
         started = time.time()
+        self.scenario = with_label_clusters(self.scenario, self.data_dir)
         self.collector = EventCollector(self.out_dir / "events.jsonl")
         chain_dir = self.out_dir / "chain"
         accounts = len(self.scenario.nodes) + 1

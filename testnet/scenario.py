@@ -7,6 +7,8 @@ A scenario is TOML::
     rounds = 20
     seed = 0
     timeout = 600                     # seconds for the whole run
+    auto_clusters = 2                 # optional: form 2 clusters from the nodes' label shares
+                                      # (node/clustering.py) instead of their cluster keys
 
     [federation]                      # any [federation] key of the node config
     update_timeout = 6.0
@@ -38,11 +40,14 @@ network namespace (see :mod:`testnet.netns`), which needs root or CAP_NET_ADMIN.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from node.clustering import clusters_by_share, label_share
 from node.config import MedswarmConfig, config_from_dict, read_toml
+from node.data import load_site, shard
 from testnet.errors import TestnetError
 
 FAULT_KINDS = ("crash", "crash-aggregator", "straggler", "join", "partition", "chain-restart")
@@ -58,6 +63,7 @@ class NodeSpec:
     cluster: int = 0
     shard: int = 0
     shards: int = 1
+    label_share: float | None = None  # set when the launcher formed the clusters from labels
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,7 @@ class Scenario:
     faults: tuple[FaultSpec, ...] = ()
     description: str = ""
     timeout: float = 600.0
+    auto_clusters: int = 0  # 0: clusters as the nodes give them
 
     @property
     def needs_namespaces(self) -> bool:
@@ -108,6 +115,7 @@ def scenario_from_dict(raw: dict[str, Any], source: str = "scenario") -> Scenari
         "seed",
         "dataset",
         "timeout",
+        "auto_clusters",
         "federation",
         "training",
         "strategy",
@@ -140,6 +148,17 @@ def scenario_from_dict(raw: dict[str, Any], source: str = "scenario") -> Scenari
     faults = tuple(
         _fault(item, i, source, set(names)) for i, item in enumerate(raw.get("faults", []))
     )
+    auto = raw.get("auto_clusters", 0)
+    if not isinstance(auto, int) or isinstance(auto, bool) or not 0 <= auto <= len(nodes):
+        raise TestnetError(
+            f"{source}: auto_clusters must be a number of clusters from 1 to the number of "
+            f"nodes ({len(nodes)}), or 0 to take each node's cluster key; got {auto!r}"
+        )
+    given = [item.get("name", item.get("site")) for item in raw["nodes"] if "cluster" in item]
+    if auto and given:
+        raise TestnetError(
+            f"{source}: auto_clusters forms the clusters, so drop the cluster key of {given}"
+        )
     clusters = sorted({n.cluster for n in nodes})
     if clusters != list(range(len(clusters))):
         raise TestnetError(
@@ -152,7 +171,30 @@ def scenario_from_dict(raw: dict[str, Any], source: str = "scenario") -> Scenari
         faults=faults,
         description=str(raw.get("description", "")),
         timeout=float(raw.get("timeout", 600.0)),
+        auto_clusters=auto,
     )
+
+
+def with_label_clusters(scenario: Scenario, data_dir: Path) -> Scenario:
+    """``scenario`` with its nodes in ``auto_clusters`` clusters by the share of positive
+    labels in each node's training rows (:func:`node.clustering.clusters_by_share`).
+
+    The launcher plays the consortium's part here: each hospital reports one number, its
+    label share, and the clusters follow from those numbers alone.
+    """
+    if not scenario.auto_clusters:
+        return scenario
+    dataset = scenario.config.federation.dataset
+    shares = [
+        label_share(shard(load_site(dataset, n.site, data_dir), n.shard, n.shards))
+        for n in scenario.nodes
+    ]
+    clusters = clusters_by_share(shares, scenario.auto_clusters)
+    nodes = tuple(
+        dataclasses.replace(node, cluster=cluster, label_share=share)
+        for node, cluster, share in zip(scenario.nodes, clusters, shares, strict=True)
+    )
+    return dataclasses.replace(scenario, nodes=nodes)
 
 
 def _node(item: Any, index: int, source: str) -> NodeSpec:

@@ -50,6 +50,7 @@ def summarise_run(
                 "name": node.spec.name,
                 "site": node.spec.site,
                 "cluster": node.spec.cluster,
+                "label_share": node.spec.label_share,
                 "address": node.address,
                 "samples": latest.get("samples"),
                 "federated_accuracy": latest.get("test_accuracy"),

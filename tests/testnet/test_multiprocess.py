@@ -12,6 +12,7 @@ import pytest
 
 from medswarm.cli import main
 from node.data import resolve_data_dir
+from node.weights import decode_weights
 from testnet.multiproc import MultiProcessTestnet
 from testnet.scenario import load_scenario
 
@@ -60,6 +61,27 @@ def test_the_crashed_node_came_back_from_its_checkpoint(run: tuple[Path, dict[st
         if e["event"] == "UpdateRecorded" and e["args"]["member"] == address
     }
     assert set(range(6, 11)) <= rounds  # contributing again after the restart
+    state = out / "nodes" / "hungary-a" / "state"
+    checkpoint = json.loads((state / "checkpoint.json").read_text())
+    assert checkpoint["local_hash"]  # its own intercept, beside the checkpoint
+    assert (state / "local-layers.mswt").is_file()
+
+
+def test_the_strategy_ran_with_pooled_statistics_and_local_layers(
+    run: tuple[Path, dict[str, Any]],
+) -> None:
+    _, summary = run
+    assert summary["strategy"]["name"] == "fedadam"
+    blob = decode_weights(Path(summary["final_model"]).read_bytes())
+    assert sorted(blob) == [
+        "data/mean",
+        "data/mean_square",
+        "linear.weight",
+        "server/m/linear.weight",
+        "server/v/linear.weight",
+    ]
+    assert all(h["personal_metric"] is not None for h in summary["hospitals"])
+    assert 0.5 < summary["final_mean_personal_metric"] <= 1.0
 
 
 def test_nothing_is_recorded_twice_on_chain(run: tuple[Path, dict[str, Any]]) -> None:

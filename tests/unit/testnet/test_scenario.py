@@ -1,9 +1,11 @@
+import os
 from pathlib import Path
 
 import pytest
 
+from node.data import resolve_data_dir
 from testnet.errors import TestnetError
-from testnet.scenario import load_scenario, scenario_from_dict
+from testnet.scenario import load_scenario, scenario_from_dict, with_label_clusters
 
 SCENARIOS = sorted(Path("testnet/scenarios").glob("*.toml"))
 
@@ -75,3 +77,30 @@ def test_a_partition_runs_nodes_in_namespaces() -> None:
     assert scenario.needs_namespaces
     assert scenario.faults[0].sides == (("a",), ("b",))
     assert not scenario_from_dict(minimal()).needs_namespaces
+
+
+def test_auto_clusters_group_nodes_by_label_share() -> None:
+    nodes = [{"name": s, "site": s} for s in ("cleveland", "hungarian", "switzerland", "va")]
+    scenario = scenario_from_dict(minimal(nodes=nodes, faults=[], auto_clusters=2))
+    grouped = with_label_clusters(scenario, resolve_data_dir(None, os.environ))
+    # training label shares 0.457, 0.378, 1.0, 0.776: the two lower ones, the two higher ones
+    assert [n.cluster for n in grouped.nodes] == [0, 0, 1, 1]
+    shares = [n.label_share for n in grouped.nodes]
+    assert shares == pytest.approx([0.4573, 0.3779, 1.0, 0.7765], abs=1e-4)
+    assert (
+        with_label_clusters(scenario_from_dict(minimal()), Path("/nonexistent")).nodes[1].cluster
+        == 1
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"auto_clusters": 3}, "from 1 to the number of nodes"),
+        ({"auto_clusters": "2"}, "auto_clusters must be"),
+        ({"auto_clusters": 2}, r"drop the cluster key of \['b'\]"),
+    ],
+)
+def test_bad_auto_clusters_say_what_is_wrong(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(TestnetError, match=message):
+        scenario_from_dict(minimal(**changes))
