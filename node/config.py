@@ -135,12 +135,7 @@ class MedswarmConfig:
             "(python -m node.strategy_sim): nodes do not exchange control variates; "
             "choose fedavg, fedprox, fedadam, fedyogi or fedadagrad",
         )
-        site_training_config(self.training, self.strategy)
-
-    @property
-    def site_training(self) -> TrainingConfig:
-        """The local training every site runs: ``[training]`` with the strategy's terms."""
-        return site_training_config(self.training, self.strategy)
+        site_training_config(self.training, self.strategy)  # raises for a bad combination
 
 
 T = TypeVar("T")

@@ -24,9 +24,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
+
 from node.aggregation import apply_delta, check_same_layout, delta, fedavg
 from node.data import SiteData
-from node.errors import AggregationError
+from node.errors import AggregationError, NodeError
 from node.standardise import (
     data_part,
     federation_standardiser,
@@ -111,10 +113,13 @@ class SiteLearner:
 
     def restore_local(self, local: Mapping[str, WeightArray]) -> None:
         """Take back local layers saved after an earlier round (after a restart)."""
-        expected = set(self.local)
-        if set(local) != expected:
-            raise ValueError(
-                f"saved local layers {sorted(local)} are not this strategy's {sorted(expected)}"
+        expected = {name: np.shape(values) for name, values in self.local.items()}
+        saved = {name: np.shape(values) for name, values in local.items()}
+        if saved != expected:
+            raise NodeError(
+                f"the saved local layers {saved} are not this strategy's {expected} "
+                "(strategy.local_layers changed?); delete the state directory's "
+                "checkpoint.json to start them over"
             )
         self.local = dict(local)
 

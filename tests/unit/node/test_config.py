@@ -6,7 +6,7 @@ import pytest
 
 from node.config import MedswarmConfig, config_from_dict, load_config, with_overrides
 from node.errors import ConfigError
-from node.training import TrainingConfig, default_training_config
+from node.training import TrainingConfig, default_training_config, site_training_config
 
 
 def test_empty_file_gives_demo_defaults(tmp_path: Path) -> None:
@@ -134,7 +134,8 @@ def test_strategy_table_and_standardisation() -> None:
         }
     )
     assert config.strategy.local_layers == ("linear.bias",)
-    assert config.site_training.proximal_mu == 0.1 and config.training.proximal_mu == 0.0
+    assert site_training_config(config.training, config.strategy).proximal_mu == 0.1
+    assert config.training.proximal_mu == 0.0
     assert config.federation.standardise == "federation"
 
 

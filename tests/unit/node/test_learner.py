@@ -7,7 +7,7 @@ import pytest
 
 from node.aggregation import apply_delta, fedavg
 from node.data import SiteData
-from node.errors import AggregationError, InvalidStrategyState
+from node.errors import AggregationError, InvalidStrategyState, NodeError
 from node.learner import SiteLearner
 from node.simulate import initial_weights
 from node.standardise import MEAN, MEAN_SQUARE, pooled_standardised
@@ -146,3 +146,11 @@ def test_learners_played_as_nodes_give_the_in_memory_strategy_run(
     for got, want in zip(personal, expected.personal_scores, strict=True):
         assert got is not None
         assert got.metric == pytest.approx(want.accuracy, abs=1e-9)
+
+
+def test_saved_local_layers_must_fit_the_strategy(heart_sites: tuple[SiteData, ...]) -> None:
+    learner = learners(heart_sites, LOCAL_BIAS)[0]
+    learner.restore_local({"linear.bias": np.array([0.5], np.float32)})
+    assert learner.model()["linear.bias"].tolist() == [0.5]
+    with pytest.raises(NodeError, match=r"delete the state directory's checkpoint\.json"):
+        learner.restore_local({"linear.weight": np.zeros((1, 13), np.float32)})
