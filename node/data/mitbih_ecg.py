@@ -142,7 +142,7 @@ TASK = TaskSpec(
     metric="balanced_accuracy",
     # Chosen on validation splits (docs/learning.md, bench/select_hparams.py).
     training={"lr": 0.05, "momentum": 0.9, "local_steps": 10, "batch_size": 64},
-    rounds=20,
+    rounds=100,
 )
 
 SPEC = DatasetSpec(
