@@ -489,7 +489,13 @@ class HospitalNode:
             )
         phases.lap("aggregates-fetched")
         parts = [(aggregates[c], records[c].total_samples) for c in clusters]
-        combined = await trio.to_thread.run_sync(self.learner.next_global, parts)
+        try:
+            combined = await trio.to_thread.run_sync(self.learner.next_global, parts)
+        except ValueError as exc:  # AggregationError, InvalidStrategyState, InvalidWeights
+            raise RoundFailed(
+                f"round {round_number}: the clusters' aggregates do not make a global model "
+                f"under this federation's [strategy]: {exc}"
+            ) from exc
         phases.lap("combine")
         return combined
 

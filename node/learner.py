@@ -28,7 +28,7 @@ import numpy as np
 
 from node.aggregation import apply_delta, check_same_layout, delta, fedavg
 from node.data import SiteData
-from node.errors import AggregationError, NodeError
+from node.errors import AggregationError, InvalidWeights, NodeError
 from node.standardise import (
     data_part,
     federation_standardiser,
@@ -153,6 +153,10 @@ class SiteLearner:
         where = f"round {round_number} update"
         if self.statistics_round(round_number):
             check_same_layout(site_moments(self.loaded_site), update, where)
+            try:
+                federation_standardiser(update, self.loaded_site.n_features)
+            except InvalidWeights as exc:
+                raise AggregationError(f"{where}: {exc}") from exc
             return self.model()
         check_same_layout(self.shared, update, where)
         return self.model(apply_delta(self.shared, update))
@@ -167,6 +171,10 @@ class SiteLearner:
         if self.statistics_round(self._steps + 1):
             if without_data(mean):
                 raise AggregationError("the statistics round's aggregate holds model tensors")
+            try:
+                federation_standardiser(mean, self.loaded_site.n_features)
+            except InvalidWeights as exc:
+                raise AggregationError(f"the pooled statistics: {exc}") from exc
             statistics = mean  # the pooled moments; the model stays
             new = with_server_state(self.shared, optimizer)
         else:

@@ -154,3 +154,12 @@ def test_saved_local_layers_must_fit_the_strategy(heart_sites: tuple[SiteData, .
     assert learner.model()["linear.bias"].tolist() == [0.5]
     with pytest.raises(NodeError, match=r"delete the state directory's checkpoint\.json"):
         learner.restore_local({"linear.weight": np.zeros((1, 13), np.float32)})
+
+
+def test_statistics_that_cannot_standardise_are_refused(heart_sites: tuple[SiteData, ...]) -> None:
+    learner = learners(heart_sites, StrategyConfig(), statistics=True)[0]
+    lying = {MEAN: np.zeros(13, np.float32), MEAN_SQUARE: -np.ones(13, np.float32)}
+    with pytest.raises(AggregationError, match=r"round 1 update: .*negative"):
+        learner.with_update(lying, 1)
+    with pytest.raises(AggregationError, match=r"pooled statistics: .*negative"):
+        learner.next_global([(lying, 10)])
