@@ -115,7 +115,6 @@ class HospitalNode:
             initial_weights,
             federation_statistics=config.federation.standardise == "federation",
         )
-        self.global_weights: Mapping[str, WeightArray] = initial_weights
         self.global_hash = store.put_parts(encoding_parts(initial_weights))
         self._on_event = on_event or (lambda _event: None)
         self._refresh_wanted = trio.Event()
@@ -134,6 +133,11 @@ class HospitalNode:
             is_member_peer=self.membership.has_peer,
         )
         self.gossip = GossipService(config.network, policy, store, identity)
+
+    @property
+    def global_weights(self) -> Mapping[str, WeightArray]:
+        """The tensors of the global blob this node adopted last (:attr:`global_hash`)."""
+        return self.learner.global_tensors
 
     # ----------------------------------------------------------------- start-up
 
@@ -632,7 +636,6 @@ class HospitalNode:
                 f"{self.name}: round {round_number}'s global model {digest} does not fit this "
                 f"node's strategy ({exc}); every member must run the federation's [strategy]"
             ) from exc
-        self.global_weights = weights
         self.global_hash = digest
         self.completed_round = round_number
         if self.journal is not None:

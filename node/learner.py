@@ -30,6 +30,8 @@ from node.aggregation import apply_delta, check_same_layout, delta, fedavg
 from node.data import SiteData
 from node.errors import AggregationError, InvalidWeights, NodeError
 from node.standardise import (
+    MEAN,
+    MEAN_SQUARE,
     data_part,
     federation_standardiser,
     restandardise,
@@ -102,7 +104,7 @@ class SiteLearner:
         Raises :class:`~node.errors.InvalidStrategyState` for a blob made under another
         strategy.
         """
-        model, _ = split_server_state(without_data(global_tensors), self.strategy, round_number)
+        model = self._model_of(global_tensors, round_number)
         self.site = self._site_for(global_tensors)
         self.shared = self._shared_part(model)
         self.global_tensors = global_tensors
@@ -152,7 +154,8 @@ class SiteLearner:
         """
         where = f"round {round_number} update"
         if self.statistics_round(round_number):
-            check_same_layout(site_moments(self.loaded_site), update, where)
+            n = self.loaded_site.n_features
+            check_same_layout({MEAN: np.zeros(n), MEAN_SQUARE: np.zeros(n)}, update, where)
             try:
                 federation_standardiser(update, self.loaded_site.n_features)
             except InvalidWeights as exc:
@@ -186,7 +189,7 @@ class SiteLearner:
 
     def score(self, global_tensors: Mapping[str, WeightArray], round_number: int) -> RoundScores:
         """Score the model this site holds once ``global_tensors`` ends ``round_number``."""
-        model, _ = split_server_state(without_data(global_tensors), self.strategy, round_number)
+        model = self._model_of(global_tensors, round_number)
         local = self._pending_local.get(round_number, self.local)
         mine = merge_local(self._shared_part(model), local)
         site = self._site_for(global_tensors)
@@ -196,6 +199,10 @@ class SiteLearner:
             personal = evaluate(tuned, site.test_x, site.test_y, site.dataset)
             return RoundScores(metrics, personal)
         return RoundScores(metrics, metrics if self.strategy.local_layers else None)
+
+    def _model_of(self, global_tensors: Mapping[str, WeightArray], steps: int) -> Weights:
+        """A global blob's model tensors (checking its optimizer state fits the strategy)."""
+        return split_server_state(without_data(global_tensors), self.strategy, steps)[0]
 
     def _site_for(self, global_tensors: Mapping[str, WeightArray]) -> SiteData:
         """The site's data standardised as ``global_tensors`` says (kept while it holds)."""
