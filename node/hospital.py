@@ -41,7 +41,7 @@ from node.aggregation import fedavg
 from node.aggregator import AggregatorDuty, AveragedInputs, averaged_inputs
 from node.config import MedswarmConfig
 from node.data import SiteData
-from node.errors import InvalidStrategyState, NodeError, RoundFailed
+from node.errors import NodeError, RoundFailed
 from node.inbox import RoundInbox
 from node.journal import Checkpoint, Journal
 from node.learner import SiteLearner
@@ -631,7 +631,7 @@ class HospitalNode:
         """Make ``weights`` (already in the store as blob ``digest``) the global model."""
         try:
             self.learner.adopt(weights, round_number)
-        except InvalidStrategyState as exc:
+        except ValueError as exc:  # InvalidStrategyState, or statistics that cannot standardise
             raise NodeError(
                 f"{self.name}: round {round_number}'s global model {digest} does not fit this "
                 f"node's strategy ({exc}); every member must run the federation's [strategy]"

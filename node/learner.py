@@ -102,7 +102,7 @@ class SiteLearner:
         next round, with the local layers this site trained in that round if it did.
 
         Raises :class:`~node.errors.InvalidStrategyState` for a blob made under another
-        strategy.
+        strategy, :class:`~node.errors.InvalidWeights` for statistics that cannot standardise.
         """
         model = self._model_of(global_tensors, round_number)
         self.site = self._site_for(global_tensors)
