@@ -51,13 +51,14 @@ ROWS = (
     Row("FedAvg", HEART, StrategyConfig(server_lr=0.5), "federation"),
     Row("FedProx", HEART, StrategyConfig("fedprox", proximal_mu=1.0), "federation"),
     Row(
-        "FedAdam (heart-best)",
+        "FedAdam",
         HEART,
         StrategyConfig("fedadam", server_lr=0.1, tau=0.1),
         "federation",
     ),
     Row("FedYogi", HEART, StrategyConfig("fedyogi", server_lr=0.3, tau=0.01), "federation"),
     Row("FedAdagrad", HEART, StrategyConfig("fedadagrad", server_lr=0.3, tau=0.1), "federation"),
+    Row("SCAFFOLD (heart-best)", HEART, StrategyConfig("scaffold", server_lr=0.5), "federation"),
     Row(
         "FedAvg + local bias + 200 fine-tuning steps (heart-personal)",
         HEART,

@@ -129,12 +129,6 @@ class MedswarmConfig:
     chain: ChainSettings = field(default_factory=ChainSettings)
 
     def __post_init__(self) -> None:
-        _require(
-            self.strategy.name != "scaffold",
-            "strategy.name = 'scaffold' runs in the in-memory simulator only "
-            "(python -m node.strategy_sim): nodes do not exchange control variates; "
-            "choose fedavg, fedprox, fedadam, fedyogi or fedadagrad",
-        )
         site_training_config(self.training, self.strategy)  # raises for a bad combination
 
 

@@ -223,7 +223,7 @@ class HospitalNode:
             )
             return
         if checkpoint.local_hash is not None and self.journal is not None:
-            self.learner.restore_local(self.journal.load_local(checkpoint.local_hash))
+            self.learner.restore_kept(self.journal.load_local(checkpoint.local_hash))
         self._adopt_global(
             checkpoint.round,
             decode_weights(blob, self.config.network.max_blob_bytes),
@@ -494,7 +494,8 @@ class HospitalNode:
         phases.lap("aggregates-fetched")
         parts = [(aggregates[c], records[c].total_samples) for c in clusters]
         try:
-            combined = await trio.to_thread.run_sync(self.learner.next_global, parts)
+            members = len(self.membership.addresses())
+            combined = await trio.to_thread.run_sync(self.learner.next_global, parts, members)
         except ValueError as exc:  # AggregationError, InvalidStrategyState, InvalidWeights
             raise RoundFailed(
                 f"round {round_number}: the clusters' aggregates do not make a global model "
@@ -639,7 +640,8 @@ class HospitalNode:
         self.global_hash = digest
         self.completed_round = round_number
         if self.journal is not None:
-            local_hash = self.journal.save_local(self.learner.local) if self.learner.local else None
+            kept = self.learner.kept_on_site()
+            local_hash = self.journal.save_local(kept) if kept else None
             self.journal.save(Checkpoint(round_number, self.global_hash, local_hash))
 
     # ------------------------------------------------------------------ helpers

@@ -17,6 +17,13 @@ Under ``federation.standardise = "federation"`` round 1 is the statistics round 
 :mod:`node.standardise`: updates carry the sites' feature moments instead of a model delta,
 the model does not move, and the global blob carries the pooled moments (``data/``) from
 then on.
+
+**SCAFFOLD** keeps the server variate ``c`` in the global blob (``scaffold/c/<tensor>``,
+absent while it is zero) and each site's variate ``c_i`` with its local layers. A site's
+update carries, beside its delta, ``variate/<tensor>`` = ``(c_i(new) - c_i(old)) / n_i``;
+averaged by samples like the delta (cluster, then clusters), that gives
+``sum(dc_i) / sum(n_i)``, and every node steps ``c`` by it times ``sum(n_i) / N`` with ``N``
+the federation's members (:func:`~node.strategies.server_variate_step`).
 """
 
 from __future__ import annotations
@@ -40,10 +47,15 @@ from node.standardise import (
 )
 from node.strategies import (
     StrategyConfig,
+    client_variate_update,
     merge_local,
+    scaffold_correction,
+    server_variate_step,
     split_local,
     split_server_state,
+    variate_change_per_sample,
     with_server_state,
+    zero_variate,
 )
 from node.training import (
     Metrics,
@@ -55,6 +67,9 @@ from node.training import (
     train_local,
 )
 from node.weights import WeightArray, Weights
+
+VARIATE = "variate/"  # in an update: a SCAFFOLD site's variate change per sample
+SERVER_VARIATE = "scaffold/c/"  # in the global blob: SCAFFOLD's server variate
 
 
 @dataclass(frozen=True)
@@ -96,6 +111,9 @@ class SiteLearner:
         self.local: Weights = local
         self._steps = 0
         self._pending_local: dict[int, Weights] = {}
+        self.scaffold = strategy.name == "scaffold"
+        self.variate: Weights = zero_variate(shared) if self.scaffold else {}  # c_i
+        self._pending_variate: dict[int, Weights] = {}
 
     def adopt(self, global_tensors: Mapping[str, WeightArray], round_number: int) -> None:
         """Make ``global_tensors`` (the blob finalized for ``round_number``) the start of the
@@ -111,19 +129,29 @@ class SiteLearner:
         self._steps = round_number
         if round_number in self._pending_local:
             self.local = self._pending_local[round_number]
+        if round_number in self._pending_variate:
+            self.variate = self._pending_variate[round_number]
         self._pending_local = {r: w for r, w in self._pending_local.items() if r > round_number}
+        self._pending_variate = {r: w for r, w in self._pending_variate.items() if r > round_number}
 
-    def restore_local(self, local: Mapping[str, WeightArray]) -> None:
-        """Take back local layers saved after an earlier round (after a restart)."""
-        expected = {name: np.shape(values) for name, values in self.local.items()}
-        saved = {name: np.shape(values) for name, values in local.items()}
+    def kept_on_site(self) -> Weights:
+        """What the site keeps to itself across rounds: its local layers and, under SCAFFOLD,
+        its variate (as ``variate/<tensor>``); saved beside the node's checkpoint."""
+        kept = {**self.local, **{VARIATE + n: v for n, v in self.variate.items()}}
+        return {name: kept[name] for name in sorted(kept)}
+
+    def restore_kept(self, kept: Mapping[str, WeightArray]) -> None:
+        """Take back what :meth:`kept_on_site` saved after an earlier round (after a restart)."""
+        expected = {name: np.shape(values) for name, values in self.kept_on_site().items()}
+        saved = {name: np.shape(values) for name, values in kept.items()}
         if saved != expected:
             raise NodeError(
                 f"the saved local layers {saved} are not this strategy's {expected} "
                 "(strategy.local_layers changed?); delete the state directory's "
                 "checkpoint.json to start them over"
             )
-        self.local = dict(local)
+        self.local = {n: v for n, v in kept.items() if not n.startswith(VARIATE)}
+        self.variate = {n[len(VARIATE) :]: v for n, v in kept.items() if n.startswith(VARIATE)}
 
     def model(self, shared: Mapping[str, WeightArray] | None = None) -> Weights:
         """The site's full model: ``shared`` (by default the adopted one) and its local layers."""
@@ -140,10 +168,26 @@ class SiteLearner:
             self._pending_local[round_number] = self.local
             return site_moments(self.loaded_site), self.loaded_site.n_train
         seed = derive_seed(self.seed, "train", round_number - 1, self.site.site)
-        result = train_local(self.model(), self.site, self.training, seed)
+        correction = None
+        if self.scaffold:
+            c = self._server_variate(self.global_tensors)
+            shared_term = scaffold_correction(c, self.variate)
+            correction = merge_local(shared_term, zero_variate(self.local))
+        result = train_local(
+            self.model(), self.site, self.training, seed, gradient_correction=correction
+        )
         trained, local = split_local(result.weights, self.strategy.local_layers)
         self._pending_local[round_number] = local
-        return delta(trained, self.shared), result.samples
+        update = delta(trained, self.shared)
+        if self.scaffold:
+            steps = self.training.steps_for(self.site.n_train)
+            new = client_variate_update(
+                self.variate, c, self.shared, trained, steps, self.training.lr
+            )
+            self._pending_variate[round_number] = new
+            change = variate_change_per_sample(self.variate, new, result.samples)
+            update.update({VARIATE + n: v for n, v in change.items()})
+        return update, result.samples
 
     def with_update(self, update: Mapping[str, WeightArray], round_number: int) -> Weights:
         """The site's model if the shared tensors moved by ``update`` (to score an update).
@@ -161,16 +205,21 @@ class SiteLearner:
             except InvalidWeights as exc:
                 raise AggregationError(f"{where}: {exc}") from exc
             return self.model()
-        check_same_layout(self.shared, update, where)
-        return self.model(apply_delta(self.shared, update))
+        expected = {**self.shared, **{VARIATE + n: v for n, v in self.shared.items()}}
+        check_same_layout(expected if self.scaffold else self.shared, update, where)
+        step = {n: v for n, v in update.items() if not n.startswith(VARIATE)}
+        return self.model(apply_delta(self.shared, step))
 
-    def next_global(self, aggregates: list[tuple[Mapping[str, WeightArray], int]]) -> Weights:
+    def next_global(
+        self, aggregates: list[tuple[Mapping[str, WeightArray], int]], members: int
+    ) -> Weights:
         """The next global blob: the strategy's server step over the sample-weighted mean of
-        the clusters' aggregates (in the given order), with the optimizer state it leaves."""
+        the clusters' aggregates (in the given order), with the optimizer state it leaves;
+        ``members`` is the federation's size (SCAFFOLD's ``N``)."""
         mean = fedavg(aggregates)
         statistics = data_part(self.global_tensors)
-        model_and_state = without_data(self.global_tensors)
-        _, optimizer = split_server_state(model_and_state, self.strategy, self._steps)
+        variate = {n: v for n, v in self.global_tensors.items() if n.startswith(SERVER_VARIATE)}
+        _, optimizer = split_server_state(_core(self.global_tensors), self.strategy, self._steps)
         if self.statistics_round(self._steps + 1):
             if without_data(mean):
                 raise AggregationError("the statistics round's aggregate holds model tensors")
@@ -183,8 +232,20 @@ class SiteLearner:
         else:
             if data_part(mean):
                 raise AggregationError("an aggregate outside round 1 holds data statistics")
-            new = with_server_state(optimizer.step(self.shared, mean), optimizer)
-        merged = {**new, **statistics}
+            changes = {n[len(VARIATE) :]: v for n, v in mean.items() if n.startswith(VARIATE)}
+            step = {n: v for n, v in mean.items() if not n.startswith(VARIATE)}
+            if self.scaffold != bool(changes):
+                raise AggregationError(
+                    "the aggregate's variate changes do not fit the strategy: SCAFFOLD needs "
+                    "them, every other strategy refuses them"
+                )
+            new = with_server_state(optimizer.step(self.shared, step), optimizer)
+            if self.scaffold:
+                total = sum(samples for _, samples in aggregates)
+                c = self._server_variate(self.global_tensors)
+                stepped = server_variate_step(c, changes, total, members)
+                variate = {SERVER_VARIATE + n: v for n, v in stepped.items()}
+        merged = {**new, **statistics, **variate}
         return {name: merged[name] for name in sorted(merged)}
 
     def score(self, global_tensors: Mapping[str, WeightArray], round_number: int) -> RoundScores:
@@ -202,7 +263,19 @@ class SiteLearner:
 
     def _model_of(self, global_tensors: Mapping[str, WeightArray], steps: int) -> Weights:
         """A global blob's model tensors (checking its optimizer state fits the strategy)."""
-        return split_server_state(without_data(global_tensors), self.strategy, steps)[0]
+        return split_server_state(_core(global_tensors), self.strategy, steps)[0]
+
+    def _server_variate(self, global_tensors: Mapping[str, WeightArray]) -> Weights:
+        """SCAFFOLD's ``c`` from a global blob (zeros before the first step)."""
+        stored = {
+            n[len(SERVER_VARIATE) :]: v
+            for n, v in global_tensors.items()
+            if n.startswith(SERVER_VARIATE)
+        }
+        if not stored:
+            return zero_variate(self.shared)
+        check_same_layout(self.shared, stored, "the global blob's server variate")
+        return stored
 
     def _site_for(self, global_tensors: Mapping[str, WeightArray]) -> SiteData:
         """The site's data standardised as ``global_tensors`` says (kept while it holds)."""
@@ -220,3 +293,8 @@ class SiteLearner:
     def _shared_part(self, model: Mapping[str, WeightArray]) -> Weights:
         keep = set(self.strategy.local_layers)
         return {name: model[name] for name in sorted(model) if name not in keep}
+
+
+def _core(tensors: Mapping[str, WeightArray]) -> Weights:
+    """A global blob's model and server-optimizer tensors (no statistics, no server variate)."""
+    return {n: v for n, v in without_data(tensors).items() if not n.startswith(SERVER_VARIATE)}

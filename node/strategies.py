@@ -514,6 +514,40 @@ def server_variate_update(
     return _elementwise(where, update, server_variate, *variate_deltas)
 
 
+def variate_change_per_sample(
+    old: Mapping[str, WeightArray], new: Mapping[str, WeightArray], samples: int
+) -> Weights:
+    """Return ``(c_i(new) - c_i(old)) / samples``: what a node sends with its update so that
+    the rounds' sample-weighted averaging yields ``sum(dc_i) / sum(n_i)`` (see
+    :func:`server_variate_step`)."""
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise AggregationError(f"variate change: samples must be >= 1, got {samples!r}")
+    return _elementwise("variate change", lambda o, n: (n - o) / float(samples), old, new)
+
+
+def server_variate_step(
+    server_variate: Mapping[str, WeightArray],
+    mean_change_per_sample: Mapping[str, WeightArray],
+    total_samples: int,
+    total_clients: int,
+) -> Weights:
+    """Return ``c + mean * total_samples / total_clients = c + sum(dc_i) / N``.
+
+    ``mean`` is the sample-weighted mean of the participants' :func:`variate_change_per_sample`
+    (flat or in the nodes' two tiers), ``total_samples`` their samples and ``total_clients``
+    the federation's members: the same step as :func:`server_variate_update`, formed from
+    what the nodes average anyway.
+    """
+    if total_samples < 1 or total_clients < 1:
+        raise AggregationError(
+            f"server variate: need samples and clients >= 1, got {total_samples}, {total_clients}"
+        )
+    factor = float(total_samples) / float(total_clients)
+    return _elementwise(
+        "server variate", lambda c, m: c + m * factor, server_variate, mean_change_per_sample
+    )
+
+
 # --- personalisation ------------------------------------------------------------------------
 
 

@@ -35,8 +35,9 @@ from node.strategies import (
     client_variate_update,
     merge_local,
     scaffold_correction,
-    server_variate_update,
+    server_variate_step,
     split_local,
+    variate_change_per_sample,
     zero_variate,
 )
 from node.training import (
@@ -154,11 +155,16 @@ def _round(
                 config.steps_for(site.n_train),
                 config.lr,
             )
-            variate_deltas.append(delta(new, old))
+            variate_deltas.append(
+                (variate_change_per_sample(old, new, result.samples), result.samples)
+            )
             fed.client_variates[i] = new
     fed.shared = fed.optimizer.step(fed.shared, two_tier_mean(updates, clusters))
     if scaffold:
-        fed.server_variate = server_variate_update(fed.server_variate, variate_deltas, len(sites))
+        # as the nodes form it: per-sample changes averaged like the updates (in the same tiers)
+        mean = two_tier_mean(variate_deltas, clusters)
+        total = sum(n for _, n in variate_deltas)
+        fed.server_variate = server_variate_step(fed.server_variate, mean, total, len(sites))
 
 
 def _site_models(fed: _Federation, sites: Sequence[SiteData]) -> list[Weights]:

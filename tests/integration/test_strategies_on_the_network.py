@@ -61,3 +61,33 @@ def test_adaptive_personalised_federation_matches_the_in_memory_run(tmp_path: Pa
         assert by_site[score.site].personal_metric == pytest.approx(score.metric, abs=1e-12)
     assert summary.final_mean_personal_metric == pytest.approx(expected.personal_metric)
     assert summary.metric_name == "accuracy"
+
+
+def test_scaffold_on_the_network_matches_the_in_memory_run(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    config = config_from_dict(
+        {
+            "federation": {"rounds": 4, "standardise": "federation", "update_timeout": 10.0},
+            "strategy": {"name": "scaffold", "server_lr": 0.5},
+        }
+    )
+    data_dir = resolve_data_dir(None, os.environ)
+    local = LocalRun(config=config, nodes=4, data_dir=data_dir, out_dir=tmp_path, clusters=CLUSTERS)
+    summary = trio.run(run_local_federation, local)
+    assert summary.nodes_agree
+    blob = decode_weights(Path(summary.final_model).read_bytes())
+    assert sorted(blob) == [
+        "data/mean",
+        "data/mean_square",
+        "linear.bias",
+        "linear.weight",
+        "scaffold/c/linear.bias",
+        "scaffold/c/linear.weight",
+    ]
+    sites = load_all_sites("heart-disease", data_dir)
+    expected = run_strategy(
+        sites, config.training, config.strategy, 4, config.federation.seed, "federation", CLUSTERS
+    )
+    by_site = {h.site: h for h in summary.hospitals}
+    for score in expected.global_scores:
+        assert by_site[score.site].metric == pytest.approx(score.metric, abs=1e-12)

@@ -142,7 +142,7 @@ def test_strategy_table_and_standardisation() -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"strategy": {"name": "scaffold"}}, "simulator only"),
+        ({"strategy": {"name": "scaffold"}, "training": {"momentum": 0.9}}, "plain SGD"),
         ({"strategy": {"name": "fedprox"}}, "proximal_mu must be > 0"),
         ({"strategy": {"name": "fedadam", "tau": 0}}, "tau must be a positive"),
         ({"strategy": {"local_layers": "linear.bias"}}, "must be a list"),

@@ -35,9 +35,9 @@ def play_round(group: list[SiteLearner], round_number: int) -> Weights:
     updates = [learner.train(round_number) for learner in group]
     clusters = [updates[:2], updates[2:]]
     aggregates = [(fedavg(c), sum(n for _, n in c)) for c in clusters]
-    new_global = group[0].next_global(aggregates)
+    new_global = group[0].next_global(aggregates, len(group))
     for learner in group:
-        assert weights_hash(learner.next_global(aggregates)) == weights_hash(new_global)
+        assert weights_hash(learner.next_global(aggregates, len(group))) == weights_hash(new_global)
         learner.adopt(new_global, round_number)
     return new_global
 
@@ -74,14 +74,14 @@ def test_updates_of_the_wrong_kind_for_the_round_are_refused(
     with pytest.raises(AggregationError, match="round 2 update"):
         group[0].with_update(moments, 2)
     with pytest.raises(AggregationError, match="holds model tensors"):
-        group[0].next_global([(model_delta, 10)])
+        group[0].next_global([(model_delta, 10)], 4)
 
 
 def test_statistics_outside_round_one_are_refused(heart_sites: tuple[SiteData, ...]) -> None:
     group = learners(heart_sites, StrategyConfig())
     moments = {MEAN: np.zeros(13, np.float32), MEAN_SQUARE: np.ones(13, np.float32)}
     with pytest.raises(AggregationError):
-        group[0].next_global([(moments, 10)])
+        group[0].next_global([(moments, 10)], 4)
 
 
 def test_an_adaptive_blob_lets_a_fresh_node_continue_bit_for_bit(
@@ -150,10 +150,10 @@ def test_learners_played_as_nodes_give_the_in_memory_strategy_run(
 
 def test_saved_local_layers_must_fit_the_strategy(heart_sites: tuple[SiteData, ...]) -> None:
     learner = learners(heart_sites, LOCAL_BIAS)[0]
-    learner.restore_local({"linear.bias": np.array([0.5], np.float32)})
+    learner.restore_kept({"linear.bias": np.array([0.5], np.float32)})
     assert learner.model()["linear.bias"].tolist() == [0.5]
     with pytest.raises(NodeError, match=r"delete the state directory's checkpoint\.json"):
-        learner.restore_local({"linear.weight": np.zeros((1, 13), np.float32)})
+        learner.restore_kept({"linear.weight": np.zeros((1, 13), np.float32)})
 
 
 def test_statistics_that_cannot_standardise_are_refused(heart_sites: tuple[SiteData, ...]) -> None:
@@ -162,4 +162,43 @@ def test_statistics_that_cannot_standardise_are_refused(heart_sites: tuple[SiteD
     with pytest.raises(AggregationError, match=r"round 1 update: .*negative"):
         learner.with_update(lying, 1)
     with pytest.raises(AggregationError, match=r"pooled statistics: .*negative"):
-        learner.next_global([(lying, 10)])
+        learner.next_global([(lying, 10)], 4)
+
+
+def test_scaffold_played_as_nodes_gives_the_in_memory_run(
+    heart_sites: tuple[SiteData, ...],
+) -> None:
+    strategy = StrategyConfig("scaffold", server_lr=0.5, local_layers=("linear.bias",))
+    group = learners(heart_sites, strategy, statistics=True)
+    for round_number in range(1, 5):
+        blob = play_round(group, round_number)
+    assert sorted(n for n in blob if n.startswith("scaffold/")) == ["scaffold/c/linear.weight"]
+    update, _ = group[0].train(5)
+    assert sorted(update) == ["linear.weight", "variate/linear.weight"]
+    personal = [learner.score(blob, 4).personal for learner in group]
+    expected = run_strategy(
+        heart_sites, TrainingConfig(), strategy, 4, 0, "federation", clusters=(0, 0, 1, 1)
+    )
+    for got, want in zip(personal, expected.personal_scores, strict=True):
+        assert got is not None
+        assert got.metric == pytest.approx(want.accuracy, abs=1e-9)
+    # what a site keeps: its intercept and its variate, restorable after a restart
+    kept = group[1].kept_on_site()
+    assert sorted(kept) == ["linear.bias", "variate/linear.weight"]
+    fresh = learners(heart_sites, strategy, statistics=True)[1]
+    fresh.restore_kept(kept)
+    assert fresh.kept_on_site().keys() == kept.keys()
+    assert fresh.variate["linear.weight"].tobytes() == group[1].variate["linear.weight"].tobytes()
+
+
+def test_variate_changes_outside_scaffold_are_refused(heart_sites: tuple[SiteData, ...]) -> None:
+    scaffold = learners(heart_sites, StrategyConfig("scaffold"))
+    plain = learners(heart_sites, StrategyConfig())
+    update, samples = scaffold[0].train(1)
+    with pytest.raises(AggregationError, match="round 1 update"):
+        plain[0].with_update(update, 1)
+    with pytest.raises(AggregationError, match="variate changes do not fit"):
+        plain[0].next_global([(update, samples)], 4)
+    bare = {n: v for n, v in update.items() if not n.startswith("variate/")}
+    with pytest.raises(AggregationError, match="variate changes do not fit"):
+        scaffold[0].next_global([(bare, samples)], 4)
