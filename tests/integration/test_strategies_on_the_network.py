@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -16,46 +17,55 @@ import trio
 
 from node.config import config_from_dict
 from node.data import load_all_sites, resolve_data_dir
-from node.strategy_sim import run_strategy
+from node.strategy_sim import StrategyRun, run_strategy
 from node.weights import decode_weights
 from testnet.local import LocalRun, run_local_federation
+from testnet.report import RunSummary
 
 pytestmark = pytest.mark.integration
 
 CLUSTERS = (0, 1, 1, 0)  # US: Cleveland, VA Long Beach; Europe: Hungary, Switzerland
 
 
-def test_adaptive_personalised_federation_matches_the_in_memory_run(tmp_path: Path) -> None:
+def federate(strategy: dict[str, Any], out: Path) -> tuple[RunSummary, set[str], StrategyRun]:
+    """Four hospitals in CLUSTERS, a statistics round and three training rounds of
+    ``strategy``; the run's summary, its final blob's tensor names, the in-memory run."""
     torch.set_num_threads(1)
     config = config_from_dict(
         {
             "federation": {"rounds": 4, "standardise": "federation", "update_timeout": 10.0},
-            "strategy": {
-                "name": "fedyogi",
-                "server_lr": 0.03,
-                "tau": 0.01,
-                "local_layers": ["linear.bias"],
-                "finetune_steps": 10,
-            },
+            "strategy": strategy,
         }
     )
     data_dir = resolve_data_dir(None, os.environ)
-    local = LocalRun(config=config, nodes=4, data_dir=data_dir, out_dir=tmp_path, clusters=CLUSTERS)
+    local = LocalRun(config=config, nodes=4, data_dir=data_dir, out_dir=out, clusters=CLUSTERS)
     summary = trio.run(run_local_federation, local)
     assert summary.nodes_agree
     blob = decode_weights(Path(summary.final_model).read_bytes())
+    sites = load_all_sites("heart-disease", data_dir)
+    expected = run_strategy(
+        sites, config.training, config.strategy, 4, config.federation.seed, "federation", CLUSTERS
+    )
+    return summary, set(blob), expected
+
+
+def test_adaptive_personalised_federation_matches_the_in_memory_run(tmp_path: Path) -> None:
+    strategy = {
+        "name": "fedyogi",
+        "server_lr": 0.03,
+        "tau": 0.01,
+        "local_layers": ["linear.bias"],
+        "finetune_steps": 10,
+    }
+    summary, tensors, expected = federate(strategy, tmp_path)
     # the shared weight, the optimizer's moments and the pooled statistics; no local bias
-    assert sorted(blob) == [
+    assert tensors == {
         "data/mean",
         "data/mean_square",
         "linear.weight",
         "server/m/linear.weight",
         "server/v/linear.weight",
-    ]
-    sites = load_all_sites("heart-disease", data_dir)
-    expected = run_strategy(
-        sites, config.training, config.strategy, 4, config.federation.seed, "federation", CLUSTERS
-    )
+    }
     by_site = {h.site: h for h in summary.hospitals}
     for score in expected.personal_scores:
         assert by_site[score.site].personal_metric == pytest.approx(score.metric, abs=1e-12)
@@ -64,30 +74,15 @@ def test_adaptive_personalised_federation_matches_the_in_memory_run(tmp_path: Pa
 
 
 def test_scaffold_on_the_network_matches_the_in_memory_run(tmp_path: Path) -> None:
-    torch.set_num_threads(1)
-    config = config_from_dict(
-        {
-            "federation": {"rounds": 4, "standardise": "federation", "update_timeout": 10.0},
-            "strategy": {"name": "scaffold", "server_lr": 0.5},
-        }
-    )
-    data_dir = resolve_data_dir(None, os.environ)
-    local = LocalRun(config=config, nodes=4, data_dir=data_dir, out_dir=tmp_path, clusters=CLUSTERS)
-    summary = trio.run(run_local_federation, local)
-    assert summary.nodes_agree
-    blob = decode_weights(Path(summary.final_model).read_bytes())
-    assert sorted(blob) == [
+    summary, tensors, expected = federate({"name": "scaffold", "server_lr": 0.5}, tmp_path)
+    assert tensors == {
         "data/mean",
         "data/mean_square",
         "linear.bias",
         "linear.weight",
         "scaffold/c/linear.bias",
         "scaffold/c/linear.weight",
-    ]
-    sites = load_all_sites("heart-disease", data_dir)
-    expected = run_strategy(
-        sites, config.training, config.strategy, 4, config.federation.seed, "federation", CLUSTERS
-    )
+    }
     by_site = {h.site: h for h in summary.hospitals}
     for score in expected.global_scores:
         assert by_site[score.site].metric == pytest.approx(score.metric, abs=1e-12)
