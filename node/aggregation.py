@@ -98,19 +98,16 @@ def fedavg(updates: Sequence[tuple[Mapping[str, WeightArray], int]]) -> Weights:
     return result
 
 
-def two_tier_mean(
-    updates: Sequence[tuple[Mapping[str, WeightArray], int]], clusters: Sequence[int] | None
-) -> Weights:
-    """The round's mean delta: flat FedAvg, or with ``clusters`` (one per site) as the nodes
-    form it: each cluster's average (sites in order), then the clusters' averages weighted by
-    their samples, in cluster order."""
-    if clusters is None:
-        return fedavg(updates)
+def cluster_averages(
+    updates: Sequence[tuple[Mapping[str, WeightArray], int]], clusters: Sequence[int]
+) -> list[tuple[Weights, int]]:
+    """Each cluster's FedAvg of its members' updates (in the given order) and its samples, in
+    cluster order: what the nodes' aggregators record, ``clusters`` a cluster per update."""
     parts = []
     for cluster in sorted(set(clusters)):
         members = [u for u, c in zip(updates, clusters, strict=True) if c == cluster]
         parts.append((fedavg(members), sum(n for _, n in members)))
-    return fedavg(parts)
+    return parts
 
 
 def delta(new: Mapping[str, WeightArray], old: Mapping[str, WeightArray]) -> Weights:

@@ -28,7 +28,7 @@ the federation's members (:func:`~node.strategies.server_variate_step`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +46,7 @@ from node.standardise import (
     without_data,
 )
 from node.strategies import (
+    ServerOptimizer,
     StrategyConfig,
     client_variate_update,
     merge_local,
@@ -109,7 +110,7 @@ class SiteLearner:
         self.global_tensors: Mapping[str, WeightArray] = genesis
         self.shared: Weights = shared
         self.local: Weights = local
-        self._steps = 0
+        self._round = 0  # of the adopted global blob
         self._pending_local: dict[int, Weights] = {}
         self.scaffold = strategy.name == "scaffold"
         self.variate: Weights = zero_variate(shared) if self.scaffold else {}  # c_i
@@ -126,7 +127,7 @@ class SiteLearner:
         self.site = self._site_for(global_tensors)
         self.shared = self._shared_part(model)
         self.global_tensors = global_tensors
-        self._steps = round_number
+        self._round = round_number
         if round_number in self._pending_local:
             self.local = self._pending_local[round_number]
         if round_number in self._pending_variate:
@@ -211,7 +212,7 @@ class SiteLearner:
         return self.model(apply_delta(self.shared, step))
 
     def next_global(
-        self, aggregates: list[tuple[Mapping[str, WeightArray], int]], members: int
+        self, aggregates: Sequence[tuple[Mapping[str, WeightArray], int]], members: int
     ) -> Weights:
         """The next global blob: the strategy's server step over the sample-weighted mean of
         the clusters' aggregates (in the given order), with the optimizer state it leaves;
@@ -219,8 +220,8 @@ class SiteLearner:
         mean = fedavg(aggregates)
         statistics = data_part(self.global_tensors)
         variate = {n: v for n, v in self.global_tensors.items() if n.startswith(SERVER_VARIATE)}
-        _, optimizer = split_server_state(_core(self.global_tensors), self.strategy, self._steps)
-        if self.statistics_round(self._steps + 1):
+        optimizer = self.optimizer()
+        if self.statistics_round(self._round + 1):
             if without_data(mean):
                 raise AggregationError("the statistics round's aggregate holds model tensors")
             try:
@@ -260,6 +261,12 @@ class SiteLearner:
             personal = evaluate(tuned, site.test_x, site.test_y, site.dataset)
             return RoundScores(metrics, personal)
         return RoundScores(metrics, metrics if self.strategy.local_layers else None)
+
+    def optimizer(self) -> ServerOptimizer:
+        """The server optimizer as the adopted global blob leaves it (the statistics round
+        takes no server step)."""
+        steps = self._round - int(self.federation_statistics and self._round >= 1)
+        return split_server_state(_core(self.global_tensors), self.strategy, steps)[1]
 
     def _model_of(self, global_tensors: Mapping[str, WeightArray], steps: int) -> Weights:
         """A global blob's model tensors (checking its optimizer state fits the strategy)."""

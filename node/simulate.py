@@ -37,6 +37,7 @@ from node.data import (
 from node.data.splits import per_class_split, shuffle_split
 from node.model import build_model
 from node.training import (
+    Metrics,
     TrainingConfig,
     default_training_config,
     derive_seed,
@@ -107,20 +108,22 @@ def initial_weights(sites: Sequence[SiteData], seed: int, hidden_units: int = 0)
 
 def score_sites(weights: Weights, sites: Sequence[SiteData]) -> tuple[SiteScore, ...]:
     """Evaluate ``weights`` on every site's test split."""
-    scores = []
-    for site in sites:
-        metrics = evaluate(weights, site.test_x, site.test_y, site.dataset)
-        scores.append(
-            SiteScore(
-                site.site,
-                site.display_name,
-                metrics.accuracy,
-                metrics.loss,
-                metrics.samples,
-                metrics.metric,
-            )
-        )
-    return tuple(scores)
+    return tuple(
+        site_score(site, evaluate(weights, site.test_x, site.test_y, site.dataset))
+        for site in sites
+    )
+
+
+def site_score(site: SiteData, metrics: Metrics) -> SiteScore:
+    """``metrics`` of a model on ``site``'s evaluation split as a :class:`SiteScore`."""
+    return SiteScore(
+        site.site,
+        site.display_name,
+        metrics.accuracy,
+        metrics.loss,
+        metrics.samples,
+        metrics.metric,
+    )
 
 
 def _metric_name(sites: Sequence[SiteData]) -> str:

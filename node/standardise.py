@@ -19,11 +19,10 @@ whose variance is below ``1e-6 * mean_square`` (constant to float32 precision) m
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 
-from node.aggregation import two_tier_mean
 from node.data import SiteData
 from node.data.types import FloatArray
 from node.errors import InvalidWeights
@@ -108,14 +107,3 @@ def data_part(tensors: Mapping[str, WeightArray]) -> Weights:
 def without_data(tensors: Mapping[str, WeightArray]) -> Weights:
     """A blob's tensors other than ``data/``."""
     return {n: tensors[n] for n in sorted(tensors) if not n.startswith(DATA_PREFIX)}
-
-
-def pooled_standardised(
-    sites: Sequence[SiteData], clusters: Sequence[int] | None = None
-) -> tuple[SiteData, ...]:
-    """Every site standardised as the statistics round makes it, in one step (the sites'
-    moments averaged flat, or by ``clusters`` in two tiers): the in-memory runs' shortcut."""
-    moments = two_tier_mean([(site_moments(site), site.n_train) for site in sites], clusters)
-    standardiser = federation_standardiser(moments, sites[0].n_features)
-    assert standardiser is not None
-    return tuple(restandardise(site, *standardiser) for site in sites)

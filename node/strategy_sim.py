@@ -1,13 +1,13 @@
 """Run one federated strategy (:mod:`node.strategies`) in memory over a data set's sites.
 
-As in :mod:`node.simulate`, every site trains from the same global weights with the node's
-own :func:`~node.training.train_local` and the per-round seeds
-``derive_seed(seed, "train", round, site)``; the sites' deltas are averaged by samples, in site
-order, with :func:`~node.aggregation.fedavg`, and the strategy's
-:class:`~node.strategies.ServerOptimizer` makes the server step. With ``fedavg`` and
-``server_lr = 1`` the run is bit-identical to :func:`node.simulate.run_fedavg`. A personalised
-run scores each site's own model (shared tensors, its local layers, then ``finetune_steps``
-local steps) on that site's test split. Run ``python -m node.strategy_sim --help``.
+Every site is the node's own :class:`~node.learner.SiteLearner`, so the learning is the
+nodes' code: the same training seeds, the same two-tier averaging (``--clusters``; one
+cluster by default) and server step, the same statistics round and personalisation. Only
+the network and the chain are left out; with a scenario's clusters the result equals the
+node processes' per hospital. With ``fedavg`` and ``server_lr = 1`` the run is bit-identical
+to :func:`node.simulate.run_fedavg`. A personalised run scores each site's own model (shared
+tensors, its local layers, then ``finetune_steps`` local steps) on that site's test split.
+Run ``python -m node.strategy_sim --help``.
 """
 
 from __future__ import annotations
@@ -23,32 +23,27 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from node.aggregation import delta, two_tier_mean
+from node.aggregation import cluster_averages
 from node.data import SiteData, load_all_sites, resolve_data_dir
 from node.errors import InvalidStrategyConfig
-from node.simulate import SiteScore, initial_weights, score_sites, validation_view, write_json
-from node.standardise import pooled_standardised
+from node.learner import SiteLearner
+from node.simulate import (
+    SiteScore,
+    initial_weights,
+    score_sites,
+    site_score,
+    validation_view,
+    write_json,
+)
 from node.strategies import (
     STRATEGIES,
-    ServerOptimizer,
     StrategyConfig,
-    client_variate_update,
-    merge_local,
-    scaffold_correction,
-    server_variate_step,
-    split_local,
-    variate_change_per_sample,
-    zero_variate,
 )
 from node.training import (
     TrainingConfig,
     default_training_config,
-    derive_seed,
-    finetune,
-    site_training_config,
-    train_local,
 )
-from node.weights import Weights, weights_hash
+from node.weights import weights_hash
 
 TUNED_HEART: dict[str, StrategyConfig] = {
     "fedavg": StrategyConfig("fedavg"),
@@ -107,77 +102,6 @@ def _mean(scores: Sequence[SiteScore]) -> float | None:
     return float(np.mean([s.metric for s in scores])) if scores else None
 
 
-@dataclass
-class _Federation:
-    """Everything the simulated federation carries from round to round."""
-
-    shared: Weights
-    local: list[Weights]
-    optimizer: ServerOptimizer
-    server_variate: Weights
-    client_variates: list[Weights]
-
-
-def _round(
-    fed: _Federation,
-    sites: Sequence[SiteData],
-    config: TrainingConfig,
-    strategy: StrategyConfig,
-    seed: int,
-    rnd: int,
-    clusters: Sequence[int] | None,
-) -> None:
-    scaffold = strategy.name == "scaffold"
-    updates = []
-    variate_deltas = []
-    for i, site in enumerate(sites):
-        start = merge_local(fed.shared, fed.local[i])
-        correction = None
-        if scaffold:
-            shared_term = scaffold_correction(fed.server_variate, fed.client_variates[i])
-            correction = merge_local(shared_term, zero_variate(fed.local[i]))
-        result = train_local(
-            start,
-            site,
-            config,
-            derive_seed(seed, "train", rnd, site.site),
-            gradient_correction=correction,
-        )
-        trained, fed.local[i] = split_local(result.weights, strategy.local_layers)
-        updates.append((delta(trained, fed.shared), result.samples))
-        if scaffold:
-            old = fed.client_variates[i]
-            new = client_variate_update(
-                old,
-                fed.server_variate,
-                fed.shared,
-                trained,
-                config.steps_for(site.n_train),
-                config.lr,
-            )
-            variate_deltas.append(
-                (variate_change_per_sample(old, new, result.samples), result.samples)
-            )
-            fed.client_variates[i] = new
-    fed.shared = fed.optimizer.step(fed.shared, two_tier_mean(updates, clusters))
-    if scaffold:
-        # as the nodes form it: per-sample changes averaged like the updates (in the same tiers)
-        mean = two_tier_mean(variate_deltas, clusters)
-        total = sum(n for _, n in variate_deltas)
-        fed.server_variate = server_variate_step(fed.server_variate, mean, total, len(sites))
-
-
-def _site_models(fed: _Federation, sites: Sequence[SiteData]) -> list[Weights]:
-    return [merge_local(fed.shared, fed.local[i]) for i in range(len(sites))]
-
-
-def _mean_metric(fed: _Federation, sites: Sequence[SiteData]) -> float:
-    models = _site_models(fed, sites)
-    return float(
-        np.mean([score_sites(m, [s])[0].metric for m, s in zip(models, sites, strict=True)])
-    )
-
-
 def run_strategy(
     sites: Sequence[SiteData],
     training: TrainingConfig,
@@ -189,43 +113,53 @@ def run_strategy(
 ) -> StrategyRun:
     """Simulate ``rounds`` rounds of ``strategy`` over ``sites`` and score the result.
 
-    With ``standardise="federation"`` the first round is the statistics round of
-    :mod:`node.standardise` (no training), as on the nodes, so ``rounds - 1`` rounds train.
-    ``clusters`` (a cluster number per site) averages in two tiers, as the nodes do
-    (:func:`two_tier_mean`); float32 rounding of the cluster averages is then the same.
+    Every site is a :class:`~node.learner.SiteLearner`, as on the nodes: each round the sites
+    train, their updates are averaged per cluster (``clusters``, a cluster number per site;
+    default one cluster) in site order, and the clusters' averages make the next global blob,
+    which every site adopts. With ``standardise="federation"`` the first round is the
+    statistics round of :mod:`node.standardise` (no training), so ``rounds - 1`` rounds train.
     """
     start_time = time.perf_counter()
-    config = site_training_config(training, strategy)
-    first = 0
-    if standardise == "federation":
-        sites, first = pooled_standardised(sites, clusters), 1
-    shared, local = split_local(initial_weights(sites, seed), strategy.local_layers)
-    fed = _Federation(
-        shared=shared,
-        local=[dict(local) for _ in sites],
-        optimizer=ServerOptimizer(strategy),
-        server_variate=zero_variate(shared),
-        client_variates=[zero_variate(shared) for _ in sites],
-    )
+    genesis = initial_weights(sites, seed)
+    learners = [
+        SiteLearner(
+            site,
+            training,
+            strategy,
+            seed,
+            genesis,
+            federation_statistics=standardise == "federation",
+        )
+        for site in sites
+    ]
+    groups = list(clusters) if clusters is not None else [0] * len(sites)
     history = []
-    for rnd in range(first, rounds):
-        _round(fed, sites, config, strategy, seed, rnd, clusters)
-        history.append(_mean_metric(fed, sites))
-    global_scores = () if strategy.local_layers else score_sites(fed.shared, sites)
+    for round_number in range(1, rounds + 1):
+        updates = [learner.train(round_number) for learner in learners]
+        blob = learners[0].next_global(cluster_averages(updates, groups), len(sites))
+        for learner in learners:
+            learner.adopt(blob, round_number)
+        if not learners[0].statistics_round(round_number):
+            history.append(
+                float(np.mean([score_sites(x.model(), [x.site])[0].metric for x in learners]))
+            )
+    own_sites = [learner.site for learner in learners]
+    shared = learners[0].shared
+    global_scores = () if strategy.local_layers else score_sites(shared, own_sites)
     personal: list[SiteScore] = []
     if strategy.personalised:
-        for model, site in zip(_site_models(fed, sites), sites, strict=True):
-            if strategy.finetune_steps:
-                model = finetune(model, site, config, strategy.finetune_steps, seed)
-            personal.extend(score_sites(model, [site]))
+        for learner in learners:
+            scores = learner.score(blob, rounds)
+            assert scores.personal is not None
+            personal.append(site_score(learner.site, scores.personal))
     return StrategyRun(
         strategy=strategy,
         seed=seed,
         global_scores=global_scores,
         personal_scores=tuple(personal),
         round_metric=tuple(history),
-        shared_weights_hash=weights_hash(fed.shared),
-        optimizer_state_hash=fed.optimizer.state_hash(),
+        shared_weights_hash=weights_hash(shared),
+        optimizer_state_hash=learners[0].optimizer().state_hash(),
         seconds=time.perf_counter() - start_time,
     )
 

@@ -10,7 +10,13 @@ from node.data import SiteData
 from node.errors import AggregationError, InvalidStrategyState, NodeError
 from node.learner import SiteLearner
 from node.simulate import initial_weights
-from node.standardise import MEAN, MEAN_SQUARE, pooled_standardised
+from node.standardise import (
+    MEAN,
+    MEAN_SQUARE,
+    federation_standardiser,
+    restandardise,
+    site_moments,
+)
 from node.strategies import StrategyConfig
 from node.strategy_sim import run_strategy
 from node.training import TrainingConfig
@@ -53,7 +59,10 @@ def test_the_statistics_round_moves_no_model_and_standardises_every_site(
     assert sorted(new_global) == [MEAN, MEAN_SQUARE, "linear.bias", "linear.weight"]
     for name in before:
         assert new_global[name].tobytes() == before[name].tobytes()
-    expected = pooled_standardised(heart_sites)
+    pooled = fedavg([(site_moments(s), s.n_train) for s in heart_sites])  # one flat average
+    standardiser = federation_standardiser(pooled, 13)
+    assert standardiser is not None
+    expected = [restandardise(site, *standardiser) for site in heart_sites]
     for learner, site in zip(group, expected, strict=True):
         np.testing.assert_allclose(learner.site.train_x, site.train_x, atol=1e-4)
     # round 2 trains; its aggregate carries no statistics and the blob keeps them

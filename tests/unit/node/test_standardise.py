@@ -14,11 +14,18 @@ from node.standardise import (
     MEAN,
     MEAN_SQUARE,
     federation_standardiser,
-    pooled_standardised,
     raw_features,
     restandardise,
     site_moments,
 )
+
+
+def pooled_standardised(sites: tuple[SiteData, ...]) -> tuple[SiteData, ...]:
+    """Every site standardised as the statistics round makes it, with one flat average."""
+    moments = fedavg([(site_moments(site), site.n_train) for site in sites])
+    standardiser = federation_standardiser(moments, sites[0].n_features)
+    assert standardiser is not None
+    return tuple(restandardise(site, *standardiser) for site in sites)
 
 
 def test_raw_features_undo_the_loaders_standardisation(heart_sites: tuple[SiteData, ...]) -> None:

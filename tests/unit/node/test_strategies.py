@@ -15,9 +15,11 @@ from node.strategies import (
     client_variate_update,
     merge_local,
     scaffold_correction,
+    server_variate_step,
     server_variate_update,
     split_local,
     split_server_state,
+    variate_change_per_sample,
     with_server_state,
     zero_variate,
 )
@@ -416,3 +418,20 @@ def test_server_state_that_does_not_fit_is_refused(
 ) -> None:
     with pytest.raises(InvalidStrategyState, match=message):
         split_server_state({**X0, **extra}, config, steps=1)
+
+
+def test_the_nodes_server_variate_step_is_scaffolds_update() -> None:
+    # three sites with 2, 5 and 9 samples; per-sample changes averaged by samples, then scaled
+    c = {"w": f32(0.5, -0.25)}
+    olds = [{"w": f32(0.0, 0.0)}, {"w": f32(1.0, -1.0)}, {"w": f32(0.25, 0.5)}]
+    news = [{"w": f32(0.5, 1.0)}, {"w": f32(0.0, 0.5)}, {"w": f32(1.25, -0.5)}]
+    samples = [2, 5, 9]
+    per_sample = [
+        (variate_change_per_sample(o, n, k), k) for o, n, k in zip(olds, news, samples, strict=True)
+    ]
+    stepped = server_variate_step(c, fedavg(per_sample), sum(samples), 4)
+    deltas = [{"w": n["w"] - o["w"]} for o, n in zip(olds, news, strict=True)]
+    reference = server_variate_update(c, deltas, 4)
+    np.testing.assert_allclose(stepped["w"], reference["w"], rtol=1e-6)
+    # deltas sum to [0.5, 1.5]; a quarter of that added to c
+    assert stepped["w"].tolist() == pytest.approx([0.625, 0.125])
