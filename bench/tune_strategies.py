@@ -6,8 +6,12 @@ once (a single 25% cut, :func:`node.simulate.validation_view`, leaves Switzerlan
 rows, too few to rank anything). Every candidate runs 20 rounds of
 :func:`node.strategy_sim.run_strategy` per fold for seeds 0, 1, 2 with the default local
 training and is ranked by mean validation accuracy over sites, folds and seeds (ties: lower
-mean validation loss). Personalisation (local bias, fine-tuning steps) is then tuned on top of
-FedAvg and of the best global strategy. The test split is never read.
+mean validation loss). Personalisation (local bias, fine-tuning steps, a fixed count or each
+site's own choice by cross-validation inside its training rows, ``finetune_select``, with or
+without Ditto's proximal term, ``finetune_mu``) is then
+tuned on top of FedAvg and of the best global strategy. The test split is never read.
+``--bases fedavg scaffold`` skips the global search and personalises the strategies chosen
+earlier (``node.strategy_sim.TUNED_HEART`` / ``TUNED_HEART_POOLED``).
 ``--standardise federation`` tunes under pooled feature statistics agreed in a first round
 (``federation.standardise``, :mod:`node.standardise`), computed from each fold's training rows.
 Run from the project root: ``python bench/tune_strategies.py [--data-dir DIR] [--standardise
@@ -28,7 +32,7 @@ import torch
 
 from node.data import SiteData, load_all_sites, resolve_data_dir
 from node.strategies import StrategyConfig
-from node.strategy_sim import run_strategy
+from node.strategy_sim import TUNED_HEART, TUNED_HEART_POOLED, run_strategy
 from node.training import TrainingConfig
 
 SERVER_LRS = (0.03, 0.1, 0.3, 1.0)
@@ -45,6 +49,7 @@ GLOBAL_CANDIDATES: tuple[StrategyConfig, ...] = (
 )
 LOCAL_LAYERS: tuple[tuple[str, ...], ...] = ((), ("linear.bias",))
 FINETUNE_STEPS = (0, 10, 20, 50, 100, 200)
+FINETUNE_MUS = (0.0, 0.1, 1.0)
 SEEDS = (0, 1, 2)
 ROUNDS = 20
 FOLDS = 4
@@ -94,23 +99,10 @@ def _print(rows: Sequence[Row]) -> None:
         print(f"{accuracy:.4f} loss {loss:.4f} [{sites_txt}] {seconds:5.2f}s/run  {strategy}")
 
 
-def main() -> None:
-    """Print every candidate's validation accuracy, best first, per strategy."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--rounds", type=int, default=ROUNDS)
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    parser.add_argument("--standardise", choices=["site", "federation"], default="site")
-    args = parser.parse_args()
-    # the statistics round trains nothing, so it comes on top of the training rounds
-    rounds = args.rounds + (args.standardise == "federation")
-    torch.set_num_threads(1)
-    sites = load_all_sites("heart-disease", resolve_data_dir(args.data_dir, os.environ))
-    folds = [[validation_fold(s, k) for s in sites] for k in range(FOLDS)]
-    print(
-        f"{FOLDS} folds, validation sizes {[s.n_test for s in folds[0]]}; seeds {args.seeds}; "
-        f"standardise {args.standardise}; rounds {rounds}"
-    )
+def _global_search(
+    folds: Sequence[Sequence[SiteData]], args: argparse.Namespace, rounds: int
+) -> list[StrategyConfig]:
+    """Rank every global candidate; return FedAvg's best and the best of all."""
     rows = [
         evaluate_candidate(folds, c, args.seeds, rounds, args.standardise)
         for c in GLOBAL_CANDIDATES
@@ -122,18 +114,54 @@ def main() -> None:
         _print(mine)
         best[name] = min(mine, key=lambda r: (-r[0], r[1]))
     top = min(best.values(), key=lambda r: (-r[0], r[1]))[4]
-    for base in dict.fromkeys([best["fedavg"][4], top]):
+    return [best["fedavg"][4], top]
+
+
+def main() -> None:
+    """Print every candidate's validation accuracy, best first, per strategy."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--standardise", choices=["site", "federation"], default="site")
+    parser.add_argument(
+        "--bases",
+        nargs="+",
+        default=None,
+        help="personalise these tuned strategies only, without the global search",
+    )
+    args = parser.parse_args()
+    # the statistics round trains nothing, so it comes on top of the training rounds
+    rounds = args.rounds + (args.standardise == "federation")
+    torch.set_num_threads(1)
+    sites = load_all_sites("heart-disease", resolve_data_dir(args.data_dir, os.environ))
+    folds = [[validation_fold(s, k) for s in sites] for k in range(FOLDS)]
+    print(
+        f"{FOLDS} folds, validation sizes {[s.n_test for s in folds[0]]}; seeds {args.seeds}; "
+        f"standardise {args.standardise}; rounds {rounds}"
+    )
+    tuned = TUNED_HEART_POOLED if args.standardise == "federation" else TUNED_HEART
+    bases = [tuned[name] for name in args.bases] if args.bases else _global_search(folds, args, rounds)
+    for base in dict.fromkeys(bases):
         print(f"\n## personalised {base.name}")
         personal = [
             evaluate_candidate(
                 folds,
-                dataclasses.replace(base, local_layers=layers, finetune_steps=steps),
+                dataclasses.replace(
+                    base,
+                    local_layers=layers,
+                    finetune_steps=steps,
+                    finetune_select=select,
+                    finetune_mu=mu,
+                ),
                 args.seeds,
                 rounds,
                 args.standardise,
             )
-            for layers, steps in itertools.product(LOCAL_LAYERS, FINETUNE_STEPS)
-            if layers or steps
+            for layers, steps, select, mu in itertools.product(
+                LOCAL_LAYERS, FINETUNE_STEPS, (False, True), FINETUNE_MUS
+            )
+            if (layers or steps) and not (steps == 0 and (select or mu))
         ]
         _print(personal)
 

@@ -365,6 +365,11 @@ class HospitalNode:
                 "metric_name": metrics.metric_name,
                 "test_metric": metrics.metric,
                 **({"personal_metric": scores.personal.metric} if scores.personal else {}),
+                **(
+                    {"finetune_steps": scores.finetune_steps}
+                    if self.config.strategy.finetune_steps
+                    else {}
+                ),
                 "seconds": round(time.monotonic() - wall_started, 3),
                 "bytes_sent": self.gossip.traffic["sent"] - traffic_before.get("sent", 0),
                 "bytes_received": self.gossip.traffic["received"]

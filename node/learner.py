@@ -61,6 +61,7 @@ from node.strategies import (
 from node.training import (
     Metrics,
     TrainingConfig,
+    choose_finetune_steps,
     derive_seed,
     evaluate,
     finetune,
@@ -79,12 +80,14 @@ class RoundScores:
 
     ``model`` is the global model merged with the site's local layers (the global model itself
     when there are none); ``personal`` is that model after the strategy's ``finetune_steps``
-    local steps, or ``model`` again when only local layers personalise, or None when the
-    strategy does not personalise.
+    local steps (with ``finetune_select``, the steps the site's cross-validation chose:
+    ``finetune_steps``), or ``model`` again when only local layers personalise, or None when
+    the strategy does not personalise.
     """
 
     model: Metrics
     personal: Metrics | None
+    finetune_steps: int = 0
 
 
 class SiteLearner:
@@ -256,10 +259,15 @@ class SiteLearner:
         mine = merge_local(self._shared_part(model), local)
         site = self._site_for(global_tensors)
         metrics = evaluate(mine, site.test_x, site.test_y, site.dataset)
-        if self.strategy.finetune_steps:
-            tuned = finetune(mine, site, self.training, self.strategy.finetune_steps, self.seed)
+        steps, mu = self.strategy.finetune_steps, self.strategy.finetune_mu
+        if steps and self.strategy.finetune_select:
+            steps = choose_finetune_steps(mine, site, self.training, steps, self.seed, mu)
+        if steps:
+            tuned = finetune(mine, site, self.training, steps, self.seed, mu)
             personal = evaluate(tuned, site.test_x, site.test_y, site.dataset)
-            return RoundScores(metrics, personal)
+            return RoundScores(metrics, personal, steps)
+        if self.strategy.finetune_steps:  # the site chose to keep its model as it is
+            return RoundScores(metrics, metrics, 0)
         return RoundScores(metrics, metrics if self.strategy.local_layers else None)
 
     def optimizer(self) -> ServerOptimizer:

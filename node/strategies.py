@@ -71,7 +71,10 @@ class StrategyConfig:
     epsilon) are used by the adaptive strategies only (``beta2`` not by FedAdagrad).
     ``proximal_mu`` is FedProx's coefficient and must be positive for ``fedprox`` and 0 for
     the others. ``local_layers`` are tensor names kept local; ``finetune_steps`` local steps
-    personalise the global model before evaluation. Bad values raise
+    personalise the global model before evaluation, or, with ``finetune_select``, at most
+    that many, as each site's cross-validation on its own training rows chooses
+    (:func:`node.training.choose_finetune_steps`); ``finetune_mu`` keeps fine-tuning near the
+    hospital's model with a proximal term (Ditto). Bad values raise
     :class:`~node.errors.InvalidStrategyConfig` naming every offending field.
     """
 
@@ -83,6 +86,8 @@ class StrategyConfig:
     proximal_mu: float = 0.0
     local_layers: tuple[str, ...] = ()
     finetune_steps: int = 0
+    finetune_select: bool = False
+    finetune_mu: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -117,6 +122,16 @@ class StrategyConfig:
             and self.finetune_steps >= 0
         ):
             problems.append(f"finetune_steps must be an integer >= 0, got {self.finetune_steps!r}")
+        if not isinstance(self.finetune_select, bool):
+            problems.append(f"finetune_select must be true or false, got {self.finetune_select!r}")
+        elif self.finetune_select and self.finetune_steps == 0:
+            problems.append(
+                "finetune_select chooses up to finetune_steps steps: set finetune_steps > 0"
+            )
+        if not (_is_real(self.finetune_mu) and self.finetune_mu >= 0):
+            problems.append(f"finetune_mu must be a finite number >= 0, got {self.finetune_mu!r}")
+        elif self.finetune_mu > 0 and self.finetune_steps == 0:
+            problems.append("finetune_mu shapes fine-tuning: set finetune_steps > 0 as well")
         if problems:
             raise InvalidStrategyConfig("invalid strategy config: " + "; ".join(problems))
 

@@ -190,6 +190,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--finetune-steps", type=int, default=0, help="local steps before each site evaluates"
     )
     parser.add_argument(
+        "--finetune-select",
+        action="store_true",
+        help="each site chooses 0 to --finetune-steps steps by cross-validation on its "
+        "training rows",
+    )
+    parser.add_argument(
         "--standardise",
         choices=["site", "federation"],
         default="site",
@@ -229,6 +235,7 @@ def strategy_from_args(args: argparse.Namespace) -> StrategyConfig:
         **overrides,
         local_layers=tuple(args.local_layers),
         finetune_steps=args.finetune_steps,
+        finetune_select=args.finetune_select,
     )
 
 

@@ -281,10 +281,64 @@ def finetune(
     config: TrainingConfig,
     steps: int,
     seed: int,
+    mu: float = 0.0,
 ) -> Weights:
-    """Return ``weights`` after ``steps`` plain local steps on ``site`` (no proximal term)."""
-    tune = dataclasses.replace(config, local_steps=steps, local_epochs=None, proximal_mu=0.0)
+    """Return ``weights`` after ``steps`` local steps on ``site``; ``mu > 0`` adds the term
+    ``mu/2 * ||w - weights||^2``, which keeps the site's model near the one it started from
+    (Ditto's personal objective)."""
+    tune = dataclasses.replace(config, local_steps=steps, local_epochs=None, proximal_mu=mu)
     return train_local(weights, site, tune, derive_seed(seed, "finetune", site.site)).weights
+
+
+FINETUNE_GRID = (10, 20, 50, 100, 200, 500, 1000)
+"""Step counts :func:`choose_finetune_steps` tries (those up to its limit, and the limit)."""
+FINETUNE_FOLDS = 4
+
+
+def choose_finetune_steps(
+    weights: Mapping[str, WeightArray],
+    site: SiteData,
+    config: TrainingConfig,
+    max_steps: int,
+    seed: int,
+    mu: float = 0.0,
+    folds: int = FINETUNE_FOLDS,
+) -> int:
+    """Return how many fine-tuning steps (0 to ``max_steps``) suit ``site``, by cross-validation.
+
+    The site's training rows are cut into ``folds`` parts (a shuffle seeded from ``seed`` and
+    the site); each step count in ``(0, *FINETUNE_GRID up to max_steps, max_steps)`` fine-tunes
+    ``weights`` (with the proximal ``mu`` of :func:`finetune`) on all parts but one and is
+    scored on the part left out. The count with the best
+    mean metric wins (ties: lower mean loss, then fewer steps). The test split is never read.
+    ``weights`` have usually seen every training row in federated training, so the held-out
+    part flatters 0 steps: fine-tuning is chosen only where it beats the shared model clearly.
+    A site with fewer than ``2 * folds`` training rows gets 0.
+    """
+    if max_steps <= 0 or site.n_train < 2 * folds:
+        return 0
+    order = np.random.RandomState(derive_seed(seed, "finetune-folds", site.site) % 2**32)
+    parts = np.array_split(order.permutation(site.n_train), folds)
+    candidates = sorted({0, *(k for k in FINETUNE_GRID if k < max_steps), max_steps})
+    ranked = []
+    for steps in candidates:
+        metrics, losses = [], []
+        for held in parts:
+            kept = np.setdiff1d(np.arange(site.n_train), held)
+            part = dataclasses.replace(
+                site,
+                train_x=site.train_x[kept],
+                train_y=site.train_y[kept],
+                test_x=site.train_x[np.sort(held)],
+                test_y=site.train_y[np.sort(held)],
+            )
+            tuned = finetune(weights, part, config, steps, seed, mu) if steps else weights
+            scored = evaluate(tuned, part.test_x, part.test_y, site.dataset)
+            metrics.append(scored.metric)
+            losses.append(scored.loss)
+        metric = float(np.nanmean(metrics)) if not np.all(np.isnan(metrics)) else -math.inf
+        ranked.append((-metric, float(np.mean(losses)), steps))
+    return min(ranked)[2]
 
 
 def predict(

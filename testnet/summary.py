@@ -56,6 +56,7 @@ def summarise_run(
                 "federated_accuracy": latest.get("test_accuracy"),
                 "metric": latest.get("test_metric", latest.get("test_accuracy")),
                 "personal_metric": latest.get("personal_metric"),
+                "finetune_steps": latest.get("finetune_steps"),
                 "last_round": latest.get("round"),
                 "contribution": int(admin.contribution(node.address)),
                 "reward_wei": credits.get(credit_key, 0) if credit_key else 0,

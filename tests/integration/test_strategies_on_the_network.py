@@ -1,6 +1,7 @@
 """The strategy menu through real libp2p hosts and the real in-process EVM.
 
-An adaptive server step, federated standardisation, a local layer and fine-tuning, in two
+An adaptive server step, federated standardisation, a local layer and fine-tuning (each
+hospital choosing its step count), in two
 clusters: every node must agree on each global blob, and each hospital's scores must be those
 of the in-memory run that averages in the same two tiers.
 """
@@ -56,6 +57,7 @@ def test_adaptive_personalised_federation_matches_the_in_memory_run(tmp_path: Pa
         "tau": 0.01,
         "local_layers": ["linear.bias"],
         "finetune_steps": 10,
+        "finetune_select": True,
     }
     summary, tensors, expected = federate(strategy, tmp_path)
     # the shared weight, the optimizer's moments and the pooled statistics; no local bias

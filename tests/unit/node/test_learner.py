@@ -19,7 +19,7 @@ from node.standardise import (
 )
 from node.strategies import StrategyConfig
 from node.strategy_sim import run_strategy
-from node.training import TrainingConfig
+from node.training import TrainingConfig, choose_finetune_steps, evaluate, finetune
 from node.weights import Weights, weights_hash
 
 ADAGRAD = StrategyConfig("fedadagrad", server_lr=0.1, tau=0.1)
@@ -211,3 +211,21 @@ def test_variate_changes_outside_scaffold_are_refused(heart_sites: tuple[SiteDat
     bare = {n: v for n, v in update.items() if not n.startswith("variate/")}
     with pytest.raises(AggregationError, match="variate changes do not fit"):
         scaffold[0].next_global([(bare, samples)], 4)
+
+
+def test_a_site_scores_the_fine_tuning_its_cross_validation_chose(
+    heart_sites: tuple[SiteData, ...],
+) -> None:
+    strategy = StrategyConfig(local_layers=("linear.bias",), finetune_steps=50, finetune_select=True)
+    group = learners(heart_sites, strategy)
+    blob = play_round(group, 1)
+    for learner in group:
+        scores = learner.score(blob, 1)
+        mine = learner.model()
+        chosen = choose_finetune_steps(mine, learner.site, learner.training, 50, learner.seed)
+        assert scores.finetune_steps == chosen
+        tuned = finetune(mine, learner.site, learner.training, chosen, 0) if chosen else mine
+        want = evaluate(tuned, learner.site.test_x, learner.site.test_y)
+        assert scores.personal == want
+    # after one round the shared model is still poor: some site must have chosen to fine-tune
+    assert any(learner.score(blob, 1).finetune_steps > 0 for learner in group)

@@ -57,6 +57,10 @@ X0 = {"w": f32(1.0, -1.0)}
         ({"local_layers": ("b", "b")}, "local_layers must be a tuple of distinct"),
         ({"finetune_steps": -1}, "finetune_steps must be an integer >= 0"),
         ({"finetune_steps": True}, "finetune_steps must be an integer >= 0"),
+        ({"finetune_steps": 5, "finetune_select": 1}, "finetune_select must be true or false"),
+        ({"finetune_select": True}, "finetune_select chooses up to finetune_steps"),
+        ({"finetune_steps": 5, "finetune_mu": -0.1}, "finetune_mu must be a finite number >= 0"),
+        ({"finetune_mu": 0.5}, "finetune_mu shapes fine-tuning: set finetune_steps"),
     ],
 )
 def test_invalid_config_names_the_field(fields: dict[str, object], message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -11,7 +12,14 @@ import torch
 from node.data import SiteData
 from node.errors import InvalidTrainingConfig, UnknownDataset
 from node.model import build_model
-from node.training import TrainingConfig, derive_seed, evaluate, train_local
+from node.training import (
+    TrainingConfig,
+    choose_finetune_steps,
+    derive_seed,
+    evaluate,
+    finetune,
+    train_local,
+)
 from node.weights import state_dict_to_weights, weights_hash
 
 
@@ -125,3 +133,58 @@ def test_derive_seed_is_stable_and_separates_parts() -> None:
     assert derive_seed(1, "train", 0, "va") != derive_seed(1, "train", 1, "va")
     assert derive_seed(1, 2) != derive_seed("1", 2)
     assert 0 <= derive_seed(0) < 2**63
+
+
+def _constant(bias: float) -> dict[str, np.ndarray]:
+    """A logistic model that ignores its features and predicts ``sigmoid(bias)``."""
+    weights = _initial()
+    return {
+        "linear.weight": np.zeros_like(weights["linear.weight"]),
+        "linear.bias": np.full_like(weights["linear.bias"], bias),
+    }
+
+
+def test_choose_finetune_steps_repairs_a_model_that_is_wrong_for_the_site(
+    heart_sites: tuple[SiteData, ...],
+) -> None:
+    switzerland = heart_sites[2]  # 29 of its 30 training rows are positive
+    wrong = _constant(-2.0)  # says negative for every row
+    assert evaluate(wrong, switzerland.test_x, switzerland.test_y).accuracy < 0.1
+    steps = choose_finetune_steps(wrong, switzerland, TrainingConfig(), 50, seed=0)
+    assert steps in (10, 20, 50)
+    tuned = finetune(wrong, switzerland, TrainingConfig(), steps, seed=0)
+    assert evaluate(tuned, switzerland.test_x, switzerland.test_y).accuracy > 0.9
+
+
+def test_choose_finetune_steps_keeps_what_fine_tuning_only_spoils(
+    heart_sites: tuple[SiteData, ...],
+) -> None:
+    cleveland = heart_sites[0]
+    fitted = train_local(_initial(), cleveland, TrainingConfig(local_steps=300), seed=0).weights
+    # a learning rate that throws the model far off on every step
+    wild = TrainingConfig(lr=1000.0)
+    assert choose_finetune_steps(fitted, cleveland, wild, 20, seed=0) == 0
+
+
+def test_choose_finetune_steps_reads_training_rows_only(
+    heart_sites: tuple[SiteData, ...],
+) -> None:
+    site = heart_sites[3]
+    blind = dataclasses.replace(site, test_x=np.full_like(site.test_x, np.nan))
+    chosen = choose_finetune_steps(_constant(-5.0), site, TrainingConfig(), 20, seed=1)
+    assert choose_finetune_steps(_constant(-5.0), blind, TrainingConfig(), 20, seed=1) == chosen
+    tiny = dataclasses.replace(site, train_x=site.train_x[:7], train_y=site.train_y[:7])
+    assert choose_finetune_steps(_constant(-5.0), tiny, TrainingConfig(), 20, seed=1) == 0
+    assert choose_finetune_steps(_constant(-5.0), site, TrainingConfig(), 0, seed=1) == 0
+
+
+def test_finetune_mu_keeps_the_personal_model_near_its_start(
+    heart_sites: tuple[SiteData, ...],
+) -> None:
+    site, start = heart_sites[0], _initial()
+
+    def drift(mu: float) -> float:
+        tuned = finetune(start, site, TrainingConfig(), 50, seed=2, mu=mu)
+        return sum(float(np.sum((tuned[k] - start[k]) ** 2)) for k in start)
+
+    assert drift(10.0) < 0.5 * drift(0.0)
