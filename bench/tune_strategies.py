@@ -141,7 +141,9 @@ def main() -> None:
         f"standardise {args.standardise}; rounds {rounds}"
     )
     tuned = TUNED_HEART_POOLED if args.standardise == "federation" else TUNED_HEART
-    bases = [tuned[name] for name in args.bases] if args.bases else _global_search(folds, args, rounds)
+    bases = (
+        [tuned[name] for name in args.bases] if args.bases else _global_search(folds, args, rounds)
+    )
     for base in dict.fromkeys(bases):
         print(f"\n## personalised {base.name}")
         personal = [

@@ -216,7 +216,9 @@ def test_variate_changes_outside_scaffold_are_refused(heart_sites: tuple[SiteDat
 def test_a_site_scores_the_fine_tuning_its_cross_validation_chose(
     heart_sites: tuple[SiteData, ...],
 ) -> None:
-    strategy = StrategyConfig(local_layers=("linear.bias",), finetune_steps=50, finetune_select=True)
+    strategy = StrategyConfig(
+        local_layers=("linear.bias",), finetune_steps=50, finetune_select=True
+    )
     group = learners(heart_sites, strategy)
     blob = play_round(group, 1)
     for learner in group:
