@@ -94,3 +94,7 @@ class AuditError(MedswarmError):
 
 class InvalidContributionInput(MedswarmError, ValueError):
     """Arguments to a contribution score are not valid numbers."""
+
+
+class InvalidRoundCommit(MedswarmError, ValueError):
+    """A round's records, cluster commitments or signatures cannot be submitted as given."""

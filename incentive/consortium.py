@@ -1,0 +1,184 @@
+"""Client of ``contracts/Consortium.sol``: governance, membership, rounds, reputation.
+
+One :class:`ConsortiumClient` per signing account. Governance actions are proposed with their
+ABI-encoded data and run once ``threshold`` admins approved; :meth:`ConsortiumClient.finalize_round`
+submits a round built with :mod:`incentive.round_commit`. Transactions go through
+:class:`~incentive.tx.TransactionSender` (signed locally, receipts awaited, reverts named).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi import encode
+
+from contracts import load_artifact
+from incentive.abi_codec import EventDecoder
+from incentive.round_commit import (
+    ClusterCommit,
+    RoundSignature,
+    domain_separator,
+    pack_records,
+    pack_signatures,
+)
+from incentive.tx import TransactionSender, TxOutcome
+
+CONSORTIUM = "Consortium"
+ROLE_HOSPITAL = 1
+ROLE_AUDITOR = 2
+ACTION_ADMIT = 1
+ACTION_REMOVE = 2
+ACTION_SET_GENESIS = 3
+ACTION_SET_QUORUM = 4
+ACTION_SET_EXCLUSION = 5
+ACTION_REINSTATE = 6
+ACTION_SET_ADMINS = 7
+
+
+@dataclass(frozen=True)
+class ConsortiumMember:
+    index: int
+    account: str
+    cluster: int
+    role: int
+    active: bool
+    excluded: bool
+
+
+def deploy_consortium(
+    w3: Any,
+    deployer_key: str | bytes,
+    admins: Sequence[str],
+    threshold: int,
+    lock: AbstractContextManager[Any] | None = None,
+) -> tuple[str, TxOutcome]:
+    """Deploy a Consortium governed by ``threshold`` of ``admins``; its address and receipt."""
+    artifact = load_artifact(CONSORTIUM)
+    sender = TransactionSender(w3, deployer_key, lock)
+    factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    outcome = sender.deploy(CONSORTIUM, factory.constructor(list(admins), threshold))
+    assert outcome.contract_address is not None  # set by every contract creation
+    return outcome.contract_address, outcome
+
+
+class ConsortiumClient:
+    """Calls and transactions of one account against one Consortium."""
+
+    def __init__(
+        self,
+        w3: Any,
+        address: str,
+        private_key: str | bytes,
+        lock: AbstractContextManager[Any] | None = None,
+    ) -> None:
+        abi = load_artifact(CONSORTIUM).abi
+        self.contract = w3.eth.contract(address=address, abi=abi)
+        self._sender = TransactionSender(
+            w3, private_key, lock, decoder=EventDecoder({address: (CONSORTIUM, abi)})
+        )
+        self._private_key = private_key
+
+    @property
+    def account(self) -> str:
+        return self._sender.address
+
+    def _call(self, function: str, *args: Any) -> Any:
+        fn = getattr(self.contract.functions, function)(*args)
+        return self._sender.call(CONSORTIUM, function, fn)
+
+    def _transact(self, function: str, *args: Any) -> TxOutcome:
+        fn = getattr(self.contract.functions, function)(*args)
+        return self._sender.transact(CONSORTIUM, function, fn)
+
+    # governance
+    def propose(self, kind: int, data: bytes) -> TxOutcome:
+        return self._transact("propose", kind, data)
+
+    def approve(self, proposal: int) -> TxOutcome:
+        return self._transact("approve", proposal)
+
+    def propose_admit(
+        self, account: str, name: str, cluster: int, role: int = ROLE_HOSPITAL
+    ) -> TxOutcome:
+        data = encode(["address", "string", "uint16", "uint8"], [account, name, cluster, role])
+        return self.propose(ACTION_ADMIT, data)
+
+    def propose_remove(self, account: str) -> TxOutcome:
+        return self.propose(ACTION_REMOVE, encode(["address"], [account]))
+
+    def propose_genesis(self, genesis_hash: bytes) -> TxOutcome:
+        return self.propose(ACTION_SET_GENESIS, encode(["bytes32"], [genesis_hash]))
+
+    def propose_quorum(self, numerator: int, denominator: int) -> TxOutcome:
+        return self.propose(
+            ACTION_SET_QUORUM, encode(["uint16", "uint16"], [numerator, denominator])
+        )
+
+    def propose_exclusion(self, threshold: int) -> TxOutcome:
+        return self.propose(ACTION_SET_EXCLUSION, encode(["uint16"], [threshold]))
+
+    def propose_reinstate(self, account: str) -> TxOutcome:
+        return self.propose(ACTION_REINSTATE, encode(["address"], [account]))
+
+    def propose_admins(self, admins: Sequence[str], threshold: int) -> TxOutcome:
+        return self.propose(
+            ACTION_SET_ADMINS, encode(["address[]", "uint8"], [list(admins), threshold])
+        )
+
+    # membership
+    def register(self, peer_id: str, multiaddrs: Sequence[str]) -> TxOutcome:
+        return self._transact("register", peer_id, ",".join(multiaddrs))
+
+    def member(self, index: int) -> ConsortiumMember:
+        account, cluster, role, active, excluded = self._call("member", index)
+        return ConsortiumMember(index, account, cluster, role, active, excluded)
+
+    def members(self) -> list[ConsortiumMember]:
+        return [self.member(i) for i in range(self._call("memberCount"))]
+
+    def index_of(self, account: str) -> int:
+        return int(self._call("indexOf", account))
+
+    # rounds
+    def domain(self) -> bytes:
+        return domain_separator(int(self.contract.w3.eth.chain_id), self.contract.address)
+
+    def quorum(self) -> int:
+        return int(self._call("quorum"))
+
+    def last_finalized_round(self) -> int:
+        return int(self._call("lastFinalizedRound"))
+
+    def last_global_hash(self) -> bytes:
+        """The final hash of the last finalized round (the genesis hash before round 1)."""
+        return bytes(self._call("lastGlobalHash"))
+
+    def finalize_round(
+        self,
+        round_number: int,
+        global_hash: bytes,
+        clusters: Sequence[ClusterCommit],
+        signatures: Sequence[RoundSignature],
+    ) -> TxOutcome:
+        return self._transact(
+            "finalizeRound",
+            round_number,
+            global_hash,
+            [c.as_call_argument() for c in clusters],
+            pack_records(clusters),
+            pack_signatures(signatures),
+            self.member_table(),
+        )
+
+    def member_table(self) -> bytes:
+        """The packed member table ``finalizeRound`` checks against ``membersHash``."""
+        return bytes(self._call("memberTable"))
+
+    def contribution(self, index: int) -> int:
+        return int(self._call("contribution", index))
+
+    def reputation(self, index: int) -> int:
+        return int(self._call("reputation", index))
