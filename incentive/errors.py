@@ -2,7 +2,7 @@
 
 Every class derives from :class:`medswarm.errors.MedswarmError`; where a built-in fits, it is a
 base too (``ChainUnavailable`` is a ``ConnectionError``, ``InvalidContributionInput`` a
-``ValueError``).
+``ValueError``, as is ``InvalidMeasurementInput``).
 """
 
 from __future__ import annotations
@@ -94,3 +94,8 @@ class AuditError(MedswarmError):
 
 class InvalidContributionInput(MedswarmError, ValueError):
     """Arguments to a contribution score are not valid numbers."""
+
+
+class InvalidMeasurementInput(MedswarmError, ValueError):
+    """Members, utilities, evaluator results or settings given to a contribution measurement
+    (:mod:`incentive.shapley`) are not valid."""
