@@ -2,7 +2,7 @@
 
 Every class derives from :class:`medswarm.errors.MedswarmError`; where a built-in fits, it is a
 base too (``ChainUnavailable`` is a ``ConnectionError``, ``InvalidContributionInput`` a
-``ValueError``).
+``ValueError``, as is ``InvalidMeasurementInput``).
 """
 
 from __future__ import annotations
@@ -98,3 +98,6 @@ class InvalidContributionInput(MedswarmError, ValueError):
 
 class InvalidRoundCommit(MedswarmError, ValueError):
     """A round's records, cluster commitments or signatures cannot be submitted as given."""
+class InvalidMeasurementInput(MedswarmError, ValueError):
+    """Members, utilities, evaluator results or settings given to a contribution measurement
+    (:mod:`incentive.shapley`) are not valid."""
