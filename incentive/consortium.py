@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi import encode
+from eth_abi.abi import encode
 
 from contracts import load_artifact
 from incentive.abi_codec import EventDecoder

@@ -98,6 +98,8 @@ class InvalidContributionInput(MedswarmError, ValueError):
 
 class InvalidRoundCommit(MedswarmError, ValueError):
     """A round's records, cluster commitments or signatures cannot be submitted as given."""
+
+
 class InvalidMeasurementInput(MedswarmError, ValueError):
     """Members, utilities, evaluator results or settings given to a contribution measurement
     (:mod:`incentive.shapley`) are not valid."""

@@ -11,9 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from eth_utils import keccak, to_canonical_address
+from eth_utils import keccak as _keccak
+from eth_utils import to_canonical_address
 
 from incentive.errors import InvalidRoundCommit
+
+
+def keccak(data: bytes) -> bytes:
+    """Keccak-256 of ``data``, as the EVM's KECCAK256."""
+    return bytes(_keccak(data))
 
 
 def record_leaf(

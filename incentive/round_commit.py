@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from eth_account import Account
-from eth_utils import keccak, to_canonical_address
+from eth_utils import to_canonical_address
 
 from incentive.errors import InvalidRoundCommit
-from incentive.merkle import merkle_root, record_leaf
+from incentive.merkle import keccak, merkle_root, record_leaf
 
 FLAG_REJECTED = 1
 RECORD_BYTES = 47

@@ -1,8 +1,8 @@
 """Each member's effect on validation performance in a round: leave-one-out and Shapley values.
 
 A *utility* maps a coalition (a frozenset of member names) to a score, higher is better. For
-a round of federated learning it is :func:`aggregate_utility`: the validation metric of the
-model the coalition's updates make by FedAvg. :func:`leave_one_out` and
+a round of federated learning it is :func:`node.coalitions.aggregate_utility`: the validation
+metric of the model the coalition's updates make by FedAvg. :func:`leave_one_out` and
 :func:`monte_carlo_shapley` split the utility of the whole federation among its members;
 :func:`median_over_evaluators` combines the values that several evaluators measured on their own
 validation data; :func:`chain_scores` turns values into integers for the Ledger.
@@ -24,14 +24,9 @@ from fractions import Fraction
 from numbers import Real
 
 from incentive.errors import InvalidMeasurementInput
-from node.aggregation import apply_delta, fedavg
-from node.weights import WeightArray
 
 Utility = Callable[[frozenset[str]], float]
 """The score of a coalition of members, higher is better; must be a finite number."""
-
-Update = tuple[Mapping[str, WeightArray], int]
-"""A member's update for a round: ``(delta from the global model, training samples)``."""
 
 SCORE_MAX = 2**64 - 1
 """The largest value a ``uint64`` contract field holds."""
@@ -51,34 +46,6 @@ def memoised(utility: Utility) -> Utility:
         return cache[coalition]
 
     return cached
-
-
-def aggregate_utility(
-    global_weights: Mapping[str, WeightArray],
-    updates: Mapping[str, Update],
-    evaluate: Callable[[Mapping[str, WeightArray]], float],
-) -> Utility:
-    """Return the utility of a round: ``evaluate`` of the coalition's aggregated model.
-
-    A coalition's model is ``apply_delta(global_weights, fedavg(its members' updates))``, the
-    updates taken in member-name order (:mod:`node.aggregation`). The empty coalition, and one
-    whose members trained on no samples, leaves ``global_weights`` unchanged. ``evaluate`` is
-    the metric on one evaluator's validation data, higher is better. The returned utility
-    raises InvalidMeasurementInput for a member that has no update.
-    """
-
-    def utility(coalition: frozenset[str]) -> float:
-        unknown = sorted(coalition - updates.keys())
-        if unknown:
-            raise InvalidMeasurementInput(
-                f"no update for member(s) {unknown}; the utility knows {sorted(updates)}"
-            )
-        chosen = [updates[member] for member in sorted(coalition)]
-        if sum(samples for _, samples in chosen) == 0:
-            return evaluate(global_weights)
-        return evaluate(apply_delta(global_weights, fedavg(chosen)))
-
-    return utility
 
 
 def leave_one_out(members: Iterable[str], utility: Utility) -> dict[str, float]:

@@ -23,8 +23,6 @@ import pytest
 import torch
 
 from incentive.shapley import (
-    Update,
-    aggregate_utility,
     chain_scores,
     leave_one_out,
     median_over_evaluators,
@@ -32,6 +30,7 @@ from incentive.shapley import (
     monte_carlo_shapley,
 )
 from node.aggregation import delta
+from node.coalitions import Update, aggregate_utility
 from node.data import SiteData, load_all_sites, resolve_data_dir
 from node.simulate import initial_weights, validation_view
 from node.training import TrainingConfig, derive_seed, evaluate, train_local

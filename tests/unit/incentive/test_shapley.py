@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from incentive.errors import InvalidMeasurementInput
 from incentive.shapley import (
     Utility,
-    aggregate_utility,
     chain_scores,
     leave_one_out,
     median_over_evaluators,
@@ -26,6 +25,7 @@ from incentive.shapley import (
     monte_carlo_shapley,
 )
 from medswarm.errors import MedswarmError
+from node.coalitions import aggregate_utility
 from node.weights import WeightArray
 
 
