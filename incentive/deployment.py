@@ -132,7 +132,10 @@ def event_decoder(deployment: Deployment) -> EventDecoder:
 @functools.cache
 def error_decoder() -> ErrorDecoder:
     """A decoder for the custom errors of all federation contracts."""
-    return ErrorDecoder(load_artifact(name).abi for name in (*CONTRACT_NAMES, "Consortium"))
+    return ErrorDecoder(
+        load_artifact(name).abi
+        for name in (*CONTRACT_NAMES, "Consortium", "EpochRewards", "RewardToken")
+    )
 
 
 def bind_contracts(w3: Any, deployment: Deployment) -> dict[str, Any]:

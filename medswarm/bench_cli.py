@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import Any
 
 from node.data import resolve_data_dir
 from testnet.blob_bench import PATHS, measure_blob_throughput
 from testnet.fog_bench import measure_fog_traffic
+from testnet.gas_bench import measure_gas, steady_round_gas
 from testnet.gossip_bench import check_arguments, measure_dissemination
 from testnet.round_bench import measure_round
 
@@ -106,6 +108,23 @@ def add_bench_parser(subparsers: Any) -> None:
     fog.add_argument("--json", action="store_true", help="print one JSON object instead")
     fog.set_defaults(handler=run_fog_bench)
 
+    gas = commands.add_parser(
+        "gas",
+        help="gas per hospital and round: the Consortium's one-transaction round vs the Ledger's",
+        description=(
+            "Run ROUNDS rounds of HOSPITALS hospitals in CLUSTERS clusters on the in-process "
+            "EVM twice: through contracts/Consortium.sol (one finalizeRound per round with "
+            "Merkle-committed records and a quorum's signatures) and through the Ledger the "
+            "nodes use now (a recordCluster per cluster, an attest per hospital); print each "
+            "path's gas per hospital per round and their ratio."
+        ),
+    )
+    gas.add_argument("--hospitals", type=int, default=8, help="hospitals (default 8)")
+    gas.add_argument("--clusters", type=int, default=2, help="clusters (default 2)")
+    gas.add_argument("--rounds", type=int, default=10, help="rounds (default 10)")
+    gas.add_argument("--json", action="store_true", help="print one JSON object instead")
+    gas.set_defaults(handler=run_gas_bench)
+
 
 def run_blob_bench(args: argparse.Namespace) -> int:
     result = measure_blob_throughput(args.size_mib * 2**20, args.repeat).as_dict()
@@ -187,4 +206,33 @@ def run_fog_bench(args: argparse.Namespace) -> int:
             f"{row['bytes_received'] / 1e6:>8.2f} {row['received_vs_flat']:>8.2f} "
             f"{row['round_seconds']:>8.2f}"
         )
+    return 0
+
+
+def run_gas_bench(args: argparse.Namespace) -> int:
+    if args.rounds < 1 or args.clusters < 1 or args.hospitals < args.clusters:
+        print(
+            "medswarm bench gas: need --rounds >= 1, --clusters >= 1 and at least one "
+            "hospital per cluster",
+            file=sys.stderr,
+        )
+        return 2
+    result = measure_gas(args.hospitals, args.clusters, args.rounds)
+    if args.json:
+        print(json.dumps(result.as_dict()))
+        return 0
+    print(
+        f"{result.hospitals} hospitals in {result.clusters} clusters, {result.rounds} rounds, "
+        f"quorum {result.quorum}"
+    )
+    print(f"{'path':<44}{'gas/hospital/round':>20}")
+    print(f"{'Consortium: one finalizeRound per round':<44}{result.gas_per_hospital_round:>20,.0f}")
+    print(
+        f"{'Ledger: recordCluster + attest per hospital':<44}"
+        f"{result.baseline_gas_per_hospital_round:>20,.0f}"
+    )
+    print(
+        f"ratio {result.ratio_to_baseline:.3f}; Consortium round 1 {result.round_gas[0]:,} gas, "
+        f"later rounds (median) {steady_round_gas(result):,.0f}"
+    )
     return 0
