@@ -3,6 +3,8 @@
     medswarm audit --run-dir RUN [--json]
     medswarm audit --rpc URL --registry ADDR [--json]
     medswarm audit verify MODEL (--run-dir RUN | --rpc URL --registry ADDR) [--json]
+    medswarm audit consortium --rpc URL --address ADDR [--rewards ADDR] [--model HASH]
+                              [--out DIR] [--json]
 
 Exit codes: ``audit`` 0 when every check passed, 1 when it found problems; ``verify`` 0 when the
 model is the final global model of a round, 1 when it is not; 2 for unusable input (missing or
@@ -27,6 +29,8 @@ from incentive.audit import (
 )
 from incentive.audit_report import RoundEntry, render_text
 from incentive.chain import connect_rpc
+from incentive.consortium_audit import read_and_audit
+from incentive.consortium_report import write_exports
 from incentive.errors import AuditError, ChainError
 from medswarm.errors import MedswarmError
 
@@ -48,7 +52,7 @@ def add_audit_parser(
     _add_source_options(audit, None)
     audit.add_argument("--json", action="store_true", help="print machine-readable JSON")
     audit.set_defaults(handler=run_audit)
-    actions = audit.add_subparsers(dest="audit_action", metavar="{verify}")
+    actions = audit.add_subparsers(dest="audit_action", metavar="{verify,consortium}")
     verify = actions.add_parser(
         "verify",
         help="find the round that produced a model file",
@@ -61,6 +65,27 @@ def add_audit_parser(
     _add_source_options(verify, argparse.SUPPRESS)
     verify.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     verify.set_defaults(handler=run_verify)
+    consortium = actions.add_parser(
+        "consortium",
+        help="audit a Consortium contract (and its EpochRewards pool) from its events",
+        description=(
+            "Replay every round and epoch of a Consortium from the chain's events: recompute "
+            "each cluster's Merkle root, each round's commitments and hash chain, every "
+            "contribution, reputation and payout, and compare them with the contracts. Exit 0 "
+            "when every check passes, 1 when problems are found."
+        ),
+    )
+    consortium.add_argument("--rpc", required=True, metavar="URL", help="JSON-RPC URL")
+    consortium.add_argument("--address", required=True, help="the Consortium contract")
+    consortium.add_argument("--rewards", default=None, help="its EpochRewards pool, if any")
+    consortium.add_argument(
+        "--model", default=None, metavar="HASH", help="print the lineage of this global hash"
+    )
+    consortium.add_argument(
+        "--out", type=Path, default=None, help="write audit.json, CSV files and report.html here"
+    )
+    consortium.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    consortium.set_defaults(handler=run_consortium_audit)
     return audit
 
 
@@ -169,3 +194,36 @@ def _verify_json(model: Path, digest: str, found: RoundEntry | None) -> dict[str
             for c in found.clusters
         ],
     }
+
+
+def run_consortium_audit(args: argparse.Namespace) -> int:
+    """Handler of ``medswarm audit consortium``."""
+    w3 = connect_rpc(args.rpc)
+    try:
+        audit = read_and_audit(w3, args.address, args.rewards)
+    except MedswarmError:
+        raise
+    except Exception as exc:  # transport or decoding errors while reading the chain
+        raise ChainError(f"reading the consortium at {args.address} failed: {exc}") from exc
+    lineage = audit.lineage(args.model) if args.model else None
+    if args.out is not None:
+        write_exports(audit, args.out)
+    if args.json:
+        print(json.dumps({**audit.as_dict(), "lineage": lineage}, indent=2))
+    else:
+        verdict = "every check passed" if audit.ok else f"{len(audit.problems)} problem(s)"
+        print(f"{len(audit.rounds)} rounds, {len(audit.epochs)} epochs: {verdict}")
+        for problem in audit.problems:
+            print(f"  - {problem}")
+        for m in audit.members.values():
+            print(
+                f"  {m.index:>3} {m.name:<20} contribution {m.contribution:>12} "
+                f"reputation {m.reputation:>5} credited {m.credited}"
+            )
+        if args.model:
+            print(json.dumps(lineage, indent=2) if lineage else f"no round made {args.model}")
+        if args.out is not None:
+            print(f"wrote {args.out}/report.html, audit.json and CSV files")
+    if args.model and lineage is None:
+        return 1
+    return 0 if audit.ok else 1

@@ -8,7 +8,7 @@ submits a round built with :mod:`incentive.round_commit`. Transactions go throug
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -20,9 +20,12 @@ from incentive.abi_codec import EventDecoder
 from incentive.round_commit import (
     ClusterCommit,
     RoundSignature,
+    commitments_hash,
     domain_separator,
     pack_records,
     pack_signatures,
+    round_digest,
+    sign_round,
 )
 from incentive.tx import TransactionSender, TxOutcome
 
@@ -182,3 +185,25 @@ class ConsortiumClient:
 
     def reputation(self, index: int) -> int:
         return int(self._call("reputation", index))
+
+
+def sign_and_finalize(
+    submitter: ConsortiumClient,
+    round_number: int,
+    previous_hash: bytes,
+    global_hash: bytes,
+    clusters: Sequence[ClusterCommit],
+    signer_keys: Mapping[int, str | bytes],
+    accounts: Mapping[int, str],
+) -> TxOutcome:
+    """Have each member in ``signer_keys`` (member index -> key) sign the round and submit it
+    from ``submitter``; ``accounts`` maps the records' member indices to their accounts."""
+    digest = round_digest(
+        submitter.domain(),
+        round_number,
+        previous_hash,
+        global_hash,
+        commitments_hash(round_number, clusters, accounts),
+    )
+    signatures = [sign_round(key, index, digest) for index, key in sorted(signer_keys.items())]
+    return submitter.finalize_round(round_number, global_hash, clusters, signatures)

@@ -18,16 +18,10 @@ from dataclasses import asdict, dataclass
 from incentive.candidates import aggregator_candidates
 from incentive.chain import EmbeddedChain
 from incentive.clients import AdminClient, MemberClient
-from incentive.consortium import ConsortiumClient, deploy_consortium
+from incentive.consortium import ConsortiumClient, deploy_consortium, sign_and_finalize
 from incentive.deploy import deploy_federation
 from incentive.records import MemberRecord
-from incentive.round_commit import (
-    ClusterCommit,
-    Record,
-    commitments_hash,
-    round_digest,
-    sign_round,
-)
+from incentive.round_commit import ClusterCommit, Record
 
 
 @dataclass(frozen=True)
@@ -77,7 +71,6 @@ def measure_consortium(hospitals: int, clusters: int, rounds: int) -> tuple[list
     setup += admin.propose_genesis(genesis).gas_used
     submitter = ConsortiumClient(chain.w3, address, keys[1], chain.lock)
     accounts = {i: chain.accounts[i + 1].address for i in range(hospitals)}
-    domain = submitter.domain()
     quorum = submitter.quorum()
     previous, gas = genesis, []
     for r in range(1, rounds + 1):
@@ -89,14 +82,19 @@ def measure_consortium(hospitals: int, clusters: int, rounds: int) -> tuple[list
             )
             commits.append(ClusterCommit(c, members[0], _digest(f"aggregate {r} {c}"), records))
         global_hash = _digest(f"global {r}")
-        digest = round_digest(
-            domain, r, previous, global_hash, commitments_hash(r, commits, accounts)
-        )
         aggregators = {c.aggregator for c in commits}
         others = [i for i in range(hospitals) if i not in aggregators]
         signers = sorted(aggregators | set(others[: max(0, quorum - len(aggregators))]))
-        signatures = [sign_round(keys[i + 1], i, digest) for i in signers]
-        gas.append(submitter.finalize_round(r, global_hash, commits, signatures).gas_used)
+        outcome = sign_and_finalize(
+            submitter,
+            r,
+            previous,
+            global_hash,
+            commits,
+            {i: keys[i + 1] for i in signers},
+            accounts,
+        )
+        gas.append(outcome.gas_used)
         previous = global_hash
     return gas, setup, quorum
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,61 +13,15 @@ from hypothesis import strategies as st
 from contracts import load_artifact
 from contracts.compile import compile_sources
 from incentive.chain import EmbeddedChain
-from incentive.consortium import ConsortiumClient, deploy_consortium
 from incentive.epoch_rewards import REWARD_TOKEN, RewardsClient, deploy_contract, deploy_rewards
 from incentive.errors import CompilerNotFound, ContractReverted
 from incentive.payouts import epoch_split
-from incentive.round_commit import ClusterCommit, Record, commitments_hash, round_digest, sign_round
 from incentive.tx import TransactionSender
+from tests.integration.consortium_rounds import CLUSTERS, ETH, Consortium, start_consortium
 
 pytestmark = pytest.mark.integration
 
-ETH = 10**18
-CLUSTERS = (0, 0, 1, 1)
 ATTACKER_SOURCE = Path(__file__).parent / "solidity" / "ReentrantWithdrawer.sol"
-
-
-def digest(text: str) -> bytes:
-    return hashlib.sha256(text.encode()).digest()
-
-
-@dataclass
-class Consortium:
-    chain: EmbeddedChain
-    address: str
-    admin: ConsortiumClient
-    hospitals: list[ConsortiumClient]
-    keys: list[str]  # of the hospitals
-    accounts: dict[int, str]  # member index -> account
-    clusters: tuple[int, ...] = CLUSTERS  # by member index
-    round: int = 0
-    previous: bytes = digest("genesis")
-
-    def play(self, scores: Sequence[int], rejected: Sequence[int] = ()) -> None:
-        """One round in which hospital i scores ``scores[i]`` (records of every hospital)."""
-        self.round += 1
-        r = self.round
-        commits = []
-        for c in sorted(set(self.clusters)):
-            members = [i for i, k in enumerate(self.clusters) if k == c]
-            records = tuple(
-                Record(i, digest(f"u{r}{i}"), 10, scores[i], rejected=i in rejected)
-                for i in members
-            )
-            aggregator = next(i for i in members if i not in rejected)
-            commits.append(ClusterCommit(c, aggregator, digest(f"a{r}{c}"), records))
-        global_hash = digest(f"g{r}")
-        signed = round_digest(
-            self.admin.domain(),
-            r,
-            self.previous,
-            global_hash,
-            commitments_hash(r, commits, self.accounts),
-        )
-        signers = [i for i in range(len(self.keys)) if i not in rejected]
-        signatures = [sign_round(self.keys[i], i, signed) for i in signers]
-        self.hospitals[0].finalize_round(r, global_hash, commits, signatures)
-        self.previous = global_hash
 
 
 @pytest.fixture(scope="module")
@@ -80,15 +32,7 @@ def chain() -> EmbeddedChain:
 @pytest.fixture
 def consortium(chain: EmbeddedChain) -> Iterator[Consortium]:
     snapshot = chain.snapshot()
-    keys = chain.private_keys
-    address, _ = deploy_consortium(chain.w3, keys[0], [chain.accounts[0].address], 1, chain.lock)
-    admin = ConsortiumClient(chain.w3, address, keys[0], chain.lock)
-    for i, cluster in enumerate(CLUSTERS):
-        admin.propose_admit(chain.accounts[i + 1].address, f"H{i}", cluster)
-    admin.propose_genesis(digest("genesis"))
-    hospitals = [ConsortiumClient(chain.w3, address, k, chain.lock) for k in keys[1:5]]
-    accounts = {i: chain.accounts[i + 1].address for i in range(4)}
-    yield Consortium(chain, address, admin, hospitals, list(keys[1:5]), accounts)
+    yield start_consortium(chain)
     chain.revert(snapshot)
 
 
@@ -261,22 +205,7 @@ def test_on_chain_payouts_equal_the_recomputed_split_and_sum_to_the_pot(
 ) -> None:
     snapshot = chain.snapshot()
     try:
-        keys = chain.private_keys
-        address, _ = deploy_consortium(
-            chain.w3, keys[0], [chain.accounts[0].address], 1, chain.lock
-        )
-        admin = ConsortiumClient(chain.w3, address, keys[0], chain.lock)
-        for i, cluster in enumerate(CLUSTERS):
-            admin.propose_admit(chain.accounts[i + 1].address, f"H{i}", cluster)
-        admin.propose_genesis(digest("genesis"))
-        c = Consortium(
-            chain,
-            address,
-            admin,
-            [ConsortiumClient(chain.w3, address, k, chain.lock) for k in keys[1:5]],
-            list(keys[1:5]),
-            {i: chain.accounts[i + 1].address for i in range(4)},
-        )
+        c = start_consortium(chain)
         c.play(scores, rejected=sorted(rejected))
         pool = pool_for(c)
         pool.fund(pot)

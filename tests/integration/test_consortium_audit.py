@@ -1,0 +1,99 @@
+"""Auditing a Consortium and its reward pool from the real chain's events."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import pytest
+
+from contracts import load_artifact
+from incentive.abi_codec import EventDecoder
+from incentive.chain import EmbeddedChain
+from incentive.consortium_audit import audit_events, read_and_audit
+from incentive.epoch_rewards import RewardsClient, deploy_rewards
+from incentive.events import EventRecord, decode_logs
+from tests.integration.consortium_rounds import ETH, Consortium, digest, start_consortium
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def played() -> Iterator[tuple[Consortium, str]]:
+    """Five rounds with rejections (member 3 is excluded in round 3), two epochs, a withdrawal."""
+    chain = EmbeddedChain(num_accounts=8)
+    c = start_consortium(chain)
+    keys = chain.private_keys
+    rewards = deploy_rewards(chain.w3, keys[0], c.address, None, chain.lock)
+    pool = RewardsClient(chain.w3, rewards, keys[7], chain.lock)
+    c.play([10, 20, 30, 40], rejected=[3])
+    c.play([10, 20, 30, 40], rejected=[3])
+    pool.fund(ETH)
+    pool.distribute()
+    c.play([10, 20, 30, 40], rejected=[3])
+    c.play([5, 5, 5, 5], absent=[3])  # 3 is excluded now: no record of it
+    pool.fund(ETH // 3)
+    pool.distribute()
+    RewardsClient(chain.w3, rewards, c.keys[1], chain.lock).withdraw()
+    yield c, rewards
+
+
+def events(c: Consortium, rewards: str) -> list[EventRecord]:
+    w3 = c.chain.w3
+    contracts = {
+        c.address: ("Consortium", load_artifact("Consortium").abi),
+        rewards: ("EpochRewards", load_artifact("EpochRewards").abi),
+    }
+    logs = w3.eth.get_logs({"fromBlock": 0, "toBlock": "latest", "address": list(contracts)})
+    return decode_logs(EventDecoder(contracts), logs)
+
+
+def test_a_clean_history_passes_every_check(played: tuple[Consortium, str]) -> None:
+    c, rewards = played
+    audit = read_and_audit(c.chain.w3, c.address, rewards)
+    assert audit.problems == []
+    assert [r.round for r in audit.rounds] == [1, 2, 3, 4]
+    # contributions replayed by hand: 3 never had an accepted record
+    assert [audit.members[i].contribution for i in range(4)] == [35, 65, 95, 0]
+    assert [v for _, v in audit.members[3].reputation_history] == [7_500, 5_625, 4_219]
+    assert audit.members[3].excluded
+    assert len(audit.epochs) == 2 and audit.epochs[0].dust + audit.epochs[0].paid == ETH
+    assert audit.members[1].withdrawn == audit.members[1].credited > 0
+
+
+def test_lineage_of_a_model_hash_reaches_the_hospitals_with_proofs(
+    played: tuple[Consortium, str],
+) -> None:
+    c, rewards = played
+    audit = read_and_audit(c.chain.w3, c.address, rewards)
+    trace = audit.lineage("0x" + digest("g2").hex())
+    assert trace is not None and trace["round"] == 2
+    assert trace["previous_hash"] == digest("g1").hex()
+    cluster = trace["clusters"][1]
+    assert cluster["hospitals"] == ["H2", "H3"] and cluster["aggregator_name"] == "H2"
+    book = c.admin.contract.functions
+    for position, record in enumerate(cluster["records"]):
+        proof = [bytes.fromhex(p) for p in record["proof"]]
+        root, leaf = bytes.fromhex(cluster["records_root"]), bytes.fromhex(record["leaf"])
+        assert book.verifyRecord(root, leaf, position, len(cluster["records"]), proof).call()
+    assert audit.lineage(digest("never made").hex()) is None
+
+
+def test_a_forged_score_or_a_broken_chain_of_hashes_is_reported(
+    played: tuple[Consortium, str],
+) -> None:
+    c, rewards = played
+    honest = events(c, rewards)
+    forged = []
+    for e in honest:
+        if e.event == "ClusterCommitted" and int(e.args["round"]) == 2 and e.args["cluster"] == 0:
+            records = bytearray.fromhex(str(e.args["records"]).removeprefix("0x"))
+            records[45] ^= 1  # the last byte of the first record's score
+            e = dataclasses.replace(e, args={**e.args, "records": records.hex()})
+        if e.event == "RoundFinalized" and int(e.args["round"]) == 4:
+            e = dataclasses.replace(e, args={**e.args, "previousHash": digest("elsewhere").hex()})
+        forged.append(e)
+    problems = audit_events(forged).problems
+    assert any("round 2 cluster 0: records root does not match" in p for p in problems)
+    assert any("round 4 builds on" in p for p in problems)
+    assert audit_events(honest).problems == []
