@@ -1,4 +1,5 @@
-"""Fixtures: a federation on the real in-process EVM, deployed once, reset per test."""
+"""Fixtures: a federation and a consortium on the real in-process EVM, deployed once, reset
+per test."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 from chain_kit import CLUSTERS, Federation, clients, start_federation
+from consortium_kit import Consortium, start_consortium
 
 from incentive.chain import EmbeddedChain
 from incentive.deployment import Deployment
@@ -38,3 +40,26 @@ def chain(base_federation: _Base) -> Iterator[EmbeddedChain]:
 def fed(base_federation: _Base, chain: EmbeddedChain) -> Federation:
     """The session federation, rolled back after each test."""
     return clients(chain, base_federation.deployment, CLUSTERS, EventLog())
+
+
+@pytest.fixture(scope="module")
+def consortium_base() -> Consortium:
+    """A Consortium on its own chain, one per test module (see consortium_kit.CLUSTERS)."""
+    return start_consortium(EmbeddedChain(num_accounts=16))
+
+
+@pytest.fixture
+def cons(consortium_base: Consortium) -> Iterator[Consortium]:
+    """The module's consortium, rolled back to its initial state after each test."""
+    snapshot = consortium_base.chain.snapshot()
+    admitted, members = list(consortium_base.admitted), list(consortium_base.members)
+    yield consortium_base
+    consortium_base.chain.revert(snapshot)
+    consortium_base.admitted[:], consortium_base.members[:] = admitted, members
+
+
+@pytest.fixture
+def unstarted(cons: Consortium) -> Consortium:
+    """A second consortium on the same chain (gone after the test): two hospitals in
+    cluster 0, no genesis yet."""
+    return start_consortium(cons.chain, clusters=(0, 0), auditors=0, genesis=None)
