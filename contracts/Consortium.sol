@@ -68,8 +68,9 @@ contract Consortium {
     struct Proposal {
         uint8 kind;
         bool executed;
+        bool cancelled;
         /// Bit i set: admin i (position in `admins()`) approved.
-        uint248 approvals;
+        uint240 approvals;
         bytes data;
     }
 
@@ -83,6 +84,7 @@ contract Consortium {
     uint32 public adminGeneration;
     Proposal[] private _proposals;
     mapping(uint256 => uint32) private _proposalGeneration;
+    mapping(uint256 => address) private _proposers;
 
     Member[] private _members;
     mapping(address => uint256) private _indexPlusOne;
@@ -112,6 +114,7 @@ contract Consortium {
     event Proposed(uint256 indexed id, address indexed proposer, uint8 kind, bytes data);
     event Approved(uint256 indexed id, address indexed admin, uint256 approvals);
     event Executed(uint256 indexed id, uint8 kind);
+    event Cancelled(uint256 indexed id);
     event AdminsSet(address[] admins, uint8 threshold, uint32 generation);
     event MemberAdmitted(uint256 indexed index, address indexed account, string name, uint16 cluster, uint8 role);
     event MemberRemoved(uint256 indexed index, address indexed account);
@@ -143,13 +146,14 @@ contract Consortium {
     error UnknownProposal(uint256 id);
     error AlreadyApproved(uint256 id, address admin);
     error AlreadyExecuted(uint256 id);
+    error AlreadyCancelled(uint256 id);
     error StaleProposal(uint256 id);
     error UnknownAction(uint8 kind);
     error ZeroAddress();
     error EmptyName();
     error BadRole(uint8 role);
     error AlreadyMember(address account);
-    error NotMember(address caller);
+    error NotMember(address account);
     error UnknownMember(uint256 index);
     error ClusterOutOfRange(uint16 cluster, uint16 clusterCount);
     error EmptyPeerId();
@@ -160,6 +164,8 @@ contract Consortium {
     error BadThreshold(uint16 threshold);
     error RoundNotOpen(uint64 round, uint64 expected);
     error NoClusters();
+    error TooManyClusters(uint256 count);
+    error NotProposer(uint256 id, address caller);
     error ClustersNotSorted(uint256 position);
     error EmptyCluster(uint16 cluster);
     error RecordsLength(uint256 length, uint256 expected);
@@ -198,8 +204,11 @@ contract Consortium {
         uint256 position = _adminPosition(msg.sender);
         if (kind == 0 || kind > ACTION_SET_ADMINS) revert UnknownAction(kind);
         id = _proposals.length;
-        _proposals.push(Proposal({kind: kind, executed: false, approvals: 0, data: data}));
+        _proposals.push(
+            Proposal({kind: kind, executed: false, cancelled: false, approvals: 0, data: data})
+        );
         _proposalGeneration[id] = adminGeneration;
+        _proposers[id] = msg.sender;
         emit Proposed(id, msg.sender, kind, data);
         _approve(id, position);
     }
@@ -209,6 +218,18 @@ contract Consortium {
         uint256 position = _adminPosition(msg.sender);
         if (id >= _proposals.length) revert UnknownProposal(id);
         _approve(id, position);
+    }
+
+    /// @notice Withdraw your own pending proposal (e.g. one whose action can no longer run,
+    /// since a failing action reverts the approval that would run it).
+    function cancel(uint256 id) external {
+        if (id >= _proposals.length) revert UnknownProposal(id);
+        if (_proposers[id] != msg.sender) revert NotProposer(id, msg.sender);
+        Proposal storage p = _proposals[id];
+        if (p.executed) revert AlreadyExecuted(id);
+        if (p.cancelled) revert AlreadyCancelled(id);
+        p.cancelled = true;
+        emit Cancelled(id);
     }
 
     function admins() external view returns (address[] memory) {
@@ -234,8 +255,9 @@ contract Consortium {
     function _approve(uint256 id, uint256 position) private {
         Proposal storage p = _proposals[id];
         if (p.executed) revert AlreadyExecuted(id);
+        if (p.cancelled) revert AlreadyCancelled(id);
         if (_proposalGeneration[id] != adminGeneration) revert StaleProposal(id);
-        uint248 bit = uint248(1) << position;
+        uint240 bit = uint240(1) << position;
         if (p.approvals & bit != 0) revert AlreadyApproved(id, msg.sender);
         p.approvals |= bit;
         uint256 count = 0;
@@ -284,7 +306,7 @@ contract Consortium {
     }
 
     function _setAdmins(address[] memory list, uint8 k) private {
-        if (list.length == 0 || list.length > 248 || k == 0 || k > list.length) {
+        if (list.length == 0 || list.length > 240 || k == 0 || k > list.length) {
             revert BadAdminSet();
         }
         for (uint256 i = 0; i < list.length; ++i) {
@@ -457,6 +479,7 @@ contract Consortium {
     ) private returns (bytes32) {
         uint256 n = clusters.length;
         if (n == 0) revert NoClusters();
+        if (n > 256) revert TooManyClusters(n);
         bytes memory packed = new bytes(0);
         uint256 offset = 0;
         for (uint256 c = 0; c < n; ++c) {
@@ -548,6 +571,7 @@ contract Consortium {
         uint256 width,
         bytes32[] calldata proof
     ) external pure returns (bool) {
+        if (position >= width) return false;
         bytes32 node = leaf;
         uint256 used = 0;
         for (; width > 1; width = (width + 1) / 2) {

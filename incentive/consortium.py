@@ -103,6 +103,10 @@ class ConsortiumClient:
     def approve(self, proposal: int) -> TxOutcome:
         return self._transact("approve", proposal)
 
+    def cancel(self, proposal: int) -> TxOutcome:
+        """Withdraw a pending proposal this account made."""
+        return self._transact("cancel", proposal)
+
     def propose_admit(
         self, account: str, name: str, cluster: int, role: int = ROLE_HOSPITAL
     ) -> TxOutcome:

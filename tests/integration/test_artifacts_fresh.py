@@ -19,4 +19,11 @@ def test_committed_artifacts_match_the_sources() -> None:
     stale = stale_artifacts(artifacts, ARTIFACTS_DIR)
 
     assert not stale, f"stale artifacts {stale}: run `python -m contracts.compile` and commit"
-    assert set(artifacts) == {"Registry", "Ledger", "RewardPool"}
+    assert set(artifacts) == {
+        "Registry",
+        "Ledger",
+        "RewardPool",
+        "Consortium",
+        "EpochRewards",
+        "RewardToken",
+    }

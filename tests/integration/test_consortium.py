@@ -229,6 +229,23 @@ def test_a_failing_action_reverts_the_transaction_that_would_run_it(cons: Consor
     assert [e.event for e in outcome.events] == ["Proposed", "Approved", "QuorumSet", "Executed"]
 
 
+def test_the_proposer_alone_withdraws_a_stuck_proposal(cons: Consortium) -> None:
+    pid = proposal_id(cons.admins[0].propose_quorum(0, 3))
+    reverted_with("BadQuorum", cons.admins[1].approve, pid)
+
+    assert reverted_with("NotProposer", cons.admins[1].cancel, pid).error_args == {
+        "id": pid,
+        "caller": cons.admins[1].account,
+    }
+    assert [e.event for e in cons.admins[0].cancel(pid).events] == ["Cancelled"]
+    reverted_with("AlreadyCancelled", cons.admins[1].approve, pid)
+    reverted_with("AlreadyCancelled", cons.admins[0].cancel, pid)
+    reverted_with("UnknownProposal", cons.admins[0].cancel, pid + 100)
+    done = proposal_id(cons.admins[0].propose_quorum(1, 2))
+    cons.admins[1].approve(done)
+    reverted_with("AlreadyExecuted", cons.admins[0].cancel, done)
+
+
 @pytest.mark.parametrize(("numerator", "denominator"), [(0, 3), (3, 0), (0, 0), (4, 3)])
 def test_bad_quorums_are_refused(cons: Consortium, numerator: int, denominator: int) -> None:
     pid = proposal_id(cons.admins[0].propose_quorum(numerator, denominator))
@@ -347,7 +364,7 @@ def test_removal_and_reinstatement_need_an_active_member(cons: Consortium) -> No
     outsider = cons.outsider.account
     pid = proposal_id(cons.admins[0].propose_remove(outsider))
     assert reverted_with("NotMember", cons.admins[1].approve, pid).error_args == {
-        "caller": outsider
+        "account": outsider
     }
     pid = proposal_id(cons.admins[0].propose_reinstate(outsider))
     reverted_with("NotMember", cons.admins[1].approve, pid)
@@ -382,13 +399,13 @@ def test_members_register_their_peer_id_and_addresses(cons: Consortium) -> None:
 
 def test_registration_errors(cons: Consortium) -> None:
     error = reverted_with("NotMember", cons.outsider.register, "12D3KooWOutsider", [])
-    assert error.error_args == {"caller": cons.outsider.account}
+    assert error.error_args == {"account": cons.outsider.account}
     reverted_with("EmptyPeerId", cons.members[0].register, "", ["/ip4/10.0.0.1/tcp/1"])
 
     cons.govern(lambda a: a.propose_remove(cons.admitted[0].account))
 
     error = reverted_with("NotMember", cons.members[0].register, "12D3KooWGone", [])
-    assert error.error_args == {"caller": cons.admitted[0].account}
+    assert error.error_args == {"account": cons.admitted[0].account}
 
 
 def test_member_table_is_the_packed_entries_and_its_hash_is_stored(cons: Consortium) -> None:

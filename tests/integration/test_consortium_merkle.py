@@ -54,11 +54,6 @@ def test_record_leaf_matches_the_contract(cons: Consortium) -> None:
     assert bytes(cons.view("recordLeaf", *args)) == record_leaf(*args)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="verifyRecord does not check position < width: a position past the last leaf "
-    "takes the carried-up path of a real leaf and is accepted (Python's verify_proof refuses it)",
-)
 def test_a_position_beyond_the_width_is_refused_on_chain(cons: Consortium) -> None:
     leaves = _leaves(cons, 3)
     root = merkle_root(leaves)

@@ -42,12 +42,12 @@ def test_only_active_members_submit(cons: Consortium) -> None:
     call = cons.build_round(SCORES).call()
 
     error = reverted_with("NotMember", cons.submit, call, cons.outsider_key)
-    assert error.error_args == {"caller": cons.outsider.account}
+    assert error.error_args == {"account": cons.outsider.account}
 
     cons.govern(lambda a: a.propose_remove(cons.admitted[7].account))
     call = cons.build_round({i: 1 for i in range(7)}).call()
     error = reverted_with("NotMember", cons.submit, call, cons.admitted[7].key)
-    assert error.error_args == {"caller": cons.admitted[7].account}
+    assert error.error_args == {"account": cons.admitted[7].account}
 
 
 def test_the_member_table_must_be_the_current_one(cons: Consortium) -> None:
@@ -103,6 +103,10 @@ def test_cluster_list_errors(cons: Consortium) -> None:
     records0, records1 = _split(call)
 
     reverted_with("NoClusters", cons.submit, replace(call, clusters=(), records=b""))
+    many = tuple((c, 0, first[2], 1) for c in range(257))
+    assert reverted_with(
+        "TooManyClusters", cons.submit, replace(call, clusters=many)
+    ).error_args == {"count": 257}
     reversed_ = replace(call, clusters=(second, first), records=records1 + records0)
     assert reverted_with("ClustersNotSorted", cons.submit, reversed_).error_args == {"position": 1}
     twice = replace(call, clusters=(first, first), records=records0 + records0)
@@ -167,7 +171,7 @@ def test_records_name_hospitals_of_their_cluster(cons: Consortium) -> None:
         records=_split(call)[0] + packed_record(AUDITOR, 1, 1) + _split(call)[1],
     )
     error = reverted_with("NotMember", cons.submit, auditor)
-    assert error.error_args == {"caller": cons.admitted[AUDITOR].account}
+    assert error.error_args == {"account": cons.admitted[AUDITOR].account}
 
 
 @pytest.mark.parametrize(
@@ -175,7 +179,7 @@ def test_records_name_hospitals_of_their_cluster(cons: Consortium) -> None:
     [
         (2, "WrongAggregator", {"cluster": 1, "aggregator": 2}),
         (99, "UnknownMember", {"index": 99}),
-        (AUDITOR, "NotMember", {"caller": "auditor"}),
+        (AUDITOR, "NotMember", {"account": "auditor"}),
     ],
 )
 def test_the_aggregator_is_a_hospital_of_its_cluster(
@@ -280,7 +284,7 @@ def test_signers_are_hospitals_of_the_table(cons: Consortium) -> None:
         cons.submit,
         replace(call, signatures=pack_signatures([*plan.signatures, auditor])),
     )
-    assert error.error_args == {"caller": cons.admitted[AUDITOR].account}
+    assert error.error_args == {"account": cons.admitted[AUDITOR].account}
     stranger = RoundSignature(99, plan.signatures[0].signature)
     error = reverted_with(
         "UnknownMember",
