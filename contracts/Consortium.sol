@@ -257,7 +257,7 @@ contract Consortium {
         if (p.executed) revert AlreadyExecuted(id);
         if (p.cancelled) revert AlreadyCancelled(id);
         if (_proposalGeneration[id] != adminGeneration) revert StaleProposal(id);
-        uint240 bit = uint240(1) << position;
+        uint240 bit = uint240(1 << position);
         if (p.approvals & bit != 0) revert AlreadyApproved(id, msg.sender);
         p.approvals |= bit;
         uint256 count = 0;
@@ -520,19 +520,19 @@ contract Consortium {
         uint256 samples = 0;
         uint256 previous = 0;
         for (uint256 i = 0; i < n; ++i) {
-            uint256 at = i * RECORD_BYTES;
-            uint256 index = _word(mine, at) >> 240;
+            uint256 offset = i * RECORD_BYTES;
+            uint256 index = _word(mine, offset) >> 240;
             if (i > 0 && index <= previous) revert RecordsNotSorted(cluster, i);
             previous = index;
             (address account, uint16 memberCluster) = _hospital(members, index);
             if (memberCluster != cluster) revert NotInCluster(index, cluster);
-            uint256 tail = _word(mine, at + 34); // samples u64 | score u32 | flags u8
+            uint256 tail = _word(mine, offset + 34); // samples u64 | score u32 | flags u8
             samples += tail >> 192;
             level[i] = recordLeaf(
                 round,
                 cluster,
                 account,
-                bytes32(_word(mine, at + 2)),
+                bytes32(_word(mine, offset + 2)),
                 uint64(tail >> 192),
                 uint32(tail >> 160),
                 uint8(tail >> 152)
@@ -599,14 +599,14 @@ contract Consortium {
         uint256 signedBits = 0; // bit c: cluster c's aggregator signed (position in `clusters`)
         uint256 previous = 0;
         for (uint256 i = 0; i < count; ++i) {
-            uint256 at = i * SIGNATURE_BYTES;
-            uint256 index = _word(signatures, at) >> 240;
+            uint256 offset = i * SIGNATURE_BYTES;
+            uint256 index = _word(signatures, offset) >> 240;
             if (i > 0 && index <= previous) revert SignersNotSorted(i);
             previous = index;
-            uint256 s = _word(signatures, at + 34);
+            uint256 s = _word(signatures, offset + 34);
             if (s > HALF_ORDER) revert BadSignature(index);
-            uint8 v = uint8(_word(signatures, at + 66) >> 248);
-            address signer = ecrecover(digest, v, bytes32(_word(signatures, at + 2)), bytes32(s));
+            uint8 v = uint8(_word(signatures, offset + 66) >> 248);
+            address signer = ecrecover(digest, v, bytes32(_word(signatures, offset + 2)), bytes32(s));
             (address account,) = _hospital(members, index);
             if (signer == address(0) || signer != account) revert BadSignature(index);
             for (uint256 c = 0; c < clusters.length; ++c) {
@@ -628,10 +628,10 @@ contract Consortium {
         pure
         returns (address account, uint16 cluster)
     {
-        uint256 at = index * MEMBER_BYTES;
-        if (at + MEMBER_BYTES > members.length) revert UnknownMember(index);
+        uint256 offset = index * MEMBER_BYTES;
+        if (offset + MEMBER_BYTES > members.length) revert UnknownMember(index);
         // account (20) | cluster (2) | role (1) | active (1) | excluded (1)
-        uint256 entry = _word(members, at);
+        uint256 entry = _word(members, offset);
         account = address(uint160(entry >> 96));
         cluster = uint16(entry >> 80);
         if (uint8(entry >> 64) == 0 || uint8(entry >> 72) != ROLE_HOSPITAL) {
@@ -640,11 +640,11 @@ contract Consortium {
         if (uint8(entry >> 56) != 0) revert Excluded(index);
     }
 
-    /// The 32 bytes of `data` from `at` (zeros past the end of the calldata). Callers check
+    /// The 32 bytes of `data` from `offset` (zeros past the end of the calldata). Callers check
     /// that the field they take from the word lies inside `data`.
-    function _word(bytes calldata data, uint256 at) private pure returns (uint256 w) {
+    function _word(bytes calldata data, uint256 offset) private pure returns (uint256 w) {
         assembly ("memory-safe") {
-            w := calldataload(add(data.offset, at))
+            w := calldataload(add(data.offset, offset))
         }
     }
 
@@ -655,9 +655,9 @@ contract Consortium {
         uint16 limit = exclusionThreshold;
         bool excludedAny = false;
         for (uint256 i = 0; i < n; ++i) {
-            uint256 at = i * RECORD_BYTES;
-            uint256 index = _word(records, at) >> 240;
-            uint256 tail = _word(records, at + 34); // samples u64 | score u32 | flags u8
+            uint256 offset = i * RECORD_BYTES;
+            uint256 index = _word(records, offset) >> 240;
+            uint256 tail = _word(records, offset + 34); // samples u64 | score u32 | flags u8
             bool rejected = uint8(tail >> 152) & FLAG_REJECTED != 0;
             if (!rejected) _addContribution(index, uint32(tail >> 160));
             uint256 penalty = _penaltyOf(index);

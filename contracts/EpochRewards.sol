@@ -132,6 +132,7 @@ contract EpochRewards {
         }
         if (total == 0) revert NothingToDistribute();
         uint256 pot = unallocated();
+        // slither-disable-next-line incorrect-equality (an empty pot is exactly zero)
         if (pot == 0) revert PoolEmpty();
         epochNumber = epoch + 1;
         epoch = epochNumber;
@@ -167,6 +168,7 @@ contract EpochRewards {
     }
 
     function _funded(address from, uint256 amount) private {
+        // slither-disable-next-line incorrect-equality (a zero amount is exactly zero)
         if (amount == 0) revert ZeroAmount();
         totalFunded += amount;
         emit Funded(from, amount);

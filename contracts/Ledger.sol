@@ -179,6 +179,7 @@ contract Ledger is ILedger {
     /// Before the round is final any hash may be attested, and the first hash whose votes
     /// reach `quorum()` becomes final. Afterwards only the final hash is accepted.
     function attest(uint64 round, bytes32 globalHash) external {
+        // slither-disable-next-line unused-return (the cluster is not needed)
         (bool active, uint256 index,) = registry.membership(msg.sender);
         if (!active) revert NotMember(msg.sender);
         uint64 lastFinal = _lastFinalizedRound;
@@ -276,6 +277,7 @@ contract Ledger is ILedger {
         private
         view
     {
+        // slither-disable-next-line unused-return (the admission index is not needed)
         (bool active,, uint16 callerCluster) = registry.membership(msg.sender);
         if (!active) revert NotMember(msg.sender);
         if (callerCluster != cluster) revert NotInCluster(msg.sender, cluster);
@@ -285,6 +287,7 @@ contract Ledger is ILedger {
         uint64 open = _lastFinalizedRound + 1;
         if (round != open) revert RoundNotOpen(round, open);
         bytes32 expected = _previousHash(round);
+        // slither-disable-next-line incorrect-equality (an unset hash is exactly zero)
         if (expected == bytes32(0)) revert GenesisNotSet();
         if (previousGlobalHash != expected) {
             revert PreviousHashMismatch(round, expected, previousGlobalHash);
@@ -352,6 +355,7 @@ contract Ledger is ILedger {
     }
 
     function _checkInCluster(address member, uint16 cluster) private view {
+        // slither-disable-next-line unused-return (the admission index is not needed)
         (bool active,, uint16 memberCluster) = registry.membership(member);
         if (!active) revert UnknownMember(member);
         if (memberCluster != cluster) revert NotInCluster(member, cluster);

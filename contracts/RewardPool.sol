@@ -79,6 +79,7 @@ contract RewardPool {
         }
         if (totalDelta == 0) revert NothingToDistribute();
         uint256 pot = unallocated();
+        // slither-disable-next-line incorrect-equality (an empty pot is exactly zero)
         if (pot == 0) revert PoolEmpty();
 
         epochNumber = epoch + 1;

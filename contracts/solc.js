@@ -5,8 +5,10 @@
 //   solc.js --version          prints "Version: <full version>" like the native compiler
 //   solc.js --standard-json    reads Standard JSON input on stdin, writes ONLY the JSON output
 //
-// Options py-solc-x may add (--base-path, --allow-paths, ...) are accepted and ignored: the
-// compile step passes every source inline, so the compiler never reads files.
+// Options py-solc-x may add (--base-path, --allow-paths, ...) are accepted. The compile step
+// passes every source inline; tools that name sources by path instead (crytic-compile, which
+// slither uses) get them read from files under the working directory or an --allow-paths
+// directory, and nowhere else.
 'use strict';
 
 const fs = require('fs');
@@ -66,6 +68,40 @@ function readStdin(callback) {
   process.stdin.on('error', (err) => fail(`cannot read stdin: ${err.message}`));
 }
 
+function allowedPaths(argv) {
+  const at = argv.indexOf('--allow-paths');
+  return at >= 0 && at + 1 < argv.length ? argv[at + 1].split(',') : [];
+}
+
+// The import callback: a source file named by path, if it lies under an allowed directory.
+function readSource(allowed) {
+  return (name) => {
+    const file = path.resolve(name);
+    if (!allowed.some((dir) => file === dir || file.startsWith(dir + path.sep))) {
+      return { error: `${name} is outside the allowed paths` };
+    }
+    try {
+      return { contents: fs.readFileSync(file, 'utf8') };
+    } catch (err) {
+      return { error: `cannot read ${name}: ${err.message}` };
+    }
+  };
+}
+
+// With MEDSWARM_SOLC_PROJECT_SETTINGS=1 the request is compiled with the project's settings
+// (viaIR, optimizer 200 runs, evmVersion cancun, as contracts/compile.py uses) whatever the
+// caller asked: analysers such as slither then see the code exactly as it is deployed.
+function withProjectSettings(input) {
+  if (process.env.MEDSWARM_SOLC_PROJECT_SETTINGS !== '1') return input;
+  const request = JSON.parse(input);
+  request.settings = Object.assign({}, request.settings, {
+    viaIR: true,
+    optimizer: { enabled: true, runs: 200 },
+    evmVersion: 'cancun',
+  });
+  return JSON.stringify(request);
+}
+
 function main(argv) {
   if (argv.includes('--version')) {
     const version = cachedVersion();
@@ -79,7 +115,11 @@ function main(argv) {
   if (argv.includes('--standard-json')) {
     const solc = loadCompiler();
     if (solc === null) return;
-    readStdin((input) => writeAndExit(solc.compile(input), 0));
+    const allowed = [process.cwd(), ...allowedPaths(argv)].map((p) => path.resolve(p));
+    readStdin((input) => {
+      const request = withProjectSettings(input);
+      writeAndExit(solc.compile(request, { import: readSource(allowed) }), 0);
+    });
     return;
   }
   fail('only --version and --standard-json are supported');
