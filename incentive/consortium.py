@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_abi.abi import encode
+from eth_account import Account
 
 from contracts import load_artifact
 from incentive.abi_codec import EventDecoder
@@ -87,6 +88,11 @@ class ConsortiumClient:
     @property
     def account(self) -> str:
         return self._sender.address
+
+    @staticmethod
+    def account_of(private_key: str | bytes) -> str:
+        """The checksummed address of a private key."""
+        return str(Account.from_key(private_key).address)
 
     def _call(self, function: str, *args: Any) -> Any:
         fn = getattr(self.contract.functions, function)(*args)

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import json
+import threading
 from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from eth_account import Account
 
 from contracts import load_artifact
 from incentive.abi_codec import EventDecoder
-from incentive.chain import EmbeddedChain
+from incentive.chain import EmbeddedChain, connect_rpc
 from incentive.consortium_audit import audit_events, read_and_audit
 from incentive.epoch_rewards import RewardsClient, deploy_rewards
 from incentive.events import EventRecord, decode_logs
+from medswarm import cli
+from tests.integration.anvil_kit import running_anvil
 from tests.integration.consortium_rounds import ETH, Consortium, digest, start_consortium
 
 pytestmark = pytest.mark.integration
@@ -97,3 +105,36 @@ def test_a_forged_score_or_a_broken_chain_of_hashes_is_reported(
     assert any("round 2 cluster 0: records root does not match" in p for p in problems)
     assert any("round 4 builds on" in p for p in problems)
     assert audit_events(honest).problems == []
+
+
+def test_the_audit_command_against_anvil_writes_every_export(tmp_path: Path) -> None:
+    with running_anvil(tmp_path / "anvil") as anvil:
+        keys = anvil.private_keys(6)
+        handle = SimpleNamespace(
+            w3=connect_rpc(anvil.url),
+            lock=threading.Lock(),
+            private_keys=keys,
+            accounts=[Account.from_key(k) for k in keys],
+        )
+        c = start_consortium(handle)  # type: ignore[arg-type]
+        rewards = deploy_rewards(handle.w3, keys[0], c.address, None, handle.lock)
+        c.play([1, 2, 3, 4])
+        c.play([1, 2, 3, 4], rejected=[0])
+        RewardsClient(handle.w3, rewards, keys[5], handle.lock).fund(1000)
+        RewardsClient(handle.w3, rewards, keys[5], handle.lock).distribute()
+        out = tmp_path / "audit"
+        argv = ["audit", "consortium", "--rpc", anvil.url, "--address", c.address]
+        argv += ["--rewards", rewards, "--out", str(out), "--model", digest("g2").hex()]
+        assert cli.main([*argv, "--json"]) == 0
+        assert cli.main([*argv[:-1], digest("no such model").hex()]) == 1
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert "every check passed" in report and "<svg" in report and "<script" not in report
+    members = list(csv.DictReader((out / "members.csv").open(encoding="utf-8")))
+    assert [int(m["contribution"]) for m in members] == [1, 4, 6, 8]
+    assert [int(m["reputation"]) for m in members] == [7_500, 10_000, 10_000, 10_000]
+    records = list(csv.DictReader((out / "records.csv").open(encoding="utf-8")))
+    assert len(records) == 8 and records[4]["rejected"] == "True"
+    payouts = list(csv.DictReader((out / "payouts.csv").open(encoding="utf-8")))
+    assert all(p["credited"] == p["recomputed"] for p in payouts)
+    assert sum(int(p["credited"]) for p in payouts) + int(payouts[0]["dust"]) == 1000
+    assert json.loads((out / "audit.json").read_text(encoding="utf-8"))["ok"] is True
