@@ -67,14 +67,18 @@ class DecodedError:
 
 
 class ErrorDecoder:
-    """Maps 4-byte selectors of the given ABIs' custom errors to decoded errors."""
+    """Maps 4-byte selectors of the given ABIs' custom errors to decoded errors.
+
+    Two contracts may declare the same error with other parameter names (one selector); the
+    ABI given first wins, so put the contract that was called first.
+    """
 
     def __init__(self, abis: Iterable[Sequence[Mapping[str, Any]]]) -> None:
         self._errors: dict[bytes, Mapping[str, Any]] = {}
         for abi in abis:
             for item in abi:
                 if item.get("type") == "error":
-                    self._errors[keccak(text=signature(item))[:4]] = item
+                    self._errors.setdefault(keccak(text=signature(item))[:4], item)
 
     def decode(self, data: bytes) -> DecodedError | None:
         """Decode revert data; None when it is empty or matches nothing known."""

@@ -14,10 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_abi.abi import encode
-from eth_account import Account
 
-from contracts import load_artifact
-from incentive.abi_codec import EventDecoder
+from incentive.contract_client import ContractClient, deploy_contract
 from incentive.round_commit import (
     ClusterCommit,
     RoundSignature,
@@ -28,7 +26,7 @@ from incentive.round_commit import (
     round_digest,
     sign_round,
 )
-from incentive.tx import TransactionSender, TxOutcome
+from incentive.tx import TxOutcome
 
 CONSORTIUM = "Consortium"
 ROLE_HOSPITAL = 1
@@ -60,47 +58,15 @@ def deploy_consortium(
     lock: AbstractContextManager[Any] | None = None,
 ) -> tuple[str, TxOutcome]:
     """Deploy a Consortium governed by ``threshold`` of ``admins``; its address and receipt."""
-    artifact = load_artifact(CONSORTIUM)
-    sender = TransactionSender(w3, deployer_key, lock)
-    factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-    outcome = sender.deploy(CONSORTIUM, factory.constructor(list(admins), threshold))
+    outcome = deploy_contract(w3, deployer_key, CONSORTIUM, list(admins), threshold, lock=lock)
     assert outcome.contract_address is not None  # set by every contract creation
     return outcome.contract_address, outcome
 
 
-class ConsortiumClient:
+class ConsortiumClient(ContractClient):
     """Calls and transactions of one account against one Consortium."""
 
-    def __init__(
-        self,
-        w3: Any,
-        address: str,
-        private_key: str | bytes,
-        lock: AbstractContextManager[Any] | None = None,
-    ) -> None:
-        abi = load_artifact(CONSORTIUM).abi
-        self.contract = w3.eth.contract(address=address, abi=abi)
-        self._sender = TransactionSender(
-            w3, private_key, lock, decoder=EventDecoder({address: (CONSORTIUM, abi)})
-        )
-        self._private_key = private_key
-
-    @property
-    def account(self) -> str:
-        return self._sender.address
-
-    @staticmethod
-    def account_of(private_key: str | bytes) -> str:
-        """The checksummed address of a private key."""
-        return str(Account.from_key(private_key).address)
-
-    def _call(self, function: str, *args: Any) -> Any:
-        fn = getattr(self.contract.functions, function)(*args)
-        return self._sender.call(CONSORTIUM, function, fn)
-
-    def _transact(self, function: str, *args: Any) -> TxOutcome:
-        fn = getattr(self.contract.functions, function)(*args)
-        return self._sender.transact(CONSORTIUM, function, fn)
+    name = CONSORTIUM
 
     # governance
     def propose(self, kind: int, data: bytes) -> TxOutcome:

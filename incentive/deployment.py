@@ -129,13 +129,15 @@ def event_decoder(deployment: Deployment) -> EventDecoder:
     )
 
 
+ALL_CONTRACTS = (*CONTRACT_NAMES, "Consortium", "EpochRewards", "RewardToken")
+
+
 @functools.cache
-def error_decoder() -> ErrorDecoder:
-    """A decoder for the custom errors of all federation contracts."""
-    return ErrorDecoder(
-        load_artifact(name).abi
-        for name in (*CONTRACT_NAMES, "Consortium", "EpochRewards", "RewardToken")
-    )
+def error_decoder(contract: str | None = None) -> ErrorDecoder:
+    """A decoder for the custom errors of all federation contracts; ``contract``'s own
+    declarations win where two contracts name the same error's parameters differently."""
+    names = [n for n in (contract, *ALL_CONTRACTS) if n in ALL_CONTRACTS]
+    return ErrorDecoder(load_artifact(name).abi for name in dict.fromkeys(names))
 
 
 def bind_contracts(w3: Any, deployment: Deployment) -> dict[str, Any]:

@@ -90,7 +90,7 @@ def reverted(contract: str, function: str, exc: BaseException) -> ChainError:
     if not _is_revert(exc):
         return ChainError(f"{contract}.{function} failed: {exc}")
     data = revert_data(exc)
-    decoded = error_decoder().decode(data) if data else None
+    decoded = error_decoder(contract).decode(data) if data else None
     if decoded is not None:
         return ContractReverted(contract, function, decoded.name, decoded.args)
     return ContractReverted(contract, function, None, detail=str(exc))

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 from chain_kit import CLUSTERS, Federation, clients, start_federation
 from consortium_kit import Consortium, start_consortium
 
+from contracts.compile import compile_sources
 from incentive.chain import EmbeddedChain
 from incentive.deployment import Deployment
+from incentive.errors import CompilerNotFound
 from incentive.events import EventLog
 
 
@@ -63,3 +67,14 @@ def unstarted(cons: Consortium) -> Consortium:
     """A second consortium on the same chain (gone after the test): two hospitals in
     cluster 0, no genesis yet."""
     return start_consortium(cons.chain, clusters=(0, 0), auditors=0, genesis=None)
+
+
+@pytest.fixture(scope="session")
+def attacker_artifact() -> dict[str, Any]:
+    """The reentrant withdrawer of ``solidity/ReentrantWithdrawer.sol``, compiled."""
+    source = Path(__file__).parent / "solidity" / "ReentrantWithdrawer.sol"
+    try:
+        artifacts = compile_sources({"tests/ReentrantWithdrawer.sol": source.read_text("utf-8")})
+    except CompilerNotFound as exc:
+        pytest.skip(f"the attack contract needs a Solidity compiler: {exc}")
+    return artifacts["ReentrantWithdrawer"]

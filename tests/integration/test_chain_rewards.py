@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 from chain_kit import GENESIS, Federation, sha
 from eth_utils import keccak
 
-from contracts.compile import compile_sources
-from incentive.errors import CompilerNotFound, ContractReverted
+from incentive.errors import ContractReverted
 from incentive.records import MemberRecord
 from incentive.tx import TransactionSender
 
 pytestmark = pytest.mark.integration
-
-ATTACKER_SOURCE = Path(__file__).parent / "solidity" / "ReentrantWithdrawer.sol"
 
 
 def expected_shares(pot: int, contributions: dict[str, int]) -> dict[str, int]:
@@ -112,17 +108,6 @@ def test_withdraw_pays_out_the_credit_once(fed: Federation) -> None:
     with pytest.raises(ContractReverted) as caught:
         member.withdraw()
     assert caught.value.error_name == "NothingToWithdraw"
-
-
-@pytest.fixture(scope="module")
-def attacker_artifact() -> dict[str, Any]:
-    try:
-        artifacts = compile_sources(
-            {"tests/ReentrantWithdrawer.sol": ATTACKER_SOURCE.read_text(encoding="utf-8")}
-        )
-    except CompilerNotFound as exc:
-        pytest.skip(f"the attack contract needs a Solidity compiler: {exc}")
-    return artifacts["ReentrantWithdrawer"]
 
 
 def deploy_attacker(fed: Federation, artifact: dict[str, Any]) -> tuple[Any, TransactionSender]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,17 +10,15 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from contracts import load_artifact
-from contracts.compile import compile_sources
 from incentive.chain import EmbeddedChain
-from incentive.epoch_rewards import REWARD_TOKEN, RewardsClient, deploy_contract, deploy_rewards
-from incentive.errors import CompilerNotFound, ContractReverted
+from incentive.contract_client import deploy_contract
+from incentive.epoch_rewards import REWARD_TOKEN, RewardsClient, deploy_rewards
+from incentive.errors import ContractReverted
 from incentive.payouts import epoch_split
 from incentive.tx import TransactionSender
 from tests.integration.consortium_rounds import CLUSTERS, ETH, Consortium, start_consortium
 
 pytestmark = pytest.mark.integration
-
-ATTACKER_SOURCE = Path(__file__).parent / "solidity" / "ReentrantWithdrawer.sol"
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +136,8 @@ def test_a_token_pool_pays_in_the_token(consortium: Consortium) -> None:
     w3, keys = c.chain.w3, c.chain.private_keys
     token_address = deploy_contract(
         w3, keys[9], REWARD_TOKEN, "Care", "CARE", 10**24, lock=c.chain.lock
-    )
+    ).contract_address
+    assert token_address is not None
     token = w3.eth.contract(address=token_address, abi=load_artifact(REWARD_TOKEN).abi)
     pool = pool_for(c, token_address)
     funder = TransactionSender(w3, keys[9], c.chain.lock)
@@ -152,17 +150,6 @@ def test_a_token_pool_pays_in_the_token(consortium: Consortium) -> None:
     as_member(c, pool, 2).withdraw()
     assert token.functions.balanceOf(c.accounts[2]).call() == 500
     assert token.functions.balanceOf(pool.contract.address).call() == 500
-
-
-@pytest.fixture(scope="module")
-def attacker_artifact() -> dict[str, Any]:
-    try:
-        artifacts = compile_sources(
-            {"tests/ReentrantWithdrawer.sol": ATTACKER_SOURCE.read_text(encoding="utf-8")}
-        )
-    except CompilerNotFound as exc:
-        pytest.skip(f"the attack contract needs a Solidity compiler: {exc}")
-    return artifacts["ReentrantWithdrawer"]
 
 
 def test_a_reentrant_member_cannot_drain_the_pool(
