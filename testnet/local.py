@@ -54,6 +54,7 @@ class LocalRun:
     silent_sites: tuple[str, ...] = ()  # sites whose nodes never announce their updates
     lying_aggregator_sites: tuple[str, ...] = ()  # sites whose nodes record false aggregates
     clusters: tuple[int, ...] = ()  # cluster of each node, in site order (default: all in 0)
+    site_files: tuple[Path, ...] = ()  # dataset "csv": each hospital's CSV or Parquet file
 
 
 async def _run_nodes(
@@ -94,7 +95,18 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
     started = time.monotonic()
     config = run.config
     federation = config.federation
-    sites = load_sites(federation.dataset, run.nodes, run.data_dir)
+    if federation.dataset == "csv":
+        if len(run.site_files) != run.nodes:
+            raise TestnetError(
+                f"the csv data set needs one file per hospital: {run.nodes} nodes, "
+                f"{len(run.site_files)} files"
+            )
+        sites = [
+            load_site("csv", str(f), run.data_dir, label_column=federation.csv_label)
+            for f in run.site_files
+        ]
+    else:
+        sites = load_sites(federation.dataset, run.nodes, run.data_dir)
     run.out_dir.mkdir(parents=True, exist_ok=True)
     _write_config(run.out_dir / "config.json", config, run)
 

@@ -1,6 +1,9 @@
-"""Bring-your-own tabular data: one CSV file per hospital, binary label, numeric features.
+"""Bring-your-own tabular data: one CSV or Parquet file per hospital, binary label, numeric
+features.
 
-A file has a header row naming its columns; one of them is the label (its name is
+A CSV file has a header row naming its columns; a Parquet file (``.parquet`` or ``.pq``) names
+them in its schema and holds numeric (integer, floating or boolean) columns without nulls.
+One column is the label (its name is
 ``federation.csv_label`` in the config), holding 0 or 1 in every row; every other column is a
 feature and must hold a number in every row (encode categories as numbers, fill or drop
 missing values first). Per file:
@@ -23,6 +26,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -76,8 +80,12 @@ def _number(text: str, path: Path, line_no: int, column: str) -> float:
     return value
 
 
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
 def read_csv_table(path: Path, label: str) -> tuple[tuple[str, ...], FloatArray, FloatArray]:
-    """Return ``(feature names, features, labels)`` of one file, features sorted by name."""
+    """Return ``(feature names, features, labels)`` of one file (CSV, or Parquet by its
+    suffix), features sorted by name."""
     if not label:
         raise MalformedDataFile(
             "no label column named: set federation.csv_label (or --csv-label) to the name of "
@@ -91,6 +99,8 @@ def read_csv_table(path: Path, label: str) -> tuple[tuple[str, ...], FloatArray,
             paths=[path],
             url="",
         )
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        return _read_parquet(path, label)
     with path.open(newline="", encoding="utf-8-sig") as stream:
         rows = [row for row in csv.reader(stream) if any(field.strip() for field in row)]
     if not rows:
@@ -139,6 +149,68 @@ def read_csv_table(path: Path, label: str) -> tuple[tuple[str, ...], FloatArray,
         labels[i] = value
         features[i] = [_number(row[j], path, line_no, header[j]) for j in order]
     return names, features.astype(np.float32), labels
+
+
+def _read_parquet(path: Path, label: str) -> tuple[tuple[str, ...], FloatArray, FloatArray]:
+    """The Parquet form of :func:`read_csv_table`, with the same checks and messages."""
+    import pyarrow.parquet as pq  # only hospitals with Parquet files pay for the import
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a bad file
+        raise MalformedDataFile(f"{path} is not a readable Parquet file: {exc}") from exc
+    header = list(table.column_names)
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    if duplicated or "" in header:
+        raise MalformedDataFile(
+            f"{path}: column names must be present and distinct (duplicated: {duplicated})"
+        )
+    if label not in header:
+        raise MalformedDataFile(
+            f"{path} has no column {label!r} (the label column named by federation.csv_label); "
+            f"its columns are {header}. Rename the file's label column or set csv_label to "
+            "one of these."
+        )
+    if len(header) < 2:
+        raise MalformedDataFile(f"{path} holds only the label column; add feature columns")
+    if table.num_rows < MIN_ROWS:
+        raise MalformedDataFile(
+            f"{path} holds {table.num_rows} data row(s); at least {MIN_ROWS} are needed to "
+            "split it into train and test rows"
+        )
+    columns = {name: _parquet_column(table, name, path) for name in header}
+    labels = columns[label]
+    bad = np.flatnonzero((labels != 0.0) & (labels != 1.0))
+    if bad.size:
+        raise MalformedDataFile(
+            f"{path}, row {int(bad[0]) + 1}: the label column {label!r} holds "
+            f"{float(labels[bad[0]]):g}; labels must be 0 or 1"
+        )
+    names = tuple(sorted(name for name in header if name != label))
+    features = np.stack([columns[name] for name in names], axis=1)
+    return names, features.astype(np.float32), labels.astype(np.float32)
+
+
+def _parquet_column(table: Any, name: str, path: Path) -> np.ndarray:
+    import pyarrow as pa
+
+    column = table.column(name)
+    kind = column.type
+    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)):
+        raise MalformedDataFile(
+            f"{path}, column {name!r}: type {kind} is not numeric; {_NUMBERS_HINT}"
+        )
+    if column.null_count:
+        raise MalformedDataFile(
+            f"{path}, column {name!r}: {column.null_count} missing value(s); {_NUMBERS_HINT}"
+        )
+    values: np.ndarray = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        row = int(np.flatnonzero(~np.isfinite(values))[0]) + 1
+        raise MalformedDataFile(
+            f"{path}, row {row}, column {name!r}: {values[row - 1]} is not finite; {_NUMBERS_HINT}"
+        )
+    return values
 
 
 def split_csv(path: Path, label: str) -> CsvSplit:

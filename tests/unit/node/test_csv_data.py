@@ -107,3 +107,59 @@ def test_sites_must_share_feature_names(tmp_path: Path) -> None:
 def test_a_label_column_is_refused_for_other_data_sets(data_dir: Path) -> None:
     with pytest.raises(DataError, match="only for the csv data set"):
         load_site("heart-disease", "va", data_dir, label_column="num")
+
+
+def _parquet(path: Path, columns: dict[str, list[object]]) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def _columns() -> dict[str, list[object]]:
+    cells = [row.split(",") for row in ROWS]
+    return {
+        "outcome": [int(c[0]) for c in cells],
+        "bmi": [float(c[1]) for c in cells],
+        "age": [int(c[2]) for c in cells],
+    }
+
+
+def test_a_parquet_file_loads_as_the_same_table_in_csv_would(tmp_path: Path) -> None:
+    from_csv = load_site(
+        "csv", str(_write(tmp_path / "h.csv", [HEADER, *ROWS])), tmp_path, label_column="outcome"
+    )
+    from_parquet = load_site(
+        "csv", str(_parquet(tmp_path / "h.parquet", _columns())), tmp_path, label_column="outcome"
+    )
+    assert from_parquet.feature_names == ("age", "bmi")
+    for part in ("train_x", "train_y", "test_x", "test_y"):
+        np.testing.assert_array_equal(getattr(from_parquet, part), getattr(from_csv, part))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"bmi": ["high"] * 8}, "column 'bmi': type string is not numeric"),
+        ({"bmi": [22.5, None, 24.1, 29.3, 21.9, 26.0, 33.2, 23.3]}, "1 missing value"),
+        ({"bmi": [22.5, float("inf"), 24.1, 29.3, 21.9, 26.0, 33.2, 23.3]}, "row 2, column 'bmi'"),
+        ({"outcome": [0, 2, 0, 1, 0, 0, 1, 0]}, "row 2: the label column 'outcome' holds 2"),
+    ],
+)
+def test_bad_parquet_columns_name_the_column_and_fix(
+    tmp_path: Path, change: dict[str, list[object]], message: str
+) -> None:
+    path = _parquet(tmp_path / "h.parquet", {**_columns(), **change})
+    with pytest.raises(MalformedDataFile, match=message):
+        load_site("csv", str(path), tmp_path, label_column="outcome")
+
+
+def test_a_damaged_or_unlabelled_parquet_file_is_refused(tmp_path: Path) -> None:
+    damaged = tmp_path / "damaged.parquet"
+    damaged.write_bytes(b"PAR1 not really")
+    with pytest.raises(MalformedDataFile, match="not a readable Parquet file"):
+        load_site("csv", str(damaged), tmp_path, label_column="outcome")
+    path = _parquet(tmp_path / "h.pq", _columns())
+    with pytest.raises(MalformedDataFile, match="its columns are"):
+        load_site("csv", str(path), tmp_path, label_column="label")
