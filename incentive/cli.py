@@ -3,8 +3,8 @@
     medswarm audit --run-dir RUN [--json]
     medswarm audit --rpc URL --registry ADDR [--json]
     medswarm audit verify MODEL (--run-dir RUN | --rpc URL --registry ADDR) [--json]
-    medswarm audit consortium --rpc URL --address ADDR [--rewards ADDR] [--model HASH]
-                              [--out DIR] [--json]
+    medswarm audit consortium (--rpc URL --address ADDR [--rewards ADDR] | --events FILE)
+                              [--model HASH] [--out DIR] [--json]
 
 Exit codes: ``audit`` 0 when every check passed, 1 when it found problems; ``verify`` 0 when the
 model is the final global model of a round, 1 when it is not; 2 for unusable input (missing or
@@ -29,9 +29,10 @@ from incentive.audit import (
 )
 from incentive.audit_report import RoundEntry, render_text
 from incentive.chain import connect_rpc
-from incentive.consortium_audit import read_and_audit
+from incentive.consortium_audit import audit_events, read_and_audit, read_events
 from incentive.consortium_report import write_exports
 from incentive.errors import AuditError, ChainError
+from incentive.events import EventLog
 from medswarm.errors import MedswarmError
 
 
@@ -75,8 +76,16 @@ def add_audit_parser(
             "when every check passes, 1 when problems are found."
         ),
     )
-    consortium.add_argument("--rpc", required=True, metavar="URL", help="JSON-RPC URL")
-    consortium.add_argument("--address", required=True, help="the Consortium contract")
+    consortium.add_argument("--rpc", default=None, metavar="URL", help="JSON-RPC URL")
+    consortium.add_argument("--address", default=None, help="the Consortium contract")
+    consortium.add_argument(
+        "--events",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="audit an events.jsonl written by an earlier --out instead of a live chain "
+        "(every check but the comparison with the contracts' current views)",
+    )
     consortium.add_argument("--rewards", default=None, help="its EpochRewards pool, if any")
     consortium.add_argument(
         "--model", default=None, metavar="HASH", help="print the lineage of this global hash"
@@ -198,16 +207,31 @@ def _verify_json(model: Path, digest: str, found: RoundEntry | None) -> dict[str
 
 def run_consortium_audit(args: argparse.Namespace) -> int:
     """Handler of ``medswarm audit consortium``."""
-    w3 = connect_rpc(args.rpc)
-    try:
-        audit = read_and_audit(w3, args.address, args.rewards)
-    except MedswarmError:
-        raise
-    except Exception as exc:  # transport or decoding errors while reading the chain
-        raise ChainError(f"reading the consortium at {args.address} failed: {exc}") from exc
+    if (args.events is None) == (args.rpc is None):
+        raise AuditError("give either --rpc URL --address ADDRESS, or --events FILE")
+    if args.events is not None:
+        if not args.events.is_file():
+            raise AuditError(f"events file {args.events} does not exist")
+        try:
+            events = EventLog.read_jsonl(args.events).records()
+        except (OSError, ValueError, KeyError) as exc:
+            raise AuditError(f"{args.events} is not an events file of an audit: {exc}") from exc
+        audit = audit_events(events)
+    else:
+        if args.address is None:
+            raise AuditError("--rpc needs --address ADDRESS (the Consortium contract)")
+        w3 = connect_rpc(args.rpc)
+        try:
+            events = read_events(w3, args.address, args.rewards)
+            audit = read_and_audit(w3, args.address, args.rewards)
+        except MedswarmError:
+            raise
+        except Exception as exc:  # transport or decoding errors while reading the chain
+            raise ChainError(f"reading the consortium at {args.address} failed: {exc}") from exc
     lineage = audit.lineage(args.model) if args.model else None
     if args.out is not None:
         write_exports(audit, args.out)
+        EventLog(events).write_jsonl(args.out / "events.jsonl")
     if args.json:
         print(json.dumps({**audit.as_dict(), "lineage": lineage}, indent=2))
     else:
@@ -223,7 +247,7 @@ def run_consortium_audit(args: argparse.Namespace) -> int:
         if args.model:
             print(json.dumps(lineage, indent=2) if lineage else f"no round made {args.model}")
         if args.out is not None:
-            print(f"wrote {args.out}/report.html, audit.json and CSV files")
+            print(f"wrote {args.out}/report.html, audit.json, events.jsonl and CSV files")
     if args.model and lineage is None:
         return 1
     return 0 if audit.ok else 1

@@ -337,22 +337,33 @@ def _close_epoch(audit: ConsortiumAudit, args: Mapping[str, Any], credits: dict[
     audit.epochs.append(AuditedEpoch(number, pot, paid, pot - paid, credits, expected))
 
 
-def read_and_audit(w3: Any, consortium: str, rewards: str | None = None) -> ConsortiumAudit:
-    """Fetch the events of a live Consortium (and pool) and audit them; then compare the
-    replayed contributions, reputations and credits with the contracts' own views."""
+def read_events(w3: Any, consortium: str, rewards: str | None = None) -> list[EventRecord]:
+    """Every event of a live Consortium (and pool) since the Consortium's deployment block."""
     from contracts import load_artifact  # artifacts are read only by this chain-facing part
 
-    abi = load_artifact("Consortium").abi
-    contracts = {to_checksum_address(consortium): ("Consortium", abi)}
+    contracts = {to_checksum_address(consortium): ("Consortium", load_artifact("Consortium").abi)}
     if rewards:
         contracts[to_checksum_address(rewards)] = (
             "EpochRewards",
             load_artifact("EpochRewards").abi,
         )
-    book = w3.eth.contract(address=to_checksum_address(consortium), abi=abi)
+    book = w3.eth.contract(
+        address=to_checksum_address(consortium), abi=contracts[to_checksum_address(consortium)][1]
+    )
     start = int(book.functions.deployedAt().call())
     logs = w3.eth.get_logs({"fromBlock": start, "toBlock": "latest", "address": list(contracts)})
-    audit = audit_events(decode_logs(EventDecoder(contracts), logs))
+    return decode_logs(EventDecoder(contracts), logs)
+
+
+def read_and_audit(w3: Any, consortium: str, rewards: str | None = None) -> ConsortiumAudit:
+    """Fetch the events of a live Consortium (and pool) and audit them; then compare the
+    replayed contributions, reputations and credits with the contracts' own views."""
+    from contracts import load_artifact
+
+    audit = audit_events(read_events(w3, consortium, rewards))
+    book = w3.eth.contract(
+        address=to_checksum_address(consortium), abi=load_artifact("Consortium").abi
+    )
     for m in audit.members.values():
         on_chain = (
             int(book.functions.contribution(m.index).call()),

@@ -138,3 +138,18 @@ def test_the_audit_command_against_anvil_writes_every_export(tmp_path: Path) -> 
     assert all(p["credited"] == p["recomputed"] for p in payouts)
     assert sum(int(p["credited"]) for p in payouts) + int(payouts[0]["dust"]) == 1000
     assert json.loads((out / "audit.json").read_text(encoding="utf-8"))["ok"] is True
+    # the exported events audit offline, and a changed score in them is caught
+    events = out / "events.jsonl"
+    assert cli.main(["audit", "consortium", "--events", str(events)]) == 0
+    lines = events.read_text(encoding="utf-8").splitlines()
+    forged = [
+        line.replace('"totalSamples": 20', '"totalSamples": 21', 1)
+        if '"ClusterCommitted"' in line
+        else line
+        for line in lines
+    ]
+    assert forged != lines
+    (tmp_path / "forged.jsonl").write_text("\n".join(forged) + "\n", encoding="utf-8")
+    assert cli.main(["audit", "consortium", "--events", str(tmp_path / "forged.jsonl")]) == 1
+    assert cli.main(["audit", "consortium"]) == 2  # neither a chain nor an events file
+    assert cli.main(["audit", "consortium", "--events", str(tmp_path / "none.jsonl")]) == 2
