@@ -248,6 +248,12 @@ contract Consortium {
         return (p.kind, p.executed, count, p.data);
     }
 
+    /// @notice Whether proposal `id` was withdrawn by its proposer.
+    function cancelled(uint256 id) external view returns (bool) {
+        if (id >= _proposals.length) revert UnknownProposal(id);
+        return _proposals[id].cancelled;
+    }
+
     function proposalCount() external view returns (uint256) {
         return _proposals.length;
     }

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from incentive.cli import add_audit_parser
 from medswarm import __version__
 from medswarm.bench_cli import add_bench_parser
+from medswarm.consortium_cli import add_consortium_parser
 from medswarm.errors import MedswarmError, leaf_errors
 from node.cli import add_node_parser
 from testnet.cli import add_testnet_parser
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_testnet_parser(subparsers)
     add_audit_parser(subparsers)
     add_bench_parser(subparsers)
+    add_consortium_parser(subparsers)
     return parser
 
 

@@ -1,0 +1,113 @@
+"""``medswarm consortium`` against anvil: deploy, govern 2-of-3, register, fund, pay out."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from eth_account import Account
+
+from incentive.chain import connect_rpc
+from incentive.consortium import ConsortiumClient
+from medswarm import cli
+from tests.integration.anvil_kit import running_anvil
+from tests.integration.consortium_rounds import CLUSTERS, Consortium, digest
+
+pytestmark = pytest.mark.integration
+
+
+def key_file(directory: Path, name: str, key: str) -> str:
+    path = directory / f"{name}.key"
+    path.write_text(key.removeprefix("0x") + "\n")
+    path.chmod(0o600)
+    return str(path)
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_operators_run_a_consortium_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with running_anvil(tmp_path / "anvil") as anvil:
+        keys = anvil.private_keys(8)
+        accounts = [Account.from_key(k).address for k in keys]
+        files = [key_file(tmp_path, f"k{i}", k) for i, k in enumerate(keys)]
+        rpc = ["--rpc", anvil.url]
+        admins = ["--admins", *accounts[:3], "--threshold", "2"]
+        code, out, _ = run(
+            ["consortium", "deploy", *rpc, "--key-file", files[0], *admins, "--json"], capsys
+        )
+        assert code == 0
+        deployed = json.loads(out)
+        at = ["--address", deployed["consortium"]]
+
+        def govern(*action: str) -> None:
+            code, out, err = run(
+                ["consortium", "propose", *rpc, "--key-file", files[0], *at, *action], capsys
+            )
+            assert code == 0, err
+            pid = out.split(":")[0].removeprefix("proposal ")
+            assert "ran it" not in out  # one of two approvals
+            code, out, err = run(
+                ["consortium", "approve", *rpc, "--key-file", files[1], *at, pid], capsys
+            )
+            assert code == 0 and "Executed" in out, err
+
+        for i, cluster in enumerate(CLUSTERS):
+            govern("admit", accounts[3 + i], f"H{i}", str(cluster))
+        govern("genesis", digest("genesis").hex())
+        peer = ["12D3KooWH0", "/ip4/127.0.0.1/tcp/4001"]
+        code, _, _ = run(
+            ["consortium", "register", *rpc, "--key-file", files[3], *at, *peer], capsys
+        )
+        assert code == 0
+
+        # a round played with the hospitals' keys, then the pool pays the epoch out
+        w3 = connect_rpc(anvil.url)
+        handle = SimpleNamespace(w3=w3, lock=threading.Lock(), private_keys=keys)
+        book = Consortium(
+            handle,  # type: ignore[arg-type]
+            deployed["consortium"],
+            ConsortiumClient(w3, deployed["consortium"], keys[0]),
+            [ConsortiumClient(w3, deployed["consortium"], k) for k in keys[3:7]],
+            list(keys[3:7]),
+            {i: accounts[3 + i] for i in range(4)},
+        )
+        book.play([10, 20, 30, 40])
+        pool = ["--rewards", deployed["rewards"]]
+        assert (
+            run(["consortium", "fund", *rpc, "--key-file", files[7], *pool, "1000"], capsys)[0] == 0
+        )
+        assert (
+            run(["consortium", "distribute", *rpc, "--key-file", files[7], *pool], capsys)[0] == 0
+        )
+        code, out, _ = run(["consortium", "status", *rpc, *at, *pool, "--json"], capsys)
+        assert code == 0
+        status = json.loads(out)
+        assert status["last_finalized_round"] == 1 and status["quorum"] == 3
+        assert [m["credit"] for m in status["members"]] == [100, 200, 300, 400]
+        assert status["members"][0]["peer_id"] == "12D3KooWH0"
+        assert all(p["executed"] for p in status["proposals"])
+        assert run(["consortium", "withdraw", *rpc, "--key-file", files[6], *pool], capsys)[0] == 0
+
+        # mistakes get a clear error and exit 2
+        code, _, err = run(
+            ["consortium", "approve", *rpc, "--key-file", files[5], *at, "0"], capsys
+        )
+        assert code == 2 and "NotAdmin" in err
+        code, _, err = run(
+            ["consortium", "propose", *rpc, "--key-file", files[0], *at, "quorum", "2"], capsys
+        )
+        assert code == 2 and "quorum takes NUMERATOR DENOMINATOR" in err
+        code, _, err = run(
+            ["consortium", "fund", *rpc, "--key-file", str(tmp_path / "missing.key"), *pool, "1"],
+            capsys,
+        )
+        assert code == 2 and "does not exist" in err
