@@ -109,25 +109,7 @@ def read_csv_table(path: Path, label: str) -> tuple[tuple[str, ...], FloatArray,
             f"label column {label!r}) and one row per patient"
         )
     header = [name.strip() for name in rows[0]]
-    duplicated = sorted({name for name in header if header.count(name) > 1})
-    if duplicated or "" in header:
-        raise MalformedDataFile(
-            f"{path}: column names must be present and distinct; check the header row "
-            f"(duplicated: {duplicated}, empty names: {header.count('')})"
-        )
-    if label not in header:
-        raise MalformedDataFile(
-            f"{path} has no column {label!r} (the label column named by federation.csv_label); "
-            f"its columns are {header}. Rename the file's label column or set csv_label to "
-            "one of these."
-        )
-    if len(header) < 2:
-        raise MalformedDataFile(f"{path} holds only the label column; add feature columns")
-    if len(rows) - 1 < MIN_ROWS:
-        raise MalformedDataFile(
-            f"{path} holds {len(rows) - 1} data row(s); at least {MIN_ROWS} are needed to "
-            "split it into train and test rows"
-        )
+    _check_columns(path, header, label, len(rows) - 1)
     names = tuple(sorted(name for name in header if name != label))
     order = [header.index(name) for name in names]
     label_at = header.index(label)
@@ -151,19 +133,13 @@ def read_csv_table(path: Path, label: str) -> tuple[tuple[str, ...], FloatArray,
     return names, features.astype(np.float32), labels
 
 
-def _read_parquet(path: Path, label: str) -> tuple[tuple[str, ...], FloatArray, FloatArray]:
-    """The Parquet form of :func:`read_csv_table`, with the same checks and messages."""
-    import pyarrow.parquet as pq  # only hospitals with Parquet files pay for the import
-
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a bad file
-        raise MalformedDataFile(f"{path} is not a readable Parquet file: {exc}") from exc
-    header = list(table.column_names)
+def _check_columns(path: Path, header: list[str], label: str, rows: int) -> None:
+    """The checks every file's columns and row count pass, CSV or Parquet."""
     duplicated = sorted({name for name in header if header.count(name) > 1})
     if duplicated or "" in header:
         raise MalformedDataFile(
-            f"{path}: column names must be present and distinct (duplicated: {duplicated})"
+            f"{path}: column names must be present and distinct; check the header row "
+            f"(duplicated: {duplicated}, empty names: {header.count('')})"
         )
     if label not in header:
         raise MalformedDataFile(
@@ -173,11 +149,23 @@ def _read_parquet(path: Path, label: str) -> tuple[tuple[str, ...], FloatArray, 
         )
     if len(header) < 2:
         raise MalformedDataFile(f"{path} holds only the label column; add feature columns")
-    if table.num_rows < MIN_ROWS:
+    if rows < MIN_ROWS:
         raise MalformedDataFile(
-            f"{path} holds {table.num_rows} data row(s); at least {MIN_ROWS} are needed to "
+            f"{path} holds {rows} data row(s); at least {MIN_ROWS} are needed to "
             "split it into train and test rows"
         )
+
+
+def _read_parquet(path: Path, label: str) -> tuple[tuple[str, ...], FloatArray, FloatArray]:
+    """The Parquet form of :func:`read_csv_table`, with the same checks and messages."""
+    import pyarrow.parquet as pq  # only hospitals with Parquet files pay for the import
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a bad file
+        raise MalformedDataFile(f"{path} is not a readable Parquet file: {exc}") from exc
+    header = list(table.column_names)
+    _check_columns(path, header, label, table.num_rows)
     columns = {name: _parquet_column(table, name, path) for name in header}
     labels = columns[label]
     bad = np.flatnonzero((labels != 0.0) & (labels != 1.0))
