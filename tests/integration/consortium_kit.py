@@ -258,6 +258,14 @@ class Consortium:
             self.outsider.member_table(),
         )
 
+    def play(
+        self, scores: Sequence[int], rejected: Collection[int] = (), absent: Collection[int] = ()
+    ) -> TxOutcome:
+        """Finalize the next round: a record for member i with ``scores[i]``, except the
+        ``absent`` ones, flagged when in ``rejected``; the default aggregators and signers."""
+        chosen = {i: score for i, score in enumerate(scores) if i not in absent}
+        return self.finalize(self.build_round(chosen, rejected=set(rejected)))
+
     def exclude(self, member: int) -> None:
         """Finalize three rounds rejecting ``member``'s record: its reputation goes
         10000 -> 7500 -> 5625 -> 4219, below the default exclusion threshold of 5000."""
@@ -266,7 +274,7 @@ class Consortium:
         assert self.outsider.member(member).excluded
 
     def domain(self) -> bytes:
-        return domain_separator(self.chain.chain_id, self.address)
+        return domain_separator(int(self.chain.w3.eth.chain_id), self.address)
 
     def finalize(self, plan: Round, sender: int = 0) -> TxOutcome:
         """Submit ``plan`` through the client of member ``sender``."""

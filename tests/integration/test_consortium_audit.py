@@ -9,8 +9,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from consortium_kit import Consortium, global_hash, keccak, start_consortium
 from eth_account import Account
 
 from contracts import load_artifact
@@ -21,16 +23,23 @@ from incentive.epoch_rewards import RewardsClient, deploy_rewards
 from incentive.events import EventRecord, decode_logs
 from medswarm import cli
 from tests.integration.anvil_kit import running_anvil
-from tests.integration.consortium_rounds import ETH, Consortium, digest, start_consortium
 
 pytestmark = pytest.mark.integration
+
+ETH = 10**18
+
+
+def four_hospitals(chain: Any) -> Consortium:
+    """Hospitals 0-3 (keys 1-4) in clusters 0, 0, 1, 1; key 0 the only admin (``chain``: an
+    EmbeddedChain, or anything with its w3, lock, private_keys and accounts)."""
+    return start_consortium(chain, clusters=(0, 0, 1, 1), auditors=0, admins=1, threshold=1)
 
 
 @pytest.fixture(scope="module")
 def played() -> Iterator[tuple[Consortium, str]]:
     """Five rounds with rejections (member 3 is excluded in round 3), two epochs, a withdrawal."""
     chain = EmbeddedChain(num_accounts=8)
-    c = start_consortium(chain)
+    c = four_hospitals(chain)
     keys = chain.private_keys
     rewards = deploy_rewards(chain.w3, keys[0], c.address, None, chain.lock)
     pool = RewardsClient(chain.w3, rewards, keys[7], chain.lock)
@@ -42,7 +51,7 @@ def played() -> Iterator[tuple[Consortium, str]]:
     c.play([5, 5, 5, 5], absent=[3])  # 3 is excluded now: no record of it
     pool.fund(ETH // 3)
     pool.distribute()
-    RewardsClient(chain.w3, rewards, c.keys[1], chain.lock).withdraw()
+    RewardsClient(chain.w3, rewards, c.admitted[1].key, chain.lock).withdraw()
     yield c, rewards
 
 
@@ -74,17 +83,18 @@ def test_lineage_of_a_model_hash_reaches_the_hospitals_with_proofs(
 ) -> None:
     c, rewards = played
     audit = read_and_audit(c.chain.w3, c.address, rewards)
-    trace = audit.lineage("0x" + digest("g2").hex())
+    trace = audit.lineage("0x" + global_hash(2).hex())
     assert trace is not None and trace["round"] == 2
-    assert trace["previous_hash"] == digest("g1").hex()
+    assert trace["previous_hash"] == global_hash(1).hex()
     cluster = trace["clusters"][1]
-    assert cluster["hospitals"] == ["H2", "H3"] and cluster["aggregator_name"] == "H2"
-    book = c.admin.contract.functions
+    assert cluster["hospitals"] == ["Hospital 2", "Hospital 3"]
+    assert cluster["aggregator_name"] == "Hospital 2"
+    book = c.admins[0].contract.functions
     for position, record in enumerate(cluster["records"]):
         proof = [bytes.fromhex(p) for p in record["proof"]]
         root, leaf = bytes.fromhex(cluster["records_root"]), bytes.fromhex(record["leaf"])
         assert book.verifyRecord(root, leaf, position, len(cluster["records"]), proof).call()
-    assert audit.lineage(digest("never made").hex()) is None
+    assert audit.lineage(keccak("never made").hex()) is None
 
 
 def test_a_forged_score_or_a_broken_chain_of_hashes_is_reported(
@@ -99,7 +109,7 @@ def test_a_forged_score_or_a_broken_chain_of_hashes_is_reported(
             records[45] ^= 1  # the last byte of the first record's score
             e = dataclasses.replace(e, args={**e.args, "records": records.hex()})
         if e.event == "RoundFinalized" and int(e.args["round"]) == 4:
-            e = dataclasses.replace(e, args={**e.args, "previousHash": digest("elsewhere").hex()})
+            e = dataclasses.replace(e, args={**e.args, "previousHash": keccak("elsewhere").hex()})
         forged.append(e)
     problems = audit_events(forged).problems
     assert any("round 2 cluster 0: records root does not match" in p for p in problems)
@@ -116,7 +126,7 @@ def test_the_audit_command_against_anvil_writes_every_export(tmp_path: Path) -> 
             private_keys=keys,
             accounts=[Account.from_key(k) for k in keys],
         )
-        c = start_consortium(handle)  # type: ignore[arg-type]
+        c = four_hospitals(handle)
         rewards = deploy_rewards(handle.w3, keys[0], c.address, None, handle.lock)
         c.play([1, 2, 3, 4])
         c.play([1, 2, 3, 4], rejected=[0])
@@ -124,9 +134,9 @@ def test_the_audit_command_against_anvil_writes_every_export(tmp_path: Path) -> 
         RewardsClient(handle.w3, rewards, keys[5], handle.lock).distribute()
         out = tmp_path / "audit"
         argv = ["audit", "consortium", "--rpc", anvil.url, "--address", c.address]
-        argv += ["--rewards", rewards, "--out", str(out), "--model", digest("g2").hex()]
+        argv += ["--rewards", rewards, "--out", str(out), "--model", global_hash(2).hex()]
         assert cli.main([*argv, "--json"]) == 0
-        assert cli.main([*argv[:-1], digest("no such model").hex()]) == 1
+        assert cli.main([*argv[:-1], keccak("no such model").hex()]) == 1
     report = (out / "report.html").read_text(encoding="utf-8")
     assert "every check passed" in report and "<svg" in report and "<script" not in report
     members = list(csv.DictReader((out / "members.csv").open(encoding="utf-8")))

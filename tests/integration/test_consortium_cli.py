@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-import threading
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from eth_account import Account
 
 from incentive.chain import connect_rpc
-from incentive.consortium import ConsortiumClient
+from incentive.consortium import ConsortiumClient, sign_and_finalize
+from incentive.round_commit import ClusterCommit, Record
 from medswarm import cli
 from tests.integration.anvil_kit import running_anvil
-from tests.integration.consortium_rounds import CLUSTERS, Consortium, digest
+
+CLUSTERS = (0, 0, 1, 1)
+
+
+def digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
+
 
 pytestmark = pytest.mark.integration
 
@@ -71,16 +77,20 @@ def test_operators_run_a_consortium_from_the_command_line(
 
         # a round played with the hospitals' keys, then the pool pays the epoch out
         w3 = connect_rpc(anvil.url)
-        handle = SimpleNamespace(w3=w3, lock=threading.Lock(), private_keys=keys)
-        book = Consortium(
-            handle,  # type: ignore[arg-type]
-            deployed["consortium"],
-            ConsortiumClient(w3, deployed["consortium"], keys[0]),
-            [ConsortiumClient(w3, deployed["consortium"], k) for k in keys[3:7]],
-            list(keys[3:7]),
-            {i: accounts[3 + i] for i in range(4)},
-        )
-        book.play([10, 20, 30, 40])
+        hospital = ConsortiumClient(w3, deployed["consortium"], keys[3])
+        commits = [
+            ClusterCommit(
+                c,
+                2 * c,
+                digest(f"aggregate {c}"),
+                tuple(Record(i, digest(f"u{i}"), 10, 10 * (i + 1)) for i in (2 * c, 2 * c + 1)),
+            )
+            for c in (0, 1)
+        ]
+        members = {i: accounts[3 + i] for i in range(4)}
+        signers = {i: keys[3 + i] for i in range(4)}
+        genesis = digest("genesis")
+        sign_and_finalize(hospital, 1, genesis, digest("global 1"), commits, signers, members)
         pool = ["--rewards", deployed["rewards"]]
         assert (
             run(["consortium", "fund", *rpc, "--key-file", files[7], *pool, "1000"], capsys)[0] == 0

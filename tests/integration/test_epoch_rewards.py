@@ -6,19 +6,28 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from consortium_kit import Admission, Consortium, start_consortium
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from contracts import load_artifact
 from incentive.chain import EmbeddedChain
+from incentive.consortium import ROLE_HOSPITAL
 from incentive.contract_client import deploy_contract
 from incentive.epoch_rewards import REWARD_TOKEN, RewardsClient, deploy_rewards
 from incentive.errors import ContractReverted
 from incentive.payouts import epoch_split
 from incentive.tx import TransactionSender
-from tests.integration.consortium_rounds import CLUSTERS, ETH, Consortium, start_consortium
 
 pytestmark = pytest.mark.integration
+
+ETH = 10**18
+CLUSTERS = (0, 0, 1, 1)
+
+
+def four_hospitals(chain: EmbeddedChain) -> Consortium:
+    """Hospitals 0-3 (keys 1-4) in clusters 0, 0, 1, 1; key 0 the only admin."""
+    return start_consortium(chain, clusters=CLUSTERS, auditors=0, admins=1, threshold=1)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +38,7 @@ def chain() -> EmbeddedChain:
 @pytest.fixture
 def consortium(chain: EmbeddedChain) -> Iterator[Consortium]:
     snapshot = chain.snapshot()
-    yield start_consortium(chain)
+    yield four_hospitals(chain)
     chain.revert(snapshot)
 
 
@@ -39,16 +48,16 @@ def pool_for(c: Consortium, token: str | None = None) -> RewardsClient:
 
 
 def as_member(c: Consortium, pool: RewardsClient, i: int) -> RewardsClient:
-    return RewardsClient(c.chain.w3, pool.contract.address, c.keys[i], c.chain.lock)
+    return RewardsClient(c.chain.w3, pool.contract.address, c.admitted[i].key, c.chain.lock)
 
 
 def expected(c: Consortium, pool: RewardsClient, pot: int) -> dict[int, int]:
     """The split recomputed from what the Consortium says."""
-    members = c.admin.members()
+    members = c.admins[0].members()
     return epoch_split(
         pot,
-        {m.index: c.admin.contribution(m.index) - pool.accounted(m.index) for m in members},
-        {m.index: c.admin.reputation(m.index) for m in members},
+        {m.index: c.admins[0].contribution(m.index) - pool.accounted(m.index) for m in members},
+        {m.index: c.admins[0].reputation(m.index) for m in members},
         {m.index: m.active and not m.excluded for m in members},
     ).credits
 
@@ -59,7 +68,7 @@ def test_an_epoch_pays_by_contribution_exactly(consortium: Consortium) -> None:
     pool = pool_for(c)
     pool.fund(ETH)
     outcome = pool.distribute()
-    shares = [pool.credit(c.accounts[i]) for i in range(4)]
+    shares = [pool.credit(c.admitted[i].account) for i in range(4)]
     assert shares == [ETH // 10, 2 * ETH // 10, 3 * ETH // 10, 4 * ETH // 10]
     closed = outcome.named("EpochClosed")[0].args
     assert (closed["pot"], closed["paid"], closed["dust"]) == (ETH, ETH, 0)
@@ -73,7 +82,7 @@ def test_reputation_weighs_and_exclusion_forfeits(consortium: Consortium) -> Non
     pool.fund(ETH)
     want = expected(c, pool, ETH)
     pool.distribute()
-    assert c.admin.reputation(2) == 7_500 and c.admin.reputation(3) == 8_125
+    assert c.admins[0].reputation(2) == 7_500 and c.admins[0].reputation(3) == 8_125
     # 3 went back a quarter of the way: 7_500 + 2_500 / 4 = 8_125; weights 200*1e4,
     # 200*1e4, 100*7_500, 100*8_125
     total = 2_000_000 + 2_000_000 + 750_000 + 812_500
@@ -83,15 +92,15 @@ def test_reputation_weighs_and_exclusion_forfeits(consortium: Consortium) -> Non
         2: ETH * 750_000 // total,
         3: ETH * 812_500 // total,
     }
-    assert [pool.credit(c.accounts[i]) for i in range(4)] == [want[i] for i in range(4)]
+    assert [pool.credit(c.admitted[i].account) for i in range(4)] == [want[i] for i in range(4)]
     # member 2 is rejected twice more: excluded, it forfeits what it accrued since
     c.play([100, 100, 100, 100], rejected=[2])
     c.play([100, 100, 100, 100], rejected=[2])
-    assert c.admin.member(2).excluded
+    assert c.admins[0].member(2).excluded
     pool.fund(ETH)
     pool.distribute()
-    assert pool.credit(c.accounts[2]) == want[2]  # nothing new
-    assert pool.accounted(2) == c.admin.contribution(2)
+    assert pool.credit(c.admitted[2].account) == want[2]  # nothing new
+    assert pool.accounted(2) == c.admins[0].contribution(2)
 
 
 def test_dust_stays_for_the_next_epoch_and_payments_are_pulled(consortium: Consortium) -> None:
@@ -100,19 +109,19 @@ def test_dust_stays_for_the_next_epoch_and_payments_are_pulled(consortium: Conso
     pool = pool_for(c)
     pool.fund(10)
     pool.distribute()
-    assert [pool.credit(c.accounts[i]) for i in range(4)] == [3, 3, 3, 0]
+    assert [pool.credit(c.admitted[i].account) for i in range(4)] == [3, 3, 3, 0]
     assert pool.unallocated() == 1
     with pytest.raises(ContractReverted, match="NothingToDistribute"):
         pool.distribute()
     c.play([0, 0, 0, 5])
     pool.fund(4)
     pool.distribute()
-    assert pool.credit(c.accounts[3]) == 5  # this epoch's 4 plus last epoch's dust
+    assert pool.credit(c.admitted[3].account) == 5  # this epoch's 4 plus last epoch's dust
     w3 = c.chain.w3
-    before = w3.eth.get_balance(c.accounts[3])
+    before = w3.eth.get_balance(c.admitted[3].account)
     outcome = as_member(c, pool, 3).withdraw()
     fee = outcome.gas_used * w3.eth.get_transaction_receipt(outcome.tx_hash)["effectiveGasPrice"]
-    assert w3.eth.get_balance(c.accounts[3]) == before + 5 - fee
+    assert w3.eth.get_balance(c.admitted[3].account) == before + 5 - fee
     with pytest.raises(ContractReverted, match="NothingToWithdraw"):
         as_member(c, pool, 3).withdraw()
     totals = pool.totals()
@@ -148,7 +157,7 @@ def test_a_token_pool_pays_in_the_token(consortium: Consortium) -> None:
     c.play([1, 1, 2, 0])
     pool.distribute()
     as_member(c, pool, 2).withdraw()
-    assert token.functions.balanceOf(c.accounts[2]).call() == 500
+    assert token.functions.balanceOf(c.admitted[2].account).call() == 500
     assert token.functions.balanceOf(pool.contract.address).call() == 500
 
 
@@ -162,9 +171,8 @@ def test_a_reentrant_member_cannot_drain_the_pool(
     factory = w3.eth.contract(abi=attacker_artifact["abi"], bytecode=attacker_artifact["bytecode"])
     created = sender.deploy("ReentrantWithdrawer", factory.constructor(pool.contract.address))
     attacker = w3.eth.contract(address=created.contract_address, abi=attacker_artifact["abi"])
-    c.admin.propose_admit(attacker.address, "Attacker", 1)  # member index 4, in cluster 1
-    c.accounts[4] = attacker.address
-    c.clusters = (*CLUSTERS, 1)
+    c.admins[0].propose_admit(attacker.address, "Attacker", 1)  # member index 4, in cluster 1
+    c.admitted.append(Admission(attacker.address, "", "Attacker", 1, ROLE_HOSPITAL))
     c.play([1, 1, 1, 1, 1])
     pool.fund(5 * ETH)
     pool.distribute()
@@ -192,7 +200,7 @@ def test_on_chain_payouts_equal_the_recomputed_split_and_sum_to_the_pot(
 ) -> None:
     snapshot = chain.snapshot()
     try:
-        c = start_consortium(chain)
+        c = four_hospitals(chain)
         c.play(scores, rejected=sorted(rejected))
         pool = pool_for(c)
         pool.fund(pot)
@@ -203,7 +211,7 @@ def test_on_chain_payouts_equal_the_recomputed_split_and_sum_to_the_pot(
                 pool.distribute()
             return
         pool.distribute()
-        credits = {i: pool.credit(c.accounts[i]) for i in range(4)}
+        credits = {i: pool.credit(c.admitted[i].account) for i in range(4)}
         assert {i: v for i, v in credits.items() if v or i in want} == want
         assert sum(credits.values()) + pool.unallocated() == pot
     finally:
