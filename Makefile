@@ -23,7 +23,7 @@ $(NPM_STAMP): package.json package-lock.json
 	touch $@
 
 demo: setup
-	$(BIN)/medswarm testnet run --nodes 4 --dataset heart-disease --rounds 20 --out runs/demo
+	$(BIN)/medswarm testnet run --nodes 4 --config testnet/demo.toml --out runs/demo
 
 test: setup
 	$(BIN)/pytest

@@ -152,3 +152,13 @@ def test_strategy_table_and_standardisation() -> None:
 def test_bad_strategy_settings_name_the_problem(raw: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         config_from_dict(raw, source="consortium.toml")
+
+
+def test_the_demo_runs_the_setting_chosen_on_validation() -> None:
+    from node.strategy_sim import TUNED_HEART_POOLED
+
+    config = load_config(Path(__file__).parents[3] / "testnet" / "demo.toml")
+    assert config.federation.dataset == "heart-disease"
+    assert config.federation.standardise == "federation"
+    assert config.federation.rounds == 21  # a statistics round, then 20 training rounds
+    assert config.strategy == TUNED_HEART_POOLED["scaffold"]
