@@ -22,7 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from incentive.chain import connect_rpc
-from incentive.consortium import ROLE_AUDITOR, ROLE_HOSPITAL, ConsortiumClient, deploy_consortium
+from incentive.consortium import (
+    ACTION_ADMIT,
+    ACTION_REINSTATE,
+    ACTION_REMOVE,
+    ACTION_SET_ADMINS,
+    ACTION_SET_EXCLUSION,
+    ACTION_SET_GENESIS,
+    ACTION_SET_QUORUM,
+    ROLE_AUDITOR,
+    ROLE_HOSPITAL,
+    ConsortiumClient,
+    deploy_consortium,
+)
 from incentive.epoch_rewards import RewardsClient, deploy_rewards
 from incentive.tx import TxOutcome
 from medswarm.errors import MedswarmError
@@ -37,6 +49,17 @@ ACTIONS = {
     "exclusion": "THRESHOLD (0..10000)",
     "reinstate": "ACCOUNT",
     "admins": "THRESHOLD ADDRESS [ADDRESS ...]",
+}
+
+
+ACTION_NAMES = {
+    ACTION_ADMIT: "admit",
+    ACTION_REMOVE: "remove",
+    ACTION_SET_GENESIS: "genesis",
+    ACTION_SET_QUORUM: "quorum",
+    ACTION_SET_EXCLUSION: "exclusion",
+    ACTION_REINSTATE: "reinstate",
+    ACTION_SET_ADMINS: "admins",
 }
 
 
@@ -219,7 +242,7 @@ def run_status(args: argparse.Namespace) -> int:
         proposals.append(
             {
                 "id": pid,
-                "kind": kind,
+                "action": ACTION_NAMES.get(int(kind), str(kind)),
                 "executed": executed,
                 "cancelled": withdrawn,
                 "approvals": approvals,

@@ -105,6 +105,7 @@ def test_operators_run_a_consortium_from_the_command_line(
         assert [m["credit"] for m in status["members"]] == [100, 200, 300, 400]
         assert status["members"][0]["peer_id"] == "12D3KooWH0"
         assert all(p["executed"] for p in status["proposals"])
+        assert [p["action"] for p in status["proposals"]] == ["admit"] * 4 + ["genesis"]
         assert run(["consortium", "withdraw", *rpc, "--key-file", files[6], *pool], capsys)[0] == 0
 
         # mistakes get a clear error and exit 2
