@@ -66,6 +66,7 @@ contract EpochRewards {
     );
     event EpochClosed(uint256 indexed epoch, uint256 pot, uint256 paid, uint256 dust);
     event Withdrawn(address indexed account, uint256 amount);
+    event ModelUsed(address indexed payer, bytes32 indexed modelHash, uint256 amount);
 
     error ZeroAmount();
     error WrongAsset();
@@ -94,17 +95,36 @@ contract EpochRewards {
 
     /// @notice Add `amount` of the token (approved beforehand), or the ETH sent, to the pool.
     function fund(uint256 amount) external payable nonReentrant {
+        _collect(amount);
+    }
+
+    /// @notice Pay `amount` (the ETH sent, or token units approved beforehand) for using the
+    /// federation's model `modelHash`. The fee joins the pot, and if hospitals accrued
+    /// contribution since the last epoch the pot is paid out at once: an epoch closes in this
+    /// transaction, so income reaches the hospitals without anyone calling `distribute`.
+    function payForModel(bytes32 modelHash, uint256 amount)
+        external
+        payable
+        nonReentrant
+        returns (uint256 epochNumber)
+    {
+        emit ModelUsed(msg.sender, modelHash, _collect(amount));
+        return _distribute(false);
+    }
+
+    function _collect(uint256 amount) private returns (uint256 received) {
         if (address(token) == address(0)) {
             if (amount != msg.value) revert WrongAsset();
-            _funded(msg.sender, msg.value);
+            received = msg.value;
         } else {
             if (msg.value != 0) revert WrongAsset();
             uint256 before = token.balanceOf(address(this));
             if (!token.transferFrom(msg.sender, address(this), amount)) {
                 revert TransferFailed(msg.sender, amount);
             }
-            _funded(msg.sender, token.balanceOf(address(this)) - before);
+            received = token.balanceOf(address(this)) - before;
         }
+        _funded(msg.sender, received);
     }
 
     /// @notice The pot of the next epoch: what the pool holds beyond outstanding credit.
@@ -114,38 +134,45 @@ contract EpochRewards {
 
     /// @notice Close an epoch: credit the pot by contribution times reputation (see above).
     function distribute() external nonReentrant returns (uint256 epochNumber) {
+        return _distribute(true);
+    }
+
+    /// Closes an epoch; with `strict` false, returns 0 instead of reverting when there is
+    /// nothing to pay or nobody to pay.
+    function _distribute(bool strict) private returns (uint256 epochNumber) {
         uint256 n = consortium.memberCount();
         uint256[] memory weights = new uint256[](n);
-        uint256[] memory deltas = new uint256[](n);
-        uint256 total = 0;
+        uint64[] memory totals = new uint64[](n);
+        uint256 sum = 0;
         for (uint256 i = 0; i < n; ++i) {
-            uint64 now_ = consortium.contribution(i);
-            uint256 delta = now_ - accounted[i];
-            if (delta == 0) continue;
-            accounted[i] = now_;
-            deltas[i] = delta;
+            totals[i] = consortium.contribution(i);
+            if (totals[i] == accounted[i]) continue;
             IConsortiumBook.Member memory m = consortium.member(i);
             if (m.active && !m.excluded && m.role == ROLE_HOSPITAL) {
-                weights[i] = delta * consortium.reputation(i);
-                total += weights[i];
+                weights[i] = (totals[i] - accounted[i]) * uint256(consortium.reputation(i));
+                sum += weights[i];
             }
         }
-        if (total == 0) revert NothingToDistribute();
         uint256 pot = unallocated();
-        // slither-disable-next-line incorrect-equality (an empty pot is exactly zero)
-        if (pot == 0) revert PoolEmpty();
+        // slither-disable-next-line incorrect-equality (no weight and an empty pot are exactly 0)
+        if (sum == 0 || pot == 0) {
+            if (!strict) return 0;
+            if (sum == 0) revert NothingToDistribute();
+            revert PoolEmpty();
+        }
         epochNumber = epoch + 1;
         epoch = epochNumber;
         uint256 paid = 0;
         for (uint256 i = 0; i < n; ++i) {
-            if (weights[i] == 0) continue;
-            uint256 share = pot * weights[i] / total;
+            uint256 delta = totals[i] - accounted[i];
+            if (delta == 0) continue;
+            accounted[i] = totals[i];
+            if (weights[i] == 0) continue; // excluded or removed: forfeited
+            uint256 share = pot * weights[i] / sum;
             IConsortiumBook.Member memory m = consortium.member(i);
             credit[m.account] += share;
             paid += share;
-            emit RewardCredited(
-                epochNumber, i, m.account, share, deltas[i], consortium.reputation(i)
-            );
+            emit RewardCredited(epochNumber, i, m.account, share, delta, consortium.reputation(i));
         }
         totalCredited += paid;
         emit EpochClosed(epochNumber, pot, paid, pot - paid);

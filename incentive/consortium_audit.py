@@ -106,6 +106,7 @@ class ConsortiumAudit:
     epochs: list[AuditedEpoch] = field(default_factory=list)
     genesis_hash: str | None = None
     funded: int = 0
+    model_payments: list[dict[str, Any]] = field(default_factory=list)  # payer, model, amount
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -140,6 +141,7 @@ class ConsortiumAudit:
             "problems": self.problems,
             "genesis_hash": self.genesis_hash,
             "funded": self.funded,
+            "model_payments": self.model_payments,
             "members": [{**asdict(m), "reputation": m.reputation} for m in self.members.values()],
             "rounds": [asdict(r) for r in self.rounds],
             "epochs": [asdict(e) for e in self.epochs],
@@ -181,6 +183,15 @@ def audit_events(events: Iterable[EventRecord]) -> ConsortiumAudit:
             pending = []
         elif name == "Funded":
             audit.funded += int(args["amount"])
+        elif name == "ModelUsed":
+            audit.model_payments.append(
+                {
+                    "payer": to_checksum_address(args["payer"]),
+                    "model_hash": _hex(args["modelHash"]),
+                    "amount": int(args["amount"]),
+                    "block": event.block_number,
+                }
+            )
         elif name == "RewardCredited":
             epoch_credits.setdefault(int(args["epoch"]), {})[int(args["member"])] = int(
                 args["amount"]

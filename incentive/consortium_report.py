@@ -201,7 +201,9 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
 font-size:13px}}code{{font-size:11px}}</style></head><body>
 <h1>Consortium audit: {verdict}</h1>
 <p>{len(audit.rounds)} final rounds from genesis <code>{audit.genesis_hash}</code>;
-{len(audit.epochs)} reward epochs; funded {audit.funded}.</p>
+{len(audit.epochs)} reward epochs; funded {audit.funded}, of which
+{sum(p["amount"] for p in audit.model_payments)} in {len(audit.model_payments)} payment(s) for
+using a model.</p>
 <h2>Hospitals</h2><table><tr><th>index</th><th>name</th><th>account</th><th>cluster</th>
 <th>contribution</th><th>reputation</th><th>standing</th><th>credited</th><th>withdrawn</th></tr>
 {rows}</table>

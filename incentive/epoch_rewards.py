@@ -37,6 +37,11 @@ class RewardsClient(ContractClient):
         """Fund with ``amount`` wei (``eth``) or token units approved beforehand."""
         return self._transact("fund", amount, value=amount if eth else 0)
 
+    def pay_for_model(self, model_hash: bytes, amount: int, *, eth: bool = True) -> TxOutcome:
+        """Pay for using a model; the pot is paid out at once if hospitals accrued
+        contribution (``EpochClosed`` in the outcome)."""
+        return self._transact("payForModel", model_hash, amount, value=amount if eth else 0)
+
     def distribute(self) -> TxOutcome:
         return self._transact("distribute")
 

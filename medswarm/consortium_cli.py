@@ -8,6 +8,7 @@
     medswarm consortium register --rpc URL --key-file F --address C PEER_ID [MULTIADDR ...]
     medswarm consortium status   --rpc URL --address C [--rewards P] [--json]
     medswarm consortium fund|distribute|withdraw --rpc URL --key-file F --rewards P [AMOUNT]
+    medswarm consortium pay      --rpc URL --key-file F --rewards P MODEL_HASH AMOUNT
 
 The key file holds one account's private key as 64 hex digits, readable by its owner only
 (the format of a node's ``account_key_file``). Governance actions run when ``threshold``
@@ -129,10 +130,13 @@ def add_consortium_parser(
         ("fund", "add AMOUNT (wei, or token units approved beforehand) to the pool"),
         ("distribute", "close a reward epoch"),
         ("withdraw", "take this account's credit"),
+        ("pay", "pay AMOUNT for using the model MODEL_HASH; accrued rewards pay out at once"),
     ):
         sub = command(name, text)
         sub.add_argument("--rewards", required=True, help="the EpochRewards pool")
-        if name == "fund":
+        if name == "pay":
+            sub.add_argument("model_hash", help="the model's hash (64 hex digits)")
+        if name in ("fund", "pay"):
             sub.add_argument("amount", type=int)
             sub.add_argument("--token", action="store_true", help="the pool pays in a token")
         sub.set_defaults(handler=run_pool)
@@ -280,6 +284,14 @@ def run_pool(args: argparse.Namespace) -> int:
     pool = RewardsClient(connect_rpc(args.rpc), args.rewards, _key(args))
     if args.consortium_command == "fund":
         outcome = pool.fund(args.amount, eth=not args.token)
+    elif args.consortium_command == "pay":
+        try:
+            model = bytes.fromhex(args.model_hash.removeprefix("0x"))
+        except ValueError as exc:
+            raise ConsortiumCliError(f"MODEL_HASH must be 64 hex digits: {exc}") from exc
+        if len(model) != 32:
+            raise ConsortiumCliError(f"MODEL_HASH must be 64 hex digits, got {len(model)} bytes")
+        outcome = pool.pay_for_model(model, args.amount, eth=not args.token)
     elif args.consortium_command == "distribute":
         outcome = pool.distribute()
     else:

@@ -49,8 +49,7 @@ def played() -> Iterator[tuple[Consortium, str]]:
     pool.distribute()
     c.play([10, 20, 30, 40], rejected=[3])
     c.play([5, 5, 5, 5], absent=[3])  # 3 is excluded now: no record of it
-    pool.fund(ETH // 3)
-    pool.distribute()
+    pool.pay_for_model(global_hash(4), ETH // 3)  # pays epoch 2 out at once
     RewardsClient(chain.w3, rewards, c.admitted[1].key, chain.lock).withdraw()
     yield c, rewards
 
@@ -76,6 +75,8 @@ def test_a_clean_history_passes_every_check(played: tuple[Consortium, str]) -> N
     assert audit.members[3].excluded
     assert len(audit.epochs) == 2 and audit.epochs[0].dust + audit.epochs[0].paid == ETH
     assert audit.members[1].withdrawn == audit.members[1].credited > 0
+    assert audit.model_payments[0]["model_hash"] == global_hash(4).hex()
+    assert audit.funded == ETH + ETH // 3
 
 
 def test_lineage_of_a_model_hash_reaches_the_hospitals_with_proofs(

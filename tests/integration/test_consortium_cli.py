@@ -107,6 +107,14 @@ def test_operators_run_a_consortium_from_the_command_line(
         assert all(p["executed"] for p in status["proposals"])
         assert [p["action"] for p in status["proposals"]] == ["admit"] * 4 + ["genesis"]
         assert run(["consortium", "withdraw", *rpc, "--key-file", files[6], *pool], capsys)[0] == 0
+        code, out, _ = run(
+            ["consortium", "pay", *rpc, "--key-file", files[7], *pool, "ab" * 32, "500"], capsys
+        )
+        assert code == 0 and "ModelUsed" in out  # nothing accrued since: no epoch closes
+        code, _, err = run(
+            ["consortium", "pay", *rpc, "--key-file", files[7], *pool, "abc", "1"], capsys
+        )
+        assert code == 2 and "64 hex digits" in err
 
         # mistakes get a clear error and exit 2
         code, _, err = run(

@@ -216,3 +216,21 @@ def test_on_chain_payouts_equal_the_recomputed_split_and_sum_to_the_pot(
         assert sum(credits.values()) + pool.unallocated() == pot
     finally:
         chain.revert(snapshot)
+
+
+def test_paying_for_a_model_pays_the_hospitals_out_at_once(consortium: Consortium) -> None:
+    c = consortium
+    pool = pool_for(c)
+    model = bytes.fromhex("ab" * 32)
+    first = pool.pay_for_model(model, 600)  # no contribution yet: the fee waits in the pot
+    assert [e.event for e in first.events] == ["Funded", "ModelUsed"]
+    assert pool.unallocated() == 600
+    c.play([1, 2, 0, 0])
+    second = pool.pay_for_model(model, 300)
+    used = second.named("ModelUsed")[0].args
+    assert used["amount"] == 300 and str(used["modelHash"]).removeprefix("0x") == "ab" * 32
+    closed = second.named("EpochClosed")[0].args
+    assert (closed["pot"], closed["paid"], closed["dust"]) == (900, 900, 0)
+    assert [pool.credit(c.admitted[i].account) for i in range(4)] == [300, 600, 0, 0]
+    with pytest.raises(ContractReverted, match="WrongAsset"):
+        pool.pay_for_model(model, 5, eth=False)  # an ETH pool wants the value sent
