@@ -208,6 +208,12 @@ class GossipService:
             background_trio_service(self._gossipsub),
             trio.open_nursery() as nursery,
         ):
+            if not self._host.get_addrs():  # py-libp2p logs a failed listen and carries on
+                raise GossipError(
+                    f"could not listen on {listen}: the port is taken by another process or "
+                    "the address is not this machine's; choose another network.listen_port "
+                    "(0 picks a free one) or listen_host"
+                )
             self._nursery = nursery
             if self._bulk is not None:
                 host, port = self.config.listen_host, self.config.bulk_port

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import random
 import shutil
 import socket
 import subprocess
@@ -102,11 +103,42 @@ def find_anvil(binary: Path | None = None) -> Path:
     )
 
 
+_LISTEN_PORTS_FROM = 10_000
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
+_ports = random.Random()
+
+
 def free_port(host: str = HOST) -> int:
-    """A TCP port on ``host`` that nothing listens on right now."""
+    """A TCP port on ``host`` that nothing listens on right now, for a process to listen on.
+
+    The port is picked below the kernel's ephemeral range (Linux:
+    ``/proc/sys/net/ipv4/ip_local_port_range``), where outgoing connections never take their
+    local port: a port handed out here stays free until its process binds it, even while other
+    processes open connections (a port from the ephemeral range could be taken as the local
+    end of one). No port is handed out twice by one launcher. Elsewhere, the kernel picks.
+    """
+    try:
+        first_ephemeral = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first_ephemeral = 0
+    if first_ephemeral > _LISTEN_PORTS_FROM + 100:
+        for _ in range(200):
+            port = _ports.randrange(_LISTEN_PORTS_FROM, first_ephemeral)
+            if port in _handed_out:
+                continue
+            with socket.socket() as sock:
+                try:
+                    sock.bind((host, port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+            return port
     with socket.socket() as sock:
         sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+        port = int(sock.getsockname()[1])
+    _handed_out.add(port)
+    return port
 
 
 def derive_private_keys(mnemonic: str, n: int) -> list[str]:

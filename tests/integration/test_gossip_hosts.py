@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -17,6 +19,7 @@ from gossip.messages import Announcement, AnnouncementKind
 from gossip.ranges import ranges_of
 from gossip.service import GossipConfig, GossipService
 from gossip.validation import AnnouncementPolicy, Verdict
+from medswarm.errors import leaf_errors
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -296,3 +299,17 @@ async def test_obtain_writes_a_bulk_blob_to_the_disk_store_and_charges_a_forger(
             await fetcher.fetch(wanted, [forger.peer_id])
         assert fetcher.offences[forger.peer_id] == 1
         assert forger.traffic["sent"] == sent_before
+
+
+async def test_a_port_already_in_use_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = replace(CONFIG, listen_port=taken.getsockname()[1])
+        service = GossipService(config, Federation().policy(), BlobStore())
+        with pytest.raises(BaseException) as caught:  # the error, or a group holding it
+            async with trio.open_nursery() as nursery:
+                await nursery.start(service.run)
+    (error,) = leaf_errors(caught.value)
+    assert isinstance(error, GossipError)
+    assert re.search(r"could not listen on .* choose another", str(error))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
-from testnet.anvil import AnvilChain, AnvilConfig, derive_private_keys, find_anvil
+from testnet.anvil import AnvilChain, AnvilConfig, derive_private_keys, find_anvil, free_port
 from testnet.errors import AnvilError, AnvilNotFound
 
 # Published keys of the first two accounts of anvil's default test mnemonic.
@@ -56,3 +57,19 @@ def test_invalid_settings_are_refused(tmp_path: Path, options: dict[str, int]) -
 def test_url_before_start_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(AnvilError, match="start"):
         _ = AnvilChain(AnvilConfig(tmp_path)).url
+
+
+def test_listen_ports_come_from_below_the_ephemeral_range_and_never_twice() -> None:
+    first_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == 50
+    assert all(10_000 <= p < first_ephemeral for p in ports)
+    # an outgoing connection takes its local port from the ephemeral range, never from ours
+    with socket.socket() as server, socket.socket() as client:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        client.connect(server.getsockname())
+        assert client.getsockname()[1] >= first_ephemeral
+    for port in ports:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))  # still free
