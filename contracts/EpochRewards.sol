@@ -143,13 +143,17 @@ contract EpochRewards {
         uint256 n = consortium.memberCount();
         uint256[] memory weights = new uint256[](n);
         uint64[] memory totals = new uint64[](n);
+        address[] memory accounts = new address[](n);
+        uint16[] memory reputations = new uint16[](n);
         uint256 sum = 0;
         for (uint256 i = 0; i < n; ++i) {
             totals[i] = consortium.contribution(i);
             if (totals[i] == accounted[i]) continue;
             IConsortiumBook.Member memory m = consortium.member(i);
             if (m.active && !m.excluded && m.role == ROLE_HOSPITAL) {
-                weights[i] = (totals[i] - accounted[i]) * uint256(consortium.reputation(i));
+                accounts[i] = m.account;
+                reputations[i] = consortium.reputation(i);
+                weights[i] = (totals[i] - accounted[i]) * uint256(reputations[i]);
                 sum += weights[i];
             }
         }
@@ -169,10 +173,9 @@ contract EpochRewards {
             accounted[i] = totals[i];
             if (weights[i] == 0) continue; // excluded or removed: forfeited
             uint256 share = pot * weights[i] / sum;
-            IConsortiumBook.Member memory m = consortium.member(i);
-            credit[m.account] += share;
+            credit[accounts[i]] += share;
             paid += share;
-            emit RewardCredited(epochNumber, i, m.account, share, delta, consortium.reputation(i));
+            emit RewardCredited(epochNumber, i, accounts[i], share, delta, reputations[i]);
         }
         totalCredited += paid;
         emit EpochClosed(epochNumber, pot, paid, pot - paid);

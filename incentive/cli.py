@@ -223,7 +223,7 @@ def run_consortium_audit(args: argparse.Namespace) -> int:
         w3 = connect_rpc(args.rpc)
         try:
             events = read_events(w3, args.address, args.rewards)
-            audit = read_and_audit(w3, args.address, args.rewards)
+            audit = read_and_audit(w3, args.address, args.rewards, events)
         except MedswarmError:
             raise
         except Exception as exc:  # transport or decoding errors while reading the chain

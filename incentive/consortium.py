@@ -58,9 +58,7 @@ def deploy_consortium(
     lock: AbstractContextManager[Any] | None = None,
 ) -> tuple[str, TxOutcome]:
     """Deploy a Consortium governed by ``threshold`` of ``admins``; its address and receipt."""
-    outcome = deploy_contract(w3, deployer_key, CONSORTIUM, list(admins), threshold, lock=lock)
-    assert outcome.contract_address is not None  # set by every contract creation
-    return outcome.contract_address, outcome
+    return deploy_contract(w3, deployer_key, CONSORTIUM, list(admins), threshold, lock=lock)
 
 
 class ConsortiumClient(ContractClient):

@@ -8,7 +8,7 @@ of the contracts:
 - every round's ``commitments`` hash is the one recomputed from its clusters, and each round
   builds on the previous round's final hash (genesis for round 1);
 - contributions and reputations, replayed with the contract's rule, equal what the contract
-  reports now (``expected_state`` is compared by :func:`read_and_audit`);
+  reports now (compared by :func:`read_and_audit`);
 - every epoch's credits equal :func:`incentive.payouts.epoch_split` of the replayed state,
   and pot = paid + dust.
 
@@ -352,26 +352,31 @@ def read_events(w3: Any, consortium: str, rewards: str | None = None) -> list[Ev
     """Every event of a live Consortium (and pool) since the Consortium's deployment block."""
     from contracts import load_artifact  # artifacts are read only by this chain-facing part
 
-    contracts = {to_checksum_address(consortium): ("Consortium", load_artifact("Consortium").abi)}
+    address = to_checksum_address(consortium)
+    contracts = {address: ("Consortium", load_artifact("Consortium").abi)}
     if rewards:
         contracts[to_checksum_address(rewards)] = (
             "EpochRewards",
             load_artifact("EpochRewards").abi,
         )
-    book = w3.eth.contract(
-        address=to_checksum_address(consortium), abi=contracts[to_checksum_address(consortium)][1]
-    )
+    book = w3.eth.contract(address=address, abi=contracts[address][1])
     start = int(book.functions.deployedAt().call())
     logs = w3.eth.get_logs({"fromBlock": start, "toBlock": "latest", "address": list(contracts)})
     return decode_logs(EventDecoder(contracts), logs)
 
 
-def read_and_audit(w3: Any, consortium: str, rewards: str | None = None) -> ConsortiumAudit:
-    """Fetch the events of a live Consortium (and pool) and audit them; then compare the
-    replayed contributions, reputations and credits with the contracts' own views."""
+def read_and_audit(
+    w3: Any,
+    consortium: str,
+    rewards: str | None = None,
+    events: Sequence[EventRecord] | None = None,
+) -> ConsortiumAudit:
+    """Audit the events of a live Consortium (and pool), fetched here unless ``events`` (from
+    :func:`read_events`) are given; then compare the replayed contributions, reputations and
+    credits with the contracts' own views."""
     from contracts import load_artifact
 
-    audit = audit_events(read_events(w3, consortium, rewards))
+    audit = audit_events(read_events(w3, consortium, rewards) if events is None else events)
     book = w3.eth.contract(
         address=to_checksum_address(consortium), abi=load_artifact("Consortium").abi
     )

@@ -23,15 +23,15 @@ def deploy_contract(
     name: str,
     *args: Any,
     lock: AbstractContextManager[Any] | None = None,
-) -> TxOutcome:
-    """Deploy the compiled contract ``name`` with constructor ``args``; the outcome's
-    ``contract_address`` is its address."""
+) -> tuple[str, TxOutcome]:
+    """Deploy the compiled contract ``name`` with constructor ``args``; its address and the
+    deployment's outcome."""
     artifact = load_artifact(name)
     sender = TransactionSender(w3, deployer_key, lock)
     factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
     outcome = sender.deploy(name, factory.constructor(*args))
     assert outcome.contract_address is not None  # set by every contract creation
-    return outcome
+    return outcome.contract_address, outcome
 
 
 class ContractClient:

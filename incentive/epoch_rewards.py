@@ -21,11 +21,10 @@ def deploy_rewards(
     lock: AbstractContextManager[Any] | None = None,
 ) -> str:
     """Deploy an EpochRewards pool for ``consortium`` paying ETH, or ``token`` if given."""
-    outcome = deploy_contract(
+    address, _ = deploy_contract(
         w3, deployer_key, EPOCH_REWARDS, consortium, token or _NO_TOKEN, lock=lock
     )
-    assert outcome.contract_address is not None  # set by every contract creation
-    return outcome.contract_address
+    return address
 
 
 class RewardsClient(ContractClient):

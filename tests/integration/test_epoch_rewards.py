@@ -143,10 +143,9 @@ def test_funding_errors(consortium: Consortium) -> None:
 def test_a_token_pool_pays_in_the_token(consortium: Consortium) -> None:
     c = consortium
     w3, keys = c.chain.w3, c.chain.private_keys
-    token_address = deploy_contract(
+    token_address, _ = deploy_contract(
         w3, keys[9], REWARD_TOKEN, "Care", "CARE", 10**24, lock=c.chain.lock
-    ).contract_address
-    assert token_address is not None
+    )
     token = w3.eth.contract(address=token_address, abi=load_artifact(REWARD_TOKEN).abi)
     pool = pool_for(c, token_address)
     funder = TransactionSender(w3, keys[9], c.chain.lock)
