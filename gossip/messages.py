@@ -2,7 +2,11 @@
 
 An announcement says "blob H of S bytes, made from N training samples, is my update (or my
 cluster aggregate) for round R". Model weights never travel in gossip; peers fetch the blob
-over the blob protocol and check it against ``blob_hash``.
+over the blob protocol and check it against ``blob_hash``. An aggregate lists its inputs with
+the score the aggregator gave each (and the updates it rejected), so on a federation whose
+rounds are kept by the Consortium contract it is the cluster's signed commitment. An
+attestation says "I computed global model H for round R" and carries the member's EIP-712
+signature over the round (:mod:`incentive.round_commit`), which the contract checks.
 
 Encoding is canonical JSON (sorted keys, no spaces, ASCII), so the same announcement always
 has the same bytes. The signature is an Ethereum personal-message signature (EIP-191) by the
@@ -23,11 +27,13 @@ from eth_account.messages import encode_defunct
 
 from gossip.errors import BadSignature, MalformedMessage
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_ANNOUNCEMENT_BYTES = 16 * 1024
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_ROUND_SIGNATURE = re.compile(r"^[0-9a-f]{130}$")
+UINT64_MAX = 2**64 - 1
 
 
 class AnnouncementKind(StrEnum):
@@ -35,15 +41,19 @@ class AnnouncementKind(StrEnum):
 
     UPDATE = "update"  # one member's local update (weights delta)
     AGGREGATE = "aggregate"  # a cluster aggregator's weighted mean of member updates
+    ATTEST = "attest"  # a member's signature over the round's global model (no blob to fetch)
 
 
 @dataclass(frozen=True)
 class AggregateInput:
-    """One member update that went into an aggregate."""
+    """One member update the aggregator considered: its score, or that it was rejected
+    (then it is not in the average, and its score is 0)."""
 
     sender: str
     blob_hash: str
     samples: int
+    score: int = 0
+    rejected: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,7 @@ class Announcement:
     sender: str
     peer_id: str
     inputs: tuple[AggregateInput, ...] = ()
+    round_signature: str = ""  # attestations: 65 bytes r|s|v in hex, else empty
     version: int = PROTOCOL_VERSION
     signature: str = field(default="", compare=False)
 
@@ -143,6 +154,7 @@ _FIELDS: dict[str, type | tuple[type, ...]] = {
     "sender": str,
     "peer_id": str,
     "inputs": list,
+    "round_signature": str,
     "version": int,
     "signature": str,
 }
@@ -172,6 +184,8 @@ def _from_dict(raw: dict[str, Any]) -> Announcement:
         if raw[name] < 0:
             raise MalformedMessage(f"announcement field {name!r} must not be negative")
     inputs = tuple(_input_from_dict(item) for item in raw["inputs"])
+    if raw["round_signature"] and not _ROUND_SIGNATURE.match(raw["round_signature"]):
+        raise MalformedMessage("round_signature must be 65 bytes (r|s|v) in lowercase hex")
     return Announcement(
         kind=kind,
         federation=raw["federation"],
@@ -184,22 +198,35 @@ def _from_dict(raw: dict[str, Any]) -> Announcement:
         sender=raw["sender"],
         peer_id=raw["peer_id"],
         inputs=inputs,
+        round_signature=raw["round_signature"],
         version=raw["version"],
         signature=raw["signature"],
     )
 
 
+_INPUT_FIELDS = {"sender", "blob_hash", "samples", "score", "rejected"}
+
+
 def _input_from_dict(item: Any) -> AggregateInput:
-    if not isinstance(item, dict) or set(item) != {"sender", "blob_hash", "samples"}:
-        raise MalformedMessage("aggregate input must have exactly sender, blob_hash, samples")
+    if not isinstance(item, dict) or set(item) != _INPUT_FIELDS:
+        raise MalformedMessage(
+            "aggregate input must have exactly " + ", ".join(sorted(_INPUT_FIELDS))
+        )
     sender, blob_hash, samples = item["sender"], item["blob_hash"], item["samples"]
+    score, rejected = item["score"], item["rejected"]
     if not isinstance(sender, str) or not isinstance(blob_hash, str):
         raise MalformedMessage("aggregate input sender and blob_hash must be strings")
     if not isinstance(samples, int) or isinstance(samples, bool) or samples <= 0:
         raise MalformedMessage("aggregate input samples must be a positive integer")
+    if not isinstance(score, int) or isinstance(score, bool) or not 0 <= score <= UINT64_MAX:
+        raise MalformedMessage("aggregate input score must be an integer in 0..2**64-1")
+    if not isinstance(rejected, bool) or (rejected and score):
+        raise MalformedMessage(
+            "aggregate input rejected must be a boolean (a rejected input scores 0)"
+        )
     _check_address(sender, "inputs.sender")
     _check_hash(blob_hash, "inputs.blob_hash")
-    return AggregateInput(sender=sender, blob_hash=blob_hash, samples=samples)
+    return AggregateInput(sender, blob_hash, samples, score, rejected)
 
 
 def _check_hash(value: str, name: str) -> None:

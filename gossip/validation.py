@@ -70,6 +70,29 @@ class AnnouncementPolicy:
         return cls(federation, lambda address: None, lambda: 0, max_blob_bytes)
 
 
+def _shape_problem(announcement: Announcement) -> str:
+    """What is wrong with the fields an announcement of its kind must (not) carry."""
+    kind = announcement.kind
+    if kind is AnnouncementKind.ATTEST:
+        if not announcement.round_signature:
+            return "an attestation must carry its round signature"
+        if announcement.inputs or announcement.size or announcement.samples:
+            return "an attestation names no blob to fetch: no inputs, size 0, samples 0"
+        return ""
+    if announcement.round_signature:
+        return f"only an attestation carries a round signature, not a {kind} announcement"
+    if announcement.samples <= 0:
+        return "announced update was trained on no samples"
+    if kind is AnnouncementKind.UPDATE and announcement.inputs:
+        return "an update announcement must not list inputs"
+    if kind is AnnouncementKind.AGGREGATE:
+        if not any(not i.rejected for i in announcement.inputs):
+            return "an aggregate announcement must list the inputs it averaged"
+        if announcement.samples != sum(i.samples for i in announcement.inputs if not i.rejected):
+            return "an aggregate's samples must be the sum of its accepted inputs' samples"
+    return ""
+
+
 def validate_announcement(
     data: bytes, origin_peer_id: str, policy: AnnouncementPolicy
 ) -> tuple[Decision, Announcement | None]:
@@ -107,12 +130,9 @@ def judge(announcement: Announcement, origin_peer_id: str, policy: AnnouncementP
             f"announced blob of {announcement.size} bytes exceeds the "
             f"{policy.max_blob_bytes}-byte limit",
         )
-    if announcement.samples <= 0:
-        return Decision(Verdict.REJECT, "announced update was trained on no samples")
-    if announcement.kind is AnnouncementKind.UPDATE and announcement.inputs:
-        return Decision(Verdict.REJECT, "an update announcement must not list inputs")
-    if announcement.kind is AnnouncementKind.AGGREGATE and not announcement.inputs:
-        return Decision(Verdict.REJECT, "an aggregate announcement must list its inputs")
+    problem = _shape_problem(announcement)
+    if problem:
+        return Decision(Verdict.REJECT, problem)
     current = policy.current_round()
     if announcement.round < current:
         return Decision(Verdict.IGNORE, f"round {announcement.round} is over (now {current})")

@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_abi.abi import encode
+from eth_utils import keccak, to_checksum_address
 
+from incentive.abi_codec import EventDecoder
 from incentive.contract_client import ContractClient, deploy_contract
+from incentive.events import EventRecord, decode_logs
 from incentive.round_commit import (
     ClusterCommit,
     RoundSignature,
@@ -38,6 +41,8 @@ ACTION_SET_QUORUM = 4
 ACTION_SET_EXCLUSION = 5
 ACTION_REINSTATE = 6
 ACTION_SET_ADMINS = 7
+MEMBER_ROW_BYTES = 25  # memberTable(): account 20 | cluster 2 | role 1 | active 1 | excluded 1
+_ROUND_FINALIZED = keccak(text="RoundFinalized(uint64,bytes32,bytes32,bytes32,uint256)")
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,51 @@ class ConsortiumClient(ContractClient):
     def index_of(self, account: str) -> int:
         return int(self._call("indexOf", account))
 
+    def member_rows(self) -> list[ConsortiumMember]:
+        """Every member from one ``memberTable()`` call (what ``members()`` reads one by one)."""
+        return parse_member_table(self.member_table())
+
+    def deployed_at(self) -> int:
+        return int(self._call("deployedAt"))
+
+    def genesis_hash(self) -> bytes:
+        """The genesis hash (32 zero bytes until governance sets it)."""
+        return bytes(self._call("genesisHash"))
+
+    def events_between(self, first_block: int, last_block: int) -> list[EventRecord]:
+        """The Consortium's decoded events in blocks ``first_block`` .. ``last_block``."""
+        address = self.contract.address
+        logs = self._sender.read(
+            lambda: self.contract.w3.eth.get_logs(
+                {"fromBlock": first_block, "toBlock": last_block, "address": address}
+            ),
+            "Consortium events",
+        )
+        return decode_logs(EventDecoder({address: (self.name, self.contract.abi)}), logs)
+
+    def block_number(self) -> int:
+        return int(self._sender.read(lambda: self.contract.w3.eth.block_number, "block number"))
+
+    def final_hash(self, round_number: int) -> bytes | None:
+        """Round ``round_number``'s final global hash, from its ``RoundFinalized`` event
+        (None while it is not final)."""
+        if not 1 <= round_number <= self.last_finalized_round():
+            return None
+        topics = [_ROUND_FINALIZED, round_number.to_bytes(32, "big")]
+        address = self.contract.address
+        start = self.deployed_at()
+        logs = self._sender.read(
+            lambda: self.contract.w3.eth.get_logs(
+                {"fromBlock": start, "toBlock": "latest", "address": address, "topics": topics}
+            ),
+            "RoundFinalized event",
+        )
+        events = decode_logs(EventDecoder({address: (self.name, self.contract.abi)}), logs)
+        if not events:
+            return None
+        value = events[-1].args["globalHash"]
+        return value if isinstance(value, bytes) else bytes.fromhex(str(value).removeprefix("0x"))
+
     # rounds
     def domain(self) -> bytes:
         return domain_separator(int(self.contract.w3.eth.chain_id), self.contract.address)
@@ -159,6 +209,26 @@ class ConsortiumClient(ContractClient):
 
     def reputation(self, index: int) -> int:
         return int(self._call("reputation", index))
+
+
+def parse_member_table(table: bytes) -> list[ConsortiumMember]:
+    """The members packed in ``memberTable()``, by index."""
+    if len(table) % MEMBER_ROW_BYTES:
+        raise ValueError(f"a member table has a multiple of {MEMBER_ROW_BYTES} bytes")
+    rows = []
+    for index in range(len(table) // MEMBER_ROW_BYTES):
+        row = table[index * MEMBER_ROW_BYTES : (index + 1) * MEMBER_ROW_BYTES]
+        rows.append(
+            ConsortiumMember(
+                index,
+                to_checksum_address(row[:20]),
+                int.from_bytes(row[20:22], "big"),
+                row[22],
+                bool(row[23]),
+                bool(row[24]),
+            )
+        )
+    return rows
 
 
 def sign_and_finalize(

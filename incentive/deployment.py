@@ -122,6 +122,48 @@ class Deployment:
         )
 
 
+CONSORTIUM_FORMAT = "medswarm-consortium/1"
+
+
+@dataclass(frozen=True)
+class ConsortiumDeployment:
+    """Where a federation kept by the Consortium contract lives (its nodes'
+    ``chain.deployment_file`` when ``federation.ledger = "consortium"``)."""
+
+    chain_id: int
+    consortium: str
+    rewards: str
+
+    def to_json(self) -> str:
+        return json.dumps({"format": CONSORTIUM_FORMAT, **asdict(self)}, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ConsortiumDeployment:
+        try:
+            raw = json.loads(text)
+            if raw.get("format") != CONSORTIUM_FORMAT:
+                raise ValueError(f"format is {raw.get('format')!r}, not {CONSORTIUM_FORMAT!r}")
+            return cls(
+                int(raw["chain_id"]),
+                to_checksum_address(raw["consortium"]),
+                to_checksum_address(raw["rewards"]),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise DeploymentMismatch(
+                f"not a consortium deployment record ({exc}); federation.ledger = "
+                '"consortium" needs the file `medswarm testnet` or the deployer wrote'
+            ) from exc
+
+
+def is_consortium_record(text: str) -> bool:
+    """Whether a deployment file's text describes a Consortium federation."""
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(raw, dict) and raw.get("format") == CONSORTIUM_FORMAT
+
+
 def event_decoder(deployment: Deployment) -> EventDecoder:
     """A decoder for the events of the deployment's three contracts."""
     return EventDecoder(

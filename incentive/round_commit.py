@@ -13,7 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from eth_account import Account
-from eth_utils import to_canonical_address
+from eth_keys.datatypes import Signature
+from eth_keys.exceptions import BadSignature
+from eth_utils import ValidationError, to_canonical_address
 
 from incentive.errors import InvalidRoundCommit
 from incentive.merkle import keccak, merkle_root, record_leaf
@@ -178,6 +180,19 @@ def sign_round(private_key: str | bytes, signer: int, digest: bytes) -> RoundSig
     """Sign ``digest`` as member ``signer``."""
     signed = Account.unsafe_sign_hash(digest, private_key)
     return RoundSignature(signer, bytes(signed.signature))
+
+
+def recover_round_signer(digest: bytes, signature: bytes) -> str | None:
+    """The account that made ``signature`` (r | s | v, v 27 or 28) over ``digest``; None if
+    the bytes are no valid signature."""
+    if len(signature) != 65 or signature[64] not in (27, 28):
+        return None
+    try:
+        vrs = signature[:64] + bytes([signature[64] - 27])
+        public = Signature(vrs).recover_public_key_from_msg_hash(digest)
+    except (BadSignature, ValidationError, ValueError):
+        return None
+    return str(public.to_checksum_address())
 
 
 def pack_records(clusters: Sequence[ClusterCommit]) -> bytes:

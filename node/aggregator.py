@@ -1,19 +1,21 @@
 """A cluster aggregator's duty for one round, with take-over by the next in line.
 
-The Ledger orders a cluster's members for each round (``aggregatorCandidates``). The first
-candidate collects the cluster's updates (all of them, or a quorum once
-``federation.update_timeout`` has passed), checks them, scores them, averages them, records
-the aggregate on chain and announces it. Candidate ``k`` waits ``takeover_timeout`` seconds
-longer per rank and acts only if nobody has recorded the cluster's aggregate by then. The
-chain accepts one record per round and cluster, so a race between two candidates ends with
-one record that every node adopts.
+A cluster's members are ordered for each round by a key derived from the round, the cluster
+and each member's account (:mod:`incentive.candidates`; the Ledger's ``aggregatorCandidates``).
+The first candidate collects the cluster's updates (all of them, or a quorum once
+``federation.update_timeout`` has passed), checks them, scores them, averages them, commits
+the aggregate in the round book and announces it with every input's score (and the updates it
+rejected as invalid). Candidate ``k`` waits ``takeover_timeout`` seconds longer per rank and
+acts only if nobody has committed the cluster's aggregate by then. The Ledger accepts one
+record per round and cluster; on the Consortium the members take the best-ranked candidate's
+announced commitment (:mod:`node.consortium_book`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import trio
@@ -21,11 +23,10 @@ import trio
 from gossip.errors import FetchFailed, GossipError
 from gossip.messages import AggregateInput, Announcement, AnnouncementKind
 from incentive.contribution import contribution_score
-from incentive.errors import ContractReverted
-from incentive.records import MemberRecord
 from node.aggregation import fedavg
 from node.errors import NodeError
 from node.phases import PhaseClock
+from node.round_book import averaged_inputs
 from node.training import evaluate
 from node.weights import WeightArray, encoded_size
 
@@ -33,14 +34,6 @@ if TYPE_CHECKING:
     from node.hospital import HospitalNode
 
 log = logging.getLogger(__name__)
-
-AveragedInputs = tuple[tuple[str, str, int], ...]
-
-
-def averaged_inputs(inputs: Iterable[tuple[str, str, int]]) -> AveragedInputs:
-    """Who contributed what to an average, in its order: (sender, update hash, samples), the
-    sender's address in lowercase whatever case it came in."""
-    return tuple((sender.lower(), update, samples) for sender, update, samples in inputs)
 
 
 class AggregatorDuty:
@@ -52,7 +45,8 @@ class AggregatorDuty:
         self.cluster = cluster
         self.rank = rank
         self._phases = PhaseClock()  # the duty runs as soon as it is made
-        self._scores: dict[str, MemberRecord] = {}  # by sender, for the updates accepted
+        self._scores: dict[str, int] = {}  # by sender, for the updates accepted
+        self._rejected: dict[str, Announcement] = {}  # by sender: fetched, but not valid
 
     async def run(self, round_started: float) -> None:
         """Wait for this candidate's turn, then aggregate unless someone already did."""
@@ -105,6 +99,7 @@ class AggregatorDuty:
         accepted: dict[str, tuple[Announcement, Mapping[str, WeightArray]]] = {}
         started: set[str] = set()
         self._scores.clear()
+        self._rejected.clear()
         site = self.node.learner.site
         start = self.node.learner.model()
         before = await trio.to_thread.run_sync(
@@ -126,6 +121,8 @@ class AggregatorDuty:
                 accepted[sender] = (announcement, update)
             except (GossipError, NodeError, ValueError) as exc:
                 excluded.add(sender)
+                if not isinstance(exc, GossipError):  # it came, and it is not a valid update
+                    self._rejected[sender] = announcement
                 log.warning("round %d: update of %s excluded: %s", self.round, sender, exc)
                 self.node.emit(
                     {
@@ -189,26 +186,13 @@ class AggregatorDuty:
         size = encoded_size(mean_delta)
         del mean_delta
         self._phases.lap("average")
-        records = [self._scores[a.sender.lower()] for a, _ in accepted]
-        try:
-            await node.on_chain(
-                node.chain.record_cluster,
-                self.round,
-                self.cluster,
-                digest,
-                node.global_hash,
-                records,
-            )
-        except ContractReverted as exc:
-            if exc.error_name == "ClusterAlreadyRecorded":
-                log.info("%s: another candidate recorded cluster %d first", node.name, self.cluster)
-                return
-            raise
+        inputs = self._inputs(accepted)
+        if not await node.book.record_cluster(
+            self.round, self.cluster, digest, node.global_hash, inputs
+        ):
+            log.info("%s: another candidate committed cluster %d first", node.name, self.cluster)
+            return
         self._phases.lap("record")
-        inputs = tuple(
-            AggregateInput(sender=a.sender, blob_hash=a.blob_hash, samples=a.samples)
-            for a, _ in accepted
-        )
         total = sum(a.samples for a, _ in accepted)
         await node.gossip.publish(
             node.announcement(
@@ -229,30 +213,39 @@ class AggregatorDuty:
                 "cluster": self.cluster,
                 "rank": self.rank,
                 "aggregate_hash": digest,
-                "inputs": len(inputs),
+                "inputs": len(accepted),
+                "rejected": sorted(a.sender for a in self._rejected.values()),
                 "phase_seconds": self._phases.laps,
             }
         )
 
+    def _inputs(
+        self, accepted: list[tuple[Announcement, Mapping[str, WeightArray]]]
+    ) -> tuple[AggregateInput, ...]:
+        """The averaged updates with their scores, then the rejected ones, each by sender."""
+        taken = [
+            AggregateInput(a.sender, a.blob_hash, a.samples, self._scores[a.sender.lower()])
+            for a, _ in accepted
+        ]
+        refused = [
+            AggregateInput(a.sender, a.blob_hash, a.samples, 0, rejected=True)
+            for _, a in sorted(self._rejected.items())
+        ]
+        return (*taken, *refused)
+
     def _score(
         self, announcement: Announcement, update: Mapping[str, WeightArray], before: float
-    ) -> MemberRecord:
+    ) -> int:
         """The update's effect on this node's training loss (``before`` it), weighted by its
         samples."""
         site = self.node.learner.site
         model = self.node.learner.with_update(update, self.round)
         after = evaluate(model, site.train_x, site.train_y, site.dataset)
-        return MemberRecord(
-            address=announcement.sender,
-            update_hash=announcement.blob_hash,
-            samples=announcement.samples,
-            score=contribution_score(announcement.samples, before, after.loss),
-        )
+        return contribution_score(announcement.samples, before, after.loss)
 
     def _announced(self, members: list[str]) -> dict[str, Announcement]:
         updates = self.node.inbox.updates(self.round)
         return {sender: updates[sender] for sender in members if sender in updates}
 
     async def _recorded(self) -> bool:
-        info = await self.node.on_chain(self.node.chain.cluster_record, self.round, self.cluster)
-        return info is not None
+        return await self.node.book.cluster_record(self.round, self.cluster) is not None

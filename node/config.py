@@ -56,6 +56,10 @@ class FederationConfig:
     # (node/standardise.py)
     standardise: Literal["site", "federation"] = "site"
     reward_pool_eth: float = 10.0  # funded at start, paid out after the last round
+    # where rounds are kept: "ledger" (Registry + Ledger + RewardPool: a transaction per
+    # cluster record and per attestation) or "consortium" (Consortium + EpochRewards: commitments
+    # and signatures by gossip, one transaction per round; docs/ledger.md)
+    ledger: Literal["ledger", "consortium"] = "ledger"
 
     def __post_init__(self) -> None:
         _require(self.rounds >= 1, "federation.rounds must be at least 1")

@@ -4,16 +4,19 @@ One round ``r`` seen from a node in cluster ``c`` (see docs/architecture.md for 
 
 1. train locally from the global model of round ``r-1``; the update is the weight delta;
    store it as a content-addressed blob and publish a signed announcement;
-2. if the node is among ``c``'s aggregator candidates for ``r`` (an order the Ledger derives
-   from on-chain facts), do the aggregator's duty when its turn comes (see
+2. if the node is among ``c``'s aggregator candidates for ``r`` (an order derived from
+   on-chain facts), do the aggregator's duty when its turn comes (see
    :mod:`node.aggregator`): the first in line right away, the next ones only if nobody has
-   recorded ``c``'s aggregate by their deadline;
-3. wait until every cluster's aggregate is recorded on chain, fetch those blobs (recomputing
-   the own cluster's aggregate from its inputs), combine them by sample count into the global
-   model, hash it, store it, and attest the hash on chain;
+   committed ``c``'s aggregate by their deadline;
+3. wait until every cluster's aggregate is committed, fetch those blobs (recomputing the own
+   cluster's aggregate from its inputs), combine them by sample count into the global model,
+   hash it, store it, and attest the hash;
 4. wait until the round is final on chain (a quorum of members attested one hash) and
    checkpoint; if the final hash is not the one this node computed, fetch the final model by
    hash from peers instead.
+
+Where commitments, attestations and finality live is the :class:`~node.round_book.RoundBook`'s
+business: the Ledger contract, or gossip plus one Consortium transaction per round.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
+from typing import Any
 
 import trio
 from libp2p.crypto.keys import KeyPair
@@ -34,11 +37,9 @@ from gossip.errors import GossipError
 from gossip.messages import AggregateInput, Announcement, AnnouncementKind
 from gossip.service import GossipService
 from gossip.validation import AnnouncementPolicy
-from incentive.clients import MemberClient
-from incentive.errors import ContractReverted
 from incentive.records import ClusterInfo
 from node.aggregation import fedavg
-from node.aggregator import AggregatorDuty, AveragedInputs, averaged_inputs
+from node.aggregator import AggregatorDuty
 from node.config import MedswarmConfig
 from node.data import SiteData
 from node.errors import NodeError, RoundFailed
@@ -47,6 +48,7 @@ from node.journal import Checkpoint, Journal
 from node.learner import SiteLearner
 from node.membership import Membership
 from node.phases import PhaseClock
+from node.round_book import AveragedInputs, RoundBook, averaged_inputs
 from node.weights import (
     CODEC,
     BlobWeights,
@@ -69,13 +71,13 @@ DIAL_BACKOFF_MAX_SECONDS = 15.0
 
 
 class HospitalNode:
-    """A hospital's node: local data, a libp2p presence, an account on the ledger."""
+    """A hospital's node: local data, a libp2p presence, an account in the round book."""
 
     def __init__(
         self,
         config: MedswarmConfig,
         site: SiteData,
-        chain: MemberClient,
+        book: RoundBook,
         account_key: str,
         store: BlobStore,
         initial_weights: Weights,
@@ -87,8 +89,8 @@ class HospitalNode:
         self.config = config
         self.site = site
         self.name = name or site.site
-        self.chain = chain
-        self.address: str = chain.address
+        self.book = book
+        self.address: str = book.address
         self._account_key = account_key
         self.membership = Membership()
         self.inbox = RoundInbox()
@@ -133,6 +135,7 @@ class HospitalNode:
             is_member_peer=self.membership.has_peer,
         )
         self.gossip = GossipService(config.network, policy, store, identity)
+        book.bind(self)
 
     @property
     def global_weights(self) -> Mapping[str, WeightArray]:
@@ -150,7 +153,7 @@ class HospitalNode:
 
     async def register(self) -> None:
         """Bind this node's libp2p peer id and addresses to its account on chain."""
-        await self.on_chain(self.chain.register, self.gossip.peer_id, self.gossip.listen_addrs)
+        await self.book.register(self.gossip.peer_id, self.gossip.listen_addrs)
 
     async def connect_to_members(self, timeout: float, bootstrap: tuple[str, ...] = ()) -> None:
         """Dial the bootstrap peers, then every member the registry lists; wait for the topic.
@@ -162,7 +165,7 @@ class HospitalNode:
             await self.gossip.connect(address)
         deadline = trio.current_time() + timeout
         while True:  # admitted members that have not registered yet are starting up
-            admitted = await self.on_chain(self.chain.members)
+            admitted = await self.book.members()
             waiting = [m.name for m in admitted if m.active and not m.peer_id]
             if not waiting or trio.current_time() > deadline:
                 break
@@ -179,7 +182,7 @@ class HospitalNode:
         A member that cannot be reached is retried with a growing delay (up to 15 s), so a
         dead peer does not slow every round down and a healed link is used again soon.
         """
-        self.membership.update(await self.on_chain(self.chain.members))
+        self.membership.update(await self.book.members())
         now = trio.current_time()
         for member in self.membership.members:
             peer = member.peer_id
@@ -237,14 +240,14 @@ class HospitalNode:
 
     async def run(self, rounds: int) -> None:
         """Take part in rounds until round ``rounds`` is final on chain."""
-        genesis = await self.on_chain(self.chain.genesis_hash)
+        genesis = await self.book.genesis_hash()
         if self.completed_round == 0 and genesis != self.global_hash:
             raise NodeError(
                 f"{self.name}: the initial model hashes to {self.global_hash}, but the "
                 f"federation's genesis is {genesis}: use the federation's seed and data set"
             )
         if self.completed_round > 0:
-            recorded = await self.on_chain(self.chain.final_hash, self.completed_round)
+            recorded = await self.book.final_hash(self.completed_round)
             if recorded != self.global_hash:
                 raise NodeError(
                     f"{self.name}: the checkpoint says round {self.completed_round} ended on "
@@ -275,10 +278,12 @@ class HospitalNode:
 
     async def catch_up(self) -> None:
         """If the chain has finalized rounds this node missed, fetch that model by hash."""
-        last = await self.on_chain(self.chain.last_finalized_round)
+        last = await self.book.last_finalized_round()
         if last <= self.completed_round:
             return
-        final_hash = await self.on_chain(self.chain.final_hash, last)
+        final_hash = await self.book.final_hash(last)
+        if final_hash is None:
+            raise RoundFailed(f"round {last} is final on chain but its hash cannot be read")
         await self.refresh_membership()
         blob = await self._fetch_final(last, final_hash)
         self._adopt_global(
@@ -301,9 +306,15 @@ class HospitalNode:
         phases = PhaseClock()
         await self.refresh_membership()
         phases.lap("registry")
+        if self.address.lower() not in self.membership.addresses():
+            raise NodeError(
+                f"{self.name}: account {self.address} may not take part in round "
+                f"{round_number}: it is not an active member (removed, excluded for low "
+                "reputation, or not registered); the consortium's governance can reinstate it"
+            )
         cluster = self.membership.cluster_of(self.address)
         update = await self._train_and_announce(round_number, cluster, phases)
-        candidates = await self.on_chain(self.chain.aggregator_candidates, round_number, cluster)
+        candidates = await self.book.aggregator_candidates(round_number, cluster)
         failure: RoundFailed | None = None  # raised after the nursery, not in a group
         async with trio.open_nursery() as nursery:
             if self.address in candidates:
@@ -314,7 +325,7 @@ class HospitalNode:
                 # The first candidate's duty averages the updates; the others check its sum.
                 nursery.start_soon(self._prefetch_updates, round_number, cluster, not first)
             try:
-                new_global = await self._combine_clusters(round_number, cluster, phases)
+                new_global, used = await self._combine_clusters(round_number, cluster, phases)
             except RoundFailed as exc:
                 failure = exc
             nursery.cancel_scope.cancel()
@@ -323,7 +334,7 @@ class HospitalNode:
         new_hash = await trio.to_thread.run_sync(self.store_weights, new_global)
         # The new model is scored on the test split while the attestations come in.
         evaluation = self._evaluator.submit(self.learner.score, new_global, round_number)
-        await self._attest(round_number, new_hash)
+        await self.book.attest(round_number, self.global_hash, new_hash, used)
         phases.lap("attest")
         final_hash = await self._wait_final(round_number)
         phases.lap("finalize")
@@ -458,8 +469,9 @@ class HospitalNode:
 
     async def _combine_clusters(
         self, round_number: int, own_cluster: int, phases: PhaseClock
-    ) -> Weights:
-        """Fetch every cluster's aggregate as soon as it is recorded; the new global model."""
+    ) -> tuple[Weights, list[ClusterInfo]]:
+        """Fetch every cluster's aggregate as soon as it is committed; the new global model
+        and the commitments it was made from."""
         clusters = self.membership.clusters()
         records: dict[int, ClusterInfo] = {}
         aggregates: dict[int, Mapping[str, WeightArray]] = {}
@@ -507,7 +519,7 @@ class HospitalNode:
                 f"under this federation's [strategy]: {exc}"
             ) from exc
         phases.lap("combine")
-        return combined
+        return combined, [records[c] for c in clusters]
 
     async def _aggregate_of(
         self, round_number: int, info: ClusterInfo, verify: bool
@@ -516,7 +528,7 @@ class HospitalNode:
         with it on chain (so an aggregator cannot dodge the check by announcing something
         else, or nothing)."""
         if verify and self.config.federation.verify_aggregates:
-            recorded = averaged_inputs(await self.on_chain(self.chain.cluster_inputs, info))
+            recorded = await self.book.cluster_inputs(info)
             averaging = self._averaging.get(round_number)
             if averaging is not None:  # the same work, begun before the record: let it end
                 await averaging.wait()
@@ -560,9 +572,9 @@ class HospitalNode:
 
         while True:
             news = more_than(announced())
-            info = await self.on_chain(self.chain.cluster_record, round_number, cluster)
+            info = await self.book.cluster_record(round_number, cluster)
             if info is not None:
-                return cast(ClusterInfo, info)
+                return info
             await self.inbox.wait_until(news, RECORD_POLL_SECONDS)
 
     async def _fetch_inputs(
@@ -581,25 +593,12 @@ class HospitalNode:
                 ) from exc
         return updates
 
-    async def _attest(self, round_number: int, global_hash: str) -> None:
-        if await self.on_chain(self.chain.has_attested, round_number, self.address):
-            return
-        status = await self.on_chain(self.chain.round_status, round_number)
-        if status.finalized and status.final_hash != global_hash:
-            return  # the round is settled on another hash; attesting ours would revert
-        try:
-            await self.on_chain(self.chain.attest, round_number, global_hash)
-        except ContractReverted as exc:
-            if exc.error_name not in ("AlreadyAttested", "HashMismatch"):
-                raise
-            log.info("%s: attestation of round %d not counted: %s", self.name, round_number, exc)
-
     async def _wait_final(self, round_number: int) -> str:
         with trio.move_on_after(self.config.federation.chain_timeout):
             while True:
-                status = await self.on_chain(self.chain.round_status, round_number)
-                if status.finalized and status.final_hash:
-                    return str(status.final_hash)
+                final = await self.book.poll_final(round_number)
+                if final is not None:
+                    return final
                 await trio.sleep(POLL_SECONDS)
         raise RoundFailed(
             f"round {round_number} was not finalized on chain within "
@@ -660,6 +659,7 @@ class HospitalNode:
         size: int,
         samples: int,
         inputs: tuple[AggregateInput, ...] = (),
+        round_signature: str = "",
     ) -> Announcement:
         """A signed announcement from this node."""
         return Announcement(
@@ -674,6 +674,7 @@ class HospitalNode:
             sender=self.address,
             peer_id=self.gossip.peer_id,
             inputs=inputs,
+            round_signature=round_signature,
         ).signed(self._account_key)
 
     def store_weights(self, weights: Mapping[str, WeightArray]) -> str:

@@ -11,18 +11,25 @@ import trio
 from gossip.messages import Announcement, AnnouncementKind
 
 log = logging.getLogger(__name__)
+ATTESTATIONS_KEPT = 4  # per (round, sender)
 
 
 class RoundInbox:
-    """The first update per (round, sender) and the aggregates per (round, cluster).
+    """The first update per (round, sender), the aggregates per (round, cluster) and the
+    attestations per (round, sender).
 
-    A second, different announcement from the same sender for the same round is an
-    equivocation: it is dropped and remembered, never allowed to replace the first.
+    A second, different update from the same sender for the same round is an equivocation:
+    it is dropped and remembered, never allowed to replace the first. A member may attest
+    again after a failed attempt at a round; the newest :data:`ATTESTATIONS_KEPT` of its
+    attestations for a round are kept.
     """
 
     def __init__(self) -> None:
         self._updates: dict[int, dict[str, Announcement]] = defaultdict(dict)
         self._aggregates: dict[int, dict[int, list[Announcement]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+        self._attestations: dict[int, dict[str, list[Announcement]]] = defaultdict(
             lambda: defaultdict(list)
         )
         self.equivocations: list[Announcement] = []
@@ -43,6 +50,12 @@ class RoundInbox:
                     self.equivocations.append(announcement)
                 return
             self._updates[announcement.round][sender] = announcement
+        elif announcement.kind is AnnouncementKind.ATTEST:
+            kept = self._attestations[announcement.round][sender]
+            if announcement in kept:
+                return
+            kept.append(announcement)
+            del kept[:-ATTESTATIONS_KEPT]
         else:
             bucket = self._aggregates[announcement.round][announcement.cluster]
             if announcement not in bucket:
@@ -57,9 +70,14 @@ class RoundInbox:
     def aggregates(self, round_number: int, cluster: int) -> list[Announcement]:
         return list(self._aggregates.get(round_number, {}).get(cluster, []))
 
+    def attestations(self, round_number: int) -> list[Announcement]:
+        """Every attestation kept for a round, by sender, oldest first."""
+        by_sender = self._attestations.get(round_number, {})
+        return [a for sender in sorted(by_sender) for a in by_sender[sender]]
+
     def forget_before(self, round_number: int) -> None:
         """Drop everything about rounds older than ``round_number``."""
-        for table in (self._updates, self._aggregates):
+        for table in (self._updates, self._aggregates, self._attestations):
             for old in [r for r in table if r < round_number]:
                 del table[old]
 

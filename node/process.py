@@ -24,14 +24,18 @@ import trio
 from gossip.blobs import BlobStore
 from incentive.chain import connect_rpc
 from incentive.clients import MemberClient
-from incentive.deployment import Deployment
+from incentive.consortium import ConsortiumClient
+from incentive.deployment import ConsortiumDeployment, Deployment, is_consortium_record
+from incentive.records import MemberInfo
 from node.config import MedswarmConfig
+from node.consortium_book import ConsortiumBook
 from node.data import load_site, resolve_data_dir, shard
 from node.errors import NodeError
 from node.hospital import HospitalNode
 from node.journal import Journal
 from node.keystore import load_or_create_account_key, load_or_create_identity
 from node.model import build_model
+from node.round_book import LedgerBook, RoundBook
 from node.weights import state_dict_to_weights
 
 M_MMAP_THRESHOLD = -3  # mallopt's parameter number in glibc's malloc.h
@@ -79,15 +83,7 @@ async def run_node_process(config: MedswarmConfig, base_dir: Path) -> int:
     account_key = load_or_create_account_key(path(settings.account_key_file))
     identity = load_or_create_identity(path(settings.identity_key_file))
     deployment_file = path(config.chain.deployment_file)
-    try:
-        deployment = Deployment.from_json(deployment_file.read_text())
-    except FileNotFoundError as exc:
-        raise NodeError(
-            f"deployment record {deployment_file} not found: point chain.deployment_file at "
-            "the file the federation's deployer wrote"
-        ) from exc
-    w3 = connect_rpc(config.chain.url, deployment.chain_id)
-    client = MemberClient(w3, deployment, account_key)
+    book = _open_book(config, deployment_file, account_key)
     initial = state_dict_to_weights(
         build_model(
             site.dataset, site.n_features, config.federation.seed, config.training.hidden_units
@@ -97,7 +93,7 @@ async def run_node_process(config: MedswarmConfig, base_dir: Path) -> int:
     node = HospitalNode(
         config,
         site,
-        client,
+        book,
         account_key,
         BlobStore(state_dir / "blobs", config.network.max_blob_bytes),
         initial,
@@ -110,7 +106,7 @@ async def run_node_process(config: MedswarmConfig, base_dir: Path) -> int:
     try:
         async with trio.open_nursery() as nursery:
             await node.start(nursery)
-            if not await node.on_chain(_registered_as, client, node):
+            if not _registered_as(await book.members(), node):
                 await node.register()
             node.emit(
                 {
@@ -156,9 +152,36 @@ def release_large_allocations(threshold: int = 2**20) -> None:
         libc.mallopt(M_MMAP_THRESHOLD, threshold)
 
 
-def _registered_as(client: MemberClient, node: HospitalNode) -> bool:
-    """Whether the registry already binds this account to this peer id and these addresses."""
-    for member in client.members():
+def _open_book(config: MedswarmConfig, deployment_file: Path, account_key: str) -> RoundBook:
+    """The round book ``federation.ledger`` names, on the contracts of the deployment record."""
+    try:
+        text = deployment_file.read_text()
+    except FileNotFoundError as exc:
+        raise NodeError(
+            f"deployment record {deployment_file} not found: point chain.deployment_file at "
+            "the file the federation's deployer wrote"
+        ) from exc
+    wanted = config.federation.ledger
+    found = "consortium" if is_consortium_record(text) else "ledger"
+    if wanted != found:
+        raise NodeError(
+            f"federation.ledger is {wanted!r} but {deployment_file} describes a {found!r} "
+            f'federation: set federation.ledger = "{found}" or point chain.deployment_file '
+            "at the right record"
+        )
+    if found == "consortium":
+        record = ConsortiumDeployment.from_json(text)
+        w3 = connect_rpc(config.chain.url, record.chain_id)
+        client = ConsortiumClient(w3, record.consortium, account_key)
+        return ConsortiumBook(client, account_key, config.federation.takeover_timeout)
+    deployment = Deployment.from_json(text)
+    w3 = connect_rpc(config.chain.url, deployment.chain_id)
+    return LedgerBook(MemberClient(w3, deployment, account_key))
+
+
+def _registered_as(members: list[MemberInfo], node: HospitalNode) -> bool:
+    """Whether the members' list already binds this account to this peer id and addresses."""
+    for member in members:
         if member.address.lower() == node.address.lower():
             return bool(
                 member.peer_id == node.gossip.peer_id

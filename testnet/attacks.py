@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gossip.messages import Announcement, AnnouncementKind
+from gossip.messages import AggregateInput, Announcement, AnnouncementKind
 from gossip.ranges import ranges_of
-from incentive.records import MemberRecord
-from incentive.tx import TxOutcome
 from node.hospital import HospitalNode
 from node.weights import decode_weights
 
@@ -42,21 +40,44 @@ def withhold_updates(node: HospitalNode) -> None:
 
 
 def record_false_aggregates(node: HospitalNode) -> None:
-    """Make ``node``, whenever it aggregates, record on chain a model other than the average
-    of the updates it records with it (the average pushed ten times as far: a poisoning
+    """Make ``node``, whenever it aggregates, commit and announce a model other than the
+    average of the updates it lists with it (the average pushed ten times as far: a poisoning
     aggregator), and serve that model. Members that check aggregates must refuse it."""
-    honest = node.chain.record_cluster
+    pushed: dict[str, str] = {}
 
-    def record_false(
-        round: int,
+    def false_hash(digest: str) -> str:
+        if digest not in pushed:
+            average = node.gossip.store.get(digest)
+            assert average is not None, "the aggregator stores its average before committing it"
+            false = {name: 10 * values for name, values in decode_weights(average).items()}
+            pushed[digest] = node.store_weights(false)
+        return pushed[digest]
+
+    record = node.book.record_cluster
+    publish = node.gossip.publish
+
+    async def record_false(
+        round_number: int,
         cluster: int,
-        aggregate_hash: bytes | str,
-        previous_hash: bytes | str,
-        records: Sequence[MemberRecord],
-    ) -> TxOutcome:
-        average = node.gossip.store.get(str(aggregate_hash))
-        assert average is not None, "the aggregator stores its average before recording it"
-        pushed = {name: 10 * values for name, values in decode_weights(average).items()}
-        return honest(round, cluster, node.store_weights(pushed), previous_hash, records)
+        aggregate_hash: str,
+        previous_hash: str,
+        inputs: Sequence[AggregateInput],
+    ) -> bool:
+        false = false_hash(aggregate_hash)
+        return await record(round_number, cluster, false, previous_hash, inputs)
 
-    node.chain.record_cluster = record_false  # type: ignore[method-assign]
+    async def publish_false(announcement: Announcement) -> None:
+        if announcement.kind is AnnouncementKind.AGGREGATE:
+            announcement = node.announcement(
+                announcement.kind,
+                announcement.round,
+                announcement.cluster,
+                false_hash(announcement.blob_hash),
+                announcement.size,
+                announcement.samples,
+                announcement.inputs,
+            )
+        await publish(announcement)
+
+    node.book.record_cluster = record_false  # type: ignore[method-assign]
+    node.gossip.publish = publish_false  # type: ignore[method-assign]

@@ -22,16 +22,21 @@ import trio
 from gossip.blobs import BlobStore
 from incentive.chain import EmbeddedChain
 from incentive.clients import AdminClient, MemberClient
+from incentive.consortium import ConsortiumClient
 from incentive.deploy import deploy_federation
+from incentive.epoch_rewards import RewardsClient
 from incentive.events import EventLog
 from incentive.rundir import write_chain_record
 from medswarm.errors import MedswarmError, leaf_errors
 from node.config import MedswarmConfig, to_toml_dict
+from node.consortium_book import ConsortiumBook
 from node.data import SiteData, dataset_sites, load_site
 from node.hospital import HospitalNode
+from node.round_book import LedgerBook
 from node.simulate import initial_weights, run_local_only
 from node.weights import encode_weights, weights_hash
 from testnet.attacks import record_false_aggregates, serve_forged_blobs, withhold_updates
+from testnet.consortium_setup import deploy_consortium_federation, write_consortium_record
 from testnet.errors import TestnetError
 from testnet.html_report import write_report
 from testnet.report import HospitalSummary, RoundLog, RunSummary, write_summary
@@ -111,22 +116,19 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
     _write_config(run.out_dir / "config.json", config, run)
 
     chain = EmbeddedChain(num_accounts=run.nodes + 1)
-    events = EventLog()
     admin_key, member_keys = chain.private_keys[0], chain.private_keys[1 : run.nodes + 1]
-    deployment = deploy_federation(chain.w3, admin_key, chain.lock, events)
-    admin = AdminClient(chain.w3, deployment, admin_key, chain.lock, events)
-    members = [MemberClient(chain.w3, deployment, key, chain.lock, events) for key in member_keys]
     clusters = run.clusters or (0,) * run.nodes
     if len(clusters) != run.nodes:
         raise TestnetError(f"{len(clusters)} cluster assignments given for {run.nodes} nodes")
-    for site, member, cluster in zip(sites, members, clusters, strict=True):
-        admin.admit(member.address, site.display_name, cluster)
     pool_wei = int(federation.reward_pool_eth * 10**18)
-    if pool_wei:
-        admin.fund_rewards(pool_wei)
-
     start_weights = initial_weights(sites, federation.seed, run.config.training.hidden_units)
-    admin.set_genesis(weights_hash(start_weights))
+    names = [site.display_name for site in sites]
+    keeper: _RoundKeeper
+    if federation.ledger == "consortium":
+        keeper = _ConsortiumKeeper(chain, admin_key, member_keys, names, clusters, pool_wei)
+    else:
+        keeper = _LedgerKeeper(chain, admin_key, member_keys, names, clusters, pool_wei)
+    keeper.start(bytes.fromhex(weights_hash(start_weights)), run.config)
     round_log = RoundLog(run.out_dir / "rounds.jsonl", run.nodes, run.out_dir / "events.jsonl")
 
     def on_event(event: dict[str, Any]) -> None:
@@ -138,14 +140,14 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
         HospitalNode(
             config,
             site,
-            member,
+            book,
             key,
             BlobStore(run.out_dir / "nodes" / site.site / "blobs", config.network.max_blob_bytes),
             start_weights,
             name=site.site,
             on_event=on_event,
         )
-        for site, member, key in zip(sites, members, member_keys, strict=True)
+        for site, book, key in zip(sites, keeper.books, member_keys, strict=True)
     ]
     for node in nodes:
         if node.site.site in run.forged_blob_sites:
@@ -158,7 +160,7 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
     try:
         await _run_nodes(nodes, run, local_only)
     except* MedswarmError as group:
-        write_chain_record(run.out_dir, deployment, events)  # what happened, for the audit
+        keeper.write_record(run.out_dir)  # what happened, for the audit
         reasons = sorted({str(error) for error in leaf_errors(group)})
         raise TestnetError("the federation stopped: " + "; ".join(reasons)) from None
 
@@ -166,8 +168,7 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
     final = nodes[0]
     model_path = run.out_dir / "model-final.bin"
     model_path.write_bytes(encode_weights(final.global_weights))
-    if pool_wei:
-        admin.distribute()
+    payouts = keeper.finish()
     last_round = round_log.completed[-1]
     hospitals = [
         HospitalSummary(
@@ -177,17 +178,14 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
             samples=len(node.site.train_y),
             local_only_accuracy=local_only[node.site.site],
             federated_accuracy=float(last_round["nodes"][node.name]["test_accuracy"]),
-            contribution=member.contribution(member.address),
-            reward_wei=member.credit(member.address),
+            contribution=contribution,
+            reward_wei=reward,
             metric=last_round["nodes"][node.name]["test_metric"],
             personal_metric=last_round["nodes"][node.name]["personal_metric"],
         )
-        for node, member in zip(nodes, members, strict=True)
+        for node, (contribution, reward) in zip(nodes, payouts, strict=True)
     ]
-    for member in members:
-        if member.credit(member.address):
-            member.withdraw()
-    write_chain_record(run.out_dir, deployment, events)
+    keeper.write_record(run.out_dir)
     summary = RunSummary(
         dataset=federation.dataset,
         federation=federation.name,
@@ -200,14 +198,7 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
         mean_local_only_accuracy=statistics.fmean(local_only.values()),
         seconds=round(time.monotonic() - started, 2),
         hospitals=hospitals,
-        chain={
-            "kind": "embedded",
-            "chain_id": deployment.chain_id,
-            "registry": deployment.registry,
-            "ledger": deployment.ledger,
-            "rewards": deployment.rewards,
-            "reward_pool_wei": pool_wei,
-        },
+        chain={"kind": "embedded", **keeper.addresses(), "reward_pool_wei": pool_wei},
         metric_name=str(last_round["metric_name"]),
         final_mean_metric=float(last_round["mean_test_metric"]),
         final_mean_personal_metric=last_round["mean_personal_metric"],
@@ -215,6 +206,136 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
     write_summary(run.out_dir / "summary.json", summary)
     write_report(run.out_dir)
     return summary
+
+
+class _RoundKeeper:
+    """The contracts a run keeps its rounds in: set up, one book per node, paid out."""
+
+    books: list[Any]
+
+    def start(self, genesis: bytes, config: MedswarmConfig) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> list[tuple[int, int]]:
+        """Pay out; (contribution, reward in wei) per member, in admission order."""
+        raise NotImplementedError
+
+    def write_record(self, out_dir: Path) -> None:
+        raise NotImplementedError
+
+    def addresses(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class _LedgerKeeper(_RoundKeeper):
+    """Registry, Ledger and RewardPool (``federation.ledger = "ledger"``)."""
+
+    def __init__(
+        self,
+        chain: EmbeddedChain,
+        admin_key: str,
+        member_keys: list[str],
+        names: list[str],
+        clusters: tuple[int, ...],
+        pool_wei: int,
+    ) -> None:
+        self.events = EventLog()
+        self.deployment = deploy_federation(chain.w3, admin_key, chain.lock, self.events)
+        self.admin = AdminClient(chain.w3, self.deployment, admin_key, chain.lock, self.events)
+        self.members = [
+            MemberClient(chain.w3, self.deployment, key, chain.lock, self.events)
+            for key in member_keys
+        ]
+        self.books = [LedgerBook(member) for member in self.members]
+        self.names, self.clusters, self.pool_wei = names, clusters, pool_wei
+
+    def start(self, genesis: bytes, config: MedswarmConfig) -> None:
+        for name, member, cluster in zip(self.names, self.members, self.clusters, strict=True):
+            self.admin.admit(member.address, name, cluster)
+        if self.pool_wei:
+            self.admin.fund_rewards(self.pool_wei)
+        self.admin.set_genesis(genesis)
+
+    def finish(self) -> list[tuple[int, int]]:
+        if self.pool_wei:
+            self.admin.distribute()
+        payouts = [(m.contribution(m.address), m.credit(m.address)) for m in self.members]
+        for member in self.members:
+            if member.credit(member.address):
+                member.withdraw()
+        return payouts
+
+    def write_record(self, out_dir: Path) -> None:
+        write_chain_record(out_dir, self.deployment, self.events)
+
+    def addresses(self) -> dict[str, Any]:
+        return {
+            "chain_id": self.deployment.chain_id,
+            "registry": self.deployment.registry,
+            "ledger": self.deployment.ledger,
+            "rewards": self.deployment.rewards,
+        }
+
+
+class _ConsortiumKeeper(_RoundKeeper):
+    """Consortium and EpochRewards (``federation.ledger = "consortium"``)."""
+
+    def __init__(
+        self,
+        chain: EmbeddedChain,
+        admin_key: str,
+        member_keys: list[str],
+        names: list[str],
+        clusters: tuple[int, ...],
+        pool_wei: int,
+    ) -> None:
+        self.chain, self.admin_key, self.member_keys = chain, admin_key, member_keys
+        self.names, self.clusters, self.pool_wei = names, clusters, pool_wei
+        self.books = []
+
+    def start(self, genesis: bytes, config: MedswarmConfig) -> None:
+        chain = self.chain
+        accounts = [ConsortiumClient.account_of(key) for key in self.member_keys]
+        self.deployment = deploy_consortium_federation(
+            chain.w3,
+            self.admin_key,
+            list(zip(accounts, self.names, self.clusters, strict=True)),
+            genesis,
+            self.pool_wei,
+            chain.lock,
+        )
+        address = self.deployment.consortium
+        self.books = [
+            ConsortiumBook(
+                ConsortiumClient(chain.w3, address, key, chain.lock),
+                key,
+                config.federation.takeover_timeout,
+            )
+            for key in self.member_keys
+        ]
+
+    def finish(self) -> list[tuple[int, int]]:
+        chain, rewards = self.chain, self.deployment.rewards
+        pools = [RewardsClient(chain.w3, rewards, key, chain.lock) for key in self.member_keys]
+        if self.pool_wei:
+            RewardsClient(chain.w3, rewards, self.admin_key, chain.lock).distribute()
+        payouts = []
+        for index, (book, pool) in enumerate(zip(self.books, pools, strict=True)):
+            payouts.append((book.client.contribution(index), pool.credit(pool.account)))
+            if payouts[-1][1]:
+                pool.withdraw()
+        return payouts
+
+    def write_record(self, out_dir: Path) -> None:
+        with self.chain.lock:
+            write_consortium_record(out_dir, self.chain.w3, self.deployment)
+
+    def addresses(self) -> dict[str, Any]:
+        return {
+            "chain_id": self.deployment.chain_id,
+            "consortium": self.deployment.consortium,
+            "rewards": self.deployment.rewards,
+        }
 
 
 async def _baselines(sites: list[SiteData], config: MedswarmConfig, out: dict[str, float]) -> None:

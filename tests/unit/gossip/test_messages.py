@@ -4,7 +4,7 @@ import pytest
 from eth_account import Account
 
 from gossip.errors import BadSignature, MalformedMessage
-from gossip.messages import AggregateInput, Announcement, AnnouncementKind
+from gossip.messages import PROTOCOL_VERSION, AggregateInput, Announcement, AnnouncementKind
 
 KEY = "0x" + "11" * 32
 OTHER_KEY = "0x" + "22" * 32
@@ -102,6 +102,6 @@ def test_bad_hash_and_negative_numbers_are_rejected() -> None:
 
 
 def test_future_version_says_to_upgrade() -> None:
-    wire = make(version=2).signed(KEY).encode()
+    wire = make(version=PROTOCOL_VERSION + 1).signed(KEY).encode()
     with pytest.raises(MalformedMessage, match="upgrade"):
         Announcement.decode(wire)
