@@ -399,9 +399,10 @@ class GossipService:
         except GossipError:  # validated already; only a bug could get here
             log.exception("validated announcement failed to decode")
             return
-        if len(self._announced_sizes) >= ANNOUNCED_SIZES_KEPT:
-            del self._announced_sizes[next(iter(self._announced_sizes))]  # the oldest
-        self._announced_sizes[announcement.blob_hash] = announcement.size
+        if announcement.size:  # an attestation names a hash, not a blob's size
+            if len(self._announced_sizes) >= ANNOUNCED_SIZES_KEPT:
+                del self._announced_sizes[next(iter(self._announced_sizes))]  # the oldest
+            self._announced_sizes[announcement.blob_hash] = announcement.size
         await self._send.send(announcement)
 
     def _providers_to_ask(self, digest: str, providers: Sequence[str]) -> list[str]:

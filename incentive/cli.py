@@ -3,8 +3,11 @@
     medswarm audit --run-dir RUN [--json]
     medswarm audit --rpc URL --registry ADDR [--json]
     medswarm audit verify MODEL (--run-dir RUN | --rpc URL --registry ADDR) [--json]
-    medswarm audit consortium (--rpc URL --address ADDR [--rewards ADDR] | --events FILE)
-                              [--model HASH] [--out DIR] [--json]
+    medswarm audit consortium (--rpc URL --address ADDR [--rewards ADDR] | --events FILE |
+                               --run-dir RUN) [--model HASH|FILE] [--out DIR] [--json]
+
+A run directory whose rounds the Consortium kept (``federation.ledger = "consortium"``) is
+audited the Consortium's way by ``audit --run-dir`` and ``audit verify --run-dir`` too.
 
 Exit codes: ``audit`` 0 when every check passed, 1 when it found problems; ``verify`` 0 when the
 model is the final global model of a round, 1 when it is not; 2 for unusable input (missing or
@@ -29,10 +32,11 @@ from incentive.audit import (
 )
 from incentive.audit_report import RoundEntry, render_text
 from incentive.chain import connect_rpc
-from incentive.consortium_audit import audit_events, read_and_audit, read_events
+from incentive.consortium_audit import ConsortiumAudit, audit_events, read_and_audit, read_events
 from incentive.consortium_report import write_exports
+from incentive.deployment import is_consortium_record
 from incentive.errors import AuditError, ChainError
-from incentive.events import EventLog
+from incentive.events import EventLog, EventRecord
 from medswarm.errors import MedswarmError
 
 
@@ -86,9 +90,19 @@ def add_audit_parser(
         help="audit an events.jsonl written by an earlier --out instead of a live chain "
         "(every check but the comparison with the contracts' current views)",
     )
+    consortium.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        metavar="RUN",
+        help="audit a testnet run directory's chain/events.jsonl (like --events)",
+    )
     consortium.add_argument("--rewards", default=None, help="its EpochRewards pool, if any")
     consortium.add_argument(
-        "--model", default=None, metavar="HASH", help="print the lineage of this global hash"
+        "--model",
+        default=None,
+        metavar="HASH|FILE",
+        help="print the lineage of this global hash, or of this model file (hashed)",
     )
     consortium.add_argument(
         "--out", type=Path, default=None, help="write audit.json, CSV files and report.html here"
@@ -146,8 +160,23 @@ def load_source(args: argparse.Namespace) -> AuditSource:
         raise ChainError(f"reading the federation from {rpc} failed: {exc}") from exc
 
 
+def consortium_events(run_dir: Path | None) -> Path | None:
+    """The events file of a run directory whose rounds the Consortium kept, else None."""
+    if run_dir is None:
+        return None
+    record = run_dir / "chain" / "deployment.json"
+    try:
+        text = record.read_text()
+    except OSError:
+        return None  # source_from_run_dir reports what is missing
+    return run_dir / "chain" / "events.jsonl" if is_consortium_record(text) else None
+
+
 def run_audit(args: argparse.Namespace) -> int:
     """Handler of ``medswarm audit``."""
+    events = consortium_events(getattr(args, "run_dir", None))
+    if events is not None:
+        return _audit_consortium_file(events, None, None, args.json)
     report = build_audit(load_source(args))
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
@@ -161,6 +190,20 @@ def run_verify(args: argparse.Namespace) -> int:
     model: Path = args.model
     if not model.is_file():
         raise AuditError(f"model file {model} does not exist")
+    events = consortium_events(getattr(args, "run_dir", None))
+    if events is not None:
+        audit = audit_events(_read_events_file(events))
+        lineage = audit.lineage(file_sha256(model))
+        if getattr(args, "json", False):
+            print(json.dumps({"model": str(model), "lineage": lineage}))
+        elif lineage is None:
+            print(f"{model} (sha256 {file_sha256(model)}) is not the final model of any round")
+        else:
+            print(
+                f"{model} is the final global model of round {lineage['round']} "
+                f"(sha256 {lineage['global_hash']}); transaction {lineage['transaction']}"
+            )
+        return 0 if lineage is not None else 1
     report = build_audit(load_source(args))
     found = verify_model(model, report)
     digest = file_sha256(model)
@@ -207,32 +250,67 @@ def _verify_json(model: Path, digest: str, found: RoundEntry | None) -> dict[str
 
 def run_consortium_audit(args: argparse.Namespace) -> int:
     """Handler of ``medswarm audit consortium``."""
-    if (args.events is None) == (args.rpc is None):
-        raise AuditError("give either --rpc URL --address ADDRESS, or --events FILE")
+    sources = [x for x in (args.events, args.rpc, args.run_dir) if x is not None]
+    if len(sources) != 1:
+        raise AuditError("give one of --rpc URL --address ADDRESS, --events FILE or --run-dir RUN")
+    if args.run_dir is not None:
+        events_file = consortium_events(args.run_dir)
+        if events_file is None:
+            raise AuditError(
+                f"{args.run_dir} is not the run directory of a federation kept by the "
+                "Consortium (no chain/deployment.json of that kind); use medswarm audit "
+                "--run-dir for Ledger runs"
+            )
+        return _audit_consortium_file(events_file, _model_hash(args.model), args.out, args.json)
     if args.events is not None:
-        if not args.events.is_file():
-            raise AuditError(f"events file {args.events} does not exist")
-        try:
-            events = EventLog.read_jsonl(args.events).records()
-        except (OSError, ValueError, KeyError) as exc:
-            raise AuditError(f"{args.events} is not an events file of an audit: {exc}") from exc
-        audit = audit_events(events)
-    else:
-        if args.address is None:
-            raise AuditError("--rpc needs --address ADDRESS (the Consortium contract)")
-        w3 = connect_rpc(args.rpc)
-        try:
-            events = read_events(w3, args.address, args.rewards)
-            audit = read_and_audit(w3, args.address, args.rewards, events)
-        except MedswarmError:
-            raise
-        except Exception as exc:  # transport or decoding errors while reading the chain
-            raise ChainError(f"reading the consortium at {args.address} failed: {exc}") from exc
-    lineage = audit.lineage(args.model) if args.model else None
-    if args.out is not None:
-        write_exports(audit, args.out)
-        EventLog(events).write_jsonl(args.out / "events.jsonl")
-    if args.json:
+        return _audit_consortium_file(args.events, _model_hash(args.model), args.out, args.json)
+    if args.address is None:
+        raise AuditError("--rpc needs --address ADDRESS (the Consortium contract)")
+    w3 = connect_rpc(args.rpc)
+    try:
+        events = read_events(w3, args.address, args.rewards)
+        audit = read_and_audit(w3, args.address, args.rewards, events)
+    except MedswarmError:
+        raise
+    except Exception as exc:  # transport or decoding errors while reading the chain
+        raise ChainError(f"reading the consortium at {args.address} failed: {exc}") from exc
+    return _report_consortium(audit, events, _model_hash(args.model), args.out, args.json)
+
+
+def _model_hash(model: str | None) -> str | None:
+    """``--model``: a global hash as given, or the SHA-256 of the model file it names."""
+    if model is None:
+        return None
+    path = Path(model)
+    return file_sha256(path) if path.is_file() else model
+
+
+def _read_events_file(path: Path) -> list[EventRecord]:
+    if not path.is_file():
+        raise AuditError(f"events file {path} does not exist")
+    try:
+        return EventLog.read_jsonl(path).records()
+    except (OSError, ValueError, KeyError) as exc:
+        raise AuditError(f"{path} is not an events file of an audit: {exc}") from exc
+
+
+def _audit_consortium_file(path: Path, model: str | None, out: Path | None, as_json: bool) -> int:
+    events = _read_events_file(path)
+    return _report_consortium(audit_events(events), events, model, out, as_json)
+
+
+def _report_consortium(
+    audit: ConsortiumAudit,
+    events: list[EventRecord],
+    model: str | None,
+    out: Path | None,
+    as_json: bool,
+) -> int:
+    lineage = audit.lineage(model) if model else None
+    if out is not None:
+        write_exports(audit, out)
+        EventLog(events).write_jsonl(out / "events.jsonl")
+    if as_json:
         print(json.dumps({**audit.as_dict(), "lineage": lineage}, indent=2))
     else:
         verdict = "every check passed" if audit.ok else f"{len(audit.problems)} problem(s)"
@@ -244,10 +322,10 @@ def run_consortium_audit(args: argparse.Namespace) -> int:
                 f"  {m.index:>3} {m.name:<20} contribution {m.contribution:>12} "
                 f"reputation {m.reputation:>5} credited {m.credited}"
             )
-        if args.model:
-            print(json.dumps(lineage, indent=2) if lineage else f"no round made {args.model}")
-        if args.out is not None:
-            print(f"wrote {args.out}/report.html, audit.json, events.jsonl and CSV files")
-    if args.model and lineage is None:
+        if model:
+            print(json.dumps(lineage, indent=2) if lineage else f"no round made {model}")
+        if out is not None:
+            print(f"wrote {out}/report.html, audit.json, events.jsonl and CSV files")
+    if model and lineage is None:
         return 1
     return 0 if audit.ok else 1

@@ -14,6 +14,7 @@ from eth_account import Account
 
 from contracts import load_artifact
 from incentive.abi_codec import EventDecoder
+from incentive.retry import DEFAULT_RETRY, RetryPolicy
 from incentive.tx import TransactionSender, TxOutcome
 
 
@@ -45,11 +46,12 @@ class ContractClient:
         address: str,
         private_key: str | bytes,
         lock: AbstractContextManager[Any] | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         abi = load_artifact(self.name).abi
         self.contract = w3.eth.contract(address=address, abi=abi)
         self._sender = TransactionSender(
-            w3, private_key, lock, decoder=EventDecoder({address: (self.name, abi)})
+            w3, private_key, lock, decoder=EventDecoder({address: (self.name, abi)}), retry=retry
         )
 
     @property

@@ -43,6 +43,7 @@ from incentive.round_commit import (
     round_digest,
     sign_round,
 )
+from node.errors import RoundFailed
 from node.round_book import AveragedInputs, averaged_inputs
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ class ConsortiumBook:
         # per round: what this node signed (digest, clusters, global hash, when)
         self._attested: dict[int, tuple[bytes, list[ClusterCommit], str, float]] = {}
         self._submitted: dict[int, frozenset[int]] = {}  # signer sets already sent, per round
+        self._quorum: dict[int, int] = {}  # per round, read once
+        self._ignored: set[str] = set()  # commitments found unusable (logged once)
 
     @property
     def address(self) -> str:
@@ -202,8 +205,12 @@ class ConsortiumBook:
         for announcement in self.node.inbox.aggregates(round_number, cluster):
             sender = announcement.sender.lower()
             problem = _commitment_problem(announcement, cluster, members)
-            if sender not in order or problem:
-                log.info("commitment of %s for cluster %d ignored: %s", sender, cluster, problem)
+            if sender not in order:
+                problem = f"{sender} is not an aggregator candidate of cluster {cluster}"
+            if problem:
+                if announcement.signature not in self._ignored:
+                    self._ignored.add(announcement.signature)
+                    log.warning("round %d: commitment ignored: %s", round_number, problem)
                 continue
             found.append((order.index(sender), announcement))
         return min(found, key=lambda item: item[0])[1] if found else None
@@ -212,7 +219,9 @@ class ConsortiumBook:
         for announcement in self.node.inbox.aggregates(info.round, info.cluster):
             if _commitment_id(announcement) == info.records_hash:
                 return announcement
-        raise LookupError(f"the commitment of cluster {info.cluster} is no longer held")
+        raise RoundFailed(
+            f"round {info.round}: the commitment of cluster {info.cluster} is no longer held"
+        )
 
     # ------------------------------------------------------------- attestations
 
@@ -276,7 +285,9 @@ class ConsortiumBook:
         signatures = self._signatures(round_number, digest)
         signers = frozenset(s.signer for s in signatures)
         aggregators = {c.aggregator for c in clusters}
-        quorum = int(await self._run(self.client.quorum))
+        if round_number not in self._quorum:
+            self._quorum[round_number] = int(await self._run(self.client.quorum))
+        quorum = self._quorum[round_number]
         if len(signatures) < quorum or not aggregators <= signers:
             return
         if signers in self._submitted.get(round_number, set()):

@@ -79,5 +79,9 @@ class RoundFailed(NodeError):
     """A round could not complete on this node (no quorum, no aggregate, bad aggregate)."""
 
 
+class NotAMember(NodeError):
+    """This node's account may not take part in rounds (removed, or excluded on chain)."""
+
+
 class KeyFileError(NodeError):
     """A key file is malformed, too widely readable, or cannot be written."""

@@ -42,7 +42,7 @@ from node.aggregation import fedavg
 from node.aggregator import AggregatorDuty
 from node.config import MedswarmConfig
 from node.data import SiteData
-from node.errors import NodeError, RoundFailed
+from node.errors import NodeError, NotAMember, RoundFailed
 from node.inbox import RoundInbox
 from node.journal import Checkpoint, Journal
 from node.learner import SiteLearner
@@ -109,6 +109,7 @@ class HospitalNode:
         self.journal = journal
         self.current_round = 0
         self.completed_round = 0
+        self.left: str | None = None  # why this node stopped taking part, if it did
         self.learner = SiteLearner(
             site,
             config.training,
@@ -239,7 +240,8 @@ class HospitalNode:
     # ------------------------------------------------------------------- rounds
 
     async def run(self, rounds: int) -> None:
-        """Take part in rounds until round ``rounds`` is final on chain."""
+        """Take part in rounds until round ``rounds`` is final on chain, or until this node's
+        account may no longer take part (then :attr:`left` says why)."""
         genesis = await self.book.genesis_hash()
         if self.completed_round == 0 and genesis != self.global_hash:
             raise NodeError(
@@ -264,6 +266,14 @@ class HospitalNode:
                     break
                 await self.run_round(self.completed_round + 1)
                 failures = 0
+            except NotAMember as exc:
+                # Excluded (or removed) by the consortium: the others go on without it.
+                log.warning("%s", exc)
+                self.left = str(exc)
+                self.emit(
+                    {"event": "left-federation", "round": self.current_round, "reason": str(exc)}
+                )
+                return
             except RoundFailed as exc:
                 # The chain says how the round ended for everyone else; try to follow it.
                 failures += 1
@@ -307,7 +317,7 @@ class HospitalNode:
         await self.refresh_membership()
         phases.lap("registry")
         if self.address.lower() not in self.membership.addresses():
-            raise NodeError(
+            raise NotAMember(
                 f"{self.name}: account {self.address} may not take part in round "
                 f"{round_number}: it is not an active member (removed, excluded for low "
                 "reputation, or not registered); the consortium's governance can reinstate it"

@@ -39,6 +39,33 @@ def withhold_updates(node: HospitalNode) -> None:
     node.gossip.publish = publish_all_but_updates  # type: ignore[method-assign]
 
 
+NAN_FLOAT32 = b"\x00\x00\xc0\x7f"  # a quiet NaN, little-endian
+
+
+def announce_nan_updates(node: HospitalNode) -> None:
+    """Make ``node`` announce, instead of each update it trains, the same blob with its last
+    float replaced by NaN (as a broken or hostile member might). Aggregators must reject the
+    update; on a Consortium federation each rejection lowers the member's reputation."""
+    publish = node.gossip.publish
+
+    async def publish_poisoned(announcement: Announcement) -> None:
+        if announcement.kind is AnnouncementKind.UPDATE:
+            honest = node.gossip.store.get(announcement.blob_hash)
+            assert honest is not None, "a node stores its update before announcing it"
+            poisoned = node.gossip.store.put(honest[:-4] + NAN_FLOAT32)
+            announcement = node.announcement(
+                announcement.kind,
+                announcement.round,
+                announcement.cluster,
+                poisoned,
+                announcement.size,
+                announcement.samples,
+            )
+        await publish(announcement)
+
+    node.gossip.publish = publish_poisoned  # type: ignore[method-assign]
+
+
 def record_false_aggregates(node: HospitalNode) -> None:
     """Make ``node``, whenever it aggregates, commit and announce a model other than the
     average of the updates it lists with it (the average pushed ten times as far: a poisoning

@@ -18,27 +18,25 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from eth_account import Account
 
 from gossip.blobs import BlobStore
 from incentive.chain import EmbeddedChain
-from incentive.clients import AdminClient, MemberClient
-from incentive.consortium import ConsortiumClient
-from incentive.deploy import deploy_federation
-from incentive.epoch_rewards import RewardsClient
-from incentive.events import EventLog
-from incentive.rundir import write_chain_record
 from medswarm.errors import MedswarmError, leaf_errors
 from node.config import MedswarmConfig, to_toml_dict
-from node.consortium_book import ConsortiumBook
 from node.data import SiteData, dataset_sites, load_site
 from node.hospital import HospitalNode
-from node.round_book import LedgerBook
 from node.simulate import initial_weights, run_local_only
 from node.weights import encode_weights, weights_hash
-from testnet.attacks import record_false_aggregates, serve_forged_blobs, withhold_updates
-from testnet.consortium_setup import deploy_consortium_federation, write_consortium_record
+from testnet.attacks import (
+    announce_nan_updates,
+    record_false_aggregates,
+    serve_forged_blobs,
+    withhold_updates,
+)
 from testnet.errors import TestnetError
 from testnet.html_report import write_report
+from testnet.keepers import make_keeper
 from testnet.report import HospitalSummary, RoundLog, RunSummary, write_summary
 
 log = logging.getLogger(__name__)
@@ -58,6 +56,7 @@ class LocalRun:
     forged_blob_sites: tuple[str, ...] = ()  # sites whose nodes serve corrupted blobs
     silent_sites: tuple[str, ...] = ()  # sites whose nodes never announce their updates
     lying_aggregator_sites: tuple[str, ...] = ()  # sites whose nodes record false aggregates
+    nan_update_sites: tuple[str, ...] = ()  # sites whose nodes announce updates holding NaN
     clusters: tuple[int, ...] = ()  # cluster of each node, in site order (default: all in 0)
     site_files: tuple[Path, ...] = ()  # dataset "csv": each hospital's CSV or Parquet file
 
@@ -122,13 +121,11 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
         raise TestnetError(f"{len(clusters)} cluster assignments given for {run.nodes} nodes")
     pool_wei = int(federation.reward_pool_eth * 10**18)
     start_weights = initial_weights(sites, federation.seed, run.config.training.hidden_units)
-    names = [site.display_name for site in sites]
-    keeper: _RoundKeeper
-    if federation.ledger == "consortium":
-        keeper = _ConsortiumKeeper(chain, admin_key, member_keys, names, clusters, pool_wei)
-    else:
-        keeper = _LedgerKeeper(chain, admin_key, member_keys, names, clusters, pool_wei)
-    keeper.start(bytes.fromhex(weights_hash(start_weights)), run.config)
+    keeper = make_keeper(federation.ledger, chain.w3, admin_key, pool_wei, chain.lock)
+    keeper.deploy(bytes.fromhex(weights_hash(start_weights)))
+    for site, key, cluster in zip(sites, member_keys, clusters, strict=True):
+        keeper.admit(Account.from_key(key).address, site.display_name, cluster)
+    books = [keeper.book(key, federation.takeover_timeout) for key in member_keys]
     round_log = RoundLog(run.out_dir / "rounds.jsonl", run.nodes, run.out_dir / "events.jsonl")
 
     def on_event(event: dict[str, Any]) -> None:
@@ -147,7 +144,7 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
             name=site.site,
             on_event=on_event,
         )
-        for site, book, key in zip(sites, keeper.books, member_keys, strict=True)
+        for site, book, key in zip(sites, books, member_keys, strict=True)
     ]
     for node in nodes:
         if node.site.site in run.forged_blob_sites:
@@ -156,6 +153,8 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
             withhold_updates(node)
         if node.site.site in run.lying_aggregator_sites:
             record_false_aggregates(node)
+        if node.site.site in run.nan_update_sites:
+            announce_nan_updates(node)
     local_only: dict[str, float] = {}
     try:
         await _run_nodes(nodes, run, local_only)
@@ -164,11 +163,12 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
         reasons = sorted({str(error) for error in leaf_errors(group)})
         raise TestnetError("the federation stopped: " + "; ".join(reasons)) from None
 
-    final_hashes = {node.global_hash for node in nodes}
-    final = nodes[0]
+    staying = [node for node in nodes if node.left is None]  # excluded nodes left early
+    final_hashes = {node.global_hash for node in staying}
+    final = staying[0]
     model_path = run.out_dir / "model-final.bin"
     model_path.write_bytes(encode_weights(final.global_weights))
-    payouts = keeper.finish()
+    credits = {a.lower(): wei for a, wei in keeper.pay_out(list(member_keys)).items()}
     last_round = round_log.completed[-1]
     hospitals = [
         HospitalSummary(
@@ -177,13 +177,13 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
             address=node.address,
             samples=len(node.site.train_y),
             local_only_accuracy=local_only[node.site.site],
-            federated_accuracy=float(last_round["nodes"][node.name]["test_accuracy"]),
-            contribution=contribution,
-            reward_wei=reward,
-            metric=last_round["nodes"][node.name]["test_metric"],
-            personal_metric=last_round["nodes"][node.name]["personal_metric"],
+            federated_accuracy=float(_last_seen(round_log, node.name)["test_accuracy"]),
+            contribution=keeper.contribution(node.address),
+            reward_wei=credits.get(node.address.lower(), 0),
+            metric=_last_seen(round_log, node.name)["test_metric"],
+            personal_metric=_last_seen(round_log, node.name)["personal_metric"],
         )
-        for node, (contribution, reward) in zip(nodes, payouts, strict=True)
+        for node in nodes
     ]
     keeper.write_record(run.out_dir)
     summary = RunSummary(
@@ -208,134 +208,12 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
     return summary
 
 
-class _RoundKeeper:
-    """The contracts a run keeps its rounds in: set up, one book per node, paid out."""
-
-    books: list[Any]
-
-    def start(self, genesis: bytes, config: MedswarmConfig) -> None:
-        raise NotImplementedError
-
-    def finish(self) -> list[tuple[int, int]]:
-        """Pay out; (contribution, reward in wei) per member, in admission order."""
-        raise NotImplementedError
-
-    def write_record(self, out_dir: Path) -> None:
-        raise NotImplementedError
-
-    def addresses(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-
-class _LedgerKeeper(_RoundKeeper):
-    """Registry, Ledger and RewardPool (``federation.ledger = "ledger"``)."""
-
-    def __init__(
-        self,
-        chain: EmbeddedChain,
-        admin_key: str,
-        member_keys: list[str],
-        names: list[str],
-        clusters: tuple[int, ...],
-        pool_wei: int,
-    ) -> None:
-        self.events = EventLog()
-        self.deployment = deploy_federation(chain.w3, admin_key, chain.lock, self.events)
-        self.admin = AdminClient(chain.w3, self.deployment, admin_key, chain.lock, self.events)
-        self.members = [
-            MemberClient(chain.w3, self.deployment, key, chain.lock, self.events)
-            for key in member_keys
-        ]
-        self.books = [LedgerBook(member) for member in self.members]
-        self.names, self.clusters, self.pool_wei = names, clusters, pool_wei
-
-    def start(self, genesis: bytes, config: MedswarmConfig) -> None:
-        for name, member, cluster in zip(self.names, self.members, self.clusters, strict=True):
-            self.admin.admit(member.address, name, cluster)
-        if self.pool_wei:
-            self.admin.fund_rewards(self.pool_wei)
-        self.admin.set_genesis(genesis)
-
-    def finish(self) -> list[tuple[int, int]]:
-        if self.pool_wei:
-            self.admin.distribute()
-        payouts = [(m.contribution(m.address), m.credit(m.address)) for m in self.members]
-        for member in self.members:
-            if member.credit(member.address):
-                member.withdraw()
-        return payouts
-
-    def write_record(self, out_dir: Path) -> None:
-        write_chain_record(out_dir, self.deployment, self.events)
-
-    def addresses(self) -> dict[str, Any]:
-        return {
-            "chain_id": self.deployment.chain_id,
-            "registry": self.deployment.registry,
-            "ledger": self.deployment.ledger,
-            "rewards": self.deployment.rewards,
-        }
-
-
-class _ConsortiumKeeper(_RoundKeeper):
-    """Consortium and EpochRewards (``federation.ledger = "consortium"``)."""
-
-    def __init__(
-        self,
-        chain: EmbeddedChain,
-        admin_key: str,
-        member_keys: list[str],
-        names: list[str],
-        clusters: tuple[int, ...],
-        pool_wei: int,
-    ) -> None:
-        self.chain, self.admin_key, self.member_keys = chain, admin_key, member_keys
-        self.names, self.clusters, self.pool_wei = names, clusters, pool_wei
-        self.books = []
-
-    def start(self, genesis: bytes, config: MedswarmConfig) -> None:
-        chain = self.chain
-        accounts = [ConsortiumClient.account_of(key) for key in self.member_keys]
-        self.deployment = deploy_consortium_federation(
-            chain.w3,
-            self.admin_key,
-            list(zip(accounts, self.names, self.clusters, strict=True)),
-            genesis,
-            self.pool_wei,
-            chain.lock,
-        )
-        address = self.deployment.consortium
-        self.books = [
-            ConsortiumBook(
-                ConsortiumClient(chain.w3, address, key, chain.lock),
-                key,
-                config.federation.takeover_timeout,
-            )
-            for key in self.member_keys
-        ]
-
-    def finish(self) -> list[tuple[int, int]]:
-        chain, rewards = self.chain, self.deployment.rewards
-        pools = [RewardsClient(chain.w3, rewards, key, chain.lock) for key in self.member_keys]
-        if self.pool_wei:
-            RewardsClient(chain.w3, rewards, self.admin_key, chain.lock).distribute()
-        payouts = []
-        for index, (book, pool) in enumerate(zip(self.books, pools, strict=True)):
-            payouts.append((book.client.contribution(index), pool.credit(pool.account)))
-            if payouts[-1][1]:
-                pool.withdraw()
-        return payouts
-
-    def write_record(self, out_dir: Path) -> None:
-        with self.chain.lock:
-            write_consortium_record(out_dir, self.chain.w3, self.deployment)
-
-    def addresses(self) -> dict[str, Any]:
-        return {
-            "chain_id": self.deployment.chain_id,
-            "consortium": self.deployment.consortium,
-            "rewards": self.deployment.rewards,
-        }
+def _last_seen(round_log: RoundLog, node: str) -> dict[str, Any]:
+    """The node's results in the last round it took part in."""
+    for line in reversed(round_log.completed):
+        if node in line["nodes"]:
+            return dict(line["nodes"][node])
+    raise TestnetError(f"node {node} completed no round")
 
 
 async def _baselines(sites: list[SiteData], config: MedswarmConfig, out: dict[str, float]) -> None:

@@ -26,12 +26,7 @@ from typing import Any
 from eth_account import Account
 
 from incentive.chain import connect_rpc
-from incentive.clients import AdminClient, MemberClient
-from incentive.deploy import deploy_federation
 from incentive.errors import ChainError
-from incentive.events import EventLog, read_events_from_chain
-from incentive.retry import RetryPolicy
-from incentive.rundir import write_chain_record
 from node.config import to_toml_dict
 from node.data import load_site
 from node.keystore import load_or_create_identity
@@ -41,6 +36,7 @@ from testnet.anvil import AnvilChain, AnvilConfig, free_port
 from testnet.errors import TestnetError
 from testnet.events import EventCollector
 from testnet.html_report import write_report
+from testnet.keepers import make_keeper
 from testnet.netns import NetworkLab, destroy_namespaces, namespaces_available
 from testnet.scenario import FaultSpec, NodeSpec, Scenario, with_label_clusters
 from testnet.summary import summarise_run
@@ -152,26 +148,19 @@ class MultiProcessTestnet:
         keys = self.anvil.private_keys(len(self.scenario.nodes) + 1)
         self.admin_key, self._node_keys = keys[0], keys[1:]
         self.w3 = connect_rpc(self.anvil.url)
-        self.events = EventLog()
-        self.deployment = deploy_federation(self.w3, self.admin_key, None, self.events)
-        self.admin = AdminClient(self.w3, self.deployment, self.admin_key, None, self.events)
-        # The supervisor loop must keep running while the chain is down (it restarts it).
-        self.probe = AdminClient(
-            self.w3, self.deployment, self.admin_key, retry=RetryPolicy(total=0.5)
-        )
         config = self.scenario.config
         first = self.scenario.nodes[0]
         site = load_site(config.federation.dataset, first.site, self.data_dir)
         model = build_model(
             site.dataset, site.n_features, config.federation.seed, config.training.hidden_units
         )
-        self.admin.set_genesis(weights_hash(state_dict_to_weights(model)))
-        pool = int(config.federation.reward_pool_eth * 10**18)
-        if pool:
-            self.admin.fund_rewards(pool)
-        self.pool_wei = pool
+        self.pool_wei = int(config.federation.reward_pool_eth * 10**18)
+        self.keeper = make_keeper(config.federation.ledger, self.w3, self.admin_key, self.pool_wei)
+        self.keeper.deploy(bytes.fromhex(weights_hash(state_dict_to_weights(model))))
+        # The supervisor loop must keep running while the chain is down (it restarts it).
+        self.probe = self.keeper.prober()
         self.deployment_file = self.out_dir / "chain" / "deployment.json"
-        self.deployment_file.write_text(self.deployment.to_json())
+        self.deployment_file.write_text(self.keeper.deployment_json())
 
     def _prepare_nodes(self) -> None:
         for spec, key in zip(self.scenario.nodes, self._node_keys, strict=True):
@@ -186,7 +175,7 @@ class MultiProcessTestnet:
             node = NodeProcess(spec, directory, key, peer_id, free_port(), host)
             self.nodes[spec.name] = node
             if spec.name not in self.scenario.late_joiners:
-                self.admin.admit(node.address, spec.name, spec.cluster)
+                self.keeper.admit(node.address, spec.name, spec.cluster)
         bootstrap = next(
             n.multiaddr
             for n in self.nodes.values()
@@ -299,7 +288,7 @@ class MultiProcessTestnet:
         node = self.nodes.get(fault.node)
         detail = ""
         if fault.kind == "crash-aggregator":
-            first = self.admin.aggregator_candidates(round_number, fault.cluster)[0]
+            first = self.keeper.aggregator_candidates(round_number, fault.cluster)[0]
             node = next(n for n in self.nodes.values() if n.address.lower() == first.lower())
             fault = dataclasses.replace(fault, kind="crash", node=node.spec.name)
             detail = f"first aggregator candidate of cluster {fault.cluster}; "
@@ -315,7 +304,7 @@ class MultiProcessTestnet:
             self._later(fault.duration, lambda: _resume(process))
             detail = f"SIGSTOP for {fault.duration:.1f}s"
         elif fault.kind == "join" and node is not None:
-            self.admin.admit(node.address, node.spec.name, node.spec.cluster)
+            self.keeper.admit(node.address, node.spec.name, node.spec.cluster)
             self._start(node)
             detail = f"admitted in cluster {node.spec.cluster} and started"
         elif fault.kind == "partition" and self.lab is not None:
@@ -374,18 +363,13 @@ class MultiProcessTestnet:
         for node in self.nodes.values():
             _stop_process(node.process)
         self.collector.poll(self.nodes.values())
-        credits = self.admin.distribute().credits if self.pool_wei else {}
-        for node in self.nodes.values():
-            member = MemberClient(self.w3, self.deployment, node.account_key)
-            if member.credit(member.address):
-                member.withdraw()
-        chain_events = EventLog(read_events_from_chain(self.w3, self.deployment))
-        write_chain_record(self.out_dir, self.deployment, chain_events)
+        credits = self.keeper.pay_out([node.account_key for node in self.nodes.values()])
+        self.keeper.write_record(self.out_dir)
         self.collector.write()
         summary = summarise_run(
             scenario=self.scenario,
             out_dir=self.out_dir,
-            admin=self.admin,
+            keeper=self.keeper,
             nodes=list(self.nodes.values()),
             events=self.collector.events,
             faults=self.faults_fired,

@@ -81,15 +81,23 @@ class RoundLog:
             entry = {"member": event["member"], "by": event["node"], "reason": event["reason"]}
             self._excluded.setdefault(int(event["round"]), []).append(entry)
             return None
+        if event.get("event") == "left-federation":
+            # A node excluded by the consortium reports no more rounds.
+            self.node_count -= 1
+            ready = [r for r, p in self._pending.items() if len(p) >= self.node_count]
+            return self._complete(min(ready)) if ready else None
         if event.get("event") != "round":
             return None
         pending = self._pending.setdefault(int(event["round"]), [])
         pending.append(event)
         if len(pending) < self.node_count:
             return None
-        del self._pending[int(event["round"])]
+        return self._complete(int(event["round"]))
+
+    def _complete(self, round_number: int) -> dict[str, Any]:
+        pending = self._pending.pop(round_number)
         line = summarise_round(pending)
-        line["excluded"] = self._excluded.pop(int(event["round"]), [])
+        line["excluded"] = self._excluded.pop(round_number, [])
         self.completed.append(line)
         with self.path.open("a") as handle:
             handle.write(json.dumps(line, sort_keys=True) + "\n")

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from incentive.clients import AdminClient
+from testnet.keepers import Keeper
 
 if TYPE_CHECKING:
     from testnet.multiproc import NodeProcess
@@ -20,7 +20,7 @@ def summarise_run(
     *,
     scenario: Scenario,
     out_dir: Path,
-    admin: AdminClient,
+    keeper: Keeper,
     nodes: Sequence[NodeProcess],
     events: list[dict[str, Any]],
     faults: list[dict[str, Any]],
@@ -30,8 +30,8 @@ def summarise_run(
 ) -> dict[str, Any]:
     """Build the run summary from the chain (the truth) and the nodes' own events."""
     federation = scenario.config.federation
-    final_round = int(admin.last_finalized_round())
-    final_hash = admin.final_hash(final_round) if final_round else None
+    final_round = int(keeper.last_finalized_round())
+    final_hash = keeper.final_hash(final_round) if final_round else None
     stopped = {e["node"]: e for e in events if e.get("event") == "node-finished"}
     started = {e["node"]: e for e in events if e.get("event") == "node-started"}
     finished_hashes = {str(e["global_hash"]) for e in stopped.values()}
@@ -58,7 +58,7 @@ def summarise_run(
                 "personal_metric": latest.get("personal_metric"),
                 "finetune_steps": latest.get("finetune_steps"),
                 "last_round": latest.get("round"),
-                "contribution": int(admin.contribution(node.address)),
+                "contribution": int(keeper.contribution(node.address)),
                 "reward_wei": credits.get(credit_key, 0) if credit_key else 0,
                 "reward": credits.get(credit_key, 0) if credit_key else 0,
                 "finished": node.spec.name in stopped,
@@ -95,7 +95,7 @@ def summarise_run(
         "seconds": round(seconds, 2),
         "faults": faults,
         "hospitals": hospitals,
-        "chain": {"kind": "anvil", "reward_pool_wei": pool_wei},
+        "chain": {"kind": "anvil", **keeper.addresses(), "reward_pool_wei": pool_wei},
     }
 
 
