@@ -514,7 +514,8 @@ contract Consortium {
     }
 
     /// The Merkle root over a cluster's records (see `recordLeaf`; pairs hashed in order, an
-    /// odd node carried up unchanged) and the cluster's total samples.
+    /// odd node carried up unchanged) and the cluster's total samples (of its accepted records:
+    /// the samples behind the aggregate).
     function _recordsRoot(
         uint64 round,
         uint16 cluster,
@@ -533,7 +534,7 @@ contract Consortium {
             (address account, uint16 memberCluster) = _hospital(members, index);
             if (memberCluster != cluster) revert NotInCluster(index, cluster);
             uint256 tail = _word(mine, offset + 34); // samples u64 | score u32 | flags u8
-            samples += tail >> 192;
+            if (uint8(tail >> 152) & FLAG_REJECTED == 0) samples += tail >> 192;
             level[i] = recordLeaf(
                 round,
                 cluster,

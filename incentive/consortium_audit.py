@@ -297,6 +297,12 @@ def _cluster(audit: ConsortiumAudit, number: int, event: EventRecord) -> Audited
                 [p.hex() for p in proof],
             )
         )
+    accepted = sum(r.samples for r in records if not r.rejected)
+    if accepted != int(args["totalSamples"]):
+        audit.problems.append(
+            f"round {number} cluster {cluster}: total samples {args['totalSamples']} are not "
+            f"the {accepted} of its accepted records"
+        )
     return AuditedCluster(
         cluster,
         int(args["aggregator"]),

@@ -112,7 +112,8 @@ class ClusterCommit:
 
     @property
     def total_samples(self) -> int:
-        return sum(r.samples for r in self.records)
+        """The samples behind the aggregate: those of the records not rejected."""
+        return sum(r.samples for r in self.records if not r.rejected)
 
     def as_call_argument(self) -> tuple[int, int, bytes, int]:
         """The ``ClusterCommit`` struct of ``Consortium.finalizeRound``."""

@@ -19,6 +19,7 @@ import trio
 
 from incentive.consortium_audit import audit_events
 from incentive.events import EventLog
+from medswarm.cli import main
 from node.config import MedswarmConfig, with_overrides
 from node.data import load_all_sites, resolve_data_dir
 from node.simulate import fedavg_round, initial_weights
@@ -147,3 +148,28 @@ def test_a_member_sending_nan_updates_is_excluded_and_ignored(tmp_path: Path) ->
     by_site = {h.site: h for h in summary.hospitals}
     assert by_site["va"].contribution == 0 and by_site["va"].reward_wei == 0
     assert all(by_site[s].reward_wei > 0 for s in ("cleveland", "hungarian", "switzerland"))
+
+
+def test_the_audit_commands_read_a_consortium_run(
+    clustered: tuple[Path, RunSummary], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, summary = clustered
+    assert main(["audit", "--run-dir", str(out)]) == 0
+    assert "3 rounds, 1 epochs: every check passed" in capsys.readouterr().out
+    model = summary.final_model
+    assert main(["audit", "verify", model, "--run-dir", str(out), "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["lineage"]["round"] == 3
+    assert found["lineage"]["global_hash"] == summary.final_global_hash
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"not a model of this run")
+    assert main(["audit", "verify", str(other), "--run-dir", str(out)]) == 1
+    assert "is not the final model of any round" in capsys.readouterr().out
+    report = tmp_path / "audit"
+    args = ["audit", "consortium", "--run-dir", str(out), "--model", model, "--out", str(report)]
+    assert main(args) == 0
+    assert (report / "report.html").is_file()
+    assert main(["audit", "consortium", "--run-dir", str(tmp_path)]) == 2
+    assert "is not the run directory of a federation kept by the Consortium" in (
+        capsys.readouterr().err
+    )

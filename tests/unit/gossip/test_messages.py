@@ -1,3 +1,4 @@
+import json
 from dataclasses import replace
 
 import pytest
@@ -104,4 +105,44 @@ def test_bad_hash_and_negative_numbers_are_rejected() -> None:
 def test_future_version_says_to_upgrade() -> None:
     wire = make(version=PROTOCOL_VERSION + 1).signed(KEY).encode()
     with pytest.raises(MalformedMessage, match="upgrade"):
+        Announcement.decode(wire)
+
+
+def test_scores_rejections_and_round_signatures_round_trip() -> None:
+    inputs = (
+        AggregateInput(ADDRESS, "cd" * 32, 5, score=2**40),
+        AggregateInput(ADDRESS, "ef" * 32, 3, rejected=True),
+    )
+    signed = make(kind=AnnouncementKind.AGGREGATE, inputs=inputs, samples=5).signed(KEY)
+    assert Announcement.decode(signed.encode()).inputs == inputs
+    attest = make(kind=AnnouncementKind.ATTEST, size=0, samples=0, round_signature="0a" * 65)
+    assert Announcement.decode(attest.signed(KEY).encode()).round_signature == "0a" * 65
+
+
+@pytest.mark.parametrize(
+    ("item", "match"),
+    [
+        ({"score": -1}, "score must be an integer"),
+        ({"score": 2**64}, "score must be an integer"),
+        ({"score": True}, "score must be an integer"),
+        ({"rejected": 1}, "rejected must be a boolean"),
+        ({"rejected": True, "score": 3}, "rejected input scores 0"),
+    ],
+)
+def test_bad_scores_and_flags_are_malformed(item: dict[str, object], match: str) -> None:
+    signed = make(
+        kind=AnnouncementKind.AGGREGATE, inputs=(AggregateInput(ADDRESS, "cd" * 32, 5),)
+    ).signed(KEY)
+    raw = json.loads(signed.encode())
+    raw["inputs"][0].update(item)
+    wire = json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()
+    with pytest.raises(MalformedMessage, match=match):
+        Announcement.decode(wire)
+
+
+def test_a_round_signature_is_65_bytes_of_lowercase_hex() -> None:
+    raw = json.loads(make(round_signature="0a" * 65).signed(KEY).encode())
+    raw["round_signature"] = "0A" * 65
+    wire = json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()
+    with pytest.raises(MalformedMessage, match="round_signature"):
         Announcement.decode(wire)

@@ -101,3 +101,27 @@ def test_old_and_far_future_rounds_are_ignored_not_rejected() -> None:
     assert old.verdict is Verdict.IGNORE
     assert ahead.verdict is Verdict.ACCEPT
     assert far.verdict is Verdict.IGNORE
+
+
+def test_an_attestation_carries_a_round_signature_and_no_blob() -> None:
+    attest = announcement(kind=AnnouncementKind.ATTEST, size=0, samples=0)
+    signed = attest.signed(KEY)
+    assert "round signature" in judge(signed, PEER, policy()).reason
+    good = replace(attest, round_signature="ab" * 65).signed(KEY)
+    assert judge(good, PEER, policy()).verdict is Verdict.ACCEPT
+    with_blob = replace(attest, round_signature="ab" * 65, size=10).signed(KEY)
+    assert "no blob" in judge(with_blob, PEER, policy()).reason
+    update_with_signature = announcement(round_signature="ab" * 65).signed(KEY)
+    assert judge(update_with_signature, PEER, policy()).verdict is Verdict.REJECT
+
+
+def test_an_aggregate_lists_what_it_averaged_and_counts_only_that() -> None:
+    taken = AggregateInput(ADDRESS, "ab" * 32, 7, score=12)
+    refused = AggregateInput(STRANGER, "cd" * 32, 5, rejected=True)
+    kind = AnnouncementKind.AGGREGATE
+    good = announcement(kind=kind, inputs=(taken, refused), samples=7).signed(KEY)
+    assert judge(good, PEER, policy()).verdict is Verdict.ACCEPT
+    counted_rejected = announcement(kind=kind, inputs=(taken, refused), samples=12).signed(KEY)
+    assert "sum of its accepted" in judge(counted_rejected, PEER, policy()).reason
+    only_rejected = announcement(kind=kind, inputs=(refused,), samples=5).signed(KEY)
+    assert "inputs it averaged" in judge(only_rejected, PEER, policy()).reason
