@@ -6,7 +6,9 @@ over the blob protocol and check it against ``blob_hash``. An aggregate lists it
 the score the aggregator gave each (and the updates it rejected), so on a federation whose
 rounds are kept by the Consortium contract it is the cluster's signed commitment. An
 attestation says "I computed global model H for round R" and carries the member's EIP-712
-signature over the round (:mod:`incentive.round_commit`), which the contract checks.
+signature over the round (:mod:`incentive.round_commit`), which the contract checks. An
+evaluation lists the cluster's updates with the share of the round's contribution the sender
+measured for each on its own data (``federation.contribution = "shapley"``).
 
 Encoding is canonical JSON (sorted keys, no spaces, ASCII), so the same announcement always
 has the same bytes. The signature is an Ethereum personal-message signature (EIP-191) by the
@@ -42,6 +44,7 @@ class AnnouncementKind(StrEnum):
     UPDATE = "update"  # one member's local update (weights delta)
     AGGREGATE = "aggregate"  # a cluster aggregator's weighted mean of member updates
     ATTEST = "attest"  # a member's signature over the round's global model (no blob to fetch)
+    EVALUATION = "evaluation"  # a member's measure of each update in its cluster (no blob)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -186,6 +187,9 @@ class AggregatorDuty:
         size = encoded_size(mean_delta)
         del mean_delta
         self._phases.lap("average")
+        if node.measures_shapley(self.round):
+            self._scores.update(await self._shapley_scores(accepted))
+            self._phases.lap("contribution")
         inputs = self._inputs(accepted)
         if not await node.book.record_cluster(
             self.round, self.cluster, digest, node.global_hash, inputs
@@ -218,6 +222,42 @@ class AggregatorDuty:
                 "phase_seconds": self._phases.laps,
             }
         )
+
+    async def _shapley_scores(
+        self, accepted: list[tuple[Announcement, Mapping[str, WeightArray]]]
+    ) -> dict[str, int]:
+        """Each accepted update's Shapley share: the median of this node's measure and those
+        of the cluster's other members that measured the very same updates, waiting for them
+        up to ``federation.evaluation_timeout`` (docs/contribution.md)."""
+        node = self.node
+        updates = {a.sender.lower(): (weights, a.samples) for a, weights in accepted}
+        hashes = {a.sender.lower(): a.blob_hash for a, _ in accepted}
+        own = await trio.to_thread.run_sync(node.measure_shares, self.round, self.cluster, updates)
+        others = set(hashes) - {node.address.lower()}
+
+        def measured() -> dict[str, dict[str, int]]:
+            found = {}
+            for evaluation in node.inbox.evaluations(self.round):  # oldest first: newest wins
+                sender = evaluation.sender.lower()
+                listed = {i.sender.lower(): i.blob_hash for i in evaluation.inputs}
+                if sender in others and evaluation.cluster == self.cluster and listed == hashes:
+                    found[sender] = {i.sender.lower(): i.score for i in evaluation.inputs}
+            return found
+
+        timeout = node.config.federation.evaluation_timeout
+        await node.inbox.wait_until(lambda: set(measured()) >= others, timeout)
+        by_evaluator = {node.address.lower(): own, **measured()}
+        scores = {m: int(statistics.median(s[m] for s in by_evaluator.values())) for m in updates}
+        node.emit(
+            {
+                "event": "contribution",
+                "round": self.round,
+                "cluster": self.cluster,
+                "measured": by_evaluator,
+                "scores": scores,
+            }
+        )
+        return scores
 
     def _inputs(
         self, accepted: list[tuple[Announcement, Mapping[str, WeightArray]]]

@@ -60,6 +60,12 @@ class FederationConfig:
     # cluster record and per attestation) or "consortium" (Consortium + EpochRewards: commitments
     # and signatures by gossip, one transaction per round; docs/ledger.md)
     ledger: Literal["ledger", "consortium"] = "ledger"
+    # what a member's recorded score measures: "loss" (the aggregator's loss drop on its own
+    # rows, times samples) or "shapley" (each member's Shapley value, measured by every member
+    # of the cluster on its own rows, median over them; docs/contribution.md)
+    contribution: Literal["loss", "shapley"] = "loss"
+    shapley_permutations: int = 24  # orders sampled per evaluator (exact when members! <= it)
+    evaluation_timeout: float = 5.0  # how long the aggregator waits for the others' evaluations
 
     def __post_init__(self) -> None:
         _require(self.rounds >= 1, "federation.rounds must be at least 1")
@@ -67,9 +73,18 @@ class FederationConfig:
         _require(
             self.round_attempts >= 0, "federation.round_attempts must be 0 (never stop) or more"
         )
-        for name in ("update_timeout", "takeover_timeout", "aggregate_timeout", "chain_timeout"):
+        for name in (
+            "update_timeout",
+            "takeover_timeout",
+            "aggregate_timeout",
+            "chain_timeout",
+            "evaluation_timeout",
+        ):
             _require(getattr(self, name) > 0, f"federation.{name} must be positive")
         _require(self.reward_pool_eth >= 0, "federation.reward_pool_eth must not be negative")
+        _require(
+            self.shapley_permutations >= 1, "federation.shapley_permutations must be at least 1"
+        )
         _require(self.name.replace("-", "").isalnum(), "federation.name: letters, digits, '-'")
         _require(
             self.dataset in TASKS,

@@ -40,6 +40,7 @@ from gossip.validation import AnnouncementPolicy
 from incentive.records import ClusterInfo
 from node.aggregation import fedavg
 from node.aggregator import AggregatorDuty
+from node.coalitions import shapley_shares
 from node.config import MedswarmConfig
 from node.data import SiteData
 from node.errors import NodeError, NotAMember, RoundFailed
@@ -49,6 +50,7 @@ from node.learner import SiteLearner
 from node.membership import Membership
 from node.phases import PhaseClock
 from node.round_book import AveragedInputs, RoundBook, averaged_inputs
+from node.training import derive_seed
 from node.weights import (
     CODEC,
     BlobWeights,
@@ -467,9 +469,57 @@ class HospitalNode:
             )
         except (GossipError, NodeError, ValueError) as exc:
             log.info("%s: averaging round %d ahead failed: %s", self.name, round_number, exc)
+            return
         finally:
             done.set()
             del self._averaging[round_number]
+        if self.measures_shapley(round_number):
+            await self._evaluate_updates(round_number, cluster, chosen)
+
+    def measures_shapley(self, round_number: int) -> bool:
+        """Whether the round's scores are Shapley shares (not in a statistics round, whose
+        updates are feature moments, not model changes)."""
+        return (
+            self.config.federation.contribution == "shapley"
+            and not self.learner.statistics_round(round_number)
+        )
+
+    def measure_shares(
+        self, round_number: int, cluster: int, updates: Mapping[str, tuple[Weights, int]]
+    ) -> dict[str, int]:
+        """Each update's Shapley share of the round's contribution, measured on this node's
+        own rows (blocking: run it in a worker thread)."""
+        federation = self.config.federation
+        seed = derive_seed(federation.seed, "shapley", round_number, cluster)
+        return shapley_shares(
+            self.learner, round_number, updates, federation.shapley_permutations, seed
+        )
+
+    async def _evaluate_updates(
+        self, round_number: int, cluster: int, chosen: list[Announcement]
+    ) -> None:
+        """Measure every update of the cluster on this node's rows and gossip the result, for
+        the aggregator's median over evaluators."""
+        try:
+            updates = {
+                a.sender.lower(): (await self.weights_of(a.blob_hash, []), a.samples)
+                for a in chosen
+            }
+            shares = await trio.to_thread.run_sync(
+                self.measure_shares, round_number, cluster, updates
+            )
+        except (GossipError, NodeError, ValueError) as exc:
+            log.info("%s: measuring round %d's updates failed: %s", self.name, round_number, exc)
+            return
+        inputs = tuple(
+            AggregateInput(a.sender, a.blob_hash, a.samples, shares[a.sender.lower()])
+            for a in chosen
+        )
+        await self.gossip.publish(
+            self.announcement(
+                AnnouncementKind.EVALUATION, round_number, cluster, self.global_hash, 0, 0, inputs
+            )
+        )
 
     def remember_average(self, digest: str, inputs: AveragedInputs) -> None:
         """This node computed blob ``digest`` as the FedAvg of ``inputs``."""

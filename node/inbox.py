@@ -15,13 +15,13 @@ ATTESTATIONS_KEPT = 4  # per (round, sender)
 
 
 class RoundInbox:
-    """The first update per (round, sender), the aggregates per (round, cluster) and the
-    attestations per (round, sender).
+    """The first update per (round, sender), the aggregates per (round, cluster), and the
+    attestations and evaluations per (round, sender).
 
     A second, different update from the same sender for the same round is an equivocation:
     it is dropped and remembered, never allowed to replace the first. A member may attest
-    again after a failed attempt at a round; the newest :data:`ATTESTATIONS_KEPT` of its
-    attestations for a round are kept.
+    again (or evaluate again) after a failed attempt at a round; the newest
+    :data:`ATTESTATIONS_KEPT` of each for a round are kept.
     """
 
     def __init__(self) -> None:
@@ -30,6 +30,9 @@ class RoundInbox:
             lambda: defaultdict(list)
         )
         self._attestations: dict[int, dict[str, list[Announcement]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+        self._evaluations: dict[int, dict[str, list[Announcement]]] = defaultdict(
             lambda: defaultdict(list)
         )
         self.equivocations: list[Announcement] = []
@@ -50,8 +53,13 @@ class RoundInbox:
                     self.equivocations.append(announcement)
                 return
             self._updates[announcement.round][sender] = announcement
-        elif announcement.kind is AnnouncementKind.ATTEST:
-            kept = self._attestations[announcement.round][sender]
+        elif announcement.kind in (AnnouncementKind.ATTEST, AnnouncementKind.EVALUATION):
+            table = (
+                self._attestations
+                if announcement.kind is AnnouncementKind.ATTEST
+                else self._evaluations
+            )
+            kept = table[announcement.round][sender]
             if announcement in kept:
                 return
             kept.append(announcement)
@@ -75,9 +83,14 @@ class RoundInbox:
         by_sender = self._attestations.get(round_number, {})
         return [a for sender in sorted(by_sender) for a in by_sender[sender]]
 
+    def evaluations(self, round_number: int) -> list[Announcement]:
+        """Every evaluation kept for a round, by sender, oldest first."""
+        by_sender = self._evaluations.get(round_number, {})
+        return [a for sender in sorted(by_sender) for a in by_sender[sender]]
+
     def forget_before(self, round_number: int) -> None:
         """Drop everything about rounds older than ``round_number``."""
-        for table in (self._updates, self._aggregates, self._attestations):
+        for table in (self._updates, self._aggregates, self._attestations, self._evaluations):
             for old in [r for r in table if r < round_number]:
                 del table[old]
 

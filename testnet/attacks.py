@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from gossip.messages import AggregateInput, Announcement, AnnouncementKind
 from gossip.ranges import ranges_of
@@ -64,6 +65,33 @@ def announce_nan_updates(node: HospitalNode) -> None:
         await publish(announcement)
 
     node.gossip.publish = publish_poisoned  # type: ignore[method-assign]
+
+
+def inflate_own_evaluation(node: HospitalNode) -> None:
+    """Make ``node`` report, in every evaluation it gossips, the whole round's contribution as
+    its own (a million parts per million) and nothing for the others: a lying evaluator. The
+    median over the cluster's evaluators must keep the scores within the honest ones'."""
+    publish = node.gossip.publish
+
+    async def publish_inflated(announcement: Announcement) -> None:
+        if announcement.kind is AnnouncementKind.EVALUATION:
+            me = node.address.lower()
+            inputs = tuple(
+                replace(i, score=1_000_000 if i.sender.lower() == me else 0)
+                for i in announcement.inputs
+            )
+            announcement = node.announcement(
+                announcement.kind,
+                announcement.round,
+                announcement.cluster,
+                announcement.blob_hash,
+                0,
+                0,
+                inputs,
+            )
+        await publish(announcement)
+
+    node.gossip.publish = publish_inflated  # type: ignore[method-assign]
 
 
 def record_false_aggregates(node: HospitalNode) -> None:

@@ -30,6 +30,7 @@ from node.simulate import initial_weights, run_local_only
 from node.weights import encode_weights, weights_hash
 from testnet.attacks import (
     announce_nan_updates,
+    inflate_own_evaluation,
     record_false_aggregates,
     serve_forged_blobs,
     withhold_updates,
@@ -57,6 +58,7 @@ class LocalRun:
     silent_sites: tuple[str, ...] = ()  # sites whose nodes never announce their updates
     lying_aggregator_sites: tuple[str, ...] = ()  # sites whose nodes record false aggregates
     nan_update_sites: tuple[str, ...] = ()  # sites whose nodes announce updates holding NaN
+    lying_evaluator_sites: tuple[str, ...] = ()  # sites whose nodes claim all contribution
     clusters: tuple[int, ...] = ()  # cluster of each node, in site order (default: all in 0)
     site_files: tuple[Path, ...] = ()  # dataset "csv": each hospital's CSV or Parquet file
 
@@ -155,6 +157,8 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
             record_false_aggregates(node)
         if node.site.site in run.nan_update_sites:
             announce_nan_updates(node)
+        if node.site.site in run.lying_evaluator_sites:
+            inflate_own_evaluation(node)
     local_only: dict[str, float] = {}
     try:
         await _run_nodes(nodes, run, local_only)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +32,17 @@ ROUNDS = 3
 CLUSTERS = (0, 1, 1, 0)
 
 
-def federate(out: Path, rounds: int, ledger: str, **options: Any) -> RunSummary:
+def federate(
+    out: Path, rounds: int, ledger: str, contribution: str = "loss", **options: Any
+) -> RunSummary:
     torch.set_num_threads(1)
-    config = with_overrides(MedswarmConfig(), rounds=rounds, update_timeout=10.0)
-    config = replace(config, federation=replace(config.federation, ledger=ledger))
+    config = with_overrides(
+        MedswarmConfig(),
+        rounds=rounds,
+        update_timeout=10.0,
+        ledger=ledger,
+        contribution=contribution,
+    )
     local = LocalRun(
         config=config, nodes=4, data_dir=resolve_data_dir(None, os.environ), out_dir=out, **options
     )
@@ -173,3 +179,26 @@ def test_the_audit_commands_read_a_consortium_run(
     assert "is not the run directory of a federation kept by the Consortium" in (
         capsys.readouterr().err
     )
+
+
+def test_shapley_scores_are_medians_a_lying_evaluator_cannot_move(tmp_path: Path) -> None:
+    federate(tmp_path, 3, "consortium", "shapley", lying_evaluator_sites=("va",))
+    events = read_jsonl(tmp_path / "events.jsonl")
+    va = next(e["address"].lower() for e in events if e["event"] == "round" and e["node"] == "va")
+    measures = [e for e in events if e["event"] == "contribution"]
+    assert [e["round"] for e in measures] == [1, 2, 3]
+    audit = audit_events(chain_events(tmp_path).records())
+    assert not audit.problems, audit.problems
+    for measure, round_record in zip(measures, audit.rounds, strict=True):
+        measured = measure["measured"]
+        assert len(measured) == 4  # the aggregator and the three others
+        if measure["node"] != "va":  # its lie reached the aggregator
+            assert measured[va] == {m: 1_000_000 if m == va else 0 for m in measured}
+        honest = [shares for evaluator, shares in measured.items() if evaluator != va]
+        [cluster] = round_record.clusters
+        recorded = {r.account.lower(): r.score for r in cluster.records}
+        assert recorded == measure["scores"]
+        for member, score in recorded.items():
+            assert min(h[member] for h in honest) <= score <= max(h[member] for h in honest)
+        # each honest evaluator shares out the round's positive contribution: a million parts
+        assert all(sum(h.values()) == 1_000_000 for h in honest)

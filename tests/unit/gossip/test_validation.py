@@ -125,3 +125,17 @@ def test_an_aggregate_lists_what_it_averaged_and_counts_only_that() -> None:
     assert "sum of its accepted" in judge(counted_rejected, PEER, policy()).reason
     only_rejected = announcement(kind=kind, inputs=(refused,), samples=5).signed(KEY)
     assert "inputs it averaged" in judge(only_rejected, PEER, policy()).reason
+
+
+def test_an_evaluation_lists_measured_updates_and_names_no_blob() -> None:
+    measured = AggregateInput(ADDRESS, "ab" * 32, 7, score=600_000)
+    kind = AnnouncementKind.EVALUATION
+    good = announcement(kind=kind, inputs=(measured,), size=0, samples=0).signed(KEY)
+    assert judge(good, PEER, policy()).verdict is Verdict.ACCEPT
+    empty = announcement(kind=kind, size=0, samples=0).signed(KEY)
+    assert "lists the updates" in judge(empty, PEER, policy()).reason
+    refused = replace(measured, score=0, rejected=True)
+    with_rejected = announcement(kind=kind, inputs=(refused,), size=0, samples=0).signed(KEY)
+    assert judge(with_rejected, PEER, policy()).verdict is Verdict.REJECT
+    with_blob = announcement(kind=kind, inputs=(measured,), size=5, samples=0).signed(KEY)
+    assert "no blob" in judge(with_blob, PEER, policy()).reason

@@ -51,6 +51,24 @@ def test_out_of_range_values_are_errors() -> None:
         config_from_dict({"network": {"max_concurrent_fetches": 0}})
 
 
+@pytest.mark.parametrize(
+    ("federation", "match"),
+    [
+        ({"ledger": "chain"}, r"federation.ledger = 'chain'.*consortium"),
+        ({"contribution": "banzhaf"}, r"federation.contribution = 'banzhaf'.*shapley"),
+        ({"shapley_permutations": 0}, "shapley_permutations must be at least 1"),
+        ({"evaluation_timeout": 0.0}, "evaluation_timeout must be positive"),
+    ],
+)
+def test_round_book_and_contribution_keys_are_checked(
+    federation: dict[str, object], match: str
+) -> None:
+    with pytest.raises(ConfigError, match=match):
+        config_from_dict({"federation": federation})
+    good = config_from_dict({"federation": {"ledger": "consortium", "contribution": "shapley"}})
+    assert (good.federation.ledger, good.federation.contribution) == ("consortium", "shapley")
+
+
 def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
     broken = tmp_path / "broken.toml"
     broken.write_text("[federation\nrounds = 1")
