@@ -54,6 +54,11 @@ class ConsortiumMember:
     active: bool
     excluded: bool
 
+    @property
+    def votes(self) -> bool:
+        """Whether the member takes part in rounds: an active hospital not excluded."""
+        return self.role == ROLE_HOSPITAL and self.active and not self.excluded
+
 
 def deploy_consortium(
     w3: Any,
@@ -135,15 +140,15 @@ class ConsortiumClient(ContractClient):
         """The genesis hash (32 zero bytes until governance sets it)."""
         return bytes(self._call("genesisHash"))
 
-    def events_between(self, first_block: int, last_block: int) -> list[EventRecord]:
-        """The Consortium's decoded events in blocks ``first_block`` .. ``last_block``."""
+    def events_between(
+        self, first_block: int, last_block: int | str, topics: list[bytes] | None = None
+    ) -> list[EventRecord]:
+        """The Consortium's decoded events in blocks ``first_block`` .. ``last_block``
+        (optionally only those whose topics start with ``topics``)."""
         address = self.contract.address
-        logs = self._sender.read(
-            lambda: self.contract.w3.eth.get_logs(
-                {"fromBlock": first_block, "toBlock": last_block, "address": address}
-            ),
-            "Consortium events",
-        )
+        query: dict[str, Any] = {"fromBlock": first_block, "toBlock": last_block}
+        query.update({"address": address, **({"topics": topics} if topics else {})})
+        logs = self._sender.read(lambda: self.contract.w3.eth.get_logs(query), "Consortium events")
         return decode_logs(EventDecoder({address: (self.name, self.contract.abi)}), logs)
 
     def block_number(self) -> int:
@@ -155,15 +160,7 @@ class ConsortiumClient(ContractClient):
         if not 1 <= round_number <= self.last_finalized_round():
             return None
         topics = [_ROUND_FINALIZED, round_number.to_bytes(32, "big")]
-        address = self.contract.address
-        start = self.deployed_at()
-        logs = self._sender.read(
-            lambda: self.contract.w3.eth.get_logs(
-                {"fromBlock": start, "toBlock": "latest", "address": address, "topics": topics}
-            ),
-            "RoundFinalized event",
-        )
-        events = decode_logs(EventDecoder({address: (self.name, self.contract.abi)}), logs)
+        events = self.events_between(self.deployed_at(), "latest", topics)
         if not events:
             return None
         value = events[-1].args["globalHash"]

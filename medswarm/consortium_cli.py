@@ -1,7 +1,7 @@
 """``medswarm consortium``: deploy and govern a Consortium and its reward pool.
 
     medswarm consortium deploy   --rpc URL --key-file F --admins A [A ...] --threshold K
-                                 [--token ADDRESS] [--json]
+                                 [--token ADDRESS] [--record FILE] [--json]
     medswarm consortium propose  --rpc URL --key-file F --address C ACTION ARGS...
     medswarm consortium approve  --rpc URL --key-file F --address C ID
     medswarm consortium cancel   --rpc URL --key-file F --address C ID
@@ -36,6 +36,7 @@ from incentive.consortium import (
     ConsortiumClient,
     deploy_consortium,
 )
+from incentive.deployment import ConsortiumDeployment
 from incentive.epoch_rewards import RewardsClient, deploy_rewards
 from incentive.tx import TxOutcome
 from medswarm.errors import MedswarmError
@@ -93,6 +94,14 @@ def add_consortium_parser(
     deploy.add_argument("--admins", nargs="+", required=True, metavar="ADDRESS")
     deploy.add_argument("--threshold", type=int, required=True, help="approvals an action needs")
     deploy.add_argument("--token", default=None, help="pay rewards in this ERC-20 (default ETH)")
+    deploy.add_argument(
+        "--record",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the deployment record nodes read as chain.deployment_file "
+        '(with federation.ledger = "consortium")',
+    )
     deploy.add_argument("--json", action="store_true")
     deploy.set_defaults(handler=run_deploy)
 
@@ -167,6 +176,9 @@ def run_deploy(args: argparse.Namespace) -> int:
     address, _ = deploy_consortium(w3, key, args.admins, args.threshold)
     rewards = deploy_rewards(w3, key, address, args.token)
     result = {"consortium": address, "rewards": rewards}
+    if args.record is not None:
+        record = ConsortiumDeployment(int(w3.eth.chain_id), address, rewards)
+        args.record.write_text(record.to_json() + "\n")
     print(json.dumps(result) if args.json else f"Consortium {address}\nEpochRewards {rewards}")
     return 0
 

@@ -31,7 +31,7 @@ from eth_utils import to_checksum_address
 
 from gossip.messages import AggregateInput, Announcement, AnnouncementKind
 from incentive.candidates import aggregator_candidates
-from incentive.consortium import ROLE_HOSPITAL, ConsortiumClient, ConsortiumMember
+from incentive.consortium import ConsortiumClient, ConsortiumMember
 from incentive.errors import ContractReverted
 from incentive.records import ClusterInfo, MemberInfo
 from incentive.round_commit import (
@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 SUBMITTERS = 65535  # the pseudo-cluster whose candidate order says who submits a round
 SCORE_MAX = 2**32 - 1  # the contract's records carry uint32 scores
+LOG_CHUNK_BLOCKS = 2000  # blocks per eth_getLogs query when reading membership events
 
 
 class ConsortiumBook:
@@ -106,7 +107,7 @@ class ConsortiumBook:
                 name=self._names.get(row.index, f"member {row.index}"),
                 peer_id=self._peers.get(row.index, ("", []))[0],
                 multiaddrs=self._peers.get(row.index, ("", []))[1],
-                active=_votes(row),
+                active=row.votes,
                 cluster=row.cluster,
             )
             for row in self._rows
@@ -119,7 +120,10 @@ class ConsortiumBook:
         self._rows = list(await self._run(self.client.member_rows))
         if last < self._next_block:
             return
-        events = await self._run(self.client.events_between, self._next_block, last)
+        events = []
+        for first in range(self._next_block, last + 1, LOG_CHUNK_BLOCKS):
+            to = min(first + LOG_CHUNK_BLOCKS - 1, last)  # providers cap a query's block range
+            events += await self._run(self.client.events_between, first, to)
         for event in events:
             if event.event == "MemberAdmitted":
                 self._names[int(event.args["index"])] = str(event.args["name"])
@@ -129,7 +133,7 @@ class ConsortiumBook:
         self._next_block = last + 1
 
     def _voters(self) -> list[ConsortiumMember]:
-        return [row for row in self._rows if _votes(row)]
+        return [row for row in self._rows if row.votes]
 
     def _index(self) -> dict[str, ConsortiumMember]:
         return {row.account.lower(): row for row in self._rows}
@@ -326,10 +330,6 @@ class ConsortiumBook:
         return [found[i] for i in sorted(found)]
 
 
-def _votes(row: ConsortiumMember) -> bool:
-    return row.role == ROLE_HOSPITAL and row.active and not row.excluded
-
-
 def _checksum(address: str) -> str:
     return str(to_checksum_address(address))
 
@@ -348,7 +348,7 @@ def _commitment_problem(
         return "an update is listed twice"
     for sender in senders:
         row = members.get(sender)
-        if row is None or not _votes(row) or row.cluster != cluster:
+        if row is None or not row.votes or row.cluster != cluster:
             return f"{sender} is not a voting hospital of cluster {cluster}"
     return ""
 

@@ -45,6 +45,12 @@ def add_testnet_parser(subparsers: Any) -> None:
     run.add_argument("--seed", type=int, default=None, help="seed (default: from config, 0)")
     run.add_argument("--config", type=Path, default=None, help="TOML config file")
     run.add_argument(
+        "--ledger",
+        choices=("ledger", "consortium"),
+        default=None,
+        help="where rounds are kept (default: from config, ledger; docs/ledger.md)",
+    )
+    run.add_argument(
         "--data-dir",
         default=None,
         help="directory holding the data sets (default: $MEDSWARM_DATA, else ../shared/data)",
@@ -67,6 +73,12 @@ def add_testnet_parser(subparsers: Any) -> None:
     up.add_argument("--scenario", type=Path, required=True, help="scenario TOML file")
     up.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     up.add_argument("--rounds", type=int, default=None, help="override the scenario's rounds")
+    up.add_argument(
+        "--ledger",
+        choices=("ledger", "consortium"),
+        default=None,
+        help="override where the scenario's rounds are kept (docs/ledger.md)",
+    )
     up.add_argument("--data-dir", default=None, help="data directory (default as for run)")
     up.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory")
     up.add_argument("--json", action="store_true", help="print summary.json at the end")
@@ -84,7 +96,11 @@ def run_testnet(args: argparse.Namespace) -> int:
     # Nodes train small models concurrently in worker threads: one torch thread each.
     torch.set_num_threads(1)
     config = with_overrides(
-        load_config(args.config), dataset=args.dataset, rounds=args.rounds, seed=args.seed
+        load_config(args.config),
+        dataset=args.dataset,
+        rounds=args.rounds,
+        seed=args.seed,
+        ledger=args.ledger,
     )
     data_dir = resolve_data_dir(args.data_dir, os.environ)
     run = LocalRun(config=config, nodes=args.nodes, data_dir=data_dir, out_dir=args.out)
@@ -110,7 +126,7 @@ def run_testnet(args: argparse.Namespace) -> int:
 def up_testnet(args: argparse.Namespace) -> int:
     """Handler of ``medswarm testnet up``."""
     scenario = load_scenario(args.scenario)
-    config = with_overrides(scenario.config, seed=args.seed, rounds=args.rounds)
+    config = with_overrides(scenario.config, seed=args.seed, rounds=args.rounds, ledger=args.ledger)
     scenario = dataclasses.replace(scenario, config=config)
     data_dir = resolve_data_dir(args.data_dir, os.environ)
     out = sys.stderr if args.json else sys.stdout

@@ -1,5 +1,5 @@
 """Set up a federation whose rounds the Consortium contract keeps (``federation.ledger =
-"consortium"``): deploy, admit the hospitals, set the genesis, fund the reward pool.
+"consortium"``): deploy, set the genesis, fund the reward pool; record it for the auditor.
 
 The launcher's admin account is the consortium's single governor (threshold 1), so each
 governance action runs as soon as it is proposed. A real consortium has several admins and a
@@ -8,12 +8,11 @@ higher threshold (``medswarm consortium deploy``); nothing in the round loop dep
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from incentive.consortium import ROLE_HOSPITAL, ConsortiumClient, deploy_consortium
+from incentive.consortium import ConsortiumClient, deploy_consortium
 from incentive.consortium_audit import read_events
 from incentive.deployment import ConsortiumDeployment
 from incentive.epoch_rewards import RewardsClient, deploy_rewards
@@ -23,19 +22,16 @@ from incentive.events import EventLog
 def deploy_consortium_federation(
     w3: Any,
     admin_key: str,
-    hospitals: Sequence[tuple[str, str, int]],
     genesis: bytes,
     pool_wei: int,
     lock: AbstractContextManager[Any] | None = None,
 ) -> ConsortiumDeployment:
-    """Deploy a Consortium and its ETH EpochRewards pool, admit ``hospitals`` (account, name,
-    cluster) in order, set ``genesis`` and fund the pool with ``pool_wei``."""
+    """Deploy a Consortium governed by ``admin_key``'s account alone, set ``genesis``, and
+    deploy its ETH EpochRewards pool funded with ``pool_wei`` (hospitals are admitted later,
+    :meth:`ConsortiumClient.propose_admit`)."""
     admin_account = ConsortiumClient.account_of(admin_key)
     address, _ = deploy_consortium(w3, admin_key, [admin_account], 1, lock=lock)
-    admin = ConsortiumClient(w3, address, admin_key, lock)
-    for account, name, cluster in hospitals:
-        admin.propose_admit(account, name, cluster, ROLE_HOSPITAL)
-    admin.propose_genesis(genesis)
+    ConsortiumClient(w3, address, admin_key, lock).propose_genesis(genesis)
     rewards = deploy_rewards(w3, admin_key, address, lock=lock)
     if pool_wei:
         RewardsClient(w3, rewards, admin_key, lock).fund(pool_wei)

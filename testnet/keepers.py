@@ -98,12 +98,11 @@ class LedgerKeeper(Keeper):
     ) -> None:
         self.w3, self.admin_key, self.pool_wei, self.lock = w3, admin_key, pool_wei, lock
         self.retry = retry
-        self.events = EventLog()
 
     def deploy(self, genesis: bytes) -> None:
-        self.deployment = deploy_federation(self.w3, self.admin_key, self.lock, self.events)
+        self.deployment = deploy_federation(self.w3, self.admin_key, self.lock)
         self.admin = AdminClient(
-            self.w3, self.deployment, self.admin_key, self.lock, self.events, retry=self.retry
+            self.w3, self.deployment, self.admin_key, self.lock, retry=self.retry
         )
         self.admin.set_genesis(genesis)
         if self.pool_wei:
@@ -116,9 +115,7 @@ class LedgerKeeper(Keeper):
         return self.deployment.to_json()
 
     def book(self, member_key: str, submit_stagger: float) -> RoundBook:
-        return LedgerBook(
-            MemberClient(self.w3, self.deployment, member_key, self.lock, self.events)
-        )
+        return LedgerBook(MemberClient(self.w3, self.deployment, member_key, self.lock))
 
     def aggregator_candidates(self, round_number: int, cluster: int) -> list[str]:
         return self.admin.aggregator_candidates(round_number, cluster)
@@ -135,17 +132,14 @@ class LedgerKeeper(Keeper):
     def pay_out(self, member_keys: list[str]) -> dict[str, int]:
         credits = dict(self.admin.distribute().credits) if self.pool_wei else {}
         for key in member_keys:
-            member = MemberClient(self.w3, self.deployment, key, self.lock, self.events)
+            member = MemberClient(self.w3, self.deployment, key, self.lock)
             if member.credit(member.address):
                 member.withdraw()
         return credits
 
     def write_record(self, out_dir: Path) -> None:
-        # Events of the in-process chain were collected as they happened; anvil's are read.
-        events = self.events if self.lock is not None else None
-        if events is None:
-            events = EventLog(read_events_from_chain(self.w3, self.deployment))
-        write_chain_record(out_dir, self.deployment, events)
+        events = read_events_from_chain(self.w3, self.deployment, lock=self.lock)
+        write_chain_record(out_dir, self.deployment, EventLog(events))
 
     def prober(self) -> Keeper:
         probe = LedgerKeeper(self.w3, self.admin_key, self.pool_wei, self.lock, PROBE_RETRY)
@@ -175,7 +169,7 @@ class ConsortiumKeeper(Keeper):
 
     def deploy(self, genesis: bytes) -> None:
         self.deployment: ConsortiumDeployment = deploy_consortium_federation(
-            self.w3, self.admin_key, [], genesis, self.pool_wei, self.lock
+            self.w3, self.admin_key, genesis, self.pool_wei, self.lock
         )
         self.admin = ConsortiumClient(
             self.w3, self.deployment.consortium, self.admin_key, self.lock, retry=self.retry
@@ -192,11 +186,8 @@ class ConsortiumKeeper(Keeper):
         return ConsortiumBook(client, member_key, submit_stagger)
 
     def aggregator_candidates(self, round_number: int, cluster: int) -> list[str]:
-        members = [
-            m.account
-            for m in self.admin.member_rows()
-            if m.cluster == cluster and m.role == ROLE_HOSPITAL and m.active and not m.excluded
-        ]
+        rows = self.admin.member_rows()
+        members = [m.account for m in rows if m.cluster == cluster and m.votes]
         return aggregator_candidates(round_number, cluster, members)
 
     def last_finalized_round(self) -> int:

@@ -11,6 +11,7 @@ from eth_account import Account
 
 from incentive.chain import connect_rpc
 from incentive.consortium import ConsortiumClient, sign_and_finalize
+from incentive.deployment import ConsortiumDeployment
 from incentive.round_commit import ClusterCommit, Record
 from medswarm import cli
 from tests.integration.anvil_kit import running_anvil
@@ -32,6 +33,10 @@ def key_file(directory: Path, name: str, key: str) -> str:
     return str(path)
 
 
+def anvil_chain_id(url: str) -> int:
+    return int(connect_rpc(url).eth.chain_id)
+
+
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     code = cli.main(argv)
     captured = capsys.readouterr()
@@ -47,11 +52,18 @@ def test_operators_run_a_consortium_from_the_command_line(
         files = [key_file(tmp_path, f"k{i}", k) for i, k in enumerate(keys)]
         rpc = ["--rpc", anvil.url]
         admins = ["--admins", *accounts[:3], "--threshold", "2"]
-        code, out, _ = run(
-            ["consortium", "deploy", *rpc, "--key-file", files[0], *admins, "--json"], capsys
-        )
+        record = tmp_path / "deployment.json"
+        deploy = ["consortium", "deploy", *rpc, "--key-file", files[0], *admins]
+        code, out, _ = run([*deploy, "--record", str(record), "--json"], capsys)
         assert code == 0
         deployed = json.loads(out)
+        # the record a node reads as chain.deployment_file
+        written = ConsortiumDeployment.from_json(record.read_text())
+        assert (written.consortium, written.rewards) == (
+            deployed["consortium"],
+            deployed["rewards"],
+        )
+        assert written.chain_id == anvil_chain_id(anvil.url)
         at = ["--address", deployed["consortium"]]
 
         def govern(*action: str) -> None:
