@@ -37,6 +37,12 @@ class Keeper:
 
     kind = ""
 
+    def __init__(
+        self, w3: Any, admin_key: str, pool_wei: int, lock: Lock, retry: RetryPolicy
+    ) -> None:
+        self.w3, self.admin_key, self.pool_wei, self.lock = w3, admin_key, pool_wei, lock
+        self.retry = retry
+
     def deploy(self, genesis: bytes) -> None:
         raise NotImplementedError
 
@@ -92,12 +98,6 @@ def make_keeper(ledger: str, w3: Any, admin_key: str, pool_wei: int, lock: Lock 
 
 class LedgerKeeper(Keeper):
     kind = "ledger"
-
-    def __init__(
-        self, w3: Any, admin_key: str, pool_wei: int, lock: Lock, retry: RetryPolicy
-    ) -> None:
-        self.w3, self.admin_key, self.pool_wei, self.lock = w3, admin_key, pool_wei, lock
-        self.retry = retry
 
     def deploy(self, genesis: bytes) -> None:
         self.deployment = deploy_federation(self.w3, self.admin_key, self.lock)
@@ -160,12 +160,6 @@ class LedgerKeeper(Keeper):
 
 class ConsortiumKeeper(Keeper):
     kind = "consortium"
-
-    def __init__(
-        self, w3: Any, admin_key: str, pool_wei: int, lock: Lock, retry: RetryPolicy
-    ) -> None:
-        self.w3, self.admin_key, self.pool_wei, self.lock = w3, admin_key, pool_wei, lock
-        self.retry = retry
 
     def deploy(self, genesis: bytes) -> None:
         self.deployment: ConsortiumDeployment = deploy_consortium_federation(
