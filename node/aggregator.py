@@ -24,7 +24,7 @@ import trio
 from gossip.errors import FetchFailed, GossipError
 from gossip.messages import AggregateInput, Announcement, AnnouncementKind
 from incentive.contribution import contribution_score
-from node.aggregation import fedavg
+from node import robust
 from node.errors import NodeError
 from node.phases import PhaseClock
 from node.round_book import averaged_inputs
@@ -84,6 +84,9 @@ class AggregatorDuty:
         if accepted is None or await self._recorded():
             return
         self._phases.lap("collect")
+        if self.node.config.federation.screen_updates:
+            accepted = await self._screen(accepted)
+            self._phases.lap("screen")
         await self._aggregate(accepted)
 
     async def _collect(
@@ -173,12 +176,60 @@ class AggregatorDuty:
                     return None
         return None  # not reached: the loop returns
 
+    async def _screen(
+        self, accepted: list[tuple[Announcement, Mapping[str, WeightArray]]]
+    ) -> list[tuple[Announcement, Mapping[str, WeightArray]]]:
+        """Reject the updates no honest member sends (docs/robustness.md): a blob announced
+        before by someone else or in an earlier round (a copy, a replay), and what
+        :func:`node.robust.screen` flags. The statistics round is not screened."""
+        node = self.node
+        if node.learner.statistics_round(self.round):
+            return accepted
+        reasons: dict[str, str] = {}
+        for announcement, _ in accepted:
+            sender = announcement.sender.lower()
+            first_round, first_sender = node.first_announced(announcement.blob_hash)
+            if first_round < self.round:
+                reasons[sender] = f"replays an update first announced in round {first_round}"
+            elif first_sender != sender:
+                reasons[sender] = f"copies the update {first_sender} announced first"
+        fresh = [(a, w) for a, w in accepted if a.sender.lower() not in reasons]
+        federation = node.config.federation
+        flagged = await trio.to_thread.run_sync(
+            robust.screen,
+            [(w, a.samples) for a, w in fresh],
+            federation.outlier_norm_factor,
+            federation.outlier_min_cosine,
+        )
+        for index, reason in flagged.items():
+            reasons[fresh[index][0].sender.lower()] = reason
+        kept = [(a, w) for a, w in accepted if a.sender.lower() not in reasons]
+        if not kept:
+            log.warning("round %d: screening flagged every update; none rejected", self.round)
+            return accepted
+        for announcement, _ in accepted:
+            why = reasons.get(announcement.sender.lower())
+            if why is None:
+                continue
+            self._rejected[announcement.sender.lower()] = announcement
+            log.warning("round %d: update of %s rejected: %s", self.round, announcement.sender, why)
+            node.emit(
+                {
+                    "event": "excluded",
+                    "round": self.round,
+                    "member": announcement.sender,
+                    "reason": why,
+                    "screened": True,
+                }
+            )
+        return kept
+
     async def _aggregate(
         self, accepted: list[tuple[Announcement, Mapping[str, WeightArray]]]
     ) -> None:
         node = self.node
         mean_delta = await trio.to_thread.run_sync(
-            fedavg, [(weights, a.samples) for a, weights in accepted]
+            node.aggregate_updates, self.round, [(weights, a.samples) for a, weights in accepted]
         )
         digest = await trio.to_thread.run_sync(node.store_weights, mean_delta)
         node.remember_average(

@@ -66,6 +66,18 @@ class FederationConfig:
     contribution: Literal["loss", "shapley"] = "loss"
     shapley_permutations: int = 24  # orders sampled per evaluator (exact when members! <= it)
     evaluation_timeout: float = 5.0  # how long the aggregator waits for the others' evaluations
+    # Byzantine robustness (node/robust.py, docs/robustness.md): the rule that combines the
+    # updates of a cluster and the clusters' aggregates, and the screening that rejects updates
+    # no honest member would send (rejections lower reputation on the Consortium)
+    aggregation: Literal[
+        "fedavg", "median", "trimmed-mean", "krum", "multi-krum", "geometric-median"
+    ] = "fedavg"
+    trim_fraction: float = 0.2  # trimmed-mean: share of values dropped at each end
+    byzantine: int = 1  # krum and multi-krum: attackers assumed per aggregation
+    clip_norm: float = 0.0  # scale updates longer than this down to it (0: no clipping)
+    screen_updates: bool = False  # reject zero, opposed, oversized, copied and replayed updates
+    outlier_norm_factor: float = 5.0  # screening: how many times the others' median length
+    outlier_min_cosine: float = -0.5  # screening: least cosine with the others' median
 
     def __post_init__(self) -> None:
         _require(self.rounds >= 1, "federation.rounds must be at least 1")
@@ -84,6 +96,13 @@ class FederationConfig:
         _require(self.reward_pool_eth >= 0, "federation.reward_pool_eth must not be negative")
         _require(
             self.shapley_permutations >= 1, "federation.shapley_permutations must be at least 1"
+        )
+        _require(0 <= self.trim_fraction < 0.5, "federation.trim_fraction must be in [0, 0.5)")
+        _require(self.byzantine >= 0, "federation.byzantine must not be negative")
+        _require(self.clip_norm >= 0, "federation.clip_norm must not be negative (0: off)")
+        _require(self.outlier_norm_factor > 1, "federation.outlier_norm_factor must exceed 1")
+        _require(
+            -1 <= self.outlier_min_cosine <= 1, "federation.outlier_min_cosine must be in [-1, 1]"
         )
         _require(self.name.replace("-", "").isalnum(), "federation.name: letters, digits, '-'")
         _require(

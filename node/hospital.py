@@ -25,7 +25,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -38,6 +38,7 @@ from gossip.messages import AggregateInput, Announcement, AnnouncementKind
 from gossip.service import GossipService
 from gossip.validation import AnnouncementPolicy
 from incentive.records import ClusterInfo
+from node import robust
 from node.aggregation import fedavg
 from node.aggregator import AggregatorDuty
 from node.coalitions import shapley_shares
@@ -66,6 +67,7 @@ log = logging.getLogger(__name__)
 RoundEventSink = Callable[[dict[str, Any]], None]
 POLL_SECONDS = 0.25
 VALID_BLOBS_KEPT = 256  # hashes of blobs known to hold valid weights, newest kept
+FIRST_ANNOUNCED_KEPT = 4096  # update hashes remembered with who announced them first
 RECORD_POLL_SECONDS = 1.0  # between reads of a cluster's aggregate record without news
 RETRY_FIRST_SECONDS = 1.0  # pause after a failed round attempt, doubling up to the maximum
 RETRY_MAX_SECONDS = 16.0
@@ -106,6 +108,8 @@ class HospitalNode:
         # Updates (by hash) whose prefetch failed, and why: an aggregator leaves them out
         # rather than ask a stalled provider again (cleared every round).
         self.unfetched_updates: dict[str, str] = {}
+        # Update blobs by hash: the round and sender that announced each first.
+        self._first_announced: dict[str, tuple[int, str]] = {}
         # Scores each new global model on the test split beside the round's last steps.
         self._evaluator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluate")
         self.journal = journal
@@ -119,6 +123,7 @@ class HospitalNode:
             config.federation.seed,
             initial_weights,
             federation_statistics=config.federation.standardise == "federation",
+            combine=self._combine_rule,
         )
         self.global_hash = store.put_parts(encoding_parts(initial_weights))
         self._on_event = on_event or (lambda _event: None)
@@ -461,7 +466,7 @@ class HospitalNode:
         self._averaging[round_number] = done = trio.Event()
         try:
             inputs = [(await self.weights_of(a.blob_hash, []), a.samples) for a in chosen]
-            mean = await trio.to_thread.run_sync(fedavg, inputs)
+            mean = await trio.to_thread.run_sync(self.aggregate_updates, round_number, inputs)
             del inputs
             digest = await trio.to_thread.run_sync(self.store_weights, mean)
             self.remember_average(
@@ -475,6 +480,25 @@ class HospitalNode:
             del self._averaging[round_number]
         if self.measures_shapley(round_number):
             await self._evaluate_updates(round_number, cluster, chosen)
+
+    def _combine_rule(self, updates: Sequence[tuple[Mapping[str, WeightArray], int]]) -> Weights:
+        federation = self.config.federation
+        return robust.aggregate(
+            federation.aggregation,
+            updates,
+            trim=federation.trim_fraction,
+            byzantine=federation.byzantine,
+            clip_norm=federation.clip_norm,
+        ).weights
+
+    def aggregate_updates(
+        self, round_number: int, updates: Sequence[tuple[Mapping[str, WeightArray], int]]
+    ) -> Weights:
+        """A cluster's aggregate of ``updates`` (in sender order) by the federation's rule;
+        the statistics round's feature moments are always averaged (blocking)."""
+        if self.learner.statistics_round(round_number):
+            return fedavg(updates)
+        return self._combine_rule(updates)
 
     def measures_shapley(self, round_number: int) -> bool:
         """Whether the round's scores are Shapley shares (not in a statistics round, whose
@@ -595,7 +619,7 @@ class HospitalNode:
             if self._averages.get(info.aggregate_hash) == recorded:
                 return await self.weights_of(info.aggregate_hash, [])  # averaged here already
             inputs = await self._fetch_inputs(round_number, info, recorded)
-            recomputed = await trio.to_thread.run_sync(fedavg, inputs)
+            recomputed = await trio.to_thread.run_sync(self.aggregate_updates, round_number, inputs)
             digest = await trio.to_thread.run_sync(self.store_weights, recomputed)
             self.remember_average(digest, recorded)
             if digest != info.aggregate_hash:
@@ -787,7 +811,17 @@ class HospitalNode:
 
     async def _pump_announcements(self) -> None:
         async for announcement in self.gossip.announcements:
+            if announcement.kind is AnnouncementKind.UPDATE:
+                first = (announcement.round, announcement.sender.lower())
+                self._first_announced.setdefault(announcement.blob_hash, first)
+                while len(self._first_announced) > FIRST_ANNOUNCED_KEPT:
+                    del self._first_announced[next(iter(self._first_announced))]  # the oldest
             self.inbox.add(announcement)
+
+    def first_announced(self, update_hash: str) -> tuple[int, str]:
+        """The round and (lowercase) sender of the first update announcement of this blob
+        this node received (copies and replays announce a blob someone announced before)."""
+        return self._first_announced[update_hash]
 
     async def _refresh_on_demand(self) -> None:
         """Re-read the registry when an unknown member speaks, at most once a second."""

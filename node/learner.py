@@ -28,7 +28,7 @@ the federation's members (:func:`~node.strategies.server_variate_step`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,8 +101,10 @@ class SiteLearner:
         seed: int,
         genesis: Mapping[str, WeightArray],
         federation_statistics: bool = False,
+        combine: Callable[[Sequence[tuple[Mapping[str, WeightArray], int]]], Weights] = fedavg,
     ) -> None:
         self.loaded_site = site  # as the loader standardised it
+        self._combine = combine  # of the clusters' aggregates (model rounds; node/robust.py)
         self.site = site  # as the adopted global blob standardises it
         self.federation_statistics = federation_statistics
         self._standardised: tuple[bytes, SiteData] | None = None  # by the statistics' bytes
@@ -219,12 +221,15 @@ class SiteLearner:
     ) -> Weights:
         """The next global blob: the strategy's server step over the sample-weighted mean of
         the clusters' aggregates (in the given order), with the optimizer state it leaves;
-        ``members`` is the federation's size (SCAFFOLD's ``N``)."""
-        mean = fedavg(aggregates)
+        ``members`` is the federation's size (SCAFFOLD's ``N``). Outside the statistics round
+        the aggregates are combined by the learner's ``combine`` rule (FedAvg unless the
+        federation chose a robust one)."""
+        statistics_round = self.statistics_round(self._round + 1)
+        mean = fedavg(aggregates) if statistics_round else self._combine(aggregates)
         statistics = data_part(self.global_tensors)
         variate = {n: v for n, v in self.global_tensors.items() if n.startswith(SERVER_VARIATE)}
         optimizer = self.optimizer()
-        if self.statistics_round(self._round + 1):
+        if statistics_round:
             if without_data(mean):
                 raise AggregationError("the statistics round's aggregate holds model tensors")
             try:

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+import numpy as np
+
 from gossip.messages import AggregateInput, Announcement, AnnouncementKind
 from gossip.ranges import ranges_of
+from node.data import SiteData
 from node.hospital import HospitalNode
-from node.weights import decode_weights
+from node.weights import Weights, decode_weights
 
 
 def serve_forged_blobs(node: HospitalNode) -> None:
@@ -92,6 +95,113 @@ def inflate_own_evaluation(node: HospitalNode) -> None:
         await publish(announcement)
 
     node.gossip.publish = publish_inflated  # type: ignore[method-assign]
+
+
+UPDATE_ATTACKS = ("sign-flip", "scaling", "noise", "zero", "stale")
+SCALE = 10.0  # scaling: how far a boosted update is pushed; noise: its length over the honest one
+
+
+def tamper_updates(node: HospitalNode, attack: str, seed: int = 0) -> None:
+    """Make ``node`` send, in every model round, an update other than the one it trained:
+
+    - ``sign-flip``: the update negated;
+    - ``scaling``: the update times :data:`SCALE` (a boosted update);
+    - ``noise``: Gaussian noise :data:`SCALE` times as long as the update;
+    - ``zero``: all zeros (a free rider that trains nothing);
+    - ``stale``: its first model round's update again in every later round (a replay).
+
+    The statistics round of ``federation.standardise = "federation"`` is left alone.
+    """
+    if attack not in UPDATE_ATTACKS:
+        raise ValueError(f"unknown update attack {attack!r}; choose one of {UPDATE_ATTACKS}")
+    learner = node.learner
+    honest_train = learner.train
+    rng = np.random.default_rng(seed)
+    first: list[tuple[Weights, int]] = []
+
+    def train(round_number: int) -> tuple[Weights, int]:
+        update, samples = honest_train(round_number)
+        if learner.statistics_round(round_number):
+            return update, samples
+        if attack == "sign-flip":
+            return {n: -v for n, v in update.items()}, samples
+        if attack == "scaling":
+            return {n: (SCALE * v).astype(np.float32) for n, v in update.items()}, samples
+        if attack == "zero":
+            return {n: np.zeros_like(v) for n, v in update.items()}, samples
+        if attack == "noise":
+            length = float(
+                np.sqrt(sum(float(np.sum(v.astype(np.float64) ** 2)) for v in update.values()))
+            )
+            size = sum(v.size for v in update.values())
+            sigma = SCALE * length / max(1.0, float(np.sqrt(size)))
+            return {
+                n: rng.normal(0.0, sigma, v.shape).astype(np.float32) for n, v in update.items()
+            }, samples
+        if not first:
+            first.append((update, samples))
+        return first[0]
+
+    learner.train = train  # type: ignore[method-assign]
+
+
+def flip_labels(site: SiteData) -> SiteData:
+    """``site`` with its binary training labels flipped (data poisoning: the member trains
+    honestly on wrong labels). Survival data has no label to flip."""
+    if site.train_y.ndim != 1:
+        raise ValueError(f"{site.dataset} has survival labels; label flipping needs a binary task")
+    return replace(site, train_y=(1.0 - site.train_y).astype(site.train_y.dtype))
+
+
+def copy_updates(node: HospitalNode, wait_seconds: float = 5.0) -> None:
+    """Make ``node`` announce, instead of its own update, another member's update of the same
+    round as its own (a copycat: no training of its own worth anything, paid for another's).
+    It waits up to ``wait_seconds`` for one to arrive, preferring its own cluster."""
+    publish = node.gossip.publish
+
+    async def publish_copy(announcement: Announcement) -> None:
+        if announcement.kind is AnnouncementKind.UPDATE:
+            me = node.address.lower()
+
+            def others() -> list[Announcement]:
+                updates = node.inbox.updates(announcement.round)
+                found = [a for s, a in updates.items() if s != me]
+                return sorted(found, key=lambda a: (a.cluster != announcement.cluster, a.sender))
+
+            await node.inbox.wait_until(lambda: bool(others()), wait_seconds)
+            if others():
+                victim = others()[0]
+                announcement = node.announcement(
+                    announcement.kind,
+                    announcement.round,
+                    announcement.cluster,
+                    victim.blob_hash,
+                    victim.size,
+                    announcement.samples,
+                )
+        await publish(announcement)
+
+    node.gossip.publish = publish_copy  # type: ignore[method-assign]
+
+
+ATTACKS = (*UPDATE_ATTACKS, "label-flip", "copycat", "nan", "forged-blob", "silent")
+
+
+def inject(node: HospitalNode, attack: str, seed: int = 0) -> None:
+    """Make ``node`` misbehave as ``attack`` says (``label-flip`` is applied to the data the
+    node is built with, :func:`flip_labels`; nothing to do here)."""
+    if attack in UPDATE_ATTACKS:
+        tamper_updates(node, attack, seed)
+    elif attack == "copycat":
+        copy_updates(node)
+    elif attack == "nan":
+        announce_nan_updates(node)
+    elif attack == "forged-blob":
+        serve_forged_blobs(node)
+    elif attack == "silent":
+        withhold_updates(node)
+    elif attack != "label-flip":
+        raise ValueError(f"unknown attack {attack!r}; choose one of {ATTACKS}")
 
 
 def record_false_aggregates(node: HospitalNode) -> None:

@@ -8,6 +8,7 @@ so its deployment and every event are written into the run directory for the aud
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import statistics
@@ -24,13 +25,16 @@ from gossip.blobs import BlobStore
 from incentive.chain import EmbeddedChain
 from medswarm.errors import MedswarmError, leaf_errors
 from node.config import MedswarmConfig, to_toml_dict
-from node.data import SiteData, dataset_sites, load_site
+from node.data import SiteData, dataset_sites, load_site, shard
 from node.hospital import HospitalNode
 from node.simulate import initial_weights, run_local_only
 from node.weights import encode_weights, weights_hash
 from testnet.attacks import (
+    ATTACKS,
     announce_nan_updates,
+    flip_labels,
     inflate_own_evaluation,
+    inject,
     record_false_aggregates,
     serve_forged_blobs,
     withhold_updates,
@@ -61,6 +65,9 @@ class LocalRun:
     lying_evaluator_sites: tuple[str, ...] = ()  # sites whose nodes claim all contribution
     clusters: tuple[int, ...] = ()  # cluster of each node, in site order (default: all in 0)
     site_files: tuple[Path, ...] = ()  # dataset "csv": each hospital's CSV or Parquet file
+    shards: int = 1  # nodes per site, each with its share of the site's training rows
+    attack: str = ""  # what the attackers do (testnet/attacks.py ATTACKS)
+    attackers: tuple[str, ...] = ()  # the attacking nodes' site names ("<site>-<k>" if sharded)
 
 
 async def _run_nodes(
@@ -83,6 +90,20 @@ async def _run_nodes(
                 rounds.start_soon(node.run, federation.rounds)
             rounds.start_soon(_baselines, [n.site for n in nodes], run.config, local_only)
         nursery.cancel_scope.cancel()
+
+
+def shard_sites(sites: list[SiteData], shards: int) -> list[SiteData]:
+    """Each site split into ``shards`` nodes' sites ``<site>-1``, ``<site>-2``, ... (every
+    row of the training split in exactly one; the test split whole in each)."""
+    if shards < 1:
+        raise TestnetError(f"shards must be at least 1, got {shards}")
+    if shards == 1:
+        return sites
+    return [
+        dataclasses.replace(shard(site, index, shards), site=f"{site.site}-{index + 1}")
+        for site in sites
+        for index in range(shards)
+    ]
 
 
 def load_sites(dataset: str, nodes: int, data_dir: Path) -> list[SiteData]:
@@ -112,7 +133,14 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
             for f in run.site_files
         ]
     else:
-        sites = load_sites(federation.dataset, run.nodes, run.data_dir)
+        sites = load_sites(federation.dataset, -(-run.nodes // run.shards), run.data_dir)
+        sites = shard_sites(sites, run.shards)[: run.nodes]
+    unknown = sorted(set(run.attackers) - {site.site for site in sites})
+    if unknown or (run.attackers and run.attack not in ATTACKS):
+        raise TestnetError(
+            f"attack {run.attack!r} by {list(run.attackers)}: attacks are {ATTACKS}, and "
+            f"attackers must be among {[site.site for site in sites]} (unknown: {unknown})"
+        )
     run.out_dir.mkdir(parents=True, exist_ok=True)
     _write_config(run.out_dir / "config.json", config, run)
 
@@ -135,6 +163,10 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
         if line is not None and on_round is not None:
             on_round(line)
 
+    trained_on = [
+        flip_labels(site) if run.attack == "label-flip" and site.site in run.attackers else site
+        for site in sites
+    ]
     nodes = [
         HospitalNode(
             config,
@@ -146,7 +178,7 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
             name=site.site,
             on_event=on_event,
         )
-        for site, book, key in zip(sites, books, member_keys, strict=True)
+        for site, book, key in zip(trained_on, books, member_keys, strict=True)
     ]
     for node in nodes:
         if node.site.site in run.forged_blob_sites:
@@ -159,6 +191,8 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
             announce_nan_updates(node)
         if node.site.site in run.lying_evaluator_sites:
             inflate_own_evaluation(node)
+        if node.site.site in run.attackers:
+            inject(node, run.attack, federation.seed)
     local_only: dict[str, float] = {}
     try:
         await _run_nodes(nodes, run, local_only)
