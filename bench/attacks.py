@@ -37,9 +37,17 @@ ATTACKER_ORDER = ("cleveland-2", "hungarian-1", "va-1", "switzerland-2")
 EXCLUSION = 5_000
 
 
-def run_once(attack: str, attackers: tuple[str, ...], rounds: int, out: Path) -> dict[str, Any]:
+def run_once(
+    attack: str,
+    attackers: tuple[str, ...],
+    rounds: int,
+    out: Path,
+    **federation: Any,
+) -> dict[str, Any]:
     config = load_config(Path("testnet/demo.toml"))
-    config = with_overrides(config, rounds=rounds, update_timeout=10.0, screen_updates=True)
+    config = with_overrides(
+        config, rounds=rounds, update_timeout=10.0, screen_updates=True, **federation
+    )
     started = time.monotonic()
     summary = trio.run(
         run_local_federation,
@@ -84,17 +92,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--attackers", type=int, default=2, choices=range(1, 5))
     parser.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=ATTACKS)
+    parser.add_argument("--aggregation", default="fedavg", help="federation.aggregation")
+    parser.add_argument("--contribution", default="loss", help="federation.contribution")
+    parser.add_argument("--no-clean", action="store_true", help="skip the clean run")
     parser.add_argument("--out", type=Path, default=Path("bench/results/attacks.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     attackers = ATTACKER_ORDER[: args.attackers]
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        for attack in ["", *args.attacks]:
+        settings = {"aggregation": args.aggregation, "contribution": args.contribution}
+        for attack in [*([] if args.no_clean else [""]), *args.attacks]:
             chosen = attackers if attack else ()
-            row = run_once(attack, chosen, args.rounds, Path(scratch) / (attack or "clean"))
+            out = Path(scratch) / (attack or "clean")
+            row = {**run_once(attack, chosen, args.rounds, out, **settings), **settings}
             rows.append(row)
-            clean = rows[0]["final_mean_accuracy"]
+            clean = rows[0]["final_mean_accuracy"] if not args.no_clean else float("nan")
             print(
                 f"{row['attack']:<12} accuracy {row['final_mean_accuracy']:.4f} "
                 f"(clean {clean:.4f}, {row['final_mean_accuracy'] - clean:+.4f})  "

@@ -417,6 +417,11 @@ class GossipService:
             raise FetchFailed(f"could not fetch blob {digest}: {named}")
         return others
 
+    def served_forged(self, digest: str, peer: str) -> bool:
+        """Whether ``peer`` has sent this node bytes for ``digest`` that hash to something
+        else."""
+        return peer in self._forgers.get(digest, set())
+
     def _record_forgery(self, peer: str, digest: str) -> None:
         """``peer`` sent bytes for ``digest`` that hash to something else: an offence."""
         if len(self._forgers) >= ANNOUNCED_SIZES_KEPT:

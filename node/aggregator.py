@@ -48,6 +48,8 @@ class AggregatorDuty:
         self._phases = PhaseClock()  # the duty runs as soon as it is made
         self._scores: dict[str, int] = {}  # by sender, for the updates accepted
         self._rejected: dict[str, Announcement] = {}  # by sender: fetched, but not valid
+        # by sender: relative change of this node's training loss the update alone makes
+        self._loss_change: dict[str, float] = {}
 
     async def run(self, round_started: float) -> None:
         """Wait for this candidate's turn, then aggregate unless someone already did."""
@@ -104,6 +106,7 @@ class AggregatorDuty:
         started: set[str] = set()
         self._scores.clear()
         self._rejected.clear()
+        self._loss_change.clear()
         site = self.node.learner.site
         start = self.node.learner.model()
         before = await trio.to_thread.run_sync(
@@ -125,7 +128,11 @@ class AggregatorDuty:
                 accepted[sender] = (announcement, update)
             except (GossipError, NodeError, ValueError) as exc:
                 excluded.add(sender)
-                if not isinstance(exc, GossipError):  # it came, and it is not a valid update
+                forged = self.node.gossip.served_forged(
+                    announcement.blob_hash, announcement.peer_id
+                )
+                if forged or not isinstance(exc, GossipError):
+                    # it came and is not a valid update, or its own sender served false bytes
                     self._rejected[sender] = announcement
                 log.warning("round %d: update of %s excluded: %s", self.round, sender, exc)
                 self.node.emit(
@@ -270,6 +277,7 @@ class AggregatorDuty:
                 "aggregate_hash": digest,
                 "inputs": len(accepted),
                 "rejected": sorted(a.sender for a in self._rejected.values()),
+                "loss_change": {s: round(v, 6) for s, v in sorted(self._loss_change.items())},
                 "phase_seconds": self._phases.laps,
             }
         )
@@ -332,6 +340,7 @@ class AggregatorDuty:
         site = self.node.learner.site
         model = self.node.learner.with_update(update, self.round)
         after = evaluate(model, site.train_x, site.train_y, site.dataset)
+        self._loss_change[announcement.sender.lower()] = (after.loss - before) / max(before, 1e-12)
         return contribution_score(announcement.samples, before, after.loss)
 
     def _announced(self, members: list[str]) -> dict[str, Announcement]:

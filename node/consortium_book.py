@@ -209,6 +209,8 @@ class ConsortiumBook:
         for announcement in self.node.inbox.aggregates(round_number, cluster):
             sender = announcement.sender.lower()
             problem = _commitment_problem(announcement, cluster, members)
+            if _commitment_id(announcement) in self.node.refused_commitments:
+                continue  # this node could not check or fetch it: the next candidate's turn
             if sender not in order:
                 problem = f"{sender} is not an aggregator candidate of cluster {cluster}"
             if problem:

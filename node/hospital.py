@@ -108,6 +108,8 @@ class HospitalNode:
         # Updates (by hash) whose prefetch failed, and why: an aggregator leaves them out
         # rather than ask a stalled provider again (cleared every round).
         self.unfetched_updates: dict[str, str] = {}
+        # Commitments (ClusterInfo.records_hash) this node could not check or fetch.
+        self.refused_commitments: set[str] = set()
         # Update blobs by hash: the round and sender that announced each first.
         self._first_announced: dict[str, tuple[int, str]] = {}
         # Scores each new global model on the test split beside the round's last steps.
@@ -608,9 +610,19 @@ class HospitalNode:
     async def _aggregate_of(
         self, round_number: int, info: ClusterInfo, verify: bool
     ) -> Mapping[str, WeightArray]:
-        """The recorded aggregate; for the own cluster, recomputed from the inputs recorded
-        with it on chain (so an aggregator cannot dodge the check by announcing something
-        else, or nothing)."""
+        """The committed aggregate; for the own cluster, recomputed from the inputs committed
+        with it (so an aggregator cannot dodge the check by announcing something else, or
+        nothing). A commitment this node cannot check or fetch is refused for good: the
+        round fails, and on the Consortium the next aggregator candidate takes over."""
+        try:
+            return await self._checked_aggregate(round_number, info, verify)
+        except RoundFailed:
+            self.refused_commitments.add(info.records_hash)
+            raise
+
+    async def _checked_aggregate(
+        self, round_number: int, info: ClusterInfo, verify: bool
+    ) -> Mapping[str, WeightArray]:
         if verify and self.config.federation.verify_aggregates:
             recorded = await self.book.cluster_inputs(info)
             averaging = self._averaging.get(round_number)

@@ -16,6 +16,7 @@ import logging
 import os
 import resource
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from incentive.deployment import ConsortiumDeployment, Deployment, is_consortium
 from incentive.records import MemberInfo
 from node.config import MedswarmConfig
 from node.consortium_book import ConsortiumBook
-from node.data import load_site, resolve_data_dir, shard
+from node.data import SiteData, load_site, resolve_data_dir, shard
 from node.errors import NodeError
 from node.hospital import HospitalNode
 from node.journal import Journal
@@ -59,8 +60,16 @@ class JsonLinesWriter:
         self._handle.close()
 
 
-async def run_node_process(config: MedswarmConfig, base_dir: Path) -> int:
-    """Run one node until the federation's last round is final; return an exit code."""
+async def run_node_process(
+    config: MedswarmConfig,
+    base_dir: Path,
+    adapt_site: Callable[[SiteData], SiteData] | None = None,
+    adapt_node: Callable[[HospitalNode], None] | None = None,
+) -> int:
+    """Run one node until the federation's last round is final; return an exit code.
+
+    ``adapt_site`` and ``adapt_node`` let the testnet's attacker processes change the data or
+    the node before it starts (testnet/attack_node.py); a hospital's node has neither."""
     settings = config.node
     if not settings.site:
         raise NodeError('node.site is empty: name this node\'s site (e.g. site = "cleveland")')
@@ -78,6 +87,8 @@ async def run_node_process(config: MedswarmConfig, base_dir: Path) -> int:
     else:
         own = load_site(federation.dataset, settings.site, data_dir)
     site = shard(own, settings.shard, settings.shards)
+    if adapt_site is not None:
+        site = adapt_site(site)
     name = settings.name or site.site
     state_dir = path(settings.state_dir)
     account_key = load_or_create_account_key(path(settings.account_key_file))
@@ -102,6 +113,8 @@ async def run_node_process(config: MedswarmConfig, base_dir: Path) -> int:
         journal=Journal(state_dir),
         on_event=events,
     )
+    if adapt_node is not None:
+        adapt_node(node)
     node.resume_from_journal()
     try:
         async with trio.open_nursery() as nursery:

@@ -68,6 +68,10 @@ class Keeper:
     def contribution(self, account: str) -> int:
         raise NotImplementedError
 
+    def reputation(self, account: str) -> int | None:
+        """The member's reputation (0..10,000), where the contracts keep one."""
+        return None
+
     def pay_out(self, member_keys: list[str]) -> dict[str, int]:
         """Distribute the pool and let every member withdraw; credit in wei by account."""
         raise NotImplementedError
@@ -192,12 +196,20 @@ class ConsortiumKeeper(Keeper):
         return None if found is None else found.hex()
 
     def contribution(self, account: str) -> int:
+        index = self._index(account)
+        return 0 if index is None else self.admin.contribution(index)
+
+    def reputation(self, account: str) -> int | None:
+        index = self._index(account)
+        return None if index is None else self.admin.reputation(index)
+
+    def _index(self, account: str) -> int | None:
         try:
-            return self.admin.contribution(self.admin.index_of(account))
+            return self.admin.index_of(account)
         except ContractReverted as exc:  # never admitted (a late joiner whose turn never came)
             if exc.error_name != "NotMember":
                 raise
-            return 0
+            return None
 
     def pay_out(self, member_keys: list[str]) -> dict[str, int]:
         rewards = self.deployment.rewards

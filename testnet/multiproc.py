@@ -208,15 +208,10 @@ class MultiProcessTestnet:
 
     def _start(self, node: NodeProcess) -> None:
         log_file = (node.directory / "node.log").open("ab")
-        argv = [
-            sys.executable,
-            "-m",
-            "medswarm",
-            "node",
-            "run",
-            "--config",
-            str(node.directory / "node.toml"),
-        ]
+        config = ["--config", str(node.directory / "node.toml")]
+        argv = [sys.executable, "-m", "medswarm", "node", "run", *config]
+        if node.spec.attack:  # a hostile node: the same process with the attack put in
+            argv = [sys.executable, "-m", "testnet.attack_node", node.spec.attack, *config]
         if self.lab is not None:
             argv = self.lab.command(node.spec.name, argv)
         node.process = subprocess.Popen(

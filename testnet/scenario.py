@@ -48,6 +48,7 @@ from typing import Any
 from node.clustering import clusters_by_share, label_share
 from node.config import MedswarmConfig, config_from_dict, read_toml
 from node.data import load_site, shard
+from testnet.attacks import ATTACKS
 from testnet.errors import TestnetError
 
 FAULT_KINDS = ("crash", "crash-aggregator", "straggler", "join", "partition", "chain-restart")
@@ -64,6 +65,7 @@ class NodeSpec:
     shard: int = 0
     shards: int = 1
     label_share: float | None = None  # set when the launcher formed the clusters from labels
+    attack: str = ""  # a hostile node: what it does (testnet/attacks.py ATTACKS)
 
 
 @dataclass(frozen=True)
@@ -200,7 +202,7 @@ def with_label_clusters(scenario: Scenario, data_dir: Path) -> Scenario:
 def _node(item: Any, index: int, source: str) -> NodeSpec:
     if not isinstance(item, dict):
         raise TestnetError(f"{source}: nodes[{index}] must be a table")
-    allowed = {"name", "site", "cluster", "shard", "shards"}
+    allowed = {"name", "site", "cluster", "shard", "shards", "attack"}
     unknown = sorted(set(item) - allowed)
     if unknown or "site" not in item:
         raise TestnetError(
@@ -213,9 +215,14 @@ def _node(item: Any, index: int, source: str) -> NodeSpec:
         cluster=int(item.get("cluster", 0)),
         shard=int(item.get("shard", 0)),
         shards=int(item.get("shards", 1)),
+        attack=str(item.get("attack", "")),
     )
     if not 0 <= spec.shard < spec.shards:
         raise TestnetError(f"{source}: nodes[{index}] shard must be in 0..shards-1")
+    if spec.attack and spec.attack not in ATTACKS:
+        raise TestnetError(
+            f"{source}: nodes[{index}] attack {spec.attack!r} is not one of {list(ATTACKS)}"
+        )
     return spec
 
 

@@ -34,7 +34,9 @@ def summarise_run(
     final_hash = keeper.final_hash(final_round) if final_round else None
     stopped = {e["node"]: e for e in events if e.get("event") == "node-finished"}
     started = {e["node"]: e for e in events if e.get("event") == "node-started"}
-    finished_hashes = {str(e["global_hash"]) for e in stopped.values()}
+    # Members the consortium excluded stop taking part; the others must agree.
+    left = {e["node"]: str(e["reason"]) for e in events if e.get("event") == "left-federation"}
+    finished_hashes = {str(e["global_hash"]) for n, e in stopped.items() if n not in left}
     nodes_agree = bool(stopped) and finished_hashes == {final_hash}
     model_path = _copy_final_model(out_dir, nodes, final_hash)
     last_round = {}
@@ -68,8 +70,13 @@ def summarise_run(
                 "peak_rss_mb": stopped.get(node.spec.name, {}).get("peak_rss_mb"),
             }
         )
-    for hospital in hospitals:
+    paid = sum(int(h["reward_wei"]) for h in hospitals)
+    for hospital, node in zip(hospitals, nodes, strict=True):
         hospital["reward_eth"] = int(hospital["reward_wei"]) / 10**18
+        hospital["reward_share"] = int(hospital["reward_wei"]) / paid if paid else 0.0
+        hospital["reputation"] = keeper.reputation(node.address)  # None on the Ledger
+        hospital["attack"] = node.spec.attack or None
+        hospital["left_federation"] = left.get(node.spec.name)
     final_events = [e for e in last_round.values() if e.get("round") == final_round]
     final_accuracies = [float(e["test_accuracy"]) for e in final_events]
     # The task's headline metric (older event logs carry accuracy only).
