@@ -168,6 +168,7 @@ def up_testnet(args: argparse.Namespace) -> int:
         on_round=on_round,
         passphrase=passphrase,
         scrypt_n=args.scrypt_n,
+        node_verbosity=args.verbose,
     )
     # SIGTERM unwinds like Ctrl-C, so the launcher still stops the processes it started.
     signal.signal(signal.SIGTERM, _exit_on_signal)

@@ -98,6 +98,7 @@ class MultiProcessTestnet:
     on_round: Callable[[int, str, str, float | None], None] | None = None
     passphrase: str | None = field(default=None, repr=False)
     scrypt_n: int = LIGHT_SCRYPT_N
+    node_verbosity: int = 0  # -v flags for the node processes (their logs go to node.log)
     nodes: dict[str, NodeProcess] = field(default_factory=dict)
     faults_fired: list[dict[str, Any]] = field(default_factory=list)
     lab: NetworkLab | None = None
@@ -234,6 +235,7 @@ class MultiProcessTestnet:
             sys.executable,
             "-m",
             "medswarm",
+            *["-v"] * self.node_verbosity,
             "node",
             "run",
             "--config",
