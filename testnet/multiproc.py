@@ -220,7 +220,6 @@ class MultiProcessTestnet:
             "state_dir": "state",
             "account_key_file": "account.key",
             "identity_key_file": "identity.key",
-            "scrypt_n": self.scrypt_n,
             "events_file": "events.jsonl",
             "linger_seconds": self.scenario.timeout,  # the launcher stops it when all are done
         }
