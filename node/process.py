@@ -1,11 +1,11 @@
 """One hospital node as its own OS process: ``medswarm node run --config node.toml``.
 
-The process loads its encrypted keys (creating them on first start; node/keystore.py), its
-site's data, the federation's
-deployment record and its checkpoint; registers its libp2p peer id on chain; connects to the
-members the registry lists; and takes part in rounds until the last one is final. Structured
-events go to ``node.events_file`` as JSON lines. Killed and started again with the same
-config, it resumes from its checkpoint or resyncs the current model from peers by hash.
+The process unlocks its encrypted keys (creating them on first start; node/keystore.py),
+loads its site's data, the federation's deployment record and its checkpoint; registers its
+libp2p peer id on chain; connects to the members the registry lists; and takes part in
+rounds until the last one is final. Structured events go to ``node.events_file`` as JSON
+lines. Killed and started again with the same config, it resumes from its checkpoint or
+resyncs the current model from peers by hash.
 """
 
 from __future__ import annotations
