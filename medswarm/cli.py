@@ -9,7 +9,7 @@ import argparse
 import errno
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from incentive.cli import add_audit_parser
 from medswarm import __version__
@@ -41,14 +41,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    return run_reporting_errors(lambda: int(args.handler(args)))
+
+
+def configure_logging(verbose: int) -> None:
+    """Warnings only; ``-v`` adds info, ``-vv`` debug (and py-libp2p's own chatter)."""
     logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
+        level=logging.WARNING - 10 * min(verbose, 2),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # py-libp2p logs routine connection management at INFO; show it only with -vv.
-    logging.getLogger("libp2p").setLevel(logging.DEBUG if args.verbose >= 2 else logging.WARNING)
+    logging.getLogger("libp2p").setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+
+
+def run_reporting_errors(command: Callable[[], int]) -> int:
+    """Run ``command``; report medswarm's errors as ``error: ...`` lines and exit code 2."""
     try:
-        return int(args.handler(args))
+        return command()
     except (MedswarmError, OSError, BaseExceptionGroup) as exc:
         # Concurrent tasks (trio nurseries) report their failures together.
         leaves = leaf_errors(exc)

@@ -10,15 +10,18 @@
     medswarm consortium fund|distribute|withdraw --rpc URL --key-file F --rewards P [AMOUNT]
     medswarm consortium pay      --rpc URL --key-file F --rewards P MODEL_HASH AMOUNT
 
-The key file holds one account's private key as 64 hex digits, readable by its owner only
-(the format of a node's ``account_key_file``). Governance actions run when ``threshold``
-admins approved them (docs/ledger.md).
+The key file (``--key-file``, readable by its owner only) holds one account's private key: a
+Web3 Secret Storage (v3) keystore such as a node's ``account_key_file``, unlocked with the
+passphrase in ``--passphrase-file`` or else ``$MEDSWARM_PASSPHRASE``; or, unencrypted, 64 hex
+digits (read with a warning). The file is never changed. Governance actions run when
+``threshold`` admins approved them (docs/ledger.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +43,8 @@ from incentive.deployment import ConsortiumDeployment
 from incentive.epoch_rewards import RewardsClient, deploy_rewards
 from incentive.tx import TxOutcome
 from medswarm.errors import MedswarmError
-from node.errors import KeyFileError
-from node.keystore import load_or_create_account_key
+from node.keystore import load_account_key
+from node.passphrase import ENV_VAR, resolve_passphrase
 
 ACTIONS = {
     "admit": "ACCOUNT NAME CLUSTER [--auditor]",
@@ -86,7 +89,17 @@ def add_consortium_parser(
         sub.add_argument("--rpc", required=True, metavar="URL", help="JSON-RPC URL of the chain")
         if key:
             sub.add_argument(
-                "--key-file", required=True, type=Path, help="file with the account's private key"
+                "--key-file",
+                required=True,
+                type=Path,
+                help="the account's private key: a v3 keystore (or, unencrypted, 64 hex digits)",
+            )
+            sub.add_argument(
+                "--passphrase-file",
+                type=Path,
+                default=None,
+                metavar="FILE",
+                help=f"file (mode 0600) holding the keystore's passphrase (default: ${ENV_VAR})",
             )
         return sub
 
@@ -153,13 +166,8 @@ def add_consortium_parser(
 
 
 def _key(args: argparse.Namespace) -> str:
-    path: Path = args.key_file
-    if not path.is_file():
-        raise KeyFileError(
-            f"key file {path} does not exist: give the file holding the account's private key "
-            "(64 hex digits, mode 0600), e.g. a node's account_key_file"
-        )
-    return load_or_create_account_key(path)
+    passphrase = resolve_passphrase(os.environ, args.passphrase_file, "--passphrase-file")
+    return load_account_key(args.key_file, passphrase)
 
 
 def _client(args: argparse.Namespace) -> ConsortiumClient:

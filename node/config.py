@@ -31,6 +31,7 @@ from typing import Any, Literal, TypeVar
 from gossip.service import GossipConfig
 from node.data import TASKS
 from node.errors import ConfigError
+from node.sealed_keys import DEFAULT_SCRYPT_N, check_scrypt_n
 from node.strategies import StrategyConfig
 from node.training import TrainingConfig, default_training_config, site_training_config
 
@@ -136,8 +137,13 @@ class NodeSettings:
     shards: int = 1
     data_dir: str = ""  # default: $MEDSWARM_DATA, else ../shared/data
     state_dir: str = "state"  # blobs and checkpoint
-    account_key_file: str = "account.key"
-    identity_key_file: str = "identity.key"
+    account_key_file: str = "account.key"  # encrypted: a Web3 Secret Storage (v3) keystore
+    identity_key_file: str = "identity.key"  # encrypted: a medswarm-identity keystore
+    # a file (mode 0600) holding the key files' passphrase; "": $MEDSWARM_PASSPHRASE
+    passphrase_file: str = ""
+    # scrypt cost of key files this node creates or encrypts (opening one uses the cost it
+    # records): a power of two, 2**10 to 2**20; the default is the v3 standard
+    scrypt_n: int = DEFAULT_SCRYPT_N
     events_file: str = "events.jsonl"
     connect_timeout: float = 60.0
     linger_seconds: float = 30.0  # keep serving blobs this long after the last round
@@ -145,6 +151,10 @@ class NodeSettings:
     def __post_init__(self) -> None:
         _require(0 <= self.shard < self.shards, "node.shard must be in 0..node.shards-1")
         _require(self.linger_seconds >= 0, "node.linger_seconds must not be negative")
+        try:
+            check_scrypt_n(self.scrypt_n)
+        except ValueError as exc:
+            raise ConfigError(f"node.scrypt_n: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -85,3 +85,7 @@ class NotAMember(NodeError):
 
 class KeyFileError(NodeError):
     """A key file is malformed, too widely readable, or cannot be written."""
+
+
+class PassphraseError(KeyFileError):
+    """The passphrase of the key files is missing, wrong, or cannot be read."""

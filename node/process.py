@@ -1,10 +1,11 @@
 """One hospital node as its own OS process: ``medswarm node run --config node.toml``.
 
-The process loads its keys (creating them on first start), its site's data, the federation's
-deployment record and its checkpoint; registers its libp2p peer id on chain; connects to the
-members the registry lists; and takes part in rounds until the last one is final. Structured
-events go to ``node.events_file`` as JSON lines. Killed and started again with the same
-config, it resumes from its checkpoint or resyncs the current model from peers by hash.
+The process unlocks its encrypted keys (creating them on first start; node/keystore.py),
+loads its site's data, the federation's deployment record and its checkpoint; registers its
+libp2p peer id on chain; connects to the members the registry lists; and takes part in
+rounds until the last one is final. Structured events go to ``node.events_file`` as JSON
+lines. Killed and started again with the same config, it resumes from its checkpoint or
+resyncs the current model from peers by hash.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from node.hospital import HospitalNode
 from node.journal import Journal
 from node.keystore import load_or_create_account_key, load_or_create_identity
 from node.model import build_model
+from node.passphrase import Passphrase
 from node.round_book import LedgerBook, RoundBook
 from node.weights import state_dict_to_weights
 
@@ -63,13 +65,16 @@ class JsonLinesWriter:
 async def run_node_process(
     config: MedswarmConfig,
     base_dir: Path,
+    passphrase: Passphrase,
     adapt_site: Callable[[SiteData], SiteData] | None = None,
     adapt_node: Callable[[HospitalNode], None] | None = None,
 ) -> int:
     """Run one node until the federation's last round is final; return an exit code.
 
+    ``passphrase`` unlocks the key files (node/passphrase.py says where it comes from).
     ``adapt_site`` and ``adapt_node`` let the testnet's attacker processes change the data or
-    the node before it starts (testnet/attack_node.py); a hospital's node has neither."""
+    the node before it starts (testnet/attack_node.py); a hospital's node has neither.
+    """
     settings = config.node
     if not settings.site:
         raise NodeError('node.site is empty: name this node\'s site (e.g. site = "cleveland")')
@@ -91,8 +96,14 @@ async def run_node_process(
         site = adapt_site(site)
     name = settings.name or site.site
     state_dir = path(settings.state_dir)
-    account_key = load_or_create_account_key(path(settings.account_key_file))
-    identity = load_or_create_identity(path(settings.identity_key_file))
+    account_key = load_or_create_account_key(
+        path(settings.account_key_file), passphrase, settings.scrypt_n
+    )
+    identity = load_or_create_identity(
+        path(settings.identity_key_file), passphrase, settings.scrypt_n
+    )
+    if passphrase.given:
+        log.info("key files unlocked with the passphrase from %s", passphrase.source)
     deployment_file = path(config.chain.deployment_file)
     book = _open_book(config, deployment_file, account_key)
     initial = state_dict_to_weights(
@@ -128,6 +139,7 @@ async def run_node_process(
                     "startup_seconds": round(_process_age_seconds(), 3),
                     "rss_mb": _rss_mb(),
                     "peer_id": node.gossip.peer_id,
+                    "passphrase_from": passphrase.source if passphrase.given else None,
                     "address": node.address,
                     "resumed_round": node.completed_round,
                 }

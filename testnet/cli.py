@@ -16,6 +16,8 @@ import trio
 
 from node.config import load_config, with_overrides
 from node.data import resolve_data_dir
+from node.passphrase import ENV_VAR
+from node.sealed_keys import DEFAULT_SCRYPT_N, LIGHT_SCRYPT_N
 from testnet.local import LocalRun, run_local_federation
 from testnet.multiproc import MultiProcessTestnet, stop_testnet
 from testnet.report import format_table
@@ -67,7 +69,10 @@ def add_testnet_parser(subparsers: Any) -> None:
             "Start anvil, deploy the contracts, start one process per node of the scenario, "
             "inject its faults on their rounds, and when the last round is final pay rewards "
             "and write the run directory: events.jsonl, summary.json, model-final.bin, chain/, "
-            "nodes/<name>/ (config, keys, log, state) and the report."
+            "nodes/<name>/ (config, encrypted keys, log, state) and the report. The nodes' "
+            f"key files are encrypted with ${ENV_VAR} when it is set, else with a passphrase "
+            "made for the run and kept in memory only; either way the nodes get it in their "
+            "environment."
         ),
     )
     up.add_argument("--scenario", type=Path, required=True, help="scenario TOML file")
@@ -78,6 +83,14 @@ def add_testnet_parser(subparsers: Any) -> None:
         choices=("ledger", "consortium"),
         default=None,
         help="override where the scenario's rounds are kept (docs/ledger.md)",
+    )
+    up.add_argument(
+        "--scrypt-n",
+        type=int,
+        default=LIGHT_SCRYPT_N,
+        metavar="N",
+        help=f"scrypt cost of the nodes' key files (default {LIGHT_SCRYPT_N}, light: the "
+        f"testnet's accounts are throwaway; a real node uses {DEFAULT_SCRYPT_N})",
     )
     up.add_argument("--data-dir", default=None, help="data directory (default as for run)")
     up.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory")
@@ -145,7 +158,18 @@ def up_testnet(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    testnet = MultiProcessTestnet(scenario, args.out, data_dir, on_round=on_round)
+    passphrase = os.environ.get(ENV_VAR) or None
+    origin = f"${ENV_VAR}" if passphrase else "a passphrase made for this run (kept in memory)"
+    print(f"node key files encrypted with {origin}, scrypt n = {args.scrypt_n}", file=out)
+    testnet = MultiProcessTestnet(
+        scenario,
+        args.out,
+        data_dir,
+        on_round=on_round,
+        passphrase=passphrase,
+        scrypt_n=args.scrypt_n,
+        node_verbosity=args.verbose,
+    )
     # SIGTERM unwinds like Ctrl-C, so the launcher still stops the processes it started.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     summary = testnet.up()

@@ -1,8 +1,9 @@
 """A testnet of separate node processes on anvil, with faults injected on a timeline.
 
 ``medswarm testnet up --scenario FILE`` lands here. The launcher is a plain supervisor: it
-starts anvil, deploys and configures the contracts, writes each node's keys and config, starts
-one OS process per node, watches the chain to know which round is in progress, fires the
+starts anvil, deploys and configures the contracts, writes each node's encrypted key files and
+config, starts one OS process per node (handing it the key files' passphrase in its
+environment, never in a file), watches the chain to know which round is in progress, fires the
 scenario's faults (SIGKILL and restart, SIGSTOP/SIGCONT, late admission, network partition,
 chain restart), and when the last round is final, pays rewards and writes the run directory.
 A scenario with a partition runs each node in its own network namespace (:mod:`testnet.netns`).
@@ -14,6 +15,7 @@ import dataclasses
 import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -29,8 +31,10 @@ from incentive.chain import connect_rpc
 from incentive.errors import ChainError
 from node.config import to_toml_dict
 from node.data import load_site
-from node.keystore import load_or_create_identity
+from node.keystore import load_or_create_identity, write_account_key
 from node.model import build_model
+from node.passphrase import ENV_VAR, Passphrase
+from node.sealed_keys import LIGHT_SCRYPT_N, check_scrypt_n
 from node.weights import state_dict_to_weights, weights_hash
 from testnet.anvil import AnvilChain, AnvilConfig, free_port
 from testnet.errors import TestnetError
@@ -53,7 +57,7 @@ class NodeProcess:
 
     spec: NodeSpec
     directory: Path
-    account_key: str
+    account_key: str = field(repr=False)
     peer_id: str
     port: int
     host: str = "127.0.0.1"
@@ -80,16 +84,31 @@ class _Timer:
 
 @dataclass
 class MultiProcessTestnet:
-    """Runs one scenario end to end and writes its run directory."""
+    """Runs one scenario end to end and writes its run directory.
+
+    Each node's key files are encrypted with ``passphrase`` (None: a random one made for the
+    run and kept in memory only) at scrypt cost ``scrypt_n``: by default the light cost, as
+    the testnet's keys are anvil's throwaway accounts and eight nodes on two cores would
+    otherwise spend seconds unlocking them at every start.
+    """
 
     scenario: Scenario
     out_dir: Path
     data_dir: Path
     on_round: Callable[[int, str, str, float | None], None] | None = None
+    passphrase: str | None = field(default=None, repr=False)
+    scrypt_n: int = LIGHT_SCRYPT_N
+    node_verbosity: int = 0  # -v flags for the node processes (their logs go to node.log)
     nodes: dict[str, NodeProcess] = field(default_factory=dict)
     faults_fired: list[dict[str, Any]] = field(default_factory=list)
     lab: NetworkLab | None = None
     _timers: list[_Timer] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        try:
+            check_scrypt_n(self.scrypt_n)
+        except ValueError as exc:
+            raise TestnetError(f"the key files' {exc}") from None
 
     def up(self) -> dict[str, Any]:
         """Run the scenario; return the summary (also written to ``summary.json``)."""
@@ -100,6 +119,9 @@ class MultiProcessTestnet:
             )
         self.out_dir.mkdir(parents=True, exist_ok=True)
         started = time.time()
+        self._passphrase = Passphrase(
+            self.passphrase or secrets.token_urlsafe(24), "the testnet launcher", ENV_VAR
+        )
         self.scenario = with_label_clusters(self.scenario, self.data_dir)
         self.collector = EventCollector(self.out_dir / "events.jsonl")
         chain_dir = self.out_dir / "chain"
@@ -166,10 +188,10 @@ class MultiProcessTestnet:
         for spec, key in zip(self.scenario.nodes, self._node_keys, strict=True):
             directory = self.out_dir / "nodes" / spec.name
             directory.mkdir(parents=True, exist_ok=True)
-            key_file = directory / "account.key"
-            key_file.write_text(key.removeprefix("0x") + "\n")
-            key_file.chmod(0o600)
-            identity = load_or_create_identity(directory / "identity.key")
+            write_account_key(directory / "account.key", key, self._passphrase, self.scrypt_n)
+            identity = load_or_create_identity(
+                directory / "identity.key", self._passphrase, self.scrypt_n
+            )
             peer_id = str(_peer_id(identity))
             host = self.lab.address(spec.name) if self.lab else "127.0.0.1"
             node = NodeProcess(spec, directory, key, peer_id, free_port(), host)
@@ -209,9 +231,11 @@ class MultiProcessTestnet:
     def _start(self, node: NodeProcess) -> None:
         log_file = (node.directory / "node.log").open("ab")
         config = ["--config", str(node.directory / "node.toml")]
-        argv = [sys.executable, "-m", "medswarm", "node", "run", *config]
+        verbosity = ["-v"] * self.node_verbosity
+        argv = [sys.executable, "-m", "medswarm", *verbosity, "node", "run", *config]
         if node.spec.attack:  # a hostile node: the same process with the attack put in
-            argv = [sys.executable, "-m", "testnet.attack_node", node.spec.attack, *config]
+            attack = ["-m", "testnet.attack_node", *verbosity, node.spec.attack, *config]
+            argv = [sys.executable, *attack]
         if self.lab is not None:
             argv = self.lab.command(node.spec.name, argv)
         node.process = subprocess.Popen(
@@ -220,6 +244,7 @@ class MultiProcessTestnet:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            env={**os.environ, ENV_VAR: self._passphrase.reveal()},
         )
         self._write_pids()
 

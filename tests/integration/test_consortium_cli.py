@@ -14,6 +14,8 @@ from incentive.consortium import ConsortiumClient, sign_and_finalize
 from incentive.deployment import ConsortiumDeployment
 from incentive.round_commit import ClusterCommit, Record
 from medswarm import cli
+from node.keystore import write_account_key
+from node.passphrase import Passphrase
 from tests.integration.anvil_kit import running_anvil
 
 CLUSTERS = (0, 0, 1, 1)
@@ -26,10 +28,22 @@ def digest(text: str) -> bytes:
 pytestmark = pytest.mark.integration
 
 
+ADMIN_PASSPHRASE = "second admin's passphrase"
+HOSPITAL_PASSPHRASE = "hospital 0's passphrase"
+
+
 def key_file(directory: Path, name: str, key: str) -> str:
+    """A plain-hex key file, as medswarm wrote before it encrypted keys."""
     path = directory / f"{name}.key"
     path.write_text(key.removeprefix("0x") + "\n")
     path.chmod(0o600)
+    return str(path)
+
+
+def keystore_file(directory: Path, name: str, key: str, passphrase: str) -> str:
+    """A v3 keystore (light scrypt cost: a test key)."""
+    path = directory / f"{name}.json"
+    write_account_key(path, key, Passphrase(passphrase, "test", "test"), scrypt_n=1024)
     return str(path)
 
 
@@ -44,12 +58,20 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 
 def test_operators_run_a_consortium_from_the_command_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with running_anvil(tmp_path / "anvil") as anvil:
         keys = anvil.private_keys(8)
         accounts = [Account.from_key(k).address for k in keys]
         files = [key_file(tmp_path, f"k{i}", k) for i, k in enumerate(keys)]
+        # the second admin's key is a keystore unlocked by MEDSWARM_PASSPHRASE, hospital 0's
+        # one unlocked by --passphrase-file
+        files[1] = keystore_file(tmp_path, "k1", keys[1], ADMIN_PASSPHRASE)
+        files[3] = keystore_file(tmp_path, "k3", keys[3], HOSPITAL_PASSPHRASE)
+        hospital_passphrase = tmp_path / "hospital.pass"
+        hospital_passphrase.write_text(HOSPITAL_PASSPHRASE + "\n")
+        hospital_passphrase.chmod(0o600)
+        monkeypatch.setenv("MEDSWARM_PASSPHRASE", ADMIN_PASSPHRASE)
         rpc = ["--rpc", anvil.url]
         admins = ["--admins", *accounts[:3], "--threshold", "2"]
         record = tmp_path / "deployment.json"
@@ -82,10 +104,13 @@ def test_operators_run_a_consortium_from_the_command_line(
             govern("admit", accounts[3 + i], f"H{i}", str(cluster))
         govern("genesis", digest("genesis").hex())
         peer = ["12D3KooWH0", "/ip4/127.0.0.1/tcp/4001"]
-        code, _, _ = run(
-            ["consortium", "register", *rpc, "--key-file", files[3], *at, *peer], capsys
-        )
-        assert code == 0
+        register = ["consortium", "register", *rpc, "--key-file", files[3], *at, *peer]
+        code, _, err = run(register, capsys)
+        assert code == 2 and f"wrong passphrase for {files[3]}" in err
+        assert "check MEDSWARM_PASSPHRASE or --passphrase-file" in err
+        assert HOSPITAL_PASSPHRASE not in err and ADMIN_PASSPHRASE not in err
+        code, _, err = run([*register, "--passphrase-file", str(hospital_passphrase)], capsys)
+        assert code == 0, err
 
         # a round played with the hospitals' keys, then the pool pays the epoch out
         w3 = connect_rpc(anvil.url)
@@ -142,3 +167,7 @@ def test_operators_run_a_consortium_from_the_command_line(
             capsys,
         )
         assert code == 2 and "does not exist" in err
+        monkeypatch.delenv("MEDSWARM_PASSPHRASE")
+        code, _, err = run(["consortium", "cancel", *rpc, "--key-file", files[1], *at, "0"], capsys)
+        assert code == 2 and f"{files[1]} holds an encrypted Ethereum account key" in err
+        assert "no passphrase was given: set MEDSWARM_PASSPHRASE or --passphrase-file" in err

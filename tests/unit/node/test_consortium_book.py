@@ -32,7 +32,7 @@ def rows(excluded: tuple[int, ...] = ()) -> list[ConsortiumMember]:
 def book(me: int = 0, excluded: tuple[int, ...] = ()) -> ConsortiumBook:
     keeper = ConsortiumBook(SimpleNamespace(account=ACCOUNTS[me]), KEYS[me], 5.0)  # type: ignore[arg-type]
     keeper._rows = rows(excluded)
-    keeper.bind(SimpleNamespace(inbox=RoundInbox()))  # type: ignore[arg-type]
+    keeper.bind(SimpleNamespace(inbox=RoundInbox(), refused_commitments=set()))  # type: ignore[arg-type]
     return keeper
 
 
@@ -71,6 +71,22 @@ def test_the_best_ranked_candidates_commitment_wins_whatever_came_first() -> Non
     keeper.node.inbox.add(aggregate(first, [0, 1, 2, 4]))
     info = trio.run(keeper.cluster_record, ROUND, 0)
     assert info is not None and info.aggregator == ACCOUNTS[first]
+
+
+def test_a_commitment_this_node_refused_leaves_the_turn_to_the_next_candidate() -> None:
+    first, second = order()[:2]
+    keeper = book()
+    best = aggregate(first, [0, 1, 2])
+    keeper.node.inbox.add(best)
+    keeper.node.inbox.add(aggregate(second, [0, 1, 2]))
+    keeper.node.refused_commitments.add(best.signature)  # could not check or fetch it
+    info = trio.run(keeper.cluster_record, ROUND, 0)
+    assert info is not None and info.aggregator == ACCOUNTS[second]
+    taker = book(me=second)  # the next candidate, which refused it too, takes over
+    taker.node.inbox.add(best)
+    assert not trio.run(taker.record_cluster, ROUND, 0, "ee" * 32, "00" * 32, ())
+    taker.node.refused_commitments.add(best.signature)
+    assert trio.run(taker.record_cluster, ROUND, 0, "ee" * 32, "00" * 32, ())
 
 
 def test_a_candidate_stays_quiet_behind_a_better_ranked_commitment() -> None:
