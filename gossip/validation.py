@@ -62,6 +62,8 @@ class AnnouncementPolicy:
     rounds_ahead: int = 1
     on_unknown_sender: Callable[[str], None] | None = None
     is_member_peer: Callable[[str], bool] | None = None
+    # Senders the registry lists as no longer taking part (excluded, removed): rejected.
+    is_barred: Callable[[str], bool] | None = None
 
     @classmethod
     def without_registry(cls, federation: str, max_blob_bytes: int) -> AnnouncementPolicy:
@@ -119,6 +121,15 @@ def judge(announcement: Announcement, origin_peer_id: str, policy: AnnouncementP
     except BadSignature as exc:
         return Decision(Verdict.REJECT, str(exc))
     registered = policy.member_peer_id(announcement.sender)
+    if (
+        registered is None
+        and policy.is_barred is not None
+        and policy.is_barred(announcement.sender)
+    ):
+        return Decision(
+            Verdict.REJECT,
+            f"sender {announcement.sender} is excluded or removed from the federation",
+        )
     if registered is None:
         # Possibly a member admitted after this node last read the registry: not an offence.
         if policy.on_unknown_sender is not None:

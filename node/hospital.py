@@ -143,6 +143,7 @@ class HospitalNode:
             max_blob_bytes=config.network.max_blob_bytes,
             on_unknown_sender=lambda _sender: self._refresh_wanted.set(),
             is_member_peer=self.membership.has_peer,
+            is_barred=self.membership.is_barred,
         )
         self.gossip = GossipService(config.network, policy, store, identity)
         book.bind(self)

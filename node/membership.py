@@ -15,9 +15,17 @@ class Membership:
 
     def __init__(self) -> None:
         self._by_address: dict[str, MemberInfo] = {}
+        self._barred: set[str] = set()
 
     def update(self, members: Iterable[MemberInfo]) -> None:
-        self._by_address = {m.address.lower(): m for m in members if m.peer_id and m.active}
+        listed = list(members)
+        self._by_address = {m.address.lower(): m for m in listed if m.peer_id and m.active}
+        self._barred = {m.address.lower() for m in listed if not m.active}
+
+    def is_barred(self, address: str) -> bool:
+        """Whether the registry lists ``address`` as a member that may no longer take part
+        (excluded or removed), as opposed to one it does not know."""
+        return address.lower() in self._barred
 
     @property
     def members(self) -> list[MemberInfo]:

@@ -139,3 +139,12 @@ def test_an_evaluation_lists_measured_updates_and_names_no_blob() -> None:
     assert judge(with_rejected, PEER, policy()).verdict is Verdict.REJECT
     with_blob = announcement(kind=kind, inputs=(measured,), size=5, samples=0).signed(KEY)
     assert "no blob" in judge(with_blob, PEER, policy()).reason
+
+
+def test_a_barred_member_is_rejected_a_stranger_only_ignored() -> None:
+    barred = replace(policy(), is_barred=lambda address: address.lower() == STRANGER.lower())
+    from_barred = announcement(sender=STRANGER).signed(STRANGER_KEY)
+    decision = judge(from_barred, PEER, barred)
+    assert decision.verdict is Verdict.REJECT and "excluded or removed" in decision.reason
+    assert judge(from_barred, PEER, policy()).verdict is Verdict.IGNORE
+    assert judge(announcement().signed(KEY), PEER, barred).verdict is Verdict.ACCEPT
