@@ -195,7 +195,8 @@ class AggregatorDuty:
         reasons: dict[str, str] = {}
         for announcement, _ in accepted:
             sender = announcement.sender.lower()
-            first_round, first_sender = node.first_announced(announcement.blob_hash)
+            first = node.first_announced(announcement.blob_hash)
+            first_round, first_sender = first or (self.round, sender)
             if first_round < self.round:
                 reasons[sender] = f"replays an update first announced in round {first_round}"
             elif first_sender != sender:

@@ -831,10 +831,11 @@ class HospitalNode:
                     del self._first_announced[next(iter(self._first_announced))]  # the oldest
             self.inbox.add(announcement)
 
-    def first_announced(self, update_hash: str) -> tuple[int, str]:
+    def first_announced(self, update_hash: str) -> tuple[int, str] | None:
         """The round and (lowercase) sender of the first update announcement of this blob
-        this node received (copies and replays announce a blob someone announced before)."""
-        return self._first_announced[update_hash]
+        this node received (copies and replays announce a blob someone announced before);
+        None if it has forgotten (it keeps the newest :data:`FIRST_ANNOUNCED_KEPT`)."""
+        return self._first_announced.get(update_hash)
 
     async def _refresh_on_demand(self) -> None:
         """Re-read the registry when an unknown member speaks, at most once a second."""
