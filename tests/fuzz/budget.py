@@ -67,6 +67,13 @@ FUZZ = settings(
 )
 """The settings of every fuzz test (registered as the ``medswarm-fuzz`` profile too)."""
 
+
+def fewer(divisor: int) -> settings:
+    """:data:`FUZZ` with a ``1/divisor`` share of the examples, for a test whose every input
+    is slow by design (a file of hundreds of thousands of nested brackets)."""
+    return settings(FUZZ, max_examples=max(1, examples_per_test() // divisor))
+
+
 inputs_run: Counter[str] = Counter()
 """Inputs fed to each target in this session, by target name."""
 

@@ -200,9 +200,8 @@ def test_answers_that_fail_authentication(index: int, digest: bytes, sealed: byt
 
 def _headers(length: int) -> st.SearchStrategy[list[bytes]]:
     """Frame headers a provider might send for a blob of ``length`` bytes, right or wrong."""
-    planned = [
-        frame.header for frame in plan_frames(length, MAX_FRAME_BYTES) if length < 2**26
-    ] or [b"\x80\x00\x00\x00"]
+    frames = plan_frames(length, MAX_FRAME_BYTES) if length <= 16 * MAX_FRAME_BYTES else []
+    planned = [frame.header for frame in frames] or [b"\x80\x00\x00\x00"]
     structured = st.builds(
         lambda size, final: (size | (1 << 31 if final else 0)).to_bytes(HEADER_BYTES, "big"),
         st.integers(min_value=0, max_value=2**31 - 1)
