@@ -110,9 +110,10 @@ def _mutate_input(draw: st.DrawFn, pairs: list[tuple[str, str]]) -> list[tuple[s
     if index is None or not isinstance(inputs, list):
         return _mutate_value(draw, pairs)
     items = [json.dumps(item, sort_keys=True) for item in inputs]
-    if items and draw(st.booleans()):
-        position = draw(st.integers(min_value=0, max_value=len(items) - 1))
-        fields = sorted(json.loads(items[position]).items())
+    objects = [i for i, item in enumerate(inputs) if isinstance(item, dict) and item]
+    if objects and draw(st.booleans()):
+        position = draw(st.sampled_from(objects))
+        fields = sorted(inputs[position].items())
         mutated = _mutate_value(draw, [(k, json.dumps(v)) for k, v in fields])
         items[position] = render_object(mutated)
     else:
