@@ -5,8 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.medswarm-installed
 NPM_STAMP := node_modules/.medswarm-installed
+FUZZ_EXAMPLES ?= 4000
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test fuzz lint bench clean
 
 setup: $(STAMP) $(NPM_STAMP)
 
@@ -27,6 +28,11 @@ demo: setup
 
 test: setup
 	$(BIN)/pytest
+
+# The decoders and the config loader under hypothesis: FUZZ_EXAMPLES examples per fuzz test,
+# fresh ones each run (docs/fuzzing.md); `make test` runs the same tests 200 examples each.
+fuzz: setup
+	MEDSWARM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) MEDSWARM_FUZZ_RANDOM=1 $(BIN)/pytest tests/fuzz
 
 bench: setup
 	$(BIN)/python bench/federation_round.py --rounds 10

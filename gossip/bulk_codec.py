@@ -296,6 +296,7 @@ def seal_request(sealer: Sealer, request: BlobRequest) -> bytes:
 def open_request(sealer: Sealer, sealed: bytes) -> BlobRequest:
     """The request in a sealed record (raises :class:`FrameRejected` if it was altered)."""
     plaintext = sealer.open(sealed, b"request", "request")
+    _check_length(plaintext, REQUEST_BYTES - TAG_BYTES, "request")
     max_bytes, offset, count = (
         int.from_bytes(plaintext[start : start + 8], "big")
         for start in range(DIGEST_BYTES, DIGEST_BYTES + 24, 8)
@@ -310,11 +311,18 @@ def seal_answer(sealer: Sealer, digest: bytes, status: BulkStatus, length: int) 
 def open_answer(sealer: Sealer, digest: bytes, sealed: bytes) -> tuple[BulkStatus, int]:
     """The provider's status for ``digest`` and the blob's length."""
     plaintext = sealer.open(sealed, b"answer" + digest, "answer")
+    _check_length(plaintext, ANSWER_BYTES - TAG_BYTES, "answer")
     try:
         status = BulkStatus(plaintext[0])
     except ValueError as exc:
         raise MalformedMessage(f"unknown bulk answer status {plaintext[0]}") from exc
     return status, int.from_bytes(plaintext[1:], "big")
+
+
+def _check_length(plaintext: bytes, expected: int, what: str) -> None:
+    """An authentic record can still be the wrong size (its sender holds the key)."""
+    if len(plaintext) != expected:
+        raise MalformedMessage(f"bulk {what} holds {len(plaintext)} bytes, expected {expected}")
 
 
 @dataclass(frozen=True)

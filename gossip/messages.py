@@ -28,13 +28,14 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 
 from gossip.errors import BadSignature, MalformedMessage
+from medswarm import untrusted_json
 
 PROTOCOL_VERSION = 2
 MAX_ANNOUNCEMENT_BYTES = 16 * 1024
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-_ROUND_SIGNATURE = re.compile(r"^[0-9a-f]{130}$")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_ROUND_SIGNATURE = re.compile(r"[0-9a-f]{130}")
 UINT64_MAX = 2**64 - 1
 
 
@@ -123,8 +124,8 @@ class Announcement:
                 f"announcement is {len(data)} bytes, over the {max_bytes}-byte limit"
             )
         try:
-            raw = json.loads(data.decode("ascii"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raw = untrusted_json.loads(data.decode("ascii"))
+        except ValueError as exc:  # not ASCII, not JSON, too deep, a number too long
             raise MalformedMessage(f"announcement is not canonical JSON: {exc}") from exc
         if not isinstance(raw, dict):
             raise MalformedMessage("announcement must be a JSON object")
@@ -187,7 +188,7 @@ def _from_dict(raw: dict[str, Any]) -> Announcement:
         if raw[name] < 0:
             raise MalformedMessage(f"announcement field {name!r} must not be negative")
     inputs = tuple(_input_from_dict(item) for item in raw["inputs"])
-    if raw["round_signature"] and not _ROUND_SIGNATURE.match(raw["round_signature"]):
+    if raw["round_signature"] and not _ROUND_SIGNATURE.fullmatch(raw["round_signature"]):
         raise MalformedMessage("round_signature must be 65 bytes (r|s|v) in lowercase hex")
     return Announcement(
         kind=kind,
@@ -233,10 +234,10 @@ def _input_from_dict(item: Any) -> AggregateInput:
 
 
 def _check_hash(value: str, name: str) -> None:
-    if not _HEX64.match(value):
+    if not _HEX64.fullmatch(value):
         raise MalformedMessage(f"{name} must be 64 lowercase hex digits (a SHA-256)")
 
 
 def _check_address(value: str, name: str) -> None:
-    if not _ADDRESS.match(value):
+    if not _ADDRESS.fullmatch(value):
         raise MalformedMessage(f"{name} must be a 0x-prefixed 20-byte Ethereum address")

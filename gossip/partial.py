@@ -26,9 +26,14 @@ from typing import Any
 
 import trio
 
+from medswarm import untrusted_json
+
 log = logging.getLogger(__name__)
 
 SIDECAR_VERSION = 1
+MAX_RESUMED_SEGMENTS = 2**16
+"""Most segments a fetch is resumed with (a 4 GiB blob at the smallest segment size, 64 KiB);
+a sidecar that plans more is discarded, so that a corrupt one cannot plan millions."""
 PART_SUFFIX = ".part"
 SIDECAR_SUFFIX = ".part.json"
 
@@ -118,7 +123,7 @@ class PartialBlob:
         if not sidecar.is_file():
             return None
         try:
-            record = json.loads(sidecar.read_text())
+            record = untrusted_json.loads(sidecar.read_text())
             length, segment_bytes, done = _checked_record(record, max_bytes)
             fd = os.open(part_path(directory, digest), os.O_RDWR)
         except (OSError, ValueError) as exc:
@@ -237,6 +242,11 @@ def _checked_record(record: Any, max_bytes: int) -> tuple[int, int, set[int]]:
         raise ValueError(f"sidecar length {length!r} is not in 1..{max_bytes}")
     if not isinstance(segment_bytes, int) or segment_bytes < 1:
         raise ValueError(f"sidecar segment size {segment_bytes!r} is not positive")
+    if -(-length // segment_bytes) > MAX_RESUMED_SEGMENTS:
+        raise ValueError(
+            f"sidecar plans {length} bytes in segments of {segment_bytes}, more than "
+            f"{MAX_RESUMED_SEGMENTS} segments"
+        )
     if not isinstance(done, list) or not all(isinstance(i, int) for i in done):
         raise ValueError("sidecar 'done' is not a list of segment numbers")
     return length, segment_bytes, set(done)

@@ -21,6 +21,7 @@ is a valid configuration.
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 import tomllib
 import types
 import typing
@@ -193,11 +194,17 @@ def load_config(path: Path | None) -> MedswarmConfig:
 def read_toml(path: Path, what: str) -> dict[str, Any]:
     """Parse a TOML file; a missing or malformed file is a :class:`ConfigError` naming it."""
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"{what} {path} does not exist") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not UTF-8 text, as TOML must be: {exc}") from exc
+    except ValueError as exc:  # TOMLDecodeError, or an integer of more than 4,300 digits
         raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from exc
+    except RecursionError as exc:  # tomllib recurses once per level of nesting
+        raise ConfigError(
+            f"{what} {path} nests arrays or inline tables too deeply to read"
+        ) from exc
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> MedswarmConfig:
@@ -285,7 +292,7 @@ def _coerce(value: Any, hint: Any, source: str, key: str) -> Any:
                 return _coerce(value, option, source, key)
             except ConfigError:
                 continue
-        raise ConfigError(f"{source}: {key} = {value!r} has the wrong type (expected {hint})")
+        raise ConfigError(f"{source}: {key} = {_shown(value)} has the wrong type (expected {hint})")
     if origin is tuple:
         if not isinstance(value, list):
             raise ConfigError(f"{source}: {key} must be a list")
@@ -298,17 +305,36 @@ def _coerce(value: Any, hint: Any, source: str, key: str) -> Any:
             raise ConfigError(f"{source}: {key} must be empty")
         return None
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ConfigError(
+                f"{source}: {key} = {_shown(value)} is too large for a float "
+                "(at most about 1.8e308)"
+            ) from None
     if origin is typing.Literal:
         if value not in typing.get_args(hint):
             allowed = ", ".join(repr(a) for a in typing.get_args(hint))
-            raise ConfigError(f"{source}: {key} = {value!r}; allowed values: {allowed}")
+            raise ConfigError(f"{source}: {key} = {_shown(value)}; allowed values: {allowed}")
         return value
     if not isinstance(value, hint) or (isinstance(value, bool) and hint is not bool):
         raise ConfigError(
-            f"{source}: {key} = {value!r} should be of type {getattr(hint, '__name__', hint)}"
+            f"{source}: {key} = {_shown(value)} should be of type {getattr(hint, '__name__', hint)}"
         )
     return value
+
+
+class _ShortRepr(reprlib.Repr):
+    """Values in messages, cut short: in full, a deeply nested array takes seconds to write
+    and an integer of thousands of digits cannot be written at all."""
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 64:
+            return f"<an integer of {x.bit_length()} bits>"
+        return super().repr_int(x, level)
+
+
+_shown = _ShortRepr().repr
 
 
 def _require(condition: bool, message: str) -> None:

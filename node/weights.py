@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import os
 import struct
 import weakref
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from medswarm import untrusted_json
 from node.errors import InvalidWeights
 
 if TYPE_CHECKING:
@@ -56,6 +58,7 @@ MAX_NAME_LENGTH = 512
 MAX_DIMS = 8
 
 _PREFIX = struct.Struct("<4sHI")
+_MAX_ARRAY_BYTES = int(np.iinfo(np.intp).max)
 
 
 def _header_bytes(entries: list[tuple[str, tuple[int, ...]]]) -> bytes:
@@ -99,7 +102,13 @@ def _encoding_parts(weights: Mapping[str, WeightArray]) -> list[bytes | memoryvi
     if len(header) > MAX_HEADER_BYTES:
         raise InvalidWeights(f"header of {len(header)} bytes exceeds {MAX_HEADER_BYTES}")
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header))
-    return [prefix, header, *(np.ascontiguousarray(a).data.cast("B") for a in arrays)]
+    # Flat views: a memoryview of an array with a zero in its shape cannot be cast to bytes.
+    return [prefix, header, *(_bytes_of(np.ascontiguousarray(a)) for a in arrays)]
+
+
+def _bytes_of(array: WeightArray) -> memoryview:
+    """The bytes of a C-contiguous array, without a copy (writable if the array is)."""
+    return array.reshape(-1).data.cast("B")
 
 
 def encode_weights(weights: Mapping[str, WeightArray]) -> bytes:
@@ -113,8 +122,8 @@ def encode_weights(weights: Mapping[str, WeightArray]) -> bytes:
 
 def _parse_header(raw: bytes) -> list[tuple[str, tuple[int, ...]]]:
     try:
-        header: Any = json.loads(raw.decode("ascii"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        header: Any = untrusted_json.loads(raw.decode("ascii"))
+    except ValueError as exc:  # not ASCII, not JSON, nested too deeply, a number too long
         raise InvalidWeights(f"garbled weights header: not ASCII JSON ({exc})") from None
     if not isinstance(header, dict) or set(header) != {"dtype", "tensors"}:
         raise InvalidWeights("garbled weights header: expected exactly the keys dtype, tensors")
@@ -171,6 +180,11 @@ def _layout(head: bytes, total: int, max_bytes: int) -> _Layout:
     if body_start > total:
         raise InvalidWeights("truncated weights: the header runs past the end of the data")
     entries = _parse_header(bytes(head[_PREFIX.size : body_start]))
+    for name, shape in entries:
+        # An empty tensor takes no bytes whatever its other dimensions, but numpy still
+        # refuses a shape whose non-zero dimensions multiply past its index range.
+        if 4 * math.prod(d for d in shape if d) > _MAX_ARRAY_BYTES:
+            raise InvalidWeights(f"tensor {name!r} has shape {list(shape)}: too large for an array")
     sizes = [int(np.prod(shape, dtype=object)) * 4 for _, shape in entries]
     body_len = total - body_start
     if sum(sizes) > body_len:
@@ -232,7 +246,7 @@ class BlobWeights(Mapping[str, WeightArray]):
     def __getitem__(self, name: str) -> WeightArray:
         shape, offset, size = self._tensors[name]
         array = np.empty(shape, dtype=np.float32)
-        view = array.data.cast("B")
+        view = _bytes_of(array)
         done = 0
         while done < size:
             read = os.preadv(self._file.fileno(), [view[done:]], offset + done)

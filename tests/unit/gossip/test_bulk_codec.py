@@ -167,6 +167,19 @@ def test_an_answer_is_bound_to_the_digest_asked_for() -> None:
         open_answer(Sealer(b"p" * 32), bytes(32), sealed)
 
 
+@pytest.mark.parametrize("plaintext", [b"", bytes([BulkStatus.FOUND]) + bytes(9)])
+def test_an_authentic_answer_of_the_wrong_size_is_malformed(plaintext: bytes) -> None:
+    sealed = Sealer(b"p" * 32).seal(plaintext, b"answer" + DIGEST)  # an empty one: IndexError
+    with pytest.raises(MalformedMessage, match=f"answer holds {len(plaintext)} bytes, expected 9"):
+        open_answer(Sealer(b"p" * 32), DIGEST, sealed)
+
+
+def test_an_authentic_request_of_the_wrong_size_is_malformed() -> None:
+    sealed = Sealer(b"f" * 32).seal(bytes(20), b"request")  # was read as a 20-byte digest
+    with pytest.raises(MalformedMessage, match="request holds 20 bytes, expected 56"):
+        open_request(Sealer(b"f" * 32), sealed)
+
+
 def test_a_blobs_frames_use_the_nonces_after_the_answer() -> None:
     provider, fetcher = Sealer(b"p" * 32), Sealer(b"p" * 32)
     answer = seal_answer(provider, DIGEST, BulkStatus.FOUND, 3000)

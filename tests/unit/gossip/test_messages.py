@@ -1,4 +1,6 @@
 import json
+import sys
+from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -145,4 +147,45 @@ def test_a_round_signature_is_65_bytes_of_lowercase_hex() -> None:
     raw["round_signature"] = "0A" * 65
     wire = json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()
     with pytest.raises(MalformedMessage, match="round_signature"):
+        Announcement.decode(wire)
+
+
+@pytest.fixture
+def default_recursion_limit() -> Iterator[None]:
+    """CPython's default recursion limit (eth-account's import raised it to 100,000)."""
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
+    yield
+    sys.setrecursionlimit(previous)
+
+
+@pytest.mark.usefixtures("default_recursion_limit")
+def test_deeply_nested_json_is_malformed_not_a_recursion_error() -> None:
+    raw = json.loads(make().signed(KEY).encode())
+    wire = json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()
+    nested = wire.replace(b'"codec":"msw1-f32"', b'"codec":' + b"[" * 5000 + b"]" * 5000)
+    with pytest.raises(MalformedMessage, match="nested deeper than"):
+        Announcement.decode(nested)
+
+
+def test_a_number_too_long_to_parse_is_malformed() -> None:
+    wire = make().signed(KEY).encode().replace(b'"round":3', b'"round":' + b"9" * 5000)
+    with pytest.raises(MalformedMessage, match="4300 digits"):
+        Announcement.decode(wire)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("blob_hash", "ab" * 32 + "\n"),
+        ("sender", ADDRESS + "\n"),
+        ("round_signature", "0a" * 65 + "\n"),
+    ],
+)
+def test_a_trailing_newline_does_not_pass_for_a_hash_address_or_signature(
+    name: str, value: str
+) -> None:
+    kind = AnnouncementKind.ATTEST if name == "round_signature" else AnnouncementKind.UPDATE
+    wire = make(kind=kind, **{name: value}).signed(KEY).encode()
+    with pytest.raises(MalformedMessage, match=name):
         Announcement.decode(wire)

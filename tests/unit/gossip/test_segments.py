@@ -312,6 +312,30 @@ def test_unusable_sidecars_are_discarded(tmp_path: Path) -> None:
     assert partial_files(tmp_path) == []
 
 
+@pytest.mark.parametrize(
+    ("sidecar", "reason"),
+    [
+        # planned 2**26 one-byte segments: minutes and gigabytes before any other check
+        (
+            {"version": 1, "length": 2**26, "segment_bytes": 1, "done": []},
+            "more than 65536 segments",
+        ),
+        # json.loads overflowed the C stack on this and killed the process
+        ("[" * 200_000 + "]" * 200_000, "nested deeper than"),
+    ],
+)
+def test_corrupt_sidecars_are_discarded_without_planning_or_parsing_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, sidecar: object, reason: str
+) -> None:
+    store = BlobStore(tmp_path)
+    store.open_partial(DIGEST, len(BLOB), SEGMENT).close()
+    text = sidecar if isinstance(sidecar, str) else json.dumps(sidecar)
+    (tmp_path / f"{DIGEST}.part.json").write_text(text)
+    assert store.resume_partial(DIGEST, 2**26) is None
+    assert reason in caplog.text
+    assert partial_files(tmp_path) == []
+
+
 def test_a_second_fetch_of_the_same_blob_keeps_to_memory(tmp_path: Path) -> None:
     store = BlobStore(tmp_path)
     first = store.open_partial(DIGEST, len(BLOB), SEGMENT)

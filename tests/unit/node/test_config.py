@@ -1,4 +1,5 @@
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,39 @@ def test_the_demo_runs_the_setting_chosen_on_validation() -> None:
     assert config.federation.standardise == "federation"
     assert config.federation.rounds == 21  # a statistics round, then 20 training rounds
     assert config.strategy == TUNED_HEART_POOLED["scaffold"]
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b'[federation]\nname = "h\xe9art"\n', "is not UTF-8 text"),  # Latin-1, not UTF-8
+        (b"[federation]\nrounds = " + b"9" * 5000 + b"\n", "not valid TOML.*4300 digits"),
+        (b"[federation]\nname = " + b"[" * 60_000 + b"]" * 60_000, "too deeply"),
+    ],
+)
+def test_files_toml_cannot_read_are_config_errors(
+    tmp_path: Path, content: bytes, match: str
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=match):
+        load_config(path)
+
+
+def test_an_integer_too_large_for_a_float_key_is_a_config_error() -> None:
+    with pytest.raises(
+        ConfigError, match="update_timeout = <an integer of 1329 bits> is too large for a float"
+    ):
+        config_from_dict({"federation": {"update_timeout": 10**400}})
+
+
+def test_a_value_of_the_wrong_type_is_shown_cut_short() -> None:
+    nested: list[Any] = []
+    for _ in range(30_000):  # written in full, this took seconds and 60 KB of message
+        nested = [nested]
+    with pytest.raises(ConfigError, match=re.escape("federation.name = [[[[[[[...]]]]]]] should")):
+        config_from_dict({"federation": {"name": nested}})
+    with pytest.raises(
+        ConfigError, match=re.escape("federation.name = <an integer of 16610 bits>")
+    ):
+        config_from_dict({"federation": {"name": 10**5000}})

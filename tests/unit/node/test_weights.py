@@ -198,3 +198,35 @@ def test_encoded_size_and_parts_match_the_encoding() -> None:
     encoded = encode_weights(weights)
     assert encoded_size(weights) == len(encoded)
     assert b"".join(encoding_parts(weights)) == encoded
+
+
+def test_empty_tensors_of_any_shape_round_trip(tmp_path: Path) -> None:
+    weights = {
+        "a": np.zeros((0, 4, 4), dtype=np.float32),
+        "b": np.zeros((2, 0), dtype=np.float32),
+        "c": np.array([1.0], dtype=np.float32),
+    }
+    data = encode_weights(weights)
+    path = tmp_path / "model"
+    path.write_bytes(data)
+    for read in (decode_weights(data), BlobWeights(path)):
+        assert {name: read[name].shape for name in read} == {"a": (0, 4, 4), "b": (2, 0), "c": (1,)}
+    assert decode_weights(data)["c"].tolist() == [1.0]
+
+
+def test_an_empty_tensor_whose_shape_numpy_cannot_hold_is_invalid(tmp_path: Path) -> None:
+    # 4 bytes x 2**62 is past numpy's index range, though the tensor has no values
+    data = _with_header(b'{"dtype":"<f4","tensors":[["a",[0,4611686018427387904]]]}', b"")
+    with pytest.raises(InvalidWeights, match="too large for an array"):
+        decode_weights(data)
+    path = tmp_path / "model"
+    path.write_bytes(data)
+    with pytest.raises(InvalidWeights, match="too large for an array"):
+        BlobWeights(path)
+
+
+def test_a_header_nested_deeply_enough_to_overflow_the_stack_is_garbled() -> None:
+    # json.loads on this header overflowed the C stack and killed the process
+    data = _with_header(b"[" * 200_000 + b"]" * 200_000, b"")
+    with pytest.raises(InvalidWeights, match=r"garbled weights header.*nested deeper"):
+        decode_weights(data)
