@@ -111,8 +111,9 @@ def _mutate_input(draw: st.DrawFn, pairs: list[tuple[str, str]]) -> list[tuple[s
         return _mutate_value(draw, pairs)
     items = [json.dumps(item, sort_keys=True) for item in inputs]
     objects = [i for i, item in enumerate(inputs) if isinstance(item, dict) and item]
-    if objects and draw(st.booleans()):
-        position = draw(st.sampled_from(objects))
+    edit_one: bool = draw(st.booleans())
+    if objects and edit_one:
+        position: int = draw(st.sampled_from(objects))
         fields = sorted(inputs[position].items())
         mutated = _mutate_value(draw, [(k, json.dumps(v)) for k, v in fields])
         items[position] = render_object(mutated)
@@ -268,4 +269,5 @@ def test_near_miss_identifiers(case: tuple[str, str]) -> None:
         sender=ADDRESS,
         peer_id=PEER,
     )
-    check_announcement_bytes(replace(announcement, **{name: value}).signed(KEY).encode())
+    edited = replace(announcement, **{name: value})  # type: ignore[arg-type]
+    check_announcement_bytes(edited.signed(KEY).encode())
