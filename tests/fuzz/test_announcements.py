@@ -27,6 +27,7 @@ from gossip.messages import (
 )
 from gossip.validation import AnnouncementPolicy, Decision, Verdict, validate_announcement
 from tests.fuzz.budget import FUZZ, one_input
+from tests.fuzz.edits import BYTE_EDITS, edit_bytes
 from tests.fuzz.json_text import fragments, json_values, near, render_object
 
 TARGET = "gossip Announcement.decode + validate_announcement"
@@ -157,15 +158,7 @@ def byte_edits(draw: st.DrawFn) -> bytes:
     data = bytearray(draw(signed_announcements()).encode())
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
         position = draw(st.integers(min_value=0, max_value=len(data)))
-        edit = draw(st.sampled_from(["flip", "delete", "insert", "truncate"]))
-        if edit == "flip" and position < len(data):
-            data[position] ^= 1 << draw(st.integers(min_value=0, max_value=7))
-        elif edit == "delete":
-            del data[position : position + draw(st.integers(min_value=1, max_value=8))]
-        elif edit == "insert":
-            data[position:position] = draw(st.binary(min_size=1, max_size=8))
-        else:
-            del data[position:]
+        edit_bytes(draw, data, draw(st.sampled_from(BYTE_EDITS)), position)
     return bytes(data)
 
 

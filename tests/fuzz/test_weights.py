@@ -30,6 +30,7 @@ from node.weights import (
     encode_weights,
 )
 from tests.fuzz.budget import FUZZ, one_input
+from tests.fuzz.edits import BYTE_EDITS, edit_bytes
 from tests.fuzz.json_text import fragments, huge_numbers, json_values, near
 
 TARGET = "node decode_weights + BlobWeights.check"
@@ -115,17 +116,9 @@ def byte_edits(draw: st.DrawFn) -> bytes:
     data = bytearray(encode_weights(draw(weights_strategy)))
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
         position = draw(st.integers(min_value=0, max_value=len(data)))
-        edit = draw(
-            st.sampled_from(["flip", "delete", "insert", "truncate", "header length", "version"])
-        )
-        if edit == "flip" and position < len(data):
-            data[position] ^= 1 << draw(st.integers(min_value=0, max_value=7))
-        elif edit == "delete":
-            del data[position : position + draw(st.integers(min_value=1, max_value=8))]
-        elif edit == "insert":
-            data[position:position] = draw(st.binary(min_size=1, max_size=8))
-        elif edit == "truncate":
-            del data[position:]
+        edit = draw(st.sampled_from([*BYTE_EDITS, "header length", "version"]))
+        if edit in BYTE_EDITS:
+            edit_bytes(draw, data, edit, position)
         elif len(data) >= PREFIX.size:
             field = slice(6, 10) if edit == "header length" else slice(4, 6)
             size = field.stop - field.start
