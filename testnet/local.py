@@ -208,21 +208,23 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
     model_path.write_bytes(encode_weights(final.global_weights))
     credits = {a.lower(): wei for a, wei in keeper.pay_out(list(member_keys)).items()}
     last_round = round_log.completed[-1]
-    hospitals = [
-        HospitalSummary(
-            name=node.site.display_name,
-            site=node.site.site,
-            address=node.address,
-            samples=len(node.site.train_y),
-            local_only_accuracy=local_only[node.site.site],
-            federated_accuracy=float(_last_seen(round_log, node.name)["test_accuracy"]),
-            contribution=keeper.contribution(node.address),
-            reward_wei=credits.get(node.address.lower(), 0),
-            metric=_last_seen(round_log, node.name)["test_metric"],
-            personal_metric=_last_seen(round_log, node.name)["personal_metric"],
+    hospitals = []
+    for node in nodes:
+        seen = _last_seen(round_log, node.name)
+        hospitals.append(
+            HospitalSummary(
+                name=node.site.display_name,
+                site=node.site.site,
+                address=node.address,
+                samples=len(node.site.train_y),
+                local_only_accuracy=local_only[node.site.site],
+                federated_accuracy=float(seen["test_accuracy"]),
+                contribution=keeper.contribution(node.address),
+                reward_wei=credits.get(node.address.lower(), 0),
+                metric=seen["test_metric"],
+                personal_metric=seen["personal_metric"],
+            )
         )
-        for node in nodes
-    ]
     keeper.write_record(run.out_dir)
     summary = RunSummary(
         dataset=federation.dataset,

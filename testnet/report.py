@@ -84,8 +84,9 @@ class RoundLog:
         if event.get("event") == "left-federation":
             # A node excluded by the consortium reports no more rounds.
             self.node_count -= 1
-            ready = [r for r, p in self._pending.items() if len(p) >= self.node_count]
-            return self._complete(min(ready)) if ready else None
+            ready = sorted(r for r, p in self._pending.items() if len(p) >= self.node_count)
+            lines = [self._complete(r) for r in ready]  # every round it was holding up
+            return lines[-1] if lines else None
         if event.get("event") != "round":
             return None
         pending = self._pending.setdefault(int(event["round"]), [])
