@@ -5,7 +5,8 @@
 
 The federation is testnet/demo.toml (Fed-Heart-Disease, pooled statistics then SCAFFOLD, rounds
 kept by the Consortium) with each of the four sites split into two nodes (8 nodes, clusters
-{Cleveland, VA} and {Hungary, Switzerland}) and update screening on. For each attack the
+{Cleveland, VA} and {Hungary, Switzerland}), update screening on and, unless
+``--no-validation``, every member validating every update on its own rows. For each attack the
 attackers are the first ``--attackers`` of cleveland-2, hungarian-1, va-1, switzerland-2 (so
 both clusters are attacked). Every run is real: libp2p hosts on 127.0.0.1, the in-process EVM,
 PyTorch. Prints one row per run and writes them as JSON.
@@ -94,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=ATTACKS)
     parser.add_argument("--aggregation", default="fedavg", help="federation.aggregation")
     parser.add_argument("--contribution", default="loss", help="federation.contribution")
+    parser.add_argument(
+        "--no-validation",
+        action="store_true",
+        help="federation.validate_updates = false (members do not validate updates)",
+    )
     parser.add_argument("--no-clean", action="store_true", help="skip the clean run")
     parser.add_argument("--out", type=Path, default=Path("bench/results/attacks.json"))
     args = parser.parse_args(argv)
@@ -101,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     attackers = ATTACKER_ORDER[: args.attackers]
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        settings = {"aggregation": args.aggregation, "contribution": args.contribution}
+        settings = {
+            "aggregation": args.aggregation,
+            "contribution": args.contribution,
+            "validate_updates": not args.no_validation,
+        }
         for attack in [*([] if args.no_clean else [""]), *args.attacks]:
             chosen = attackers if attack else ()
             out = Path(scratch) / (attack or "clean")

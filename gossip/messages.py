@@ -8,7 +8,9 @@ rounds are kept by the Consortium contract it is the cluster's signed commitment
 attestation says "I computed global model H for round R" and carries the member's EIP-712
 signature over the round (:mod:`incentive.round_commit`), which the contract checks. An
 evaluation lists the cluster's updates with the share of the round's contribution the sender
-measured for each on its own data (``federation.contribution = "shapley"``).
+measured for each on its own data (``federation.contribution = "shapley"``). A validation lists
+every update of the round the sender fetched with the loss the model it makes has on the
+sender's own training rows (``federation.validate_updates``; :mod:`node.validation`).
 
 Encoding is canonical JSON (sorted keys, no spaces, ASCII), so the same announcement always
 has the same bytes. The signature is an Ethereum personal-message signature (EIP-191) by the
@@ -46,6 +48,7 @@ class AnnouncementKind(StrEnum):
     AGGREGATE = "aggregate"  # a cluster aggregator's weighted mean of member updates
     ATTEST = "attest"  # a member's signature over the round's global model (no blob to fetch)
     EVALUATION = "evaluation"  # a member's measure of each update in its cluster (no blob)
+    VALIDATION = "validation"  # a member's loss under each update of the round (no blob)
 
 
 @dataclass(frozen=True)

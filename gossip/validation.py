@@ -81,11 +81,13 @@ def _shape_problem(announcement: Announcement) -> str:
         if announcement.inputs or announcement.size or announcement.samples:
             return "an attestation names no blob to fetch: no inputs, size 0, samples 0"
         return ""
-    if kind is AnnouncementKind.EVALUATION:
+    if kind in (AnnouncementKind.EVALUATION, AnnouncementKind.VALIDATION):
         if not announcement.inputs or any(i.rejected for i in announcement.inputs):
-            return "an evaluation lists the updates it measured (none rejected)"
+            return f"an {kind} lists the updates it measured (none rejected)"
+        if len({i.sender.lower() for i in announcement.inputs}) != len(announcement.inputs):
+            return f"an {kind} measures each sender's update once"
         if announcement.size or announcement.samples or announcement.round_signature:
-            return "an evaluation names no blob to fetch: size 0, samples 0, no round signature"
+            return f"an {kind} names no blob to fetch: size 0, samples 0, no round signature"
         return ""
     if announcement.round_signature:
         return f"only an attestation carries a round signature, not a {kind} announcement"

@@ -29,6 +29,7 @@ from node.errors import NodeError
 from node.phases import PhaseClock
 from node.round_book import averaged_inputs
 from node.training import evaluate
+from node.validation import LOSS_SCALE, validation_outliers
 from node.weights import WeightArray, encoded_size
 
 if TYPE_CHECKING:
@@ -89,6 +90,9 @@ class AggregatorDuty:
         if self.node.config.federation.screen_updates:
             accepted = await self._screen(accepted)
             self._phases.lap("screen")
+        if self.node.validates_updates(self.round):
+            accepted = await self._validate(accepted)
+            self._phases.lap("validate")
         await self._aggregate(accepted)
 
     async def _collect(
@@ -217,20 +221,79 @@ class AggregatorDuty:
             return accepted
         for announcement, _ in accepted:
             why = reasons.get(announcement.sender.lower())
-            if why is None:
-                continue
-            self._rejected[announcement.sender.lower()] = announcement
-            log.warning("round %d: update of %s rejected: %s", self.round, announcement.sender, why)
-            node.emit(
-                {
-                    "event": "excluded",
-                    "round": self.round,
-                    "member": announcement.sender,
-                    "reason": why,
-                    "screened": True,
-                }
-            )
+            if why is not None:
+                self._reject(announcement, why)
         return kept
+
+    async def _validate(
+        self, accepted: list[tuple[Announcement, Mapping[str, WeightArray]]]
+    ) -> list[tuple[Announcement, Mapping[str, WeightArray]]]:
+        """Reject the updates that raise the other members' loss more than the round's other
+        updates do, from the validations the members gossip, waiting for every member's up to
+        ``federation.evaluation_timeout`` (:mod:`node.validation`)."""
+        node = self.node
+        members = set(node.membership.addresses())
+
+        def measured() -> dict[str, dict[tuple[str, str], float]]:
+            found = {}
+            for validation in node.inbox.validations(self.round):  # oldest first: newest wins
+                evaluator = validation.sender.lower()
+                if evaluator in members:
+                    found[evaluator] = {
+                        (i.sender.lower(), i.blob_hash): i.score / LOSS_SCALE
+                        for i in validation.inputs
+                    }
+            return found
+
+        await node.inbox.wait_until(
+            lambda: set(measured()) >= members, node.config.federation.evaluation_timeout
+        )
+        # Every update an evaluator measured sets its scale; of this cluster's senders, only
+        # a measure of the very blob this aggregator holds counts.
+        held = {a.sender.lower(): a.blob_hash for a, _ in accepted}
+        by_evaluator = {
+            evaluator: {
+                sender: loss
+                for (sender, blob), loss in losses.items()
+                if held.get(sender, blob) == blob
+            }
+            for evaluator, losses in measured().items()
+        }
+        scores, reasons = validation_outliers(
+            by_evaluator, sorted(held), node.config.federation.validation_threshold
+        )
+        node.emit(
+            {
+                "event": "validation",
+                "round": self.round,
+                "cluster": self.cluster,
+                "evaluators": len(by_evaluator),
+                "scores": {s: round(v, 3) for s, v in sorted(scores.items())},
+            }
+        )
+        kept = [(a, w) for a, w in accepted if a.sender.lower() not in reasons]
+        if not kept:
+            log.warning("round %d: validation flagged every update; none rejected", self.round)
+            return accepted
+        for announcement, _ in accepted:
+            why = reasons.get(announcement.sender.lower())
+            if why is not None:
+                self._reject(announcement, why)
+        return kept
+
+    def _reject(self, announcement: Announcement, why: str) -> None:
+        """Leave a fetched update out of the average as invalid, and say why."""
+        self._rejected[announcement.sender.lower()] = announcement
+        log.warning("round %d: update of %s rejected: %s", self.round, announcement.sender, why)
+        self.node.emit(
+            {
+                "event": "excluded",
+                "round": self.round,
+                "member": announcement.sender,
+                "reason": why,
+                "screened": True,
+            }
+        )
 
     async def _aggregate(
         self, accepted: list[tuple[Announcement, Mapping[str, WeightArray]]]

@@ -52,6 +52,7 @@ from node.membership import Membership
 from node.phases import PhaseClock
 from node.round_book import AveragedInputs, RoundBook, averaged_inputs
 from node.training import derive_seed
+from node.validation import loss_score, update_losses
 from node.weights import (
     CODEC,
     BlobWeights,
@@ -341,6 +342,8 @@ class HospitalNode:
                 duty = AggregatorDuty(self, round_number, cluster, candidates.index(self.address))
                 nursery.start_soon(duty.run, started)
             first = candidates[:1] == [self.address]
+            if self.validates_updates(round_number):
+                nursery.start_soon(self._validate_updates, round_number, cluster, started)
             if self.config.federation.verify_aggregates or first:
                 # The first candidate's duty averages the updates; the others check its sum.
                 nursery.start_soon(self._prefetch_updates, round_number, cluster, not first)
@@ -547,6 +550,66 @@ class HospitalNode:
                 AnnouncementKind.EVALUATION, round_number, cluster, self.global_hash, 0, 0, inputs
             )
         )
+
+    def validates_updates(self, round_number: int) -> bool:
+        """Whether members validate the round's updates on their own rows (not in a
+        statistics round, whose updates are feature moments)."""
+        return self.config.federation.validate_updates and not self.learner.statistics_round(
+            round_number
+        )
+
+    async def _validate_updates(self, round_number: int, cluster: int, started: float) -> None:
+        """Fetch every member's update of the round (every cluster), measure the loss each
+        makes on this node's training rows and gossip the losses (:mod:`node.validation`).
+        Waits for the updates up to ``federation.update_timeout`` from the round's start; an
+        update that cannot be fetched or is not valid weights is left out."""
+        members = set(self.membership.addresses())
+        deadline = started + self.config.federation.update_timeout
+        await self.inbox.wait_until(
+            lambda: set(self.inbox.updates(round_number)) >= members,
+            deadline - trio.current_time(),
+        )
+        announced = {
+            s: a for s, a in sorted(self.inbox.updates(round_number).items()) if s in members
+        }
+        updates: dict[str, Mapping[str, WeightArray]] = {}
+
+        async def obtain(sender: str, announcement: Announcement) -> None:
+            try:
+                updates[sender] = await self.weights_of(
+                    announcement.blob_hash, [announcement.peer_id]
+                )
+            except (GossipError, NodeError) as exc:
+                log.info("%s: cannot validate %s's update: %s", self.name, sender, exc)
+
+        async with trio.open_nursery() as nursery:
+            for sender, announcement in announced.items():
+                nursery.start_soon(obtain, sender, announcement)
+        losses: dict[str, float] = {}
+        for sender, update in sorted(updates.items()):
+            try:
+                losses |= await trio.to_thread.run_sync(
+                    update_losses, self.learner, round_number, {sender: update}
+                )
+            except ValueError as exc:  # does not fit the round's layout
+                log.info("%s: cannot validate %s's update: %s", self.name, sender, exc)
+        updates.clear()
+        if not losses:
+            return
+        inputs = tuple(
+            AggregateInput(
+                announced[s].sender,
+                announced[s].blob_hash,
+                announced[s].samples,
+                loss_score(losses[s]),
+            )
+            for s in sorted(losses)
+        )
+        validation = self.announcement(
+            AnnouncementKind.VALIDATION, round_number, cluster, self.global_hash, 0, 0, inputs
+        )
+        await self.gossip.publish(validation)
+        self.inbox.add(validation)  # the aggregator reads its own measure from there too
 
     def remember_average(self, digest: str, inputs: AveragedInputs) -> None:
         """This node computed blob ``digest`` as the FedAvg of ``inputs``."""

@@ -16,7 +16,7 @@ ATTESTATIONS_KEPT = 4  # per (round, sender)
 
 class RoundInbox:
     """The first update per (round, sender), the aggregates per (round, cluster), and the
-    attestations and evaluations per (round, sender).
+    attestations, evaluations and validations per (round, sender).
 
     A second, different update from the same sender for the same round is an equivocation:
     it is dropped and remembered, never allowed to replace the first. A member may attest
@@ -33,6 +33,9 @@ class RoundInbox:
             lambda: defaultdict(list)
         )
         self._evaluations: dict[int, dict[str, list[Announcement]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+        self._validations: dict[int, dict[str, list[Announcement]]] = defaultdict(
             lambda: defaultdict(list)
         )
         self.equivocations: list[Announcement] = []
@@ -53,12 +56,8 @@ class RoundInbox:
                     self.equivocations.append(announcement)
                 return
             self._updates[announcement.round][sender] = announcement
-        elif announcement.kind in (AnnouncementKind.ATTEST, AnnouncementKind.EVALUATION):
-            table = (
-                self._attestations
-                if announcement.kind is AnnouncementKind.ATTEST
-                else self._evaluations
-            )
+        elif announcement.kind in self._kept_per_sender:
+            table = self._kept_per_sender[announcement.kind]
             kept = table[announcement.round][sender]
             if announcement in kept:
                 return
@@ -88,9 +87,29 @@ class RoundInbox:
         by_sender = self._evaluations.get(round_number, {})
         return [a for sender in sorted(by_sender) for a in by_sender[sender]]
 
+    def validations(self, round_number: int) -> list[Announcement]:
+        """Every validation kept for a round, by sender, oldest first."""
+        by_sender = self._validations.get(round_number, {})
+        return [a for sender in sorted(by_sender) for a in by_sender[sender]]
+
+    @property
+    def _kept_per_sender(self) -> dict[AnnouncementKind, dict[int, dict[str, list[Announcement]]]]:
+        return {
+            AnnouncementKind.ATTEST: self._attestations,
+            AnnouncementKind.EVALUATION: self._evaluations,
+            AnnouncementKind.VALIDATION: self._validations,
+        }
+
     def forget_before(self, round_number: int) -> None:
         """Drop everything about rounds older than ``round_number``."""
-        for table in (self._updates, self._aggregates, self._attestations, self._evaluations):
+        tables = (
+            self._updates,
+            self._aggregates,
+            self._attestations,
+            self._evaluations,
+            self._validations,
+        )
+        for table in tables:
             for old in [r for r in table if r < round_number]:
                 del table[old]
 

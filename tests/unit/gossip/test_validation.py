@@ -1,5 +1,6 @@
 from dataclasses import replace
 
+import pytest
 from eth_account import Account
 
 from gossip.messages import AggregateInput, Announcement, AnnouncementKind
@@ -127,9 +128,9 @@ def test_an_aggregate_lists_what_it_averaged_and_counts_only_that() -> None:
     assert "inputs it averaged" in judge(only_rejected, PEER, policy()).reason
 
 
-def test_an_evaluation_lists_measured_updates_and_names_no_blob() -> None:
+@pytest.mark.parametrize("kind", [AnnouncementKind.EVALUATION, AnnouncementKind.VALIDATION])
+def test_an_evaluation_lists_measured_updates_and_names_no_blob(kind: AnnouncementKind) -> None:
     measured = AggregateInput(ADDRESS, "ab" * 32, 7, score=600_000)
-    kind = AnnouncementKind.EVALUATION
     good = announcement(kind=kind, inputs=(measured,), size=0, samples=0).signed(KEY)
     assert judge(good, PEER, policy()).verdict is Verdict.ACCEPT
     empty = announcement(kind=kind, size=0, samples=0).signed(KEY)
@@ -139,6 +140,8 @@ def test_an_evaluation_lists_measured_updates_and_names_no_blob() -> None:
     assert judge(with_rejected, PEER, policy()).verdict is Verdict.REJECT
     with_blob = announcement(kind=kind, inputs=(measured,), size=5, samples=0).signed(KEY)
     assert "no blob" in judge(with_blob, PEER, policy()).reason
+    twice = announcement(kind=kind, inputs=(measured, measured), size=0, samples=0).signed(KEY)
+    assert "each sender's update once" in judge(twice, PEER, policy()).reason
 
 
 def test_a_barred_member_is_rejected_a_stranger_only_ignored() -> None:
