@@ -29,7 +29,7 @@ from node.errors import NodeError
 from node.phases import PhaseClock
 from node.round_book import averaged_inputs
 from node.training import evaluate
-from node.validation import LOSS_SCALE, validation_outliers
+from node.validation import RATIO_SCALE, validation_outliers
 from node.weights import WeightArray, encoded_size
 
 if TYPE_CHECKING:
@@ -228,9 +228,9 @@ class AggregatorDuty:
     async def _validate(
         self, accepted: list[tuple[Announcement, Mapping[str, WeightArray]]]
     ) -> list[tuple[Announcement, Mapping[str, WeightArray]]]:
-        """Reject the updates that raise the other members' loss more than the round's other
-        updates do, from the validations the members gossip, waiting for every member's up to
-        ``federation.evaluation_timeout`` (:mod:`node.validation`)."""
+        """Reject the updates whose steps raise the other members' loss clearly, and more than
+        the round's other updates do, from the validations the members gossip, waiting for
+        every member's up to ``federation.evaluation_timeout`` (:mod:`node.validation`)."""
         node = self.node
         members = set(node.membership.addresses())
 
@@ -240,7 +240,7 @@ class AggregatorDuty:
                 evaluator = validation.sender.lower()
                 if evaluator in members:
                     found[evaluator] = {
-                        (i.sender.lower(), i.blob_hash): i.score / LOSS_SCALE
+                        (i.sender.lower(), i.blob_hash): i.score / RATIO_SCALE
                         for i in validation.inputs
                     }
             return found
@@ -259,8 +259,12 @@ class AggregatorDuty:
             }
             for evaluator, losses in measured().items()
         }
+        federation = node.config.federation
         scores, reasons = validation_outliers(
-            by_evaluator, sorted(held), node.config.federation.validation_threshold
+            by_evaluator,
+            sorted(held),
+            federation.validation_threshold,
+            federation.validation_max_loss_increase,
         )
         node.emit(
             {
@@ -268,7 +272,8 @@ class AggregatorDuty:
                 "round": self.round,
                 "cluster": self.cluster,
                 "evaluators": len(by_evaluator),
-                "scores": {s: round(v, 3) for s, v in sorted(scores.items())},
+                "z_scores": {s: round(z, 3) for s, (z, _) in sorted(scores.items())},
+                "loss_increase": {s: round(x, 4) for s, (_, x) in sorted(scores.items())},
             }
         )
         kept = [(a, w) for a, w in accepted if a.sender.lower() not in reasons]

@@ -80,11 +80,14 @@ class FederationConfig:
     screen_updates: bool = False  # reject zero, opposed, oversized, copied and replayed updates
     outlier_norm_factor: float = 5.0  # screening: how many times the others' median length
     outlier_min_cosine: float = -0.5  # screening: least cosine with the others' median
-    # every member measures every update of the round on its own rows and gossips the losses;
-    # the aggregator rejects an update whose median robust z-score over the evaluators exceeds
-    # validation_threshold (node/validation.py): data poisoning such as flipped labels
+    # every member measures the step of every update of the round on its own rows and gossips
+    # the loss ratios; the aggregator rejects an update whose median robust z-score over the
+    # evaluators exceeds validation_threshold and that raises the median evaluator's loss by
+    # more than validation_max_loss_increase (node/validation.py): data poisoning such as
+    # flipped labels
     validate_updates: bool = False
     validation_threshold: float = 1.5
+    validation_max_loss_increase: float = 0.4
 
     def __post_init__(self) -> None:
         _require(self.rounds >= 1, "federation.rounds must be at least 1")
@@ -111,6 +114,11 @@ class FederationConfig:
         _require(
             self.validation_threshold > 0,
             "federation.validation_threshold must be positive (a robust z-score; default 1.5)",
+        )
+        _require(
+            self.validation_max_loss_increase >= 0,
+            "federation.validation_max_loss_increase must not be negative (a fraction of the "
+            "loss: 0.4 is 40%)",
         )
         _require(
             -1 <= self.outlier_min_cosine <= 1, "federation.outlier_min_cosine must be in [-1, 1]"

@@ -52,7 +52,7 @@ from node.membership import Membership
 from node.phases import PhaseClock
 from node.round_book import AveragedInputs, RoundBook, averaged_inputs
 from node.training import derive_seed
-from node.validation import loss_score, update_losses
+from node.validation import VariateHistory, loss_ratios, own_step, ratio_score
 from node.weights import (
     CODEC,
     BlobWeights,
@@ -129,6 +129,10 @@ class HospitalNode:
             combine=self._combine_rule,
         )
         self.global_hash = store.put_parts(encoding_parts(initial_weights))
+        # Each member's SCAFFOLD variate, rebuilt from its updates (node/validation.py).
+        self._variates = VariateHistory(
+            first_model_round=2 if self.learner.federation_statistics else 1
+        )
         self._on_event = on_event or (lambda _event: None)
         self._refresh_wanted = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -585,31 +589,61 @@ class HospitalNode:
         async with trio.open_nursery() as nursery:
             for sender, announcement in announced.items():
                 nursery.start_soon(obtain, sender, announcement)
-        losses: dict[str, float] = {}
-        for sender, update in sorted(updates.items()):
-            try:
-                losses |= await trio.to_thread.run_sync(
-                    update_losses, self.learner, round_number, {sender: update}
-                )
-            except ValueError as exc:  # does not fit the round's layout
-                log.info("%s: cannot validate %s's update: %s", self.name, sender, exc)
+        ratios = await trio.to_thread.run_sync(
+            self._measure_updates, round_number, updates, announced
+        )
         updates.clear()
-        if not losses:
+        if not ratios:
             return
         inputs = tuple(
             AggregateInput(
                 announced[s].sender,
                 announced[s].blob_hash,
                 announced[s].samples,
-                loss_score(losses[s]),
+                ratio_score(ratios[s]),
             )
-            for s in sorted(losses)
+            for s in sorted(ratios)
         )
         validation = self.announcement(
             AnnouncementKind.VALIDATION, round_number, cluster, self.global_hash, 0, 0, inputs
         )
         await self.gossip.publish(validation)
         self.inbox.add(validation)  # the aggregator reads its own measure from there too
+
+    def _measure_updates(
+        self,
+        round_number: int,
+        updates: Mapping[str, Mapping[str, WeightArray]],
+        announced: Mapping[str, Announcement],
+    ) -> dict[str, float]:
+        """The loss ratio of each update's step, weighted by its samples, on this node's rows,
+        by sender; under SCAFFOLD each sender's variate is remembered for the next round
+        (blocking)."""
+        learner = self.learner
+        ratios: dict[str, float] = {}
+        mean_samples = sum(announced[s].samples for s in updates) / max(1, len(updates))
+        for sender, update in sorted(updates.items()):
+            samples = announced[sender].samples
+            before = None
+            if learner.scaffold:
+                before = self._variates.before(sender, round_number, learner.shared)
+                if before is None:
+                    log.info(
+                        "%s: %s's variate is unknown here (an update of it was missed); "
+                        "its round-%d update is not validated by this node",
+                        self.name,
+                        sender,
+                        round_number,
+                    )
+                    continue
+            try:
+                step = own_step(learner, update, samples, before, samples / mean_samples)
+                ratios |= loss_ratios(learner, round_number, {sender: step})
+                if before is not None:
+                    self._variates.record(sender, round_number, before, update, samples)
+            except (ValueError, KeyError) as exc:  # does not fit the round's layout
+                log.info("%s: cannot validate %s's update: %s", self.name, sender, exc)
+        return ratios
 
     def remember_average(self, digest: str, inputs: AveragedInputs) -> None:
         """This node computed blob ``digest`` as the FedAvg of ``inputs``."""

@@ -275,6 +275,11 @@ class SiteLearner:
             return RoundScores(metrics, metrics, 0)
         return RoundScores(metrics, metrics if self.strategy.local_layers else None)
 
+    def server_variate(self) -> Weights:
+        """SCAFFOLD's server variate ``c`` in the adopted global blob (zeros before the first
+        step; empty under other strategies)."""
+        return self._server_variate(self.global_tensors) if self.scaffold else {}
+
     def optimizer(self) -> ServerOptimizer:
         """The server optimizer as the adopted global blob leaves it (the statistics round
         takes no server step)."""

@@ -57,10 +57,16 @@ def test_an_update_trained_on_flipped_labels_is_rejected_by_the_members_losses(
     assert sorted((e["round"], e["cluster"]) for e in checks) == [(2, 0), (2, 1)]
     assert all(e["evaluators"] == 8 for e in checks)
     cluster_0 = next(e for e in checks if e["cluster"] == 0)
-    assert max(cluster_0["scores"], key=cluster_0["scores"].get) == flipper.address.lower()
+    increase = cluster_0["loss_increase"]
+    assert max(increase, key=increase.get) == flipper.address.lower()
+    assert (
+        increase[flipper.address.lower()]
+        > 0.4
+        > max(x for s, x in increase.items() if s != flipper.address.lower())
+    )
     rejected = events(tmp_path, "excluded")
     assert [(e["round"], e["member"]) for e in rejected] == [(2, flipper.address)]
-    assert "raises the other members' loss" in rejected[0]["reason"]
+    assert "its step raises the other members' loss" in rejected[0]["reason"]
     audit = audit_events(EventLog.read_jsonl(tmp_path / "chain" / "events.jsonl").records())
     assert audit.ok, audit.problems
     member = next(m for m in audit.members.values() if m.account == flipper.address)
