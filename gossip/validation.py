@@ -48,7 +48,10 @@ class AnnouncementPolicy:
     node is working on; announcements up to ``rounds_ahead`` rounds ahead are accepted (a
     faster peer may already be there), older ones are ignored. An announcement signed by an
     address the node does not know is ignored (not rejected: the registry may have admitted it
-    since the node last looked) and reported through ``on_unknown_sender``.
+    since the node last looked) and reported through ``on_unknown_sender``, unless
+    ``is_stranger`` says the registry has been read again since that address (or the peer
+    that published it) first spoke and still does not list it: then it is rejected, and a
+    peer that keeps speaking for outsiders is cut off like any other offender.
 
     ``is_member_peer`` says whether a libp2p peer id belongs to a registered member: only
     members get blobs from this node (a member's node sets it; ``None`` serves every
@@ -64,6 +67,8 @@ class AnnouncementPolicy:
     is_member_peer: Callable[[str], bool] | None = None
     # Senders the registry lists as no longer taking part (excluded, removed): rejected.
     is_barred: Callable[[str], bool] | None = None
+    # (sender address, publishing peer id) -> whether they are known not to be members.
+    is_stranger: Callable[[str, str], bool] | None = None
 
     @classmethod
     def without_registry(cls, federation: str, max_blob_bytes: int) -> AnnouncementPolicy:
@@ -131,6 +136,16 @@ def judge(announcement: Announcement, origin_peer_id: str, policy: AnnouncementP
         return Decision(
             Verdict.REJECT,
             f"sender {announcement.sender} is excluded or removed from the federation",
+        )
+    if (
+        registered is None
+        and policy.is_stranger is not None
+        and policy.is_stranger(announcement.sender, origin_peer_id)
+    ):
+        return Decision(
+            Verdict.REJECT,
+            f"sender {announcement.sender} (peer {origin_peer_id}) is not a member: the "
+            "registry, read again since it first spoke, does not list it",
         )
     if registered is None:
         # Possibly a member admitted after this node last read the registry: not an offence.

@@ -145,6 +145,7 @@ class HospitalNode:
             on_unknown_sender=lambda _sender: self._refresh_wanted.set(),
             is_member_peer=self.membership.has_peer,
             is_barred=self.membership.is_barred,
+            is_stranger=self.membership.is_stranger,
         )
         self.gossip = GossipService(config.network, policy, store, identity)
         book.bind(self)
@@ -194,7 +195,8 @@ class HospitalNode:
         A member that cannot be reached is retried with a growing delay (up to 15 s), so a
         dead peer does not slow every round down and a healed link is used again soon.
         """
-        self.membership.update(await self.book.members())
+        read_at = time.monotonic()  # the membership's clock: only later reads judge strangers
+        self.membership.update(await self.book.members(), read_at)
         now = trio.current_time()
         for member in self.membership.members:
             peer = member.peer_id
