@@ -47,12 +47,13 @@ from gossip.messages import Announcement
 from gossip.muxer import honour_muxer_options, muxer_options
 from gossip.ranges import BLOB_RANGE_PROTOCOL, RangeClient, RangeLookup, serve_blob_range
 from gossip.segments import SegmentedFetch, SegmentPolicy, segment_timeout
-from gossip.validation import AnnouncementPolicy, Verdict, validate_announcement
+from gossip.validation import AnnouncementPolicy, SenderQuota, Verdict, validate_announcement
 
 log = logging.getLogger(__name__)
 
 MIN_SEGMENT_BYTES = 64 * 2**10
 ANNOUNCED_SIZES_KEPT = 4096  # blob sizes remembered from announcements, to plan fetches
+MIN_ANNOUNCEMENTS_PER_ROUND = 4  # what one honest member may announce in a round
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ class GossipConfig:
     # Blob fetches this node runs at once (more wait their turn); each gets its own
     # fetch_timeout once it runs.
     max_concurrent_fetches: int = 4
+    # Announcements accepted from one sender for one round; more are rejected as flooding
+    # (gossip.validation.SenderQuota).
+    max_announcements_per_round: int = 16
 
     def __post_init__(self) -> None:
         if self.segment_bytes < MIN_SEGMENT_BYTES:
@@ -94,6 +98,13 @@ class GossipConfig:
             raise GossipConfigError(
                 f"network.max_concurrent_fetches = {self.max_concurrent_fetches}: give at "
                 "least 1 blob fetch at once; the default is 4"
+            )
+        if self.max_announcements_per_round < MIN_ANNOUNCEMENTS_PER_ROUND:
+            raise GossipConfigError(
+                f"network.max_announcements_per_round = {self.max_announcements_per_round} is "
+                f"too small: give at least {MIN_ANNOUNCEMENTS_PER_ROUND} (an honest member "
+                "announces its update, perhaps an aggregate, an attestation and an evaluation "
+                "each round); the default is 16"
             )
 
     @property
@@ -162,6 +173,7 @@ class GossipService:
         # "received"), and how much of that went over the bulk channel ("bulk_sent", ...).
         self.traffic: Counter[str] = Counter()
         self.decisions: Counter[Verdict] = Counter()
+        self._quota = SenderQuota(config.max_announcements_per_round)
         self.refused: Counter[str] = Counter()  # blob requests turned away, by reason
         self._announced_sizes: dict[str, int] = {}  # blob hash -> size, latest announcements
         self._nursery: trio.Nursery | None = None
@@ -383,7 +395,9 @@ class GossipService:
 
     def _validate(self, forwarder: ID, message: Any) -> bool:
         origin = ID(message.from_id).to_base58()
-        decision, _ = validate_announcement(message.data, origin, self.policy)
+        decision, announcement = validate_announcement(message.data, origin, self.policy)
+        if decision.accepted and announcement is not None:
+            decision = self._quota.admit(announcement, self.policy.current_round())
         self.decisions[decision.verdict] += 1
         if decision.verdict is Verdict.REJECT:
             log.warning("rejected announcement from %s: %s", origin, decision.reason)

@@ -173,3 +173,36 @@ def judge(announcement: Announcement, origin_peer_id: str, policy: AnnouncementP
     if announcement.round > current + policy.rounds_ahead:
         return Decision(Verdict.IGNORE, f"round {announcement.round} is too far ahead of {current}")
     return ACCEPT
+
+
+class SenderQuota:
+    """At most ``limit`` announcements accepted from one sender for one round.
+
+    A member announces a handful each round (its update, perhaps an aggregate, an
+    attestation, an evaluation), so a sender past the limit is flooding the topic. A repeat
+    of an announcement already counted (the same signed bytes: a retried round announces its
+    update again) adds nothing and is not counted again. Counts are kept only for the rounds
+    the validator accepts, from the current one on, so the state stays within members x
+    (``rounds_ahead`` + 1) x ``limit`` signatures.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._seen: dict[tuple[int, str], set[str]] = {}  # (round, sender) -> signatures
+
+    def admit(self, announcement: Announcement, current_round: int) -> Decision:
+        """Count an announcement :func:`judge` accepted; reject it if it is one too many."""
+        for over in [key for key in self._seen if key[0] < current_round]:
+            del self._seen[over]
+        seen = self._seen.setdefault((announcement.round, announcement.sender.lower()), set())
+        if announcement.signature in seen:
+            return ACCEPT
+        if len(seen) >= self.limit:
+            return Decision(
+                Verdict.REJECT,
+                f"flooding: sender {announcement.sender} already had {self.limit} "
+                f"announcements accepted for round {announcement.round}, the limit "
+                "(network.max_announcements_per_round)",
+            )
+        seen.add(announcement.signature)
+        return ACCEPT
