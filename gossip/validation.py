@@ -26,10 +26,19 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True)
 class Decision:
-    """A verdict with the reason for it (for logs and peer scoring)."""
+    """A verdict with the reason for it (for logs and peer scoring).
+
+    ``accountable`` marks a rejection for what an announcement says (a blob over the size
+    limit, fields its kind must not carry) for the round under way (or the next) when a
+    registered member signed it and published it from its own registered peer. The member
+    answers for it on chain (its cluster's aggregator lists the update as rejected, which
+    lowers its reputation), so it is not an offence of its peer: a member still in good
+    standing on chain stays connected.
+    """
 
     verdict: Verdict
     reason: str = ""
+    accountable: bool = False
 
     @property
     def accepted(self) -> bool:
@@ -158,16 +167,19 @@ def judge(announcement: Announcement, origin_peer_id: str, policy: AnnouncementP
             f"sender {announcement.sender} is registered as peer {registered}, "
             f"but the announcement names {announcement.peer_id} and came from {origin_peer_id}",
         )
+    current = policy.current_round()
+    # Only a round under way has an aggregator to hold the member to account.
+    in_play = current <= announcement.round <= current + policy.rounds_ahead
     if announcement.size > policy.max_blob_bytes:
         return Decision(
             Verdict.REJECT,
             f"announced blob of {announcement.size} bytes exceeds the "
-            f"{policy.max_blob_bytes}-byte limit",
+            f"{policy.max_blob_bytes}-byte limit (network.max_blob_bytes)",
+            accountable=in_play,
         )
     problem = _shape_problem(announcement)
     if problem:
-        return Decision(Verdict.REJECT, problem)
-    current = policy.current_round()
+        return Decision(Verdict.REJECT, problem, accountable=in_play)
     if announcement.round < current:
         return Decision(Verdict.IGNORE, f"round {announcement.round} is over (now {current})")
     if announcement.round > current + policy.rounds_ahead:
@@ -179,11 +191,13 @@ class SenderQuota:
     """At most ``limit`` announcements accepted from one sender for one round.
 
     A member announces a handful each round (its update, perhaps an aggregate, an
-    attestation, an evaluation), so a sender past the limit is flooding the topic. A repeat
-    of an announcement already counted (the same signed bytes: a retried round announces its
-    update again) adds nothing and is not counted again. Counts are kept only for the rounds
-    the validator accepts, from the current one on, so the state stays within members x
-    (``rounds_ahead`` + 1) x ``limit`` signatures.
+    attestation, an evaluation), so a sender past the limit is flooding the topic. The
+    announcements a member answers for although they were rejected (``accountable``, which
+    cost its peer no offence) count too. A repeat of an announcement already counted (the
+    same signed bytes: a retried round announces its update again) adds nothing and is not
+    counted again. Counts are kept only for the rounds the validator accepts, from the
+    current one on, so the state stays within members x (``rounds_ahead`` + 1) x ``limit``
+    signatures.
     """
 
     def __init__(self, limit: int) -> None:
@@ -191,7 +205,8 @@ class SenderQuota:
         self._seen: dict[tuple[int, str], set[str]] = {}  # (round, sender) -> signatures
 
     def admit(self, announcement: Announcement, current_round: int) -> Decision:
-        """Count an announcement :func:`judge` accepted; reject it if it is one too many."""
+        """Count an announcement :func:`judge` accepted (or rejected as ``accountable``);
+        ACCEPT, or REJECT it as flooding if it is one too many."""
         for over in [key for key in self._seen if key[0] < current_round]:
             del self._seen[over]
         seen = self._seen.setdefault((announcement.round, announcement.sender.lower()), set())

@@ -214,3 +214,45 @@ def test_the_gossip_service_rejects_a_flood_as_an_offence_of_the_publisher() -> 
         verdicts.append(service._validate(peer, message))
     assert verdicts == [True] * 5 + [False] * 2
     assert service.offences[peer.to_base58()] == 2
+
+
+def test_a_member_answers_for_a_refused_update_of_a_round_in_play() -> None:
+    oversize = judge(announcement(size=1_001).signed(KEY), PEER, policy(current=3))
+    assert oversize.verdict is Verdict.REJECT and oversize.accountable
+    with_inputs = announcement(inputs=(AggregateInput(ADDRESS, "ab" * 32, 1),)).signed(KEY)
+    assert judge(with_inputs, PEER, policy(current=3)).accountable
+    # a round over: no aggregator to account for it, an offence like any other
+    old = judge(announcement(size=1_001, round=1).signed(KEY), PEER, policy(current=3))
+    assert old.verdict is Verdict.REJECT and not old.accountable
+    # not from the member's own peer: nothing proves the member published it
+    relayed = judge(announcement(size=1_001).signed(KEY), "12D3KooWother", policy(current=3))
+    assert relayed.verdict is Verdict.REJECT and not relayed.accountable
+
+
+def test_the_gossip_service_hands_on_refused_updates_without_an_offence() -> None:
+    identity = new_identity(b"\x08" * 32)
+    peer = ID.from_pubkey(identity.public_key)
+    members = {ADDRESS.lower(): peer.to_base58()}
+    lookups = AnnouncementPolicy(
+        federation="heart",
+        member_peer_id=lambda address: members.get(address.lower()),
+        current_round=lambda: 3,
+        max_blob_bytes=1_000,
+    )
+    service = GossipService(
+        GossipConfig(max_announcements_per_round=4), lookups, BlobStore(), identity
+    )
+    refused: list[tuple[Announcement, str]] = []
+    blacklisted: list[tuple[str, str]] = []
+    service.on_refused = lambda a, reason: refused.append((a, reason))
+    service.on_blacklisted = lambda p, reason: blacklisted.append((p, reason))
+    verdicts = []
+    for index in range(8):  # oversized, each a new one: refused, then flooding past 4
+        signed = announcement(peer_id=peer.to_base58(), size=1_001 + index).signed(KEY)
+        message = SimpleNamespace(from_id=peer.to_bytes(), data=signed.encode())
+        verdicts.append(service._validate(peer, message))
+    assert verdicts == [False] * 8
+    assert [a.size for a, _ in refused] == [1_001, 1_002, 1_003, 1_004]
+    assert all("exceeds the 1000-byte limit" in reason for _, reason in refused)
+    assert service.offences[peer.to_base58()] == 4  # the floods only
+    assert len(blacklisted) == 1 and "flooding" in blacklisted[0][1]
