@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 MIN_SEGMENT_BYTES = 64 * 2**10
 ANNOUNCED_SIZES_KEPT = 4096  # blob sizes remembered from announcements, to plan fetches
-MIN_ANNOUNCEMENTS_PER_ROUND = 4  # what one honest member may announce in a round
+MIN_ANNOUNCEMENTS_PER_ROUND = 5  # what one honest member may announce in a round
 
 
 @dataclass(frozen=True)
@@ -103,8 +103,8 @@ class GossipConfig:
             raise GossipConfigError(
                 f"network.max_announcements_per_round = {self.max_announcements_per_round} is "
                 f"too small: give at least {MIN_ANNOUNCEMENTS_PER_ROUND} (an honest member "
-                "announces its update, perhaps an aggregate, an attestation and an evaluation "
-                "each round); the default is 16"
+                "announces its update, perhaps an aggregate, an attestation, an evaluation and "
+                "a validation each round); the default is 16"
             )
 
     @property

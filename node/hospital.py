@@ -576,10 +576,13 @@ class HospitalNode:
         update that cannot be fetched or is not valid weights is left out."""
         members = set(self.membership.addresses())
         deadline = started + self.config.federation.update_timeout
-        await self.inbox.wait_until(
-            lambda: set(self.inbox.updates(round_number)) >= members,
-            deadline - trio.current_time(),
-        )
+
+        def heard_from() -> set[str]:  # a refused update will not come: no need to wait
+            return set(self.inbox.updates(round_number)) | set(
+                self.inbox.refused_updates(round_number)
+            )
+
+        await self.inbox.wait_until(lambda: heard_from() >= members, deadline - trio.current_time())
         announced = {
             s: a for s, a in sorted(self.inbox.updates(round_number).items()) if s in members
         }

@@ -240,19 +240,19 @@ def test_the_gossip_service_hands_on_refused_updates_without_an_offence() -> Non
         max_blob_bytes=1_000,
     )
     service = GossipService(
-        GossipConfig(max_announcements_per_round=4), lookups, BlobStore(), identity
+        GossipConfig(max_announcements_per_round=5), lookups, BlobStore(), identity
     )
     refused: list[tuple[Announcement, str]] = []
     blacklisted: list[tuple[str, str]] = []
     service.on_refused = lambda a, reason: refused.append((a, reason))
     service.on_blacklisted = lambda p, reason: blacklisted.append((p, reason))
     verdicts = []
-    for index in range(8):  # oversized, each a new one: refused, then flooding past 4
+    for index in range(9):  # oversized, each a new one: refused, then flooding past 5
         signed = announcement(peer_id=peer.to_base58(), size=1_001 + index).signed(KEY)
         message = SimpleNamespace(from_id=peer.to_bytes(), data=signed.encode())
         verdicts.append(service._validate(peer, message))
-    assert verdicts == [False] * 8
-    assert [a.size for a, _ in refused] == [1_001, 1_002, 1_003, 1_004]
+    assert verdicts == [False] * 9
+    assert [a.size for a, _ in refused] == [1_001, 1_002, 1_003, 1_004, 1_005]
     assert all("exceeds the 1000-byte limit" in reason for _, reason in refused)
     assert service.offences[peer.to_base58()] == 4  # the floods only
     assert len(blacklisted) == 1 and "flooding" in blacklisted[0][1]

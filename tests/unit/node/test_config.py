@@ -147,12 +147,12 @@ def test_segmented_fetch_settings_are_read_and_checked() -> None:
 
 def test_the_announcement_limit_is_read_and_checked() -> None:
     assert config_from_dict({}).network.max_announcements_per_round == 16
-    raw = {"network": {"max_announcements_per_round": 4}}
-    assert config_from_dict(raw).network.max_announcements_per_round == 4
+    raw = {"network": {"max_announcements_per_round": 5}}
+    assert config_from_dict(raw).network.max_announcements_per_round == 5
     with pytest.raises(
-        ConfigError, match=r"max_announcements_per_round = 3 is too small: give at least 4"
+        ConfigError, match=r"max_announcements_per_round = 4 is too small: give at least 5"
     ):
-        config_from_dict({"network": {"max_announcements_per_round": 3}})
+        config_from_dict({"network": {"max_announcements_per_round": 4}})
 
 
 def test_strategy_table_and_standardisation() -> None:
