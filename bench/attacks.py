@@ -3,6 +3,9 @@
     python bench/attacks.py [--rounds 21] [--attackers 2] [--attacks sign-flip scaling ...]
                             [--out bench/results/attacks.json]
 
+The attacks are testnet/attacks.py's ATTACKS (all of them by default). An ``outsider`` is
+never admitted: it has no reputation, and the federation has 8 - --attackers members.
+
 The federation is testnet/demo.toml (Fed-Heart-Disease, pooled statistics then SCAFFOLD, rounds
 kept by the Consortium) with each of the four sites split into two nodes (8 nodes, clusters
 {Cleveland, VA} and {Hungary, Switzerland}), update screening on and, unless
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -67,9 +71,11 @@ def run_once(
     by_account = {m.account.lower(): m for m in audit.members.values()}
     total = sum(h.reward_wei for h in summary.hospitals)
     bad = [h for h in summary.hospitals if h.site in attackers]
+    # an outsider was never admitted: no reputation, never excluded (None)
+    on_chain = [by_account.get(h.address.lower()) for h in bad]
     below = []
-    for h in bad:
-        history = by_account[h.address.lower()].reputation_history
+    for member in on_chain:
+        history = member.reputation_history if member else []
         first = next((r for r, value in history if value < EXCLUSION), None)
         below.append(first)
     honest = [h for h in summary.hospitals if h.site not in attackers]
@@ -77,9 +83,11 @@ def run_once(
         "attack": attack or "clean",
         "attackers": list(attackers),
         "final_mean_accuracy": summary.final_mean_accuracy,
-        "honest_mean_accuracy": sum(h.federated_accuracy for h in honest) / len(honest),
+        "honest_mean_accuracy": statistics.fmean(
+            h.federated_accuracy for h in honest if h.federated_accuracy is not None
+        ),
         "attackers_reward_share": sum(h.reward_wei for h in bad) / total if total else 0.0,
-        "attackers_reputation": [by_account[h.address.lower()].reputation for h in bad],
+        "attackers_reputation": [member.reputation if member else None for member in on_chain],
         "rounds_until_below_threshold": below,
         "nodes_agree": summary.nodes_agree,
         "honest_reputation_min": min(by_account[h.address.lower()].reputation for h in honest),

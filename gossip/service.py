@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,12 +47,13 @@ from gossip.messages import Announcement
 from gossip.muxer import honour_muxer_options, muxer_options
 from gossip.ranges import BLOB_RANGE_PROTOCOL, RangeClient, RangeLookup, serve_blob_range
 from gossip.segments import SegmentedFetch, SegmentPolicy, segment_timeout
-from gossip.validation import AnnouncementPolicy, Verdict, validate_announcement
+from gossip.validation import AnnouncementPolicy, SenderQuota, Verdict, validate_announcement
 
 log = logging.getLogger(__name__)
 
 MIN_SEGMENT_BYTES = 64 * 2**10
 ANNOUNCED_SIZES_KEPT = 4096  # blob sizes remembered from announcements, to plan fetches
+MIN_ANNOUNCEMENTS_PER_ROUND = 5  # what one honest member may announce in a round
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ class GossipConfig:
     # Blob fetches this node runs at once (more wait their turn); each gets its own
     # fetch_timeout once it runs.
     max_concurrent_fetches: int = 4
+    # Announcements accepted from one sender for one round; more are rejected as flooding
+    # (gossip.validation.SenderQuota).
+    max_announcements_per_round: int = 16
 
     def __post_init__(self) -> None:
         if self.segment_bytes < MIN_SEGMENT_BYTES:
@@ -94,6 +98,13 @@ class GossipConfig:
             raise GossipConfigError(
                 f"network.max_concurrent_fetches = {self.max_concurrent_fetches}: give at "
                 "least 1 blob fetch at once; the default is 4"
+            )
+        if self.max_announcements_per_round < MIN_ANNOUNCEMENTS_PER_ROUND:
+            raise GossipConfigError(
+                f"network.max_announcements_per_round = {self.max_announcements_per_round} is "
+                f"too small: give at least {MIN_ANNOUNCEMENTS_PER_ROUND} (an honest member "
+                "announces its update, perhaps an aggregate, an attestation, an evaluation and "
+                "a validation each round); the default is 16"
             )
 
     @property
@@ -162,7 +173,12 @@ class GossipService:
         # "received"), and how much of that went over the bulk channel ("bulk_sent", ...).
         self.traffic: Counter[str] = Counter()
         self.decisions: Counter[Verdict] = Counter()
+        self._quota = SenderQuota(config.max_announcements_per_round)
         self.refused: Counter[str] = Counter()  # blob requests turned away, by reason
+        # Told of each announcement a member is accountable for that was rejected (see
+        # gossip.validation.Decision), and of each peer blacklisted, with the last reason.
+        self.on_refused: Callable[[Announcement, str], None] | None = None
+        self.on_blacklisted: Callable[[str, str], None] | None = None
         self._announced_sizes: dict[str, int] = {}  # blob hash -> size, latest announcements
         self._nursery: trio.Nursery | None = None
         self._obtaining: dict[str, _SharedFetch] = {}  # blobs being fetched by obtain()
@@ -383,11 +399,21 @@ class GossipService:
 
     def _validate(self, forwarder: ID, message: Any) -> bool:
         origin = ID(message.from_id).to_base58()
-        decision, _ = validate_announcement(message.data, origin, self.policy)
+        decision, announcement = validate_announcement(message.data, origin, self.policy)
+        if announcement is not None and (decision.accepted or decision.accountable):
+            counted = self._quota.admit(announcement, self.policy.current_round())
+            if not counted.accepted:
+                decision = counted
         self.decisions[decision.verdict] += 1
         if decision.verdict is Verdict.REJECT:
             log.warning("rejected announcement from %s: %s", origin, decision.reason)
-            self._record_offence(str(origin))
+            if decision.accountable:
+                # The member answers for it on chain, through its cluster's aggregator; its
+                # peer is cut off once the consortium excludes it (or if it floods).
+                if announcement is not None and self.on_refused is not None:
+                    self.on_refused(announcement, decision.reason)
+            else:
+                self._record_offence(str(origin), decision.reason)
         elif decision.verdict is Verdict.IGNORE:
             log.debug("ignored announcement from %s: %s", origin, decision.reason)
         return decision.accepted
@@ -427,15 +453,18 @@ class GossipService:
         if len(self._forgers) >= ANNOUNCED_SIZES_KEPT:
             del self._forgers[next(iter(self._forgers))]  # the oldest
         self._forgers.setdefault(digest, set()).add(peer)
-        self._record_offence(peer)
+        self._record_offence(peer, f"sent bytes for blob {digest} that hash to something else")
 
-    def _record_offence(self, peer: str) -> None:
+    def _record_offence(self, peer: str, reason: str) -> None:
         self.offences[peer] += 1
+        if self.offences[peer] == self.config.max_offences and self.on_blacklisted:
+            self.on_blacklisted(peer, reason)
         if self.offences[peer] >= self.config.max_offences:
             log.warning(
-                "blacklisting and disconnecting peer %s after %d offences",
+                "blacklisting and disconnecting peer %s after %d offences (the last: %s)",
                 peer,
                 self.offences[peer],
+                reason,
             )
             # Pubsub.add_to_blacklist also starts a teardown that deletes the peer's entry
             # after awaiting a stream reset, by which time the dead-peer handler may have

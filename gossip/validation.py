@@ -26,10 +26,19 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True)
 class Decision:
-    """A verdict with the reason for it (for logs and peer scoring)."""
+    """A verdict with the reason for it (for logs and peer scoring).
+
+    ``accountable`` marks a rejection for what an announcement says (a blob over the size
+    limit, fields its kind must not carry) for the round under way (or the next) when a
+    registered member signed it and published it from its own registered peer. The member
+    answers for it on chain (its cluster's aggregator lists the update as rejected, which
+    lowers its reputation), so it is not an offence of its peer: a member still in good
+    standing on chain stays connected.
+    """
 
     verdict: Verdict
     reason: str = ""
+    accountable: bool = False
 
     @property
     def accepted(self) -> bool:
@@ -48,7 +57,10 @@ class AnnouncementPolicy:
     node is working on; announcements up to ``rounds_ahead`` rounds ahead are accepted (a
     faster peer may already be there), older ones are ignored. An announcement signed by an
     address the node does not know is ignored (not rejected: the registry may have admitted it
-    since the node last looked) and reported through ``on_unknown_sender``.
+    since the node last looked) and reported through ``on_unknown_sender``, unless
+    ``is_stranger`` says the registry has been read again since that address (or the peer
+    that published it) first spoke and still does not list it: then it is rejected, and a
+    peer that keeps speaking for outsiders is cut off like any other offender.
 
     ``is_member_peer`` says whether a libp2p peer id belongs to a registered member: only
     members get blobs from this node (a member's node sets it; ``None`` serves every
@@ -64,6 +76,8 @@ class AnnouncementPolicy:
     is_member_peer: Callable[[str], bool] | None = None
     # Senders the registry lists as no longer taking part (excluded, removed): rejected.
     is_barred: Callable[[str], bool] | None = None
+    # (sender address, publishing peer id) -> whether they are known not to be members.
+    is_stranger: Callable[[str, str], bool] | None = None
 
     @classmethod
     def without_registry(cls, federation: str, max_blob_bytes: int) -> AnnouncementPolicy:
@@ -132,6 +146,16 @@ def judge(announcement: Announcement, origin_peer_id: str, policy: AnnouncementP
             Verdict.REJECT,
             f"sender {announcement.sender} is excluded or removed from the federation",
         )
+    if (
+        registered is None
+        and policy.is_stranger is not None
+        and policy.is_stranger(announcement.sender, origin_peer_id)
+    ):
+        return Decision(
+            Verdict.REJECT,
+            f"sender {announcement.sender} (peer {origin_peer_id}) is not a member: the "
+            "registry, read again since it first spoke, does not list it",
+        )
     if registered is None:
         # Possibly a member admitted after this node last read the registry: not an offence.
         if policy.on_unknown_sender is not None:
@@ -143,18 +167,57 @@ def judge(announcement: Announcement, origin_peer_id: str, policy: AnnouncementP
             f"sender {announcement.sender} is registered as peer {registered}, "
             f"but the announcement names {announcement.peer_id} and came from {origin_peer_id}",
         )
+    current = policy.current_round()
+    # Only a round under way has an aggregator to hold the member to account.
+    in_play = current <= announcement.round <= current + policy.rounds_ahead
     if announcement.size > policy.max_blob_bytes:
         return Decision(
             Verdict.REJECT,
             f"announced blob of {announcement.size} bytes exceeds the "
-            f"{policy.max_blob_bytes}-byte limit",
+            f"{policy.max_blob_bytes}-byte limit (network.max_blob_bytes)",
+            accountable=in_play,
         )
     problem = _shape_problem(announcement)
     if problem:
-        return Decision(Verdict.REJECT, problem)
-    current = policy.current_round()
+        return Decision(Verdict.REJECT, problem, accountable=in_play)
     if announcement.round < current:
         return Decision(Verdict.IGNORE, f"round {announcement.round} is over (now {current})")
     if announcement.round > current + policy.rounds_ahead:
         return Decision(Verdict.IGNORE, f"round {announcement.round} is too far ahead of {current}")
     return ACCEPT
+
+
+class SenderQuota:
+    """At most ``limit`` announcements accepted from one sender for one round.
+
+    A member announces a handful each round (its update, perhaps an aggregate, an
+    attestation, an evaluation), so a sender past the limit is flooding the topic. The
+    announcements a member answers for although they were rejected (``accountable``, which
+    cost its peer no offence) count too. A repeat of an announcement already counted (the
+    same signed bytes: a retried round announces its update again) adds nothing and is not
+    counted again. Counts are kept only for the rounds the validator accepts, from the
+    current one on, so the state stays within members x (``rounds_ahead`` + 1) x ``limit``
+    signatures.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._seen: dict[tuple[int, str], set[str]] = {}  # (round, sender) -> signatures
+
+    def admit(self, announcement: Announcement, current_round: int) -> Decision:
+        """Count an announcement :func:`judge` accepted (or rejected as ``accountable``);
+        ACCEPT, or REJECT it as flooding if it is one too many."""
+        for over in [key for key in self._seen if key[0] < current_round]:
+            del self._seen[over]
+        seen = self._seen.setdefault((announcement.round, announcement.sender.lower()), set())
+        if announcement.signature in seen:
+            return ACCEPT
+        if len(seen) >= self.limit:
+            return Decision(
+                Verdict.REJECT,
+                f"flooding: sender {announcement.sender} already had {self.limit} "
+                f"announcements accepted for round {announcement.round}, the limit "
+                "(network.max_announcements_per_round)",
+            )
+        seen.add(announcement.signature)
+        return ACCEPT

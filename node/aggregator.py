@@ -60,7 +60,7 @@ class AggregatorDuty:
         collect_until = round_started + federation.update_timeout
         if self.rank == 0:
             await self.node.inbox.wait_until(
-                lambda: len(self._announced(members)) >= len(members),
+                lambda: len(self._heard_from(members)) >= len(members),
                 collect_until - trio.current_time(),
             )
         else:
@@ -104,6 +104,9 @@ class AggregatorDuty:
         own update (for at most the fetch budget), and each is scored as soon as it is here,
         one at a time. An update whose prefetch failed this round is left out at once (a
         stalled member is not asked again). The aggregate waits for every fetch started.
+        An update the gossip validators refused for what it says (an oversized blob, say),
+        though its member signed and published it, is rejected without a fetch, unless an
+        update of the member came first.
         """
         excluded: set[str] = set()
         accepted: dict[str, tuple[Announcement, Mapping[str, WeightArray]]] = {}
@@ -149,17 +152,40 @@ class AggregatorDuty:
                 )
             progress.set()
 
+        def refuse(sender: str, announcement: Announcement, reason: str) -> None:
+            excluded.add(sender)
+            self._rejected[sender] = announcement
+            log.warning("round %d: update of %s rejected: %s", self.round, sender, reason)
+            self.node.emit(
+                {
+                    "event": "excluded",
+                    "round": self.round,
+                    "member": announcement.sender,
+                    "reason": reason,
+                }
+            )
+            progress.set()
+
         def unstarted() -> dict[str, Announcement]:
             return {s: a for s, a in self._announced(members).items() if s not in started}
 
+        def unstarted_refused() -> dict[str, tuple[Announcement, str]]:
+            refused = self.node.inbox.refused_updates(self.round)
+            return {s: refused[s] for s in members if s in refused and s not in started}
+
         def start_fetches(nursery: trio.Nursery) -> None:
+            for sender, (announcement, reason) in sorted(unstarted_refused().items()):
+                started.add(sender)
+                refuse(sender, announcement, reason)
             for sender, announcement in sorted(unstarted().items()):
                 started.add(sender)
                 nursery.start_soon(take, sender, announcement)
 
         async def fetch_late_updates(nursery: trio.Nursery) -> None:
             while True:
-                await self.node.inbox.wait_until(lambda: bool(unstarted()), math.inf)
+                await self.node.inbox.wait_until(
+                    lambda: bool(unstarted()) or bool(unstarted_refused()), math.inf
+                )
                 start_fetches(nursery)
 
         async with trio.open_nursery() as nursery:
@@ -415,6 +441,11 @@ class AggregatorDuty:
     def _announced(self, members: list[str]) -> dict[str, Announcement]:
         updates = self.node.inbox.updates(self.round)
         return {sender: updates[sender] for sender in members if sender in updates}
+
+    def _heard_from(self, members: list[str]) -> set[str]:
+        """The members whose update for the round came, accepted or refused."""
+        refused = self.node.inbox.refused_updates(self.round)
+        return set(self._announced(members)) | {sender for sender in members if sender in refused}
 
     async def _recorded(self) -> bool:
         return await self.node.book.cluster_record(self.round, self.cluster) is not None

@@ -34,7 +34,7 @@ from libp2p.crypto.keys import KeyPair
 
 from gossip.blobs import BlobStore
 from gossip.errors import GossipError
-from gossip.messages import AggregateInput, Announcement, AnnouncementKind
+from gossip.messages import UINT64_MAX, AggregateInput, Announcement, AnnouncementKind
 from gossip.service import GossipService
 from gossip.validation import AnnouncementPolicy
 from incentive.records import ClusterInfo
@@ -149,8 +149,11 @@ class HospitalNode:
             on_unknown_sender=lambda _sender: self._refresh_wanted.set(),
             is_member_peer=self.membership.has_peer,
             is_barred=self.membership.is_barred,
+            is_stranger=self.membership.is_stranger,
         )
         self.gossip = GossipService(config.network, policy, store, identity)
+        self.gossip.on_refused = self._keep_refused_update
+        self.gossip.on_blacklisted = self._report_blacklisted
         book.bind(self)
 
     @property
@@ -198,7 +201,8 @@ class HospitalNode:
         A member that cannot be reached is retried with a growing delay (up to 15 s), so a
         dead peer does not slow every round down and a healed link is used again soon.
         """
-        self.membership.update(await self.book.members())
+        read_at = time.monotonic()  # the membership's clock: only later reads judge strangers
+        self.membership.update(await self.book.members(), read_at)
         now = trio.current_time()
         for member in self.membership.members:
             peer = member.peer_id
@@ -310,11 +314,23 @@ class HospitalNode:
         if final_hash is None:
             raise RoundFailed(f"round {last} is final on chain but its hash cannot be read")
         await self.refresh_membership()
+        # An excluded node leaves now: its peers may have cut it off, so it could not fetch.
+        self._check_membership(last + 1)
         blob = await self._fetch_final(last, final_hash)
         self._adopt_global(
             last, decode_weights(blob, self.config.network.max_blob_bytes), final_hash
         )
         self.emit({"event": "resynced", "round": last, "global_hash": final_hash})
+
+    def _check_membership(self, round_number: int) -> None:
+        """Raise :class:`NotAMember` unless the registry read last lists this node's account
+        as an active member."""
+        if self.address.lower() not in self.membership.addresses():
+            raise NotAMember(
+                f"{self.name}: account {self.address} may not take part in round "
+                f"{round_number}: it is not an active member (removed, excluded for low "
+                "reputation, or not registered); the consortium's governance can reinstate it"
+            )
 
     async def run_round(self, round_number: int) -> None:
         """Take part in one round and finish it on the model the chain finalized."""
@@ -331,12 +347,7 @@ class HospitalNode:
         phases = PhaseClock()
         await self.refresh_membership()
         phases.lap("registry")
-        if self.address.lower() not in self.membership.addresses():
-            raise NotAMember(
-                f"{self.name}: account {self.address} may not take part in round "
-                f"{round_number}: it is not an active member (removed, excluded for low "
-                "reputation, or not registered); the consortium's governance can reinstate it"
-            )
+        self._check_membership(round_number)
         cluster = self.membership.cluster_of(self.address)
         update = await self._train_and_announce(round_number, cluster, phases)
         candidates = await self.book.aggregator_candidates(round_number, cluster)
@@ -569,10 +580,13 @@ class HospitalNode:
         update that cannot be fetched or is not valid weights is left out."""
         members = set(self.membership.addresses())
         deadline = started + self.config.federation.update_timeout
-        await self.inbox.wait_until(
-            lambda: set(self.inbox.updates(round_number)) >= members,
-            deadline - trio.current_time(),
-        )
+
+        def heard_from() -> set[str]:  # a refused update will not come: no need to wait
+            return set(self.inbox.updates(round_number)) | set(
+                self.inbox.refused_updates(round_number)
+            )
+
+        await self.inbox.wait_until(lambda: heard_from() >= members, deadline - trio.current_time())
         announced = {
             s: a for s, a in sorted(self.inbox.updates(round_number).items()) if s in members
         }
@@ -927,6 +941,30 @@ class HospitalNode:
                 while len(self._first_announced) > FIRST_ANNOUNCED_KEPT:
                     del self._first_announced[next(iter(self._first_announced))]  # the oldest
             self.inbox.add(announcement)
+
+    def _keep_refused_update(self, announcement: Announcement, reason: str) -> None:
+        """Keep a member's update announcement for this round or the next that the validators
+        rejected for what it says (an oversized blob, say), so that the cluster's aggregator
+        lists it as rejected (:mod:`node.aggregator`). A rejected input must name a number of
+        samples from 1 to 2**64-1 (the contract's records); an announcement with another
+        stays a gossip offence only."""
+        window = self.current_round + self.gossip.policy.rounds_ahead
+        if (
+            announcement.kind is AnnouncementKind.UPDATE
+            and 0 < announcement.samples <= UINT64_MAX
+            and self.current_round <= announcement.round <= window
+        ):
+            self.inbox.refuse(announcement, reason)
+
+    def _report_blacklisted(self, peer: str, reason: str) -> None:
+        self.emit(
+            {
+                "event": "peer-blacklisted",
+                "round": self.current_round,
+                "peer": peer,
+                "reason": reason,
+            }
+        )
 
     def first_announced(self, update_hash: str) -> tuple[int, str] | None:
         """The round and (lowercase) sender of the first update announcement of this blob

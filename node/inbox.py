@@ -22,6 +22,10 @@ class RoundInbox:
     it is dropped and remembered, never allowed to replace the first. A member may attest
     again (or evaluate again) after a failed attempt at a round; the newest
     :data:`ATTESTATIONS_KEPT` of each for a round are kept.
+
+    Beside them it keeps the first *refused* update per (round, sender): one the gossip
+    validators rejected for what it says though a member signed and published it (an
+    oversized blob, say), which the cluster's aggregator lists as rejected.
     """
 
     def __init__(self) -> None:
@@ -38,6 +42,7 @@ class RoundInbox:
         self._validations: dict[int, dict[str, list[Announcement]]] = defaultdict(
             lambda: defaultdict(list)
         )
+        self._refused: dict[int, dict[str, tuple[Announcement, str]]] = defaultdict(dict)
         self.equivocations: list[Announcement] = []
         self._changed = trio.Event()
 
@@ -69,6 +74,18 @@ class RoundInbox:
                 bucket.append(announcement)
         self._changed.set()
         self._changed = trio.Event()
+
+    def refuse(self, announcement: Announcement, reason: str) -> None:
+        """File an update announcement the validators rejected, and why (see the class doc);
+        the sender's first for the round stands."""
+        refused = self._refused[announcement.round]
+        refused.setdefault(announcement.sender.lower(), (announcement, reason))
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def refused_updates(self, round_number: int) -> dict[str, tuple[Announcement, str]]:
+        """Refused updates for a round with the reasons, keyed by lowercase sender address."""
+        return dict(self._refused.get(round_number, {}))
 
     def updates(self, round_number: int) -> dict[str, Announcement]:
         """Updates for a round, keyed by lowercase sender address."""
@@ -108,6 +125,7 @@ class RoundInbox:
             self._attestations,
             self._evaluations,
             self._validations,
+            self._refused,
         )
         for table in tables:
             for old in [r for r in table if r < round_number]:

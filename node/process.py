@@ -17,7 +17,7 @@ import logging
 import os
 import resource
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,12 +68,15 @@ async def run_node_process(
     passphrase: Passphrase,
     adapt_site: Callable[[SiteData], SiteData] | None = None,
     adapt_node: Callable[[HospitalNode], None] | None = None,
+    instead_of_rounds: Callable[[HospitalNode], Awaitable[None]] | None = None,
 ) -> int:
     """Run one node until the federation's last round is final; return an exit code.
 
     ``passphrase`` unlocks the key files (node/passphrase.py says where it comes from).
     ``adapt_site`` and ``adapt_node`` let the testnet's attacker processes change the data or
-    the node before it starts (testnet/attack_node.py); a hospital's node has neither.
+    the node before it starts, and ``instead_of_rounds`` runs in place of registering and
+    taking part in rounds (an attacker that was never admitted; testnet/attack_node.py); a
+    hospital's node has none of them.
     """
     settings = config.node
     if not settings.site:
@@ -130,7 +133,7 @@ async def run_node_process(
     try:
         async with trio.open_nursery() as nursery:
             await node.start(nursery)
-            if not _registered_as(await book.members(), node):
+            if instead_of_rounds is None and not _registered_as(await book.members(), node):
                 await node.register()
             node.emit(
                 {
@@ -144,6 +147,10 @@ async def run_node_process(
                     "resumed_round": node.completed_round,
                 }
             )
+            if instead_of_rounds is not None:
+                await instead_of_rounds(node)
+                nursery.cancel_scope.cancel()
+                return 0
             await node.connect_to_members(settings.connect_timeout)
             await node.run(config.federation.rounds)
             node.emit(

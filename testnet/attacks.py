@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
+import trio
 
-from gossip.messages import AggregateInput, Announcement, AnnouncementKind
+from gossip.errors import GossipError
+from gossip.messages import UINT64_MAX, AggregateInput, Announcement, AnnouncementKind
 from gossip.ranges import ranges_of
+from node.config import MedswarmConfig
 from node.data import SiteData
 from node.hospital import HospitalNode
-from node.weights import Weights, decode_weights
+from node.weights import Weights, decode_weights, encoded_size
+
+log = logging.getLogger(__name__)
 
 
 def serve_forged_blobs(node: HospitalNode) -> None:
@@ -184,12 +190,147 @@ def copy_updates(node: HospitalNode, wait_seconds: float = 5.0) -> None:
     node.gossip.publish = publish_copy  # type: ignore[method-assign]
 
 
-ATTACKS = (*UPDATE_ATTACKS, "label-flip", "copycat", "nan", "forged-blob", "silent")
+def announce_oversized_updates(node: HospitalNode) -> None:
+    """Make ``node`` announce each update it trains as a blob one byte over the federation's
+    ``network.max_blob_bytes`` (it serves its true blob if asked). Validators reject the
+    announcement, an offence of its peer; as a member signed it, the cluster's aggregator
+    lists the update as rejected. Its own validator is relaxed to let the lie out."""
+    limit = node.config.network.max_blob_bytes
+    node.gossip.policy = replace(node.gossip.policy, max_blob_bytes=UINT64_MAX)
+    publish = node.gossip.publish
+
+    async def publish_oversized(announcement: Announcement) -> None:
+        if announcement.kind is AnnouncementKind.UPDATE:
+            announcement = node.announcement(
+                announcement.kind,
+                announcement.round,
+                announcement.cluster,
+                announcement.blob_hash,
+                limit + 1,
+                announcement.samples,
+            )
+        await publish(announcement)
+
+    node.gossip.publish = publish_oversized  # type: ignore[method-assign]
+
+
+def announce_malformed_updates(node: HospitalNode, seed: int = 0) -> None:
+    """Make ``node`` announce, instead of each update it trains, as many random bytes under
+    their own hash: fetching succeeds (the bytes are what was announced), decoding fails.
+    Aggregators must reject the update as invalid weights."""
+    publish = node.gossip.publish
+    rng = np.random.default_rng(seed)
+
+    async def publish_garbage(announcement: Announcement) -> None:
+        if announcement.kind is AnnouncementKind.UPDATE:
+            garbage = node.gossip.store.put(rng.bytes(announcement.size))
+            announcement = node.announcement(
+                announcement.kind,
+                announcement.round,
+                announcement.cluster,
+                garbage,
+                announcement.size,
+                announcement.samples,
+            )
+        await publish(announcement)
+
+    node.gossip.publish = publish_garbage  # type: ignore[method-assign]
+
+
+OUTSIDER = "outsider"
+TRESPASS_SECONDS = 0.5  # between an outsider's announcements
+
+
+async def trespass(
+    node: HospitalNode,
+    rounds: int,
+    seconds: float,
+    bootstrap: Sequence[str] = (),
+    seed: int = 0,
+) -> None:
+    """Run ``node`` as a peer that holds valid keys but was never admitted (the ``outsider``
+    attack), in place of registering and taking part in rounds.
+
+    It dials its bootstrap peers and, as they register, every member the registry lists;
+    every :data:`TRESPASS_SECONDS` it announces an update for the round in progress (the last
+    final one plus one), a fresh blob of small random weights each round, which it serves. It
+    stops once round ``rounds`` is final on chain, or after ``seconds``. Members must reject
+    it once they have re-read the registry, blacklist it and never count its update.
+    """
+    me, my_peer = node.address.lower(), node.gossip.peer_id
+    members = node.gossip.policy.member_peer_id
+
+    def registered(address: str) -> str | None:  # what lets its own validator pass its lies
+        return my_peer if address.lower() == me else members(address)
+
+    node.gossip.policy = replace(node.gossip.policy, member_peer_id=registered)
+    rng = np.random.default_rng(seed)
+    announcement: Announcement | None = None
+    with trio.move_on_after(seconds):
+        async with trio.open_nursery() as dialing:  # a peer not up yet holds nothing up
+            for address in (*node.config.network.bootstrap, *bootstrap):
+                dialing.start_soon(_dial_quietly, node, address)
+            while True:
+                finalized = await node.book.last_finalized_round()
+                if finalized >= rounds:
+                    dialing.cancel_scope.cancel()
+                    return
+                await node.refresh_membership()  # dials members not connected, in the background
+                if announcement is None or announcement.round != finalized + 1:
+                    node.current_round = finalized + 1
+                    weights = {
+                        name: rng.normal(0.0, 0.01, values.shape).astype(np.float32)
+                        for name, values in node.global_weights.items()
+                    }
+                    announcement = node.announcement(
+                        AnnouncementKind.UPDATE,
+                        node.current_round,
+                        0,
+                        node.store_weights(weights),
+                        encoded_size(weights),
+                        len(node.site.train_y),
+                    )
+                await node.gossip.publish(announcement)
+                await trio.sleep(TRESPASS_SECONDS)
+
+
+async def _dial_quietly(node: HospitalNode, address: str) -> None:
+    try:
+        await node.gossip.connect(address)
+    except GossipError as exc:
+        log.info("%s: bootstrap peer %s not reached: %s", node.name, address, exc)
+
+
+def longest_run_seconds(config: MedswarmConfig) -> float:
+    """How long the federation's rounds could take if every one ran to its deadlines: an
+    outsider gives up by then."""
+    federation = config.federation
+    per_round = (
+        federation.update_timeout
+        + federation.takeover_timeout
+        + federation.aggregate_timeout
+        + federation.chain_timeout
+    )
+    return federation.rounds * per_round
+
+
+ATTACKS = (
+    *UPDATE_ATTACKS,
+    "label-flip",
+    "copycat",
+    "nan",
+    "forged-blob",
+    "silent",
+    "oversized-blob",
+    "malformed-blob",
+    OUTSIDER,
+)
 
 
 def inject(node: HospitalNode, attack: str, seed: int = 0) -> None:
-    """Make ``node`` misbehave as ``attack`` says (``label-flip`` is applied to the data the
-    node is built with, :func:`flip_labels`; nothing to do here)."""
+    """Make ``node`` misbehave as ``attack`` says. Two are put in by the launcher instead:
+    ``label-flip`` by the data the node is built with (:func:`flip_labels`), ``outsider``
+    by running :func:`trespass` in place of the node's rounds, never admitted."""
     if attack in UPDATE_ATTACKS:
         tamper_updates(node, attack, seed)
     elif attack == "copycat":
@@ -200,7 +341,11 @@ def inject(node: HospitalNode, attack: str, seed: int = 0) -> None:
         serve_forged_blobs(node)
     elif attack == "silent":
         withhold_updates(node)
-    elif attack != "label-flip":
+    elif attack == "oversized-blob":
+        announce_oversized_updates(node)
+    elif attack == "malformed-blob":
+        announce_malformed_updates(node, seed)
+    elif attack not in ("label-flip", OUTSIDER):
         raise ValueError(f"unknown attack {attack!r}; choose one of {ATTACKS}")
 
 

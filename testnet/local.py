@@ -31,12 +31,15 @@ from node.simulate import initial_weights, run_local_only
 from node.weights import encode_weights, weights_hash
 from testnet.attacks import (
     ATTACKS,
+    OUTSIDER,
     announce_nan_updates,
     flip_labels,
     inflate_own_evaluation,
     inject,
+    longest_run_seconds,
     record_false_aggregates,
     serve_forged_blobs,
+    trespass,
     withhold_updates,
 )
 from testnet.errors import TestnetError
@@ -69,14 +72,23 @@ class LocalRun:
     attack: str = ""  # what the attackers do (testnet/attacks.py ATTACKS)
     attackers: tuple[str, ...] = ()  # the attacking nodes' site names ("<site>-<k>" if sharded)
 
+    @property
+    def outsiders(self) -> tuple[str, ...]:
+        """Attackers that are never admitted (attack ``outsider``)."""
+        return self.attackers if self.attack == OUTSIDER else ()
+
 
 async def _run_nodes(
-    nodes: list[HospitalNode], run: LocalRun, local_only: dict[str, float]
+    nodes: list[HospitalNode],
+    outsiders: list[HospitalNode],
+    run: LocalRun,
+    local_only: dict[str, float],
 ) -> None:
-    """Start the nodes, connect them, run every round on each, and stop them."""
+    """Start the nodes, connect them, run every round on each, and stop them; the outsiders
+    trespass (:func:`testnet.attacks.trespass`) until the rounds are done."""
     federation = run.config.federation
     async with trio.open_nursery() as nursery:
-        for node in nodes:
+        for node in (*nodes, *outsiders):
             await node.start(nursery)
         for node in nodes:
             await node.register()
@@ -85,10 +97,16 @@ async def _run_nodes(
         for node in nodes:
             bootstrap = () if node is nodes[0] else seed_peer
             await node.connect_to_members(run.connect_timeout, bootstrap)
+        bound = longest_run_seconds(run.config)
+        for outsider in outsiders:
+            nursery.start_soon(
+                trespass, outsider, federation.rounds, bound, seed_peer, federation.seed
+            )
         async with trio.open_nursery() as rounds:
             for node in nodes:
                 rounds.start_soon(node.run, federation.rounds)
-            rounds.start_soon(_baselines, [n.site for n in nodes], run.config, local_only)
+            every_site = [n.site for n in (*nodes, *outsiders)]
+            rounds.start_soon(_baselines, every_site, run.config, local_only)
         nursery.cancel_scope.cancel()
 
 
@@ -154,9 +172,14 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
     keeper = make_keeper(federation.ledger, chain.w3, admin_key, pool_wei, chain.lock)
     keeper.deploy(bytes.fromhex(weights_hash(start_weights)))
     for site, key, cluster in zip(sites, member_keys, clusters, strict=True):
-        keeper.admit(Account.from_key(key).address, site.display_name, cluster)
+        if site.site not in run.outsiders:
+            keeper.admit(Account.from_key(key).address, site.display_name, cluster)
     books = [keeper.book(key, federation.takeover_timeout) for key in member_keys]
-    round_log = RoundLog(run.out_dir / "rounds.jsonl", run.nodes, run.out_dir / "events.jsonl")
+    round_log = RoundLog(
+        run.out_dir / "rounds.jsonl",
+        run.nodes - len(run.outsiders),
+        run.out_dir / "events.jsonl",
+    )
 
     def on_event(event: dict[str, Any]) -> None:
         line = round_log.record(event)
@@ -194,23 +217,27 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
         if node.site.site in run.attackers:
             inject(node, run.attack, federation.seed)
     local_only: dict[str, float] = {}
+    outsiders = [node for node in nodes if node.site.site in run.outsiders]
+    members = [node for node in nodes if node.site.site not in run.outsiders]
     try:
-        await _run_nodes(nodes, run, local_only)
+        await _run_nodes(members, outsiders, run, local_only)
     except* MedswarmError as group:
         keeper.write_record(run.out_dir)  # what happened, for the audit
         reasons = sorted({str(error) for error in leaf_errors(group)})
         raise TestnetError("the federation stopped: " + "; ".join(reasons)) from None
 
-    staying = [node for node in nodes if node.left is None]  # excluded nodes left early
+    staying = [node for node in members if node.left is None]  # excluded nodes left early
     final_hashes = {node.global_hash for node in staying}
     final = staying[0]
     model_path = run.out_dir / "model-final.bin"
     model_path.write_bytes(encode_weights(final.global_weights))
-    credits = {a.lower(): wei for a, wei in keeper.pay_out(list(member_keys)).items()}
+    keys = [key for node, key in zip(nodes, member_keys, strict=True) if node in members]
+    credits = {a.lower(): wei for a, wei in keeper.pay_out(keys).items()}
     last_round = round_log.completed[-1]
     hospitals = []
     for node in nodes:
-        seen = _last_seen(round_log, node.name)
+        # an outsider has no federated model: it took part in no round
+        seen = _last_seen(round_log, node.name) if node in members else {}
         hospitals.append(
             HospitalSummary(
                 name=node.site.display_name,
@@ -218,11 +245,11 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
                 address=node.address,
                 samples=len(node.site.train_y),
                 local_only_accuracy=local_only[node.site.site],
-                federated_accuracy=float(seen["test_accuracy"]),
+                federated_accuracy=seen.get("test_accuracy"),
                 contribution=keeper.contribution(node.address),
                 reward_wei=credits.get(node.address.lower(), 0),
-                metric=seen["test_metric"],
-                personal_metric=seen["personal_metric"],
+                metric=seen.get("test_metric"),
+                personal_metric=seen.get("personal_metric"),
             )
         )
     keeper.write_record(run.out_dir)

@@ -196,12 +196,12 @@ class MultiProcessTestnet:
             host = self.lab.address(spec.name) if self.lab else "127.0.0.1"
             node = NodeProcess(spec, directory, key, peer_id, free_port(), host)
             self.nodes[spec.name] = node
-            if spec.name not in self.scenario.late_joiners:
+            if spec.name not in self.scenario.late_joiners and spec.admitted:
                 self.keeper.admit(node.address, spec.name, spec.cluster)
         bootstrap = next(
             n.multiaddr
             for n in self.nodes.values()
-            if n.spec.name not in self.scenario.late_joiners
+            if n.spec.name not in self.scenario.late_joiners and n.spec.admitted
         )
         for node in self.nodes.values():
             self._write_node_config(node, bootstrap)

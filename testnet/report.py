@@ -18,7 +18,7 @@ class HospitalSummary:
     address: str
     samples: int
     local_only_accuracy: float
-    federated_accuracy: float
+    federated_accuracy: float | None  # None: it took part in no round (an outsider)
     contribution: int
     reward_wei: int
     metric: float | None = None  # the task's metric (metric_name) of the final model
@@ -152,9 +152,10 @@ def format_table(summary: RunSummary) -> str:
     )
     lines = [header, "-" * len(header)]
     for h in summary.hospitals:
+        federated = "-" if h.federated_accuracy is None else f"{h.federated_accuracy:.3f}"
         lines.append(
             f"{h.name:<15} {h.samples:>7} {h.local_only_accuracy:>10.3f} "
-            f"{h.federated_accuracy:>9.3f} {h.contribution:>12} {h.reward_eth:>12.6f}"
+            f"{federated:>9} {h.contribution:>12} {h.reward_eth:>12.6f}"
         )
     lines.append("-" * len(header))
     lines.append(

@@ -34,8 +34,10 @@ A scenario is TOML::
     sides = [["a", "b"], ["c", "d"]]  # partition: nodes that can reach only their own side
 
 A ``join`` fault admits its node on chain and starts it when ``round`` begins; such a node is
-not started with the others. A scenario with a ``partition`` runs every node in its own
-network namespace (see :mod:`testnet.netns`), which needs root or CAP_NET_ADMIN.
+not started with the others. A node with ``attack = "outsider"`` is never admitted: it runs
+with valid keys but no membership (testnet/attacks.py, ``trespass``). A scenario with a
+``partition`` runs every node in its own network namespace (see :mod:`testnet.netns`), which
+needs root or CAP_NET_ADMIN.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from typing import Any
 from node.clustering import clusters_by_share, label_share
 from node.config import MedswarmConfig, config_from_dict, read_toml
 from node.data import load_site, shard
-from testnet.attacks import ATTACKS
+from testnet.attacks import ATTACKS, OUTSIDER
 from testnet.errors import TestnetError
 
 FAULT_KINDS = ("crash", "crash-aggregator", "straggler", "join", "partition", "chain-restart")
@@ -66,6 +68,11 @@ class NodeSpec:
     shards: int = 1
     label_share: float | None = None  # set when the launcher formed the clusters from labels
     attack: str = ""  # a hostile node: what it does (testnet/attacks.py ATTACKS)
+
+    @property
+    def admitted(self) -> bool:
+        """Whether the launcher admits the node on chain (an ``outsider`` never is)."""
+        return self.attack != OUTSIDER
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ DEMO = Path(__file__).parents[2] / "testnet" / "demo.toml"
 def federate(out: Path, rounds: int, **options: Any) -> RunSummary:
     torch.set_num_threads(1)
     overrides = {"aggregation": options.pop("aggregation", "fedavg")}
+    overrides.update(options.pop("federation", {}))
     config = with_overrides(
         load_config(DEMO), rounds=rounds, update_timeout=10.0, screen_updates=True, **overrides
     )
@@ -81,3 +82,58 @@ def test_a_robust_rule_is_recomputed_alike_by_every_checking_member(tmp_path: Pa
     assert all(r["nodes_agree"] for r in rounds) and summary.nodes_agree
     assert node_events(tmp_path, "excluded") == []  # nobody honest is rejected
     assert 0.6 < summary.final_mean_accuracy < 1.0
+
+
+def test_an_outsider_is_rejected_blacklisted_and_never_counted(tmp_path: Path) -> None:
+    summary = federate(tmp_path, 4, attack="outsider", attackers=("va",))
+    outsider = next(h for h in summary.hospitals if h.site == "va")
+    members = [h for h in summary.hospitals if h.site != "va"]
+    blacklisted = node_events(tmp_path, "peer-blacklisted")
+    # every member cut it off once: its first announcement ignored, three rejected
+    assert sorted(e["node"] for e in blacklisted) == sorted(h.site for h in members)
+    assert all(f"sender {outsider.address}" in e["reason"] for e in blacklisted)
+    assert all("is not a member" in e["reason"] for e in blacklisted)
+    aggregated = node_events(tmp_path, "aggregated")
+    assert aggregated and all(e["inputs"] == 3 and e["rejected"] == [] for e in aggregated)
+    assert node_events(tmp_path, "excluded") == []
+    audit = audit_events(EventLog.read_jsonl(tmp_path / "chain" / "events.jsonl").records())
+    assert audit.ok, audit.problems
+    assert outsider.address not in {m.account for m in audit.members.values()}
+    assert outsider.federated_accuracy is None
+    assert outsider.contribution == 0 and outsider.reward_wei == 0
+    assert all(h.reward_wei > 0 for h in members)
+    assert summary.nodes_agree and 0.6 < summary.final_mean_accuracy < 1.0
+
+
+def test_an_oversized_update_is_refused_at_the_gate_and_costs_reputation(tmp_path: Path) -> None:
+    summary = federate(tmp_path, 5, attack="oversized-blob", attackers=("va",))
+    va = next(h for h in summary.hospitals if h.site == "va")
+    rejected = node_events(tmp_path, "excluded")
+    # Round 1's aggregator was va itself, which took its own update (its blob is valid);
+    # in rounds 2-4 the validators refused the announcement and the aggregator listed it.
+    assert [e["node"] for e in node_events(tmp_path, "aggregated") if e["round"] == 1] == ["va"]
+    assert {(e["round"], e["member"]) for e in rejected} == {(r, va.address) for r in (2, 3, 4)}
+    assert all("67108865 bytes exceeds the 67108864-byte limit" in e["reason"] for e in rejected)
+    assert node_events(tmp_path, "peer-blacklisted") == []  # a member answers on chain
+    audit = audit_events(EventLog.read_jsonl(tmp_path / "chain" / "events.jsonl").records())
+    assert audit.ok, audit.problems
+    member = next(m for m in audit.members.values() if m.account == va.address)
+    assert member.excluded and member.reputation == 4219
+    assert va.reward_wei == 0 and va.contribution == 0
+    assert [e["node"] for e in node_events(tmp_path, "left-federation")] == ["va"]
+    assert summary.nodes_agree and 0.6 < summary.final_mean_accuracy < 1.0
+
+
+def test_random_bytes_under_their_own_hash_are_fetched_then_rejected(tmp_path: Path) -> None:
+    summary = federate(tmp_path, 4, attack="malformed-blob", attackers=("va",))
+    va = next(h for h in summary.hospitals if h.site == "va")
+    rejected = node_events(tmp_path, "excluded")
+    # fetched and checked, by va itself too as round 1's aggregator: excluded after round 3
+    assert {(e["round"], e["member"]) for e in rejected} == {(r, va.address) for r in (1, 2, 3)}
+    assert all("not medswarm weights" in e["reason"] for e in rejected)
+    assert node_events(tmp_path, "peer-blacklisted") == []  # the bytes were what it announced
+    audit = audit_events(EventLog.read_jsonl(tmp_path / "chain" / "events.jsonl").records())
+    member = next(m for m in audit.members.values() if m.account == va.address)
+    assert audit.ok and member.excluded and member.reputation == 4219 and va.reward_wei == 0
+    assert [e["round"] for e in node_events(tmp_path, "left-federation")] == [4]
+    assert summary.nodes_agree and 0.6 < summary.final_mean_accuracy < 1.0

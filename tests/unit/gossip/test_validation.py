@@ -1,10 +1,20 @@
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 from eth_account import Account
+from libp2p.peer.id import ID
 
+from gossip.blobs import BlobStore
 from gossip.messages import AggregateInput, Announcement, AnnouncementKind
-from gossip.validation import AnnouncementPolicy, Verdict, judge, validate_announcement
+from gossip.service import GossipConfig, GossipService, new_identity
+from gossip.validation import (
+    AnnouncementPolicy,
+    SenderQuota,
+    Verdict,
+    judge,
+    validate_announcement,
+)
 
 KEY = "0x" + "11" * 32
 STRANGER_KEY = "0x" + "33" * 32
@@ -151,3 +161,98 @@ def test_a_barred_member_is_rejected_a_stranger_only_ignored() -> None:
     assert decision.verdict is Verdict.REJECT and "excluded or removed" in decision.reason
     assert judge(from_barred, PEER, policy()).verdict is Verdict.IGNORE
     assert judge(announcement().signed(KEY), PEER, barred).verdict is Verdict.ACCEPT
+
+
+def test_a_sender_gets_the_limit_of_announcements_per_round_and_no_more() -> None:
+    quota = SenderQuota(limit=4)
+    distinct = [announcement(blob_hash=f"{i:064x}").signed(KEY) for i in range(5)]
+    verdicts = [quota.admit(a, current_round=3).verdict for a in distinct]
+    assert verdicts == [Verdict.ACCEPT] * 4 + [Verdict.REJECT]
+    refused = quota.admit(distinct[4], current_round=3)
+    assert "flooding" in refused.reason and "4 announcements" in refused.reason
+    # another round and another sender have limits of their own
+    assert quota.admit(announcement(round=4).signed(KEY), current_round=3).accepted
+    stranger = announcement(sender=STRANGER).signed(STRANGER_KEY)
+    assert quota.admit(stranger, current_round=3).accepted
+
+
+def test_a_repeat_of_a_counted_announcement_is_not_counted_again() -> None:
+    quota = SenderQuota(limit=4)
+    update = announcement().signed(KEY)
+    assert all(quota.admit(update, current_round=3).accepted for _ in range(10))
+    others = [announcement(blob_hash=f"{i:064x}").signed(KEY) for i in range(3)]
+    assert all(quota.admit(a, current_round=3).accepted for a in others)
+    assert not quota.admit(announcement(blob_hash="ef" * 32).signed(KEY), 3).accepted
+
+
+def test_counts_of_rounds_that_are_over_are_forgotten() -> None:
+    quota = SenderQuota(limit=4)
+    for round_number in range(1, 100):
+        for i in range(4):
+            item = announcement(round=round_number, blob_hash=f"{i:064x}").signed(KEY)
+            assert quota.admit(item, current_round=round_number).accepted
+    assert len(quota._seen) == 1  # only the current round's count is kept
+
+
+def test_the_gossip_service_rejects_a_flood_as_an_offence_of_the_publisher() -> None:
+    identity = new_identity(b"\x07" * 32)
+    peer = ID.from_pubkey(identity.public_key)
+    members = {ADDRESS.lower(): peer.to_base58()}
+    lookups = AnnouncementPolicy(
+        federation="heart",
+        member_peer_id=lambda address: members.get(address.lower()),
+        current_round=lambda: 3,
+        max_blob_bytes=1_000,
+    )
+    service = GossipService(
+        GossipConfig(max_announcements_per_round=5), lookups, BlobStore(), identity
+    )
+    verdicts = []
+    for index in range(7):
+        signed = announcement(peer_id=peer.to_base58(), blob_hash=f"{index:064x}").signed(KEY)
+        message = SimpleNamespace(from_id=peer.to_bytes(), data=signed.encode())
+        verdicts.append(service._validate(peer, message))
+    assert verdicts == [True] * 5 + [False] * 2
+    assert service.offences[peer.to_base58()] == 2
+
+
+def test_a_member_answers_for_a_refused_update_of_a_round_in_play() -> None:
+    oversize = judge(announcement(size=1_001).signed(KEY), PEER, policy(current=3))
+    assert oversize.verdict is Verdict.REJECT and oversize.accountable
+    with_inputs = announcement(inputs=(AggregateInput(ADDRESS, "ab" * 32, 1),)).signed(KEY)
+    assert judge(with_inputs, PEER, policy(current=3)).accountable
+    # a round over: no aggregator to account for it, an offence like any other
+    old = judge(announcement(size=1_001, round=1).signed(KEY), PEER, policy(current=3))
+    assert old.verdict is Verdict.REJECT and not old.accountable
+    # not from the member's own peer: nothing proves the member published it
+    relayed = judge(announcement(size=1_001).signed(KEY), "12D3KooWother", policy(current=3))
+    assert relayed.verdict is Verdict.REJECT and not relayed.accountable
+
+
+def test_the_gossip_service_hands_on_refused_updates_without_an_offence() -> None:
+    identity = new_identity(b"\x08" * 32)
+    peer = ID.from_pubkey(identity.public_key)
+    members = {ADDRESS.lower(): peer.to_base58()}
+    lookups = AnnouncementPolicy(
+        federation="heart",
+        member_peer_id=lambda address: members.get(address.lower()),
+        current_round=lambda: 3,
+        max_blob_bytes=1_000,
+    )
+    service = GossipService(
+        GossipConfig(max_announcements_per_round=5), lookups, BlobStore(), identity
+    )
+    refused: list[tuple[Announcement, str]] = []
+    blacklisted: list[tuple[str, str]] = []
+    service.on_refused = lambda a, reason: refused.append((a, reason))
+    service.on_blacklisted = lambda p, reason: blacklisted.append((p, reason))
+    verdicts = []
+    for index in range(9):  # oversized, each a new one: refused, then flooding past 5
+        signed = announcement(peer_id=peer.to_base58(), size=1_001 + index).signed(KEY)
+        message = SimpleNamespace(from_id=peer.to_bytes(), data=signed.encode())
+        verdicts.append(service._validate(peer, message))
+    assert verdicts == [False] * 9
+    assert [a.size for a, _ in refused] == [1_001, 1_002, 1_003, 1_004, 1_005]
+    assert all("exceeds the 1000-byte limit" in reason for _, reason in refused)
+    assert service.offences[peer.to_base58()] == 4  # the floods only
+    assert len(blacklisted) == 1 and "flooding" in blacklisted[0][1]

@@ -145,6 +145,16 @@ def test_segmented_fetch_settings_are_read_and_checked() -> None:
         config_from_dict({"network": {"fetch_concurrency": 9}})
 
 
+def test_the_announcement_limit_is_read_and_checked() -> None:
+    assert config_from_dict({}).network.max_announcements_per_round == 16
+    raw = {"network": {"max_announcements_per_round": 5}}
+    assert config_from_dict(raw).network.max_announcements_per_round == 5
+    with pytest.raises(
+        ConfigError, match=r"max_announcements_per_round = 4 is too small: give at least 5"
+    ):
+        config_from_dict({"network": {"max_announcements_per_round": 4}})
+
+
 def test_strategy_table_and_standardisation() -> None:
     config = config_from_dict(
         {

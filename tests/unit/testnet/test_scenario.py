@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from node.data import resolve_data_dir
+from testnet.attacks import ATTACKS
 from testnet.errors import TestnetError
 from testnet.scenario import load_scenario, scenario_from_dict, with_label_clusters
 
@@ -26,6 +27,21 @@ def test_shipped_scenarios_load(path: Path) -> None:
     scenario = load_scenario(path)
     assert scenario.nodes
     assert scenario.config.federation.rounds >= 1
+
+
+def test_every_attack_has_a_scenario_of_eight_nodes_two_of_them_hostile() -> None:
+    for attack in ATTACKS:
+        scenario = load_scenario(Path(f"testnet/scenarios/attack-{attack}.toml"))
+        hostile = {n.name: n.attack for n in scenario.nodes if n.attack}
+        assert len(scenario.nodes) == 8
+        assert hostile == {"cleveland-b": attack, "hungary-a": attack}
+
+
+def test_outsiders_are_the_only_nodes_never_admitted() -> None:
+    scenario = load_scenario(Path("testnet/scenarios/attack-outsider.toml"))
+    assert sorted(n.name for n in scenario.nodes if not n.admitted) == ["cleveland-b", "hungary-a"]
+    others = load_scenario(Path("testnet/scenarios/attack-oversized-blob.toml"))
+    assert all(n.admitted for n in others.nodes)
 
 
 def test_shipped_crash_restart_is_eight_nodes_in_two_clusters() -> None:
