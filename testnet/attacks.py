@@ -49,6 +49,31 @@ def withhold_updates(node: HospitalNode) -> None:
     node.gossip.publish = publish_all_but_updates  # type: ignore[method-assign]
 
 
+def replay_old_announcements(node: HospitalNode) -> None:
+    """Make ``node`` announce its update of the first model round honestly, and in every
+    later round publish that very announcement again, signed bytes and all, instead of a new
+    one: a replay of an old round's announcement. Validators ignore an announcement for a
+    round that is over, so the member contributes nothing after its first model round. Its
+    own validator is relaxed to let the replays out."""
+    node.gossip.policy = replace(
+        node.gossip.policy, current_round=lambda: 0, rounds_ahead=UINT64_MAX
+    )
+    publish = node.gossip.publish
+    first: list[Announcement] = []
+
+    async def publish_replay(announcement: Announcement) -> None:
+        if announcement.kind is AnnouncementKind.UPDATE and not node.learner.statistics_round(
+            announcement.round
+        ):
+            if first:
+                announcement = first[0]
+            else:
+                first.append(announcement)
+        await publish(announcement)
+
+    node.gossip.publish = publish_replay  # type: ignore[method-assign]
+
+
 NAN_FLOAT32 = b"\x00\x00\xc0\x7f"  # a quiet NaN, little-endian
 
 
@@ -321,6 +346,7 @@ ATTACKS = (
     "nan",
     "forged-blob",
     "silent",
+    "replay",
     "oversized-blob",
     "malformed-blob",
     OUTSIDER,
@@ -341,6 +367,8 @@ def inject(node: HospitalNode, attack: str, seed: int = 0) -> None:
         serve_forged_blobs(node)
     elif attack == "silent":
         withhold_updates(node)
+    elif attack == "replay":
+        replay_old_announcements(node)
     elif attack == "oversized-blob":
         announce_oversized_updates(node)
     elif attack == "malformed-blob":

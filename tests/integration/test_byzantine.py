@@ -124,6 +124,21 @@ def test_an_oversized_update_is_refused_at_the_gate_and_costs_reputation(tmp_pat
     assert summary.nodes_agree and 0.6 < summary.final_mean_accuracy < 1.0
 
 
+def test_replayed_announcements_of_a_past_round_are_ignored(tmp_path: Path) -> None:
+    summary = federate(tmp_path, 3, attack="replay", attackers=("va",))
+    va = next(h for h in summary.hospitals if h.site == "va")
+    per_cluster = {
+        (e["round"], e["cluster"]): e["inputs"] for e in node_events(tmp_path, "aggregated")
+    }
+    inputs = {r: sum(n for (rr, _), n in per_cluster.items() if rr == r) for r in (1, 2, 3)}
+    # round 1 pools statistics, round 2 is va's own; in round 3 only its replay comes
+    assert inputs == {1: 4, 2: 4, 3: 3}
+    assert node_events(tmp_path, "excluded") == []  # ignored, not rejected: no offence
+    assert node_events(tmp_path, "peer-blacklisted") == []
+    assert summary.nodes_agree and 0.6 < summary.final_mean_accuracy < 1.0
+    assert va.contribution > 0  # for round 2 only
+
+
 def test_random_bytes_under_their_own_hash_are_fetched_then_rejected(tmp_path: Path) -> None:
     summary = federate(tmp_path, 4, attack="malformed-blob", attackers=("va",))
     va = next(h for h in summary.hospitals if h.site == "va")
