@@ -89,3 +89,27 @@ class KeyFileError(NodeError):
 
 class PassphraseError(KeyFileError):
     """The passphrase of the key files is missing, wrong, or cannot be read."""
+
+
+class SecAggError(MedswarmError):
+    """Base class for errors of secure aggregation (:mod:`node.secagg`)."""
+
+
+class SecAggConfigError(SecAggError, ValueError):
+    """A secure-aggregation round is set up with values that cannot work."""
+
+
+class SecAggOverflow(SecAggError, OverflowError):
+    """An update's values, summed over the cluster, could leave the fixed-point range."""
+
+
+class MalformedSecAggMessage(SecAggError, ValueError):
+    """A secure-aggregation message could not be decoded, or names the wrong round or member."""
+
+
+class ShareRefused(SecAggError):
+    """A member was asked for shares it must not reveal (both secrets of one member)."""
+
+
+class CannotUnmask(SecAggError):
+    """Too few members are left to unmask the round's sum, or their answers disagree."""
