@@ -14,6 +14,7 @@ from testnet.fog_bench import measure_fog_traffic
 from testnet.gas_bench import measure_gas, steady_round_gas
 from testnet.gossip_bench import check_arguments, measure_dissemination
 from testnet.round_bench import measure_round
+from testnet.secagg_bench import DEFAULT_PARAMETERS, measure_secagg
 
 _PATH_NAMES = {
     "raw_tcp": "raw TCP socket",
@@ -125,6 +126,34 @@ def add_bench_parser(subparsers: Any) -> None:
     gas.add_argument("--json", action="store_true", help="print one JSON object instead")
     gas.set_defaults(handler=run_gas_bench)
 
+    secagg = commands.add_parser(
+        "secagg",
+        help="one secure-aggregation round of a cluster against plain summation",
+        description=(
+            "Run one round of secure aggregation (node/secagg.py) in this process: MEMBERS "
+            "members mask updates of PARAMS float32 values, the last DROPOUTS drop after "
+            "masking, and the aggregator unmasks the survivors' sum. Print whether the sum is "
+            "exactly the plain fixed-point sum, the protocol's seconds and the bytes each "
+            "member sends, beside plain summation of the float32 updates (the baseline, "
+            "measured in the same run) and the ratios."
+        ),
+    )
+    secagg.add_argument("--members", type=int, default=8, help="members (default 8)")
+    secagg.add_argument(
+        "--dropouts", type=int, default=1, help="members dropping after masking (default 1)"
+    )
+    secagg.add_argument(
+        "--params",
+        type=int,
+        default=DEFAULT_PARAMETERS,
+        help=f"values per update (default {DEFAULT_PARAMETERS})",
+    )
+    secagg.add_argument(
+        "--threshold", type=int, default=0, help="shares needed to unmask (default: a majority)"
+    )
+    secagg.add_argument("--json", action="store_true", help="print one JSON object instead")
+    secagg.set_defaults(handler=run_secagg_bench)
+
 
 def run_blob_bench(args: argparse.Namespace) -> int:
     result = measure_blob_throughput(args.size_mib * 2**20, args.repeat).as_dict()
@@ -234,5 +263,29 @@ def run_gas_bench(args: argparse.Namespace) -> int:
     print(
         f"ratio {result.ratio_to_baseline:.3f}; Consortium round 1 {result.round_gas[0]:,} gas, "
         f"later rounds (median) {steady_round_gas(result):,.0f}"
+    )
+    return 0
+
+
+def run_secagg_bench(args: argparse.Namespace) -> int:
+    result = measure_secagg(args.members, args.dropouts, args.params, args.threshold).as_dict()
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(
+        f"secure aggregation, {result['members']} members (threshold {result['threshold']}), "
+        f"{result['dropouts']} dropping after masking, {result['params']:,} values per update"
+    )
+    print(f"  sum exactly the plain fixed-point sum  {result['exact']!s:>12}")
+    print(f"  largest error against the float sum    {result['max_abs_error']:>12.2e}")
+    print(f"{'':<20}{'seconds':>12}{'bytes/member':>16}")
+    print(f"{'secure aggregation':<20}{result['seconds']:>12.3f}{result['bytes_per_member']:>16,}")
+    print(f"{'plain float32 sum':<20}{result['plain_seconds']:>12.4f}{result['plain_bytes']:>16,}")
+    print(f"{'ratio':<20}{result['seconds_vs_plain']:>12.1f}{result['bytes_vs_plain']:>16.4f}")
+    phases = ", ".join(f"{k} {v:.3f}" for k, v in result["phase_seconds"].items())
+    print(f"  phases (s): {phases}")
+    print(
+        f"  slowest member {result['slowest_member_seconds']:.3f} s, "
+        f"aggregator {result['aggregator_seconds']:.3f} s"
     )
     return 0
