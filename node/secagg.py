@@ -7,8 +7,9 @@ One round of one cluster, n members in the order of :attr:`SecAggRound.members`,
 1. Keys (:meth:`SecAggMember.advertise`). Member u makes two fresh X25519 key pairs: one to
    seal the shares it deals, one whose agreements seed its pairwise masks.
 2. Shares (:meth:`SecAggMember.deal_shares`). u draws a 32-byte self-mask seed b_u and splits
-   b_u and its mask private key into t-of-n Shamir shares (:mod:`node.shamir`); the two shares
-   for v are sealed with ChaCha20-Poly1305 under a key both derive from their encryption keys.
+   b_u and its mask private key into t-of-|U1| Shamir shares (:mod:`node.shamir`; U1: the
+   members that advertised keys); the two shares for v are sealed with ChaCha20-Poly1305
+   under a key both derive from their encryption keys.
 3. Masked input (:meth:`SecAggMember.mask`). With U2 the members whose shares u received
    (u included) and x_u its encoded update,
    y_u = x_u + PRG(b_u) + sum over v in U2, v > u of PRG(s_uv) - sum over v < u of PRG(s_uv),
@@ -29,7 +30,8 @@ numpy's uint32 arithmetic wraps mod 2^32, so masks add and cancel in plain vecto
 price is range and resolution: the sum must stay within the signed 32-bit range, so each of n
 members may send values within +-(2^31 - 1) / n / 2^scale_bits (just under 256 for 8 members
 at the default scale, 128 for 16; model deltas are far smaller), and each value is rounded to
-2^-21 (4.8e-7). Values outside raise :class:`~node.errors.SecAggOverflow`.
+a multiple of 2^-20 (an error of at most 2^-21, 4.8e-7). Values outside raise
+:class:`~node.errors.SecAggOverflow`.
 
 Derivations: HKDF-SHA256, no salt, info = "medswarm secagg v1/" + purpose + the round's
 digest (:attr:`SecAggRound.digest`: federation, round, cluster, members, length, threshold,
