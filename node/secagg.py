@@ -186,7 +186,7 @@ class SecAggMember:
         advertised keys (this one's included), sealed for each."""
         if self._keys:
             raise SecAggError("shares are dealt once per round")
-        keys = collect_advertisements(self.setup, advertisements)
+        keys = _collect_advertisements(self.setup, advertisements)
         if keys.get(self.index) != self.advertise():
             raise MalformedSecAggMessage(
                 f"the advertisements lack member {self.index}'s own keys, or show others"
@@ -317,12 +317,13 @@ class SecAggAggregator:
 
     def __init__(self, setup: SecAggRound, advertisements: Iterable[KeyAdvertisement]) -> None:
         self.setup = setup
-        self._keys = collect_advertisements(setup, advertisements)
+        self._keys = _collect_advertisements(setup, advertisements)
         self._inputs: dict[int, MaskedInput] = {}
         self._request: UnmaskingRequest | None = None
 
     def receive(self, masked: MaskedInput) -> bool:
-        """Take a member's masked input; False (left out) once the request has gone out."""
+        """Take a member's masked input; False if it is left out: it came again, or after the
+        unmasking request went out."""
         if self._request is not None:
             return False
         vector = masked.vector
@@ -421,7 +422,7 @@ class SecAggAggregator:
         return expand_mask(seed, self.setup.length)
 
 
-def collect_advertisements(
+def _collect_advertisements(
     setup: SecAggRound, advertisements: Iterable[KeyAdvertisement]
 ) -> dict[int, KeyAdvertisement]:
     """The advertisements by member, in index order; at least ``threshold`` of them."""

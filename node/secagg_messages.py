@@ -55,9 +55,9 @@ def majority(members: int) -> int:
 class SecAggRound:
     """The setup of one cluster's secure-aggregation round, the same at every party.
 
-    ``threshold`` 0 means a majority; any other value must lie between a majority and the
-    number of members. ``scale_bits``: updates are encoded as round(x * 2^scale_bits) mod 2^32
-    (:func:`node.secagg.encode_fixed`).
+    ``threshold`` 0 means a majority (it is replaced by that number); any other value must lie
+    between a majority and the number of members. ``scale_bits``: updates are encoded as
+    round(x * 2^scale_bits) mod 2^32 (:func:`node.secagg.encode_fixed`).
     """
 
     federation: str
@@ -69,6 +69,7 @@ class SecAggRound:
     scale_bits: int = DEFAULT_SCALE_BITS
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "members", tuple(self.members))
         n = len(self.members)
         if not 2 <= n <= MAX_MEMBERS:
             raise SecAggConfigError(
