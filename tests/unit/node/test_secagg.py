@@ -34,6 +34,7 @@ from node.secagg import (
     encode_fixed,
     expand_mask,
     pair_seed,
+    self_mask_seed,
 )
 
 LENGTH = 1000
@@ -184,6 +185,10 @@ def test_a_late_masked_input_of_a_dropped_member_stays_hidden() -> None:
     encoded = encode_fixed(updates[4], 20, 5)
     assert np.mean(stripped == encoded) < 0.001
     assert top_byte_chi_square(stripped) < CHI_SQUARE_CRITICAL_255
+    # What is left is the update under the self mask alone (the test peeks at the member's
+    # secret seed b_u, which no share revealed, to show the stripping was complete).
+    self_mask = expand_mask(self_mask_seed(setup, round_.members[4]._seed, 4), setup.length)
+    np.testing.assert_array_equal(stripped - self_mask, encoded)
     # Nor will the members now hand over member 4's self-mask seed.
     late_request = UnmaskingRequest(survivors=(0, 1, 2, 3, 4), dropped=())
     for holder in round_.members[:4]:
