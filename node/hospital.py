@@ -39,7 +39,6 @@ from gossip.service import GossipService
 from gossip.validation import AnnouncementPolicy
 from incentive.records import ClusterInfo
 from node import robust
-from node.accountant import RdpAccountant
 from node.aggregation import fedavg
 from node.aggregator import AggregatorDuty
 from node.coalitions import shapley_shares
@@ -51,7 +50,7 @@ from node.journal import Checkpoint, Journal
 from node.learner import SiteLearner
 from node.membership import Membership
 from node.phases import PhaseClock
-from node.privacy import ClientPrivacy, member_noise_key
+from node.privacy import ClientPrivacy, member_noise_key, privacy_spent
 from node.round_book import AveragedInputs, RoundBook, averaged_inputs
 from node.training import derive_seed
 from node.validation import VariateHistory, loss_ratios, own_step, ratio_score
@@ -449,24 +448,18 @@ class HospitalNode:
         )
 
     def _privacy_spent(self, round_number: int) -> dict[str, Any]:
-        """The round event's ``epsilon`` (all model rounds up to this one), ``epsilon_round``
-        (this round's update alone; None in the statistics round) and ``delta``; None when
-        updates are only clipped, nothing when they are neither clipped nor noised."""
+        """The round event's ``epsilon``, ``epsilon_round`` and ``delta``
+        (:func:`~node.privacy.privacy_spent`); nothing when updates are not clipped. Counts
+        every model round up to this one (a member releases at most one update a round)."""
         federation = self.config.federation
         if not federation.dp_clip:
             return {}
-        if not federation.differential_privacy:
-            return {"epsilon": None, "epsilon_round": None, "delta": None}
-        statistics = self.learner.federation_statistics
-        released = round_number - int(statistics)  # at most one model update per round
-        sigma, delta = federation.dp_noise_multiplier, federation.dp_delta
-        return {
-            "epsilon": RdpAccountant(sigma).step(released).epsilon(delta),
-            "epsilon_round": None
-            if self.learner.statistics_round(round_number)
-            else RdpAccountant(sigma).step(1).epsilon(delta),
-            "delta": delta,
-        }
+        return privacy_spent(
+            federation.dp_noise_multiplier,
+            federation.dp_delta,
+            round_number - int(self.learner.federation_statistics),
+            released_now=not self.learner.statistics_round(round_number),
+        )
 
     async def _train_and_announce(
         self, round_number: int, cluster: int, phases: PhaseClock

@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from node.accountant import RdpAccountant
 from node.errors import PrivacyError
 from node.weights import WeightArray, Weights
 
@@ -140,6 +141,23 @@ def member_noise_key(account_key: str) -> bytes:
     if not secret:
         raise PrivacyError("a member's noise key needs its account key, got an empty one")
     return hmac.new(secret, NOISE_KEY_CONTEXT, hashlib.sha256).digest()
+
+
+def privacy_spent(
+    noise_multiplier: float, delta: float, releases: int, released_now: bool
+) -> dict[str, float | None]:
+    """What a round event reports: ``epsilon`` after ``releases`` noised updates,
+    ``epsilon_round`` of one update alone (None when the round released none: the statistics
+    round) and ``delta``; all None without noise (clipping alone guarantees nothing)."""
+    if noise_multiplier == 0:
+        return {"epsilon": None, "epsilon_round": None, "delta": None}
+    return {
+        "epsilon": RdpAccountant(noise_multiplier).step(releases).epsilon(delta),
+        "epsilon_round": RdpAccountant(noise_multiplier).step(1).epsilon(delta)
+        if released_now
+        else None,
+        "delta": delta,
+    }
 
 
 def _flatten(update: Mapping[str, WeightArray]) -> tuple[list[str], Float64Array]:

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from node.accountant import RdpAccountant
 from node.data import SiteData
 from node.errors import PrivacyError
 from node.learner import VARIATE, SiteLearner
@@ -17,6 +18,7 @@ from node.privacy import (
     clip_update,
     member_noise_key,
     noise_generator,
+    privacy_spent,
     update_norm,
 )
 from node.simulate import initial_weights
@@ -130,6 +132,31 @@ def test_updates_that_cannot_be_privatised_are_refused() -> None:
         clip_update(update([1.0, 0.0], [0.0]), 0.0)
     with pytest.raises(PrivacyError, match="standard deviation"):
         add_noise(update([1.0, 0.0], [0.0]), -1.0, np.random.default_rng(0))
+
+
+def test_round_events_report_the_accountants_epsilon_and_nothing_without_noise() -> None:
+    # sigma 1.5, delta 1e-5: the accountant's epsilon for 2 releases and for 1
+    two = privacy_spent(1.5, 1e-5, 2, released_now=True)
+    assert two == {
+        "epsilon": RdpAccountant(1.5).step(2).epsilon(1e-5),
+        "epsilon_round": RdpAccountant(1.5).step(1).epsilon(1e-5),
+        "delta": 1e-5,
+    }
+    # by hand, best at order 5.7 (RDP 2 * a / (2 * 1.5^2) = a / 2.25):
+    #   5.7 / 2.25 + log(4.7 / 5.7) - (log 1e-5 + log 5.7) / 4.7
+    #   = 2.533333 - 0.192904 + (11.512925 - 1.740466) / 4.7 = 2.533333 - 0.192904 + 2.079247
+    assert two["epsilon"] == pytest.approx(4.419676, abs=1e-6)
+    # the statistics round: nothing released yet, and nothing this round
+    assert privacy_spent(1.5, 1e-5, 0, released_now=False) == {
+        "epsilon": 0.0,
+        "epsilon_round": None,
+        "delta": 1e-5,
+    }
+    assert privacy_spent(0.0, 1e-5, 3, released_now=True) == {
+        "epsilon": None,
+        "epsilon_round": None,
+        "delta": None,
+    }
 
 
 # --- the learner ---------------------------------------------------------------------------
