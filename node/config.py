@@ -21,6 +21,7 @@ is a valid configuration.
 from __future__ import annotations
 
 import dataclasses
+import math
 import reprlib
 import tomllib
 import types
@@ -88,6 +89,18 @@ class FederationConfig:
     validate_updates: bool = False
     validation_threshold: float = 1.5
     validation_max_loss_increase: float = 0.4
+    # client-level differential privacy (node/privacy.py, docs/privacy.md): each member clips
+    # its model update to L2 norm dp_clip (0: off) and adds Gaussian noise of standard
+    # deviation dp_noise_multiplier × dp_clip before announcing it; rounds report the epsilon
+    # spent at dp_delta (node/accountant.py)
+    dp_clip: float = 0.0
+    dp_noise_multiplier: float = 0.0
+    dp_delta: float = 1e-5
+
+    @property
+    def differential_privacy(self) -> bool:
+        """Whether members noise their updates (clipping alone gives no guarantee)."""
+        return self.dp_clip > 0 and self.dp_noise_multiplier > 0
 
     def __post_init__(self) -> None:
         _require(self.rounds >= 1, "federation.rounds must be at least 1")
@@ -123,6 +136,7 @@ class FederationConfig:
         _require(
             -1 <= self.outlier_min_cosine <= 1, "federation.outlier_min_cosine must be in [-1, 1]"
         )
+        self._check_privacy()
         _require(self.name.replace("-", "").isalnum(), "federation.name: letters, digits, '-'")
         _require(
             self.dataset in TASKS,
@@ -140,6 +154,28 @@ class FederationConfig:
                 f'federation.csv_label applies to dataset = "csv" only; {self.dataset} '
                 "defines its own labels",
             )
+
+    def _check_privacy(self) -> None:
+        _require(
+            math.isfinite(self.dp_clip) and self.dp_clip >= 0,
+            f"federation.dp_clip = {self.dp_clip} must be a finite number >= 0: the L2 norm "
+            "each member clips its update to (0: differential privacy off)",
+        )
+        _require(
+            math.isfinite(self.dp_noise_multiplier) and self.dp_noise_multiplier >= 0,
+            f"federation.dp_noise_multiplier = {self.dp_noise_multiplier} must be a finite "
+            "number >= 0: the noise's standard deviation over dp_clip",
+        )
+        _require(
+            self.dp_noise_multiplier == 0 or self.dp_clip > 0,
+            "federation.dp_noise_multiplier needs federation.dp_clip > 0: the noise is "
+            "calibrated to the clipping norm (standard deviation dp_noise_multiplier × dp_clip)",
+        )
+        _require(
+            0 < self.dp_delta < 1,
+            f"federation.dp_delta = {self.dp_delta} must be in (0, 1); keep it well below "
+            "1 / (number of members), e.g. the default 1e-5",
+        )
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,11 @@ class InvalidStrategyState(MedswarmError, ValueError):
     """Saved server-optimizer state is malformed or belongs to a different configuration."""
 
 
+class PrivacyError(MedswarmError, ValueError):
+    """A differential-privacy parameter cannot be used: a noise multiplier, clipping norm,
+    delta, epsilon target, sampling rate or Rényi order out of range."""
+
+
 class NodeError(MedswarmError):
     """Base class for errors of the node's round machinery."""
 

@@ -42,7 +42,7 @@ from node import robust
 from node.aggregation import fedavg
 from node.aggregator import AggregatorDuty
 from node.coalitions import shapley_shares
-from node.config import MedswarmConfig
+from node.config import FederationConfig, MedswarmConfig
 from node.data import SiteData
 from node.errors import NodeError, NotAMember, RoundFailed
 from node.inbox import RoundInbox
@@ -50,6 +50,7 @@ from node.journal import Checkpoint, Journal
 from node.learner import SiteLearner
 from node.membership import Membership
 from node.phases import PhaseClock
+from node.privacy import ClientPrivacy, member_noise_key, privacy_spent
 from node.round_book import AveragedInputs, RoundBook, averaged_inputs
 from node.training import derive_seed
 from node.validation import VariateHistory, loss_ratios, own_step, ratio_score
@@ -73,6 +74,16 @@ RECORD_POLL_SECONDS = 1.0  # between reads of a cluster's aggregate record witho
 RETRY_FIRST_SECONDS = 1.0  # pause after a failed round attempt, doubling up to the maximum
 RETRY_MAX_SECONDS = 16.0
 DIAL_BACKOFF_MAX_SECONDS = 15.0
+
+
+def member_privacy(federation: FederationConfig, account_key: str) -> ClientPrivacy | None:
+    """The clipping and noise this member applies to its updates (None: neither), its noise
+    keyed with a secret derived from its account key (:mod:`node.privacy`)."""
+    if not federation.dp_clip:
+        return None
+    return ClientPrivacy(
+        federation.dp_clip, federation.dp_noise_multiplier, member_noise_key(account_key)
+    )
 
 
 class HospitalNode:
@@ -127,7 +138,15 @@ class HospitalNode:
             initial_weights,
             federation_statistics=config.federation.standardise == "federation",
             combine=self._combine_rule,
+            privacy=member_privacy(config.federation, account_key),
         )
+        if config.federation.dp_clip and self.learner.federation_statistics:
+            log.warning(
+                "%s: differential privacy covers the model updates only; round 1 announces "
+                "this site's feature means and mean squares without noise "
+                '(federation.standardise = "federation", docs/privacy.md)',
+                self.name,
+            )
         self.global_hash = store.put_parts(encoding_parts(initial_weights))
         # Each member's SCAFFOLD variate, rebuilt from its updates (node/validation.py).
         self._variates = VariateHistory(
@@ -419,12 +438,27 @@ class HospitalNode:
                     if self.config.strategy.finetune_steps
                     else {}
                 ),
+                **self._privacy_spent(round_number),
                 "seconds": round(time.monotonic() - wall_started, 3),
                 "bytes_sent": self.gossip.traffic["sent"] - traffic_before.get("sent", 0),
                 "bytes_received": self.gossip.traffic["received"]
                 - traffic_before.get("received", 0),
                 "phase_seconds": phases.laps,
             }
+        )
+
+    def _privacy_spent(self, round_number: int) -> dict[str, Any]:
+        """The round event's ``epsilon``, ``epsilon_round`` and ``delta``
+        (:func:`~node.privacy.privacy_spent`); nothing when updates are not clipped. Counts
+        every model round up to this one (a member releases at most one update a round)."""
+        federation = self.config.federation
+        if not federation.dp_clip:
+            return {}
+        return privacy_spent(
+            federation.dp_noise_multiplier,
+            federation.dp_delta,
+            round_number - int(self.learner.federation_statistics),
+            released_now=not self.learner.statistics_round(round_number),
         )
 
     async def _train_and_announce(

@@ -24,6 +24,11 @@ update carries, beside its delta, ``variate/<tensor>`` = ``(c_i(new) - c_i(old))
 averaged by samples like the delta (cluster, then clusters), that gives
 ``sum(dc_i) / sum(n_i)``, and every node steps ``c`` by it times ``sum(n_i) / N`` with ``N``
 the federation's members (:func:`~node.strategies.server_variate_step`).
+
+**Differential privacy.** With a :class:`~node.privacy.ClientPrivacy` the round's update is
+clipped and noised before it leaves :meth:`SiteLearner.train`, and SCAFFOLD's variate change
+is computed from the noised delta, so that it is post-processing of the private release
+(see :mod:`node.privacy`). The statistics round's feature moments are sent as they are.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import numpy as np
 from node.aggregation import apply_delta, check_same_layout, delta, fedavg
 from node.data import SiteData
 from node.errors import AggregationError, InvalidWeights, NodeError
+from node.privacy import ClientPrivacy
 from node.standardise import (
     MEAN,
     MEAN_SQUARE,
@@ -102,7 +108,9 @@ class SiteLearner:
         genesis: Mapping[str, WeightArray],
         federation_statistics: bool = False,
         combine: Callable[[Sequence[tuple[Mapping[str, WeightArray], int]]], Weights] = fedavg,
+        privacy: ClientPrivacy | None = None,
     ) -> None:
+        self.privacy = privacy  # clip and noise model updates (differential privacy)
         self.loaded_site = site  # as the loader standardised it
         self._combine = combine  # of the clusters' aggregates (model rounds; node/robust.py)
         self.site = site  # as the adopted global blob standardises it
@@ -169,7 +177,8 @@ class SiteLearner:
 
     def train(self, round_number: int) -> tuple[Weights, int]:
         """Train the round's local model; return the update of the shared tensors and the
-        number of samples. The new local layers wait for :meth:`adopt` of that round."""
+        number of samples. The new local layers wait for :meth:`adopt` of that round. Under
+        differential privacy the update is clipped and noised (not in the statistics round)."""
         if self.statistics_round(round_number):
             self._pending_local[round_number] = self.local
             return site_moments(self.loaded_site), self.loaded_site.n_train
@@ -185,6 +194,9 @@ class SiteLearner:
         trained, local = split_local(result.weights, self.strategy.local_layers)
         self._pending_local[round_number] = local
         update = delta(trained, self.shared)
+        if self.privacy is not None:
+            update = self.privacy.privatise(update, self.seed, round_number, self.site.site)
+            trained = apply_delta(self.shared, update)  # what the announced update says
         if self.scaffold:
             steps = self.training.steps_for(self.site.n_train)
             new = client_variate_update(

@@ -27,6 +27,7 @@ from node.aggregation import cluster_averages
 from node.data import SiteData, load_all_sites, resolve_data_dir
 from node.errors import InvalidStrategyConfig
 from node.learner import SiteLearner
+from node.privacy import ClientPrivacy
 from node.simulate import (
     SiteScore,
     initial_weights,
@@ -110,6 +111,8 @@ def run_strategy(
     seed: int,
     standardise: str = "site",
     clusters: Sequence[int] | None = None,
+    privacy: ClientPrivacy | None = None,
+    noise_keys: Sequence[bytes] = (),
 ) -> StrategyRun:
     """Simulate ``rounds`` rounds of ``strategy`` over ``sites`` and score the result.
 
@@ -118,9 +121,15 @@ def run_strategy(
     default one cluster) in site order, and the clusters' averages make the next global blob,
     which every site adopts. With ``standardise="federation"`` the first round is the
     statistics round of :mod:`node.standardise` (no training), so ``rounds - 1`` rounds train.
+    With ``privacy`` every site clips and noises its updates (:mod:`node.privacy`), its noise
+    keyed with its entry of ``noise_keys`` (a key per site, in site order), by default with
+    the empty key of simulations.
     """
     start_time = time.perf_counter()
     genesis = initial_weights(sites, seed)
+    keys = list(noise_keys) or [b""] * len(sites)
+    if len(keys) != len(sites):
+        raise ValueError(f"{len(keys)} noise keys given for {len(sites)} sites")
     learners = [
         SiteLearner(
             site,
@@ -129,8 +138,9 @@ def run_strategy(
             seed,
             genesis,
             federation_statistics=standardise == "federation",
+            privacy=None if privacy is None else dataclasses.replace(privacy, noise_key=key),
         )
-        for site in sites
+        for site, key in zip(sites, keys, strict=True)
     ]
     groups = list(clusters) if clusters is not None else [0] * len(sites)
     history = []

@@ -143,6 +143,9 @@ def _key_figures(run: RunData) -> str:
         ("faults", str(len(run.faults))),
         ("excluded updates", str(len(run.events.excluded))),
     ]
+    if run.epsilon is not None:
+        delta = "–" if run.delta is None else f"{run.delta:g}"
+        figures.append((f"differential privacy ε at δ = {delta}", f"{run.epsilon:.3g}"))
     cards = "".join(
         f'<div class="figure"><div class="value">{escape(value)}</div>'
         f'<div class="label">{escape(label)}</div></div>'

@@ -269,6 +269,8 @@ async def run_local_federation(run: LocalRun, on_round: RoundCallback | None = N
         metric_name=str(last_round["metric_name"]),
         final_mean_metric=float(last_round["mean_test_metric"]),
         final_mean_personal_metric=last_round["mean_personal_metric"],
+        epsilon=last_round["epsilon"],
+        delta=last_round["delta"],
     )
     write_summary(run.out_dir / "summary.json", summary)
     write_report(run.out_dir)

@@ -48,6 +48,10 @@ class RunSummary:
     metric_name: str = "accuracy"
     final_mean_metric: float | None = None
     final_mean_personal_metric: float | None = None  # when the strategy personalises
+    # differential privacy (federation.dp_*): the epsilon each member's updates spent over the
+    # run at delta; None when members add no noise
+    epsilon: float | None = None
+    delta: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -125,6 +129,7 @@ def summarise_round(events: list[dict[str, Any]]) -> dict[str, Any]:
             else None
         ),
         "aggregator": events[0]["aggregator"],
+        **round_privacy(events),
         "nodes": {
             str(e["node"]): {
                 "test_accuracy": e["test_accuracy"],
@@ -138,6 +143,16 @@ def summarise_round(events: list[dict[str, Any]]) -> dict[str, Any]:
             for e in events
         },
     }
+
+
+def round_privacy(events: list[dict[str, Any]]) -> dict[str, float | None]:
+    """The largest ``epsilon`` the nodes' round events report and its ``delta`` (both None
+    when no event reports one: differential privacy off, or clipping only)."""
+    spent = [e for e in events if e.get("epsilon") is not None]
+    if not spent:
+        return {"epsilon": None, "delta": None}
+    worst = max(spent, key=lambda e: float(e["epsilon"]))
+    return {"epsilon": float(worst["epsilon"]), "delta": float(worst["delta"])}
 
 
 def write_summary(path: Path, summary: RunSummary) -> None:
@@ -162,4 +177,9 @@ def format_table(summary: RunSummary) -> str:
         f"{'mean':<15} {'':>7} {summary.mean_local_only_accuracy:>10.3f} "
         f"{summary.final_mean_accuracy:>9.3f}"
     )
+    if summary.epsilon is not None:
+        lines.append(
+            f"differential privacy: each hospital's updates spent epsilon "
+            f"{summary.epsilon:.3f} at delta {summary.delta:g}"
+        )
     return "\n".join(lines)

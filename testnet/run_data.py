@@ -46,6 +46,8 @@ class RunData:
     faults: list[FaultEvent]
     events: RunEvents
     has_summary: bool
+    epsilon: float | None = None  # differential privacy spent per hospital, if noised
+    delta: float | None = None
 
 
 def load_run(run_dir: Path) -> RunData:
@@ -84,6 +86,8 @@ def load_run(run_dir: Path) -> RunData:
         faults=_merge_faults(events.faults, _list(summary.get("faults"))),
         events=events,
         has_summary=bool(summary),
+        epsilon=_number(summary.get("epsilon")),
+        delta=_number(summary.get("delta")),
     )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from testnet.keepers import Keeper
+from testnet.report import round_privacy
 
 if TYPE_CHECKING:
     from testnet.multiproc import NodeProcess
@@ -99,6 +100,8 @@ def summarise_run(
         "final_mean_metric": statistics.fmean(final_metrics) if final_metrics else None,
         "final_mean_personal_metric": statistics.fmean(personal) if personal else None,
         "strategy": dataclasses.asdict(scenario.config.strategy),
+        # differential privacy: the epsilon the final round's events report, at delta
+        **round_privacy(final_events),
         "seconds": round(seconds, 2),
         "faults": faults,
         "hospitals": hospitals,

@@ -70,6 +70,47 @@ def test_round_book_and_contribution_keys_are_checked(
     assert (good.federation.ledger, good.federation.contribution) == ("consortium", "shapley")
 
 
+def test_differential_privacy_is_off_by_default_and_read_from_the_federation(
+    tmp_path: Path,
+) -> None:
+    default = MedswarmConfig().federation
+    assert (default.dp_clip, default.dp_noise_multiplier, default.dp_delta) == (0.0, 0.0, 1e-5)
+    assert not default.differential_privacy
+    path = tmp_path / "dp.toml"
+    path.write_text("[federation]\ndp_clip = 0.5\ndp_noise_multiplier = 2\ndp_delta = 1e-6\n")
+    federation = load_config(path).federation
+    assert (federation.dp_clip, federation.dp_noise_multiplier, federation.dp_delta) == (
+        0.5,
+        2.0,
+        1e-6,
+    )
+    assert federation.differential_privacy
+    clipping_only = config_from_dict({"federation": {"dp_clip": 1}}).federation
+    assert clipping_only.dp_clip == 1.0 and not clipping_only.differential_privacy
+
+
+@pytest.mark.parametrize(
+    ("federation", "match"),
+    [
+        ({"dp_clip": -1.0}, r"federation.dp_clip = -1.0 must be a finite number >= 0"),
+        ({"dp_clip": float("nan")}, "federation.dp_clip = nan"),
+        ({"dp_clip": float("inf")}, "federation.dp_clip = inf"),
+        ({"dp_clip": 1.0, "dp_noise_multiplier": -0.5}, "dp_noise_multiplier = -0.5 must be"),
+        ({"dp_clip": 1.0, "dp_noise_multiplier": float("inf")}, "dp_noise_multiplier = inf"),
+        ({"dp_noise_multiplier": 1.0}, r"dp_noise_multiplier needs federation.dp_clip > 0"),
+        ({"dp_delta": 0.0}, r"federation.dp_delta = 0.0 must be in \(0, 1\)"),
+        ({"dp_delta": 1.0}, r"federation.dp_delta = 1.0 must be in \(0, 1\)"),
+        ({"dp_delta": float("nan")}, "federation.dp_delta = nan"),
+        ({"dp_clip": "high"}, "federation.dp_clip = 'high'"),
+    ],
+)
+def test_bad_differential_privacy_settings_name_the_key(
+    federation: dict[str, object], match: str
+) -> None:
+    with pytest.raises(ConfigError, match=match):
+        config_from_dict({"federation": federation})
+
+
 def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
     broken = tmp_path / "broken.toml"
     broken.write_text("[federation\nrounds = 1")

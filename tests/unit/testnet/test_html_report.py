@@ -275,3 +275,15 @@ def test_cli_empty_run_dir_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["testnet", "report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: run directory") and "Traceback" not in err
+
+
+def test_the_privacy_spent_is_a_key_figure_when_the_summary_has_it(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    write_run(run_dir)
+    assert "differential privacy" not in write_report(run_dir).read_text()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "summary.json").write_text(json.dumps({**summary, "epsilon": 2.5, "delta": 1e-5}))
+    html = write_report(run_dir).read_text()
+    assert (
+        '<div class="value">2.5</div><div class="label">differential privacy ε at δ = 1e-05' in html
+    )
