@@ -44,7 +44,7 @@ from node.aggregator import AggregatorDuty
 from node.coalitions import shapley_shares
 from node.config import FederationConfig, MedswarmConfig
 from node.data import SiteData
-from node.errors import NodeError, NotAMember, RoundFailed
+from node.errors import InvalidWeights, NodeError, NotAMember, RoundFailed
 from node.inbox import RoundInbox
 from node.journal import Checkpoint, Journal
 from node.learner import SiteLearner
@@ -631,7 +631,7 @@ class HospitalNode:
                 updates[sender] = await self.weights_of(
                     announcement.blob_hash, [announcement.peer_id]
                 )
-            except (GossipError, NodeError) as exc:
+            except (GossipError, NodeError, InvalidWeights) as exc:
                 log.info("%s: cannot validate %s's update: %s", self.name, sender, exc)
 
         async with trio.open_nursery() as nursery:
@@ -793,7 +793,7 @@ class HospitalNode:
         providers += self.membership.peer_ids(exclude=self.address, cluster=info.cluster)
         try:
             return await self.weights_of(info.aggregate_hash, [p for p in providers if p])
-        except (GossipError, NodeError) as exc:
+        except (GossipError, NodeError, InvalidWeights) as exc:
             raise RoundFailed(
                 f"round {round_number}: cannot fetch cluster {info.cluster}'s aggregate: {exc}"
             ) from exc
@@ -939,8 +939,8 @@ class HospitalNode:
 
         From a disk store the weights are a :class:`BlobWeights`: checked in full here, then
         read tensor by tensor when used, so averaging several models holds one tensor of
-        each. Raises :class:`GossipError` if no provider delivers, :class:`NodeError` (an
-        ``InvalidWeights``) if the blob is not valid weights.
+        each. Raises :class:`GossipError` if no provider delivers, :class:`NodeError` if the
+        store loses the blob, :class:`~node.errors.InvalidWeights` if it is not valid weights.
         """
         store = self.gossip.store
         limit = self.config.network.max_blob_bytes

@@ -72,3 +72,27 @@ def test_an_update_trained_on_flipped_labels_is_rejected_by_the_members_losses(
     member = next(m for m in audit.members.values() if m.account == flipper.address)
     assert member.reputation == 7500  # one rejection: a quarter of the way to 0
     assert summary.nodes_agree
+
+
+def test_validating_members_leave_out_an_update_that_is_not_valid_weights(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    config = with_overrides(load_config(DEMO), rounds=2, update_timeout=10.0, validate_updates=True)
+    summary = trio.run(
+        run_local_federation,
+        LocalRun(
+            config=config,
+            nodes=4,
+            data_dir=resolve_data_dir(None, os.environ),
+            out_dir=tmp_path,
+            attack="nan",
+            attackers=("va",),
+        ),
+    )
+    va = next(h for h in summary.hospitals if h.site == "va").address.lower()
+    # every member fetches va's NaN update to validate it, leaves it out and goes on to
+    # gossip its measures of the others (three updates: too few for a verdict)
+    checks = events(tmp_path, "validation")
+    assert [(e["round"], e["evaluators"], e["z_scores"]) for e in checks] == [(2, 4, {})]
+    rejected = events(tmp_path, "excluded")
+    assert [(e["round"], e["member"].lower()) for e in rejected] == [(1, va), (2, va)]
+    assert summary.nodes_agree and 0.5 < summary.final_mean_accuracy < 1.0
