@@ -50,10 +50,11 @@ def withhold_updates(node: HospitalNode) -> None:
 
 
 def replay_old_announcements(node: HospitalNode) -> None:
-    """Make ``node`` announce its update of the first model round honestly, and in every
-    later round publish that very announcement again, signed bytes and all, instead of a new
-    one: a replay of an old round's announcement. Validators ignore an announcement for a
-    round that is over, so the member contributes nothing after its first model round. Its
+    """Make ``node`` publish its first update announcement honestly (round 1's: under
+    ``standardise = "federation"`` its feature moments), and in every later round that very
+    announcement again, signed bytes and all, instead of a new one: a replay of an old
+    round's announcement by a member that never trains. Validators ignore an announcement
+    for a round that is over, so the member contributes nothing after its first round. Its
     own validator is relaxed to let the replays out."""
     node.gossip.policy = replace(
         node.gossip.policy, current_round=lambda: 0, rounds_ahead=UINT64_MAX
@@ -62,9 +63,7 @@ def replay_old_announcements(node: HospitalNode) -> None:
     first: list[Announcement] = []
 
     async def publish_replay(announcement: Announcement) -> None:
-        if announcement.kind is AnnouncementKind.UPDATE and not node.learner.statistics_round(
-            announcement.round
-        ):
+        if announcement.kind is AnnouncementKind.UPDATE:
             if first:
                 announcement = first[0]
             else:
