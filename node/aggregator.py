@@ -123,6 +123,10 @@ class AggregatorDuty:
         progress = trio.Event()
 
         async def take(sender: str, announcement: Announcement) -> None:
+            copied = self._copy_reason(announcement)
+            if copied is not None:  # the copier need not hold the blob: no fetch to fail
+                refuse(sender, announcement, copied)
+                return
             try:
                 unfetched = self.node.unfetched_updates.get(announcement.blob_hash)
                 if unfetched is not None:
@@ -224,13 +228,9 @@ class AggregatorDuty:
             return accepted
         reasons: dict[str, str] = {}
         for announcement, _ in accepted:
-            sender = announcement.sender.lower()
-            first = node.first_announced(announcement.blob_hash)
-            first_round, first_sender = first or (self.round, sender)
-            if first_round < self.round:
-                reasons[sender] = f"replays an update first announced in round {first_round}"
-            elif first_sender != sender:
-                reasons[sender] = f"copies the update {first_sender} announced first"
+            reason = self._copy_reason(announcement)
+            if reason is not None:
+                reasons[announcement.sender.lower()] = reason
         fresh = [(a, w) for a, w in accepted if a.sender.lower() not in reasons]
         federation = node.config.federation
         flagged = await trio.to_thread.run_sync(
@@ -250,6 +250,22 @@ class AggregatorDuty:
             if why is not None:
                 self._reject(announcement, why)
         return kept
+
+    def _copy_reason(self, announcement: Announcement) -> str | None:
+        """Why ``announcement`` announces a blob no honest member would (one announced first
+        by another member, or in an earlier round), or None; only when screening, and not in
+        the statistics round. Judged by the hash alone, so it needs no fetch."""
+        node = self.node
+        if not node.config.federation.screen_updates or node.learner.statistics_round(self.round):
+            return None
+        sender = announcement.sender.lower()
+        first = node.first_announced(announcement.blob_hash)
+        first_round, first_sender = first or (self.round, sender)
+        if first_round < self.round:
+            return f"replays an update first announced in round {first_round}"
+        if first_sender != sender:
+            return f"copies the update {first_sender} announced first"
+        return None
 
     async def _validate(
         self, accepted: list[tuple[Announcement, Mapping[str, WeightArray]]]

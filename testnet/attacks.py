@@ -183,10 +183,13 @@ def flip_labels(site: SiteData) -> SiteData:
     return replace(site, train_y=(1.0 - site.train_y).astype(site.train_y.dtype))
 
 
-def copy_updates(node: HospitalNode, wait_seconds: float = 5.0) -> None:
+def copy_updates(
+    node: HospitalNode, wait_seconds: float = 5.0, other_clusters_only: bool = False
+) -> None:
     """Make ``node`` announce, instead of its own update, another member's update of the same
     round as its own (a copycat: no training of its own worth anything, paid for another's).
-    It waits up to ``wait_seconds`` for one to arrive, preferring its own cluster."""
+    It waits up to ``wait_seconds`` for one to arrive, preferring its own cluster, or taking
+    only another cluster's (whose blob its own aggregator has not fetched)."""
     publish = node.gossip.publish
 
     async def publish_copy(announcement: Announcement) -> None:
@@ -196,6 +199,8 @@ def copy_updates(node: HospitalNode, wait_seconds: float = 5.0) -> None:
             def others() -> list[Announcement]:
                 updates = node.inbox.updates(announcement.round)
                 found = [a for s, a in updates.items() if s != me]
+                if other_clusters_only:
+                    found = [a for a in found if a.cluster != announcement.cluster]
                 return sorted(found, key=lambda a: (a.cluster != announcement.cluster, a.sender))
 
             await node.inbox.wait_until(lambda: bool(others()), wait_seconds)

@@ -7,6 +7,7 @@ contract), with update screening on.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -20,6 +21,7 @@ from incentive.consortium_audit import audit_events
 from incentive.events import EventLog
 from node.config import load_config, with_overrides
 from node.data import resolve_data_dir
+from testnet import attacks
 from testnet.local import LocalRun, run_local_federation
 from testnet.report import RunSummary
 
@@ -71,6 +73,24 @@ def test_a_copycat_is_caught_by_the_hash_it_copied(tmp_path: Path) -> None:
     copier = next(h for h in summary.hospitals if h.site == "switzerland")
     rejected = node_events(tmp_path, "excluded")
     # round 1 pools feature statistics and is not screened
+    assert [(e["round"], e["member"]) for e in rejected] == [(r, copier.address) for r in (2, 3)]
+    assert all("copies the update" in e["reason"] for e in rejected)
+    assert summary.nodes_agree
+
+
+def test_a_copy_of_another_clusters_update_is_rejected_without_a_fetch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The copier does not hold the blob it copies, and its aggregator has not fetched it
+    # (another cluster's): a fetch from the copier would fail and only leave the update out.
+    monkeypatch.setattr(
+        attacks, "copy_updates", functools.partial(attacks.copy_updates, other_clusters_only=True)
+    )
+    summary = federate(
+        tmp_path, 3, attack="copycat", attackers=("switzerland",), clusters=(0, 1, 1, 1)
+    )
+    copier = next(h for h in summary.hospitals if h.site == "switzerland")
+    rejected = [e for e in node_events(tmp_path, "excluded") if e["round"] > 1]
     assert [(e["round"], e["member"]) for e in rejected] == [(r, copier.address) for r in (2, 3)]
     assert all("copies the update" in e["reason"] for e in rejected)
     assert summary.nodes_agree
