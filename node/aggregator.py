@@ -98,7 +98,8 @@ class AggregatorDuty:
     async def _collect(
         self, members: list[str], needed: int
     ) -> list[tuple[Announcement, Mapping[str, WeightArray]]] | None:
-        """Fetch and check updates until a quorum is valid; None if the round moved on.
+        """Fetch and check updates until a quorum of members has taken part (an update
+        valid or rejected, at least one valid); None if the round moved on.
 
         Every announced update is fetched at once, so a stalled provider holds up only its
         own update (for at most the fetch budget), and each is scored as soon as it is here,
@@ -198,15 +199,19 @@ class AggregatorDuty:
             while True:
                 progress = trio.Event()
                 in_flight = started - set(accepted) - excluded
-                if len(accepted) >= needed and not in_flight:
+                # A rejected update counts towards the quorum: its member took part, and the
+                # commitment answers for it; an update merely left out (no fetch) does not.
+                heard = len(accepted) + len(self._rejected)
+                if accepted and heard >= needed and not in_flight:
                     nursery.cancel_scope.cancel()
                     return [accepted[sender] for sender in sorted(accepted)]
                 if not in_flight:
                     log.info(
-                        "%s: cluster %d has %d of the %d valid updates round %d needs; waiting",
+                        "%s: cluster %d has %d of the %d updates round %d needs (valid or "
+                        "rejected, at least one valid); waiting",
                         self.node.name,
                         self.cluster,
-                        len(accepted),
+                        heard,
                         needed,
                         self.round,
                     )

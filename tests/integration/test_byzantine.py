@@ -96,6 +96,19 @@ def test_a_copy_of_another_clusters_update_is_rejected_without_a_fetch(
     assert summary.nodes_agree
 
 
+def test_rejected_updates_count_towards_the_quorum(tmp_path: Path) -> None:
+    # Two of four members send NaN: two valid updates, under the quorum of three, but all
+    # four took part, so the round goes on with the valid two and rejects the others.
+    summary = federate(tmp_path, 2, attack="nan", attackers=("va", "switzerland"))
+    bad = {h.address for h in summary.hospitals if h.site in ("va", "switzerland")}
+    rejected = node_events(tmp_path, "excluded")
+    assert sorted((e["round"], e["member"]) for e in rejected) == sorted(
+        (r, a) for r in (1, 2) for a in bad
+    )
+    assert [e["inputs"] for e in node_events(tmp_path, "aggregated")] == [2, 2]
+    assert summary.nodes_agree
+
+
 def test_a_robust_rule_is_recomputed_alike_by_every_checking_member(tmp_path: Path) -> None:
     summary = federate(tmp_path, 3, aggregation="median", clusters=(0, 0, 0, 1))
     rounds = [json.loads(x) for x in (tmp_path / "rounds.jsonl").read_text().splitlines()]
