@@ -732,29 +732,11 @@ class HospitalNode:
             self.refused_commitments.add(info.records_hash)
             raise
 
-    def _check_not_refused(
-        self, round_number: int, info: ClusterInfo, recorded: AveragedInputs
-    ) -> None:
-        """Raise :class:`RoundFailed` if the aggregate takes an update whose announcement
-        this node's validators refused for what it says (an aggregator may not take its own
-        refused update, nor anyone's: it must list it as rejected)."""
-        refused = self.inbox.refused_updates(round_number)
-        for sender, update, _ in recorded:
-            announcement, reason = refused.get(sender, (None, ""))
-            if announcement is not None and announcement.blob_hash == update:
-                raise RoundFailed(
-                    f"round {round_number}: cluster {info.cluster}'s recorded aggregate takes "
-                    f"the update of {sender}, whose announcement this node refused ({reason}); "
-                    f"this node will not attest a global model built on it. The aggregator "
-                    f"was {info.aggregator}"
-                )
-
     async def _checked_aggregate(
         self, round_number: int, info: ClusterInfo, verify: bool
     ) -> Mapping[str, WeightArray]:
         if verify and self.config.federation.verify_aggregates:
             recorded = await self.book.cluster_inputs(info)
-            self._check_not_refused(round_number, info, recorded)
             averaging = self._averaging.get(round_number)
             if averaging is not None:  # the same work, begun before the record: let it end
                 await averaging.wait()
