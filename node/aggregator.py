@@ -258,10 +258,11 @@ class AggregatorDuty:
 
     def _copy_reason(self, announcement: Announcement) -> str | None:
         """Why ``announcement`` announces a blob no honest member would (one announced first
-        by another member, or in an earlier round), or None; only when screening, and not in
-        the statistics round. Judged by the hash alone, so it needs no fetch."""
+        by another member, or in an earlier round), or None; only when screening, in every
+        round (feature statistics are copied as easily as updates). Judged by the hash alone,
+        so it needs no fetch."""
         node = self.node
-        if not node.config.federation.screen_updates or node.learner.statistics_round(self.round):
+        if not node.config.federation.screen_updates:
             return None
         sender = announcement.sender.lower()
         first = node.first_announced(announcement.blob_hash)
