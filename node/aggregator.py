@@ -98,7 +98,8 @@ class AggregatorDuty:
     async def _collect(
         self, members: list[str], needed: int
     ) -> list[tuple[Announcement, Mapping[str, WeightArray]]] | None:
-        """Fetch and check updates until a quorum is valid; None if the round moved on.
+        """Fetch and check updates until a quorum of members has taken part (an update
+        valid or rejected, at least one valid); None if the round moved on.
 
         Every announced update is fetched at once, so a stalled provider holds up only its
         own update (for at most the fetch budget), and each is scored as soon as it is here,
@@ -123,6 +124,10 @@ class AggregatorDuty:
         progress = trio.Event()
 
         async def take(sender: str, announcement: Announcement) -> None:
+            copied = self._copy_reason(announcement)
+            if copied is not None:  # the copier need not hold the blob: no fetch to fail
+                refuse(sender, announcement, copied)
+                return
             try:
                 unfetched = self.node.unfetched_updates.get(announcement.blob_hash)
                 if unfetched is not None:
@@ -194,15 +199,19 @@ class AggregatorDuty:
             while True:
                 progress = trio.Event()
                 in_flight = started - set(accepted) - excluded
-                if len(accepted) >= needed and not in_flight:
+                # A rejected update counts towards the quorum: its member took part, and the
+                # commitment answers for it; an update merely left out (no fetch) does not.
+                heard = len(accepted) + len(self._rejected)
+                if accepted and heard >= needed and not in_flight:
                     nursery.cancel_scope.cancel()
                     return [accepted[sender] for sender in sorted(accepted)]
                 if not in_flight:
                     log.info(
-                        "%s: cluster %d has %d of the %d valid updates round %d needs; waiting",
+                        "%s: cluster %d has %d of the %d updates round %d needs (valid or "
+                        "rejected, at least one valid); waiting",
                         self.node.name,
                         self.cluster,
-                        len(accepted),
+                        heard,
                         needed,
                         self.round,
                     )
@@ -224,13 +233,9 @@ class AggregatorDuty:
             return accepted
         reasons: dict[str, str] = {}
         for announcement, _ in accepted:
-            sender = announcement.sender.lower()
-            first = node.first_announced(announcement.blob_hash)
-            first_round, first_sender = first or (self.round, sender)
-            if first_round < self.round:
-                reasons[sender] = f"replays an update first announced in round {first_round}"
-            elif first_sender != sender:
-                reasons[sender] = f"copies the update {first_sender} announced first"
+            reason = self._copy_reason(announcement)
+            if reason is not None:
+                reasons[announcement.sender.lower()] = reason
         fresh = [(a, w) for a, w in accepted if a.sender.lower() not in reasons]
         federation = node.config.federation
         flagged = await trio.to_thread.run_sync(
@@ -250,6 +255,23 @@ class AggregatorDuty:
             if why is not None:
                 self._reject(announcement, why)
         return kept
+
+    def _copy_reason(self, announcement: Announcement) -> str | None:
+        """Why ``announcement`` announces a blob no honest member would (one announced first
+        by another member, or in an earlier round), or None; only when screening, in every
+        round (feature statistics are copied as easily as updates). Judged by the hash alone,
+        so it needs no fetch."""
+        node = self.node
+        if not node.config.federation.screen_updates:
+            return None
+        sender = announcement.sender.lower()
+        first = node.first_announced(announcement.blob_hash)
+        first_round, first_sender = first or (self.round, sender)
+        if first_round < self.round:
+            return f"replays an update first announced in round {first_round}"
+        if first_sender != sender:
+            return f"copies the update {first_sender} announced first"
+        return None
 
     async def _validate(
         self, accepted: list[tuple[Announcement, Mapping[str, WeightArray]]]

@@ -50,10 +50,11 @@ def withhold_updates(node: HospitalNode) -> None:
 
 
 def replay_old_announcements(node: HospitalNode) -> None:
-    """Make ``node`` announce its update of the first model round honestly, and in every
-    later round publish that very announcement again, signed bytes and all, instead of a new
-    one: a replay of an old round's announcement. Validators ignore an announcement for a
-    round that is over, so the member contributes nothing after its first model round. Its
+    """Make ``node`` publish its first update announcement honestly (round 1's: under
+    ``standardise = "federation"`` its feature moments), and in every later round that very
+    announcement again, signed bytes and all, instead of a new one: a replay of an old
+    round's announcement by a member that never trains. Validators ignore an announcement
+    for a round that is over, so the member contributes nothing after its first round. Its
     own validator is relaxed to let the replays out."""
     node.gossip.policy = replace(
         node.gossip.policy, current_round=lambda: 0, rounds_ahead=UINT64_MAX
@@ -62,9 +63,7 @@ def replay_old_announcements(node: HospitalNode) -> None:
     first: list[Announcement] = []
 
     async def publish_replay(announcement: Announcement) -> None:
-        if announcement.kind is AnnouncementKind.UPDATE and not node.learner.statistics_round(
-            announcement.round
-        ):
+        if announcement.kind is AnnouncementKind.UPDATE:
             if first:
                 announcement = first[0]
             else:
@@ -184,10 +183,13 @@ def flip_labels(site: SiteData) -> SiteData:
     return replace(site, train_y=(1.0 - site.train_y).astype(site.train_y.dtype))
 
 
-def copy_updates(node: HospitalNode, wait_seconds: float = 5.0) -> None:
+def copy_updates(
+    node: HospitalNode, wait_seconds: float = 5.0, other_clusters_only: bool = False
+) -> None:
     """Make ``node`` announce, instead of its own update, another member's update of the same
     round as its own (a copycat: no training of its own worth anything, paid for another's).
-    It waits up to ``wait_seconds`` for one to arrive, preferring its own cluster."""
+    It waits up to ``wait_seconds`` for one to arrive, preferring its own cluster, or taking
+    only another cluster's (whose blob its own aggregator has not fetched)."""
     publish = node.gossip.publish
 
     async def publish_copy(announcement: Announcement) -> None:
@@ -197,6 +199,8 @@ def copy_updates(node: HospitalNode, wait_seconds: float = 5.0) -> None:
             def others() -> list[Announcement]:
                 updates = node.inbox.updates(announcement.round)
                 found = [a for s, a in updates.items() if s != me]
+                if other_clusters_only:
+                    found = [a for a in found if a.cluster != announcement.cluster]
                 return sorted(found, key=lambda a: (a.cluster != announcement.cluster, a.sender))
 
             await node.inbox.wait_until(lambda: bool(others()), wait_seconds)

@@ -7,6 +7,7 @@ contract), with update screening on.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -20,6 +21,7 @@ from incentive.consortium_audit import audit_events
 from incentive.events import EventLog
 from node.config import load_config, with_overrides
 from node.data import resolve_data_dir
+from testnet import attacks
 from testnet.local import LocalRun, run_local_federation
 from testnet.report import RunSummary
 
@@ -70,9 +72,40 @@ def test_a_copycat_is_caught_by_the_hash_it_copied(tmp_path: Path) -> None:
     summary = federate(tmp_path, 3, attack="copycat", attackers=("switzerland",))
     copier = next(h for h in summary.hospitals if h.site == "switzerland")
     rejected = node_events(tmp_path, "excluded")
-    # round 1 pools feature statistics and is not screened
-    assert [(e["round"], e["member"]) for e in rejected] == [(r, copier.address) for r in (2, 3)]
+    # round 1 pools feature statistics: a copy of them is as much a copy
+    assert [(e["round"], e["member"]) for e in rejected] == [(r, copier.address) for r in (1, 2, 3)]
     assert all("copies the update" in e["reason"] for e in rejected)
+    assert summary.nodes_agree
+
+
+def test_a_copy_of_another_clusters_update_is_rejected_without_a_fetch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The copier does not hold the blob it copies, and its aggregator has not fetched it
+    # (another cluster's): a fetch from the copier would fail and only leave the update out.
+    monkeypatch.setattr(
+        attacks, "copy_updates", functools.partial(attacks.copy_updates, other_clusters_only=True)
+    )
+    summary = federate(
+        tmp_path, 3, attack="copycat", attackers=("switzerland",), clusters=(0, 1, 1, 1)
+    )
+    copier = next(h for h in summary.hospitals if h.site == "switzerland")
+    rejected = node_events(tmp_path, "excluded")
+    assert [(e["round"], e["member"]) for e in rejected] == [(r, copier.address) for r in (1, 2, 3)]
+    assert all("copies the update" in e["reason"] for e in rejected)
+    assert summary.nodes_agree
+
+
+def test_rejected_updates_count_towards_the_quorum(tmp_path: Path) -> None:
+    # Two of four members send NaN: two valid updates, under the quorum of three, but all
+    # four took part, so the round goes on with the valid two and rejects the others.
+    summary = federate(tmp_path, 2, attack="nan", attackers=("va", "switzerland"))
+    bad = {h.address for h in summary.hospitals if h.site in ("va", "switzerland")}
+    rejected = node_events(tmp_path, "excluded")
+    assert sorted((e["round"], e["member"]) for e in rejected) == sorted(
+        (r, a) for r in (1, 2) for a in bad
+    )
+    assert [e["inputs"] for e in node_events(tmp_path, "aggregated")] == [2, 2]
     assert summary.nodes_agree
 
 
@@ -109,8 +142,9 @@ def test_an_oversized_update_is_refused_at_the_gate_and_costs_reputation(tmp_pat
     summary = federate(tmp_path, 5, attack="oversized-blob", attackers=("va",))
     va = next(h for h in summary.hospitals if h.site == "va")
     rejected = node_events(tmp_path, "excluded")
-    # Round 1's aggregator was va itself, which took its own update (its blob is valid);
-    # in rounds 2-4 the validators refused the announcement and the aggregator listed it.
+    # Round 1's aggregator was va itself, which took its own update (its blob is valid, and
+    # its node lets its own lie through); in rounds 2-4 the validators refused the
+    # announcement and the aggregator listed it.
     assert [e["node"] for e in node_events(tmp_path, "aggregated") if e["round"] == 1] == ["va"]
     assert {(e["round"], e["member"]) for e in rejected} == {(r, va.address) for r in (2, 3, 4)}
     assert all("67108865 bytes exceeds the 67108864-byte limit" in e["reason"] for e in rejected)
@@ -131,12 +165,12 @@ def test_replayed_announcements_of_a_past_round_are_ignored(tmp_path: Path) -> N
         (e["round"], e["cluster"]): e["inputs"] for e in node_events(tmp_path, "aggregated")
     }
     inputs = {r: sum(n for (rr, _), n in per_cluster.items() if rr == r) for r in (1, 2, 3)}
-    # round 1 pools statistics, round 2 is va's own; in round 3 only its replay comes
-    assert inputs == {1: 4, 2: 4, 3: 3}
+    # round 1 (statistics) is va's own; from round 2 on only its replay of it comes
+    assert inputs == {1: 4, 2: 3, 3: 3}
     assert node_events(tmp_path, "excluded") == []  # ignored, not rejected: no offence
     assert node_events(tmp_path, "peer-blacklisted") == []
     assert summary.nodes_agree and 0.6 < summary.final_mean_accuracy < 1.0
-    assert va.contribution > 0  # for round 2 only
+    assert va.contribution == 0 and va.reward_wei == 0
 
 
 def test_random_bytes_under_their_own_hash_are_fetched_then_rejected(tmp_path: Path) -> None:
