@@ -482,7 +482,10 @@ class BulkFetcher:
     async def _open_link(self, stream: Any, provider: str) -> _Link:
         try:
             mine = Ephemeral()
-            await stream.write(LinkRequest(mine.public_key, mine.nonce).encode())
+            try:
+                await stream.write(LinkRequest(mine.public_key, mine.nonce).encode())
+            except Exception as exc:  # libp2p signals a reset or closed stream with its own
+                raise FetchFailed(f"could not ask for a bulk link: {exc!r}") from exc
             status = (await read_exactly(stream, 1))[0]
             answer = LinkAnswer.decode(
                 status, await read_exactly(stream, LinkAnswer.body_bytes(status))

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 import trio
+from libp2p.network.stream.exceptions import StreamReset
 
 from gossip.blobs import blob_hash, read_exactly
 from gossip.bulk import MAX_LINKS_PER_PEER, BulkFetcher, BulkServer, SessionTable
@@ -455,6 +456,23 @@ async def test_unavailable_channel_gives_none_for_the_fallback() -> None:
         unsupported = await fetch(provider, blob_hash(data))
     assert refused is None
     assert unsupported is None
+
+
+async def test_a_stream_reset_while_asking_for_a_link_gives_none_for_the_fallback() -> None:
+    class ResetOnWrite:
+        async def write(self, data: bytes) -> None:
+            raise StreamReset("the provider went away")
+
+        async def close(self) -> None:
+            pass
+
+    async def resetting(peer: str) -> ResetOnWrite:
+        return ResetOnWrite()
+
+    data = b"update"
+    async with bulk_provider({blob_hash(data): data}) as provider:
+        provider.open_stream = resetting  # type: ignore[assignment]
+        assert await fetch(provider, blob_hash(data)) is None
 
 
 async def test_wrong_token_replayed_session_and_replayed_request_are_refused(
