@@ -49,9 +49,7 @@ def flatten(update: Mapping[str, WeightArray], layout: Layout) -> NDArray[np.flo
     :class:`AggregationError` if its names or shapes are not the layout's."""
     names = [name for name, _ in layout]
     if sorted(update) != names:
-        raise AggregationError(
-            f"the update's tensors {sorted(update)} are not the round's {names}"
-        )
+        raise AggregationError(f"the update's tensors {sorted(update)} are not the round's {names}")
     parts = []
     for name, shape in layout:
         tensor = np.asarray(update[name])

@@ -42,7 +42,17 @@ def test_an_update_travels_as_its_tensors_in_name_order() -> None:
     assert flat.tolist() == [7, 8, 9, 0, 1, 2, 3, 4, 5]
     back = unflatten(flat, LAYOUT)
     assert back["w"].dtype == np.float32 and np.array_equal(back["w"], tensors["w"])
-    assert weighted_input(tensors, LAYOUT, 1, 4).tolist() == [1.75, 2, 2.25, 0, 0.25, 0.5, 0.75, 1, 1.25]
+    assert weighted_input(tensors, LAYOUT, 1, 4).tolist() == [
+        1.75,
+        2,
+        2.25,
+        0,
+        0.25,
+        0.5,
+        0.75,
+        1,
+        1.25,
+    ]
 
 
 def test_an_update_of_another_layout_is_refused() -> None:
@@ -75,7 +85,9 @@ def masked_round(
     setup = SecAggRound(
         "heart", 2, 0, tuple(f"0x{i:040x}" for i in range(len(samples))), layout_length(LAYOUT)
     )
-    members = [SecAggMember(setup, i, random.Random(seed * 100 + i).randbytes) for i in range(len(samples))]
+    members = [
+        SecAggMember(setup, i, random.Random(seed * 100 + i).randbytes) for i in range(len(samples))
+    ]
     keys = [m.advertise() for m in members]
     bundles = [m.deal_shares(keys) for m in members]
     updates = [update(i) for i in range(len(samples))]
