@@ -515,7 +515,7 @@ class HospitalNode:
             nursery.start_soon(SecureAggregatorDuty(self, secure, rank).run, started)
         update, _samples = await trio.to_thread.run_sync(self.learner.train, secure.round)
         phases.lap("train")
-        announcement = await secure.mask(update, secure.deadline())
+        announcement = await secure.mask(update, secure.roster_deadline(started))
         del update
         phases.lap("publish")
         nursery.start_soon(secure.answer_requests)

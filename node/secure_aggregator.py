@@ -1,12 +1,13 @@
 """A cluster aggregator's duty under secure aggregation: it learns the members' sum only.
 
 The first aggregator candidate of the cluster (:mod:`node.aggregator` for the order and the
-take-over) announces the roster once every member's shares are here (or
-``federation.update_timeout`` after the round began): the members whose share bundles reach
-every other member of it. Then it collects the roster members' masked inputs (the update
-announcements of the round, up to ``update_timeout`` after the roster), announces the
-unmasking request for those it holds, waits for every survivor's answer (up to
-``federation.evaluation_timeout``), unmasks the survivors' FedAvg
+take-over) announces the roster once the shares of every member that sent keys are here
+(keys are awaited up to ``federation.update_timeout`` after the round began, shares up to
+``update_timeout`` more): the members whose share bundles reach every other member of it.
+Then it collects the roster members' masked inputs (the update announcements of the round,
+up to ``update_timeout`` after the roster), announces the unmasking request for those it
+holds, waits for every survivor's answer (up to ``federation.evaluation_timeout``), unmasks
+the survivors' FedAvg
 (:func:`node.secure_sum.secure_mean`), and commits it like any aggregate: the inputs are the
 survivors' masked-input hashes. No single update can be scored, so each survivor's score is
 its number of samples (its share of the cluster's data). A masked input that is not one
@@ -58,8 +59,8 @@ class SecureAggregatorDuty:
         if self.rank == 0:
             await self._announce_roster(round_started + federation.update_timeout)
         else:
-            # the roster, the masked inputs: two update_timeouts, then the take-over order
-            turn = 2 * federation.update_timeout + self.rank * federation.takeover_timeout
+            # keys, shares, masked inputs: an update_timeout each, then the take-over order
+            turn = 3 * federation.update_timeout + self.rank * federation.takeover_timeout
             await trio.sleep_until(round_started + turn)
             if await self._recorded():
                 return
@@ -101,14 +102,17 @@ class SecureAggregatorDuty:
                 }
             )
 
-    async def _announce_roster(self, deadline: float) -> None:
-        """Wait for every member's shares (until ``deadline``), then announce the roster."""
+    async def _announce_roster(self, keys_deadline: float) -> None:
+        """Wait for every member's keys (until ``keys_deadline``), then for the shares of
+        those that sent keys (``update_timeout`` more: members deal once their keys wait
+        ends), then announce the roster."""
         secure, inbox = self.secure, self.node.inbox
+        keys = await secure.keys(keys_deadline)
+        dealers = {secure.members[m] for m in keys}
         await inbox.wait_until(
-            lambda: len(secure.announced(AnnouncementKind.SECAGG_SHARES)) == len(secure.members),
-            deadline - trio.current_time(),
+            lambda: dealers <= set(secure.announced(AnnouncementKind.SECAGG_SHARES)),
+            self.node.config.federation.update_timeout,
         )
-        keys = await secure.keys(trio.current_time())
         shares = secure.announced(AnnouncementKind.SECAGG_SHARES)
         bundles: dict[int, tuple[Announcement, ShareBundle]] = {}
 

@@ -115,9 +115,12 @@ class SecureRound:
     def members(self) -> tuple[str, ...]:
         return self.setup.members
 
-    def deadline(self) -> float:
-        """``federation.update_timeout`` from now (the bound of every step's wait)."""
-        return trio.current_time() + self.node.config.federation.update_timeout
+    def roster_deadline(self, round_started: float) -> float:
+        """How long a trained member waits for the roster: ``federation.update_timeout``,
+        and at least until the aggregator's waits for keys and shares (an update_timeout
+        each from the round's start) are over."""
+        timeout = self.node.config.federation.update_timeout
+        return max(trio.current_time() + timeout, round_started + 2 * timeout)
 
     async def publish(
         self, kind: AnnouncementKind, data: bytes, samples: int = 0, codec: str = ""
