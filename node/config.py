@@ -37,6 +37,8 @@ from node.sealed_keys import DEFAULT_SCRYPT_N, check_scrypt_n
 from node.strategies import StrategyConfig
 from node.training import TrainingConfig, default_training_config, site_training_config
 
+SECURE_ANNOUNCEMENTS_PER_ROUND = 8  # what an aggregator announces in a secure round
+
 
 @dataclass(frozen=True)
 class FederationConfig:
@@ -260,6 +262,14 @@ class MedswarmConfig:
 
     def __post_init__(self) -> None:
         site_training_config(self.training, self.strategy)  # raises for a bad combination
+        _require(
+            not self.federation.secure_aggregation
+            or self.network.max_announcements_per_round >= SECURE_ANNOUNCEMENTS_PER_ROUND,
+            f"network.max_announcements_per_round = {self.network.max_announcements_per_round} "
+            "is too few for federation.secure_aggregation: an aggregator announces its keys, "
+            "shares, masked update, answer, roster, request, aggregate and attestation each "
+            f"round; allow at least {SECURE_ANNOUNCEMENTS_PER_ROUND}",
+        )
 
 
 T = TypeVar("T")

@@ -303,3 +303,10 @@ def test_secure_aggregation_refuses_what_needs_single_updates(
     with pytest.raises(ConfigError, match=re.escape(match) if '"' in match else match):
         config_from_dict({"federation": raw})
     config_from_dict({"federation": {**raw, "secure_aggregation": False}})  # fine without
+
+
+def test_secure_aggregation_needs_room_for_its_announcements() -> None:
+    raw = {"federation": {"secure_aggregation": True, "ledger": "consortium"}}
+    with pytest.raises(ConfigError, match="allow at least 8"):
+        config_from_dict({**raw, "network": {"max_announcements_per_round": 7}})
+    config_from_dict({**raw, "network": {"max_announcements_per_round": 8}})
