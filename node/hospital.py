@@ -17,6 +17,11 @@ One round ``r`` seen from a node in cluster ``c`` (see docs/architecture.md for 
 
 Where commitments, attestations and finality live is the :class:`~node.round_book.RoundBook`'s
 business: the Ledger contract, or gossip plus one Consortium transaction per round.
+
+With ``federation.secure_aggregation`` steps 1 and 2 run the secure-aggregation protocol
+instead (:mod:`node.secure_round`, :mod:`node.secure_aggregator`): keys and shares go out
+while the node trains, the update is announced masked, and the aggregator commits the
+unmasked mean of its cluster's updates; step 3's check of the own cluster unmasks it again.
 """
 
 from __future__ import annotations
