@@ -11,6 +11,9 @@ evaluation lists the cluster's updates with the share of the round's contributio
 measured for each on its own data (``federation.contribution = "shapley"``). A validation lists
 every update of the round the sender fetched with the loss the model it makes has on the
 sender's own training rows (``federation.validate_updates``; :mod:`node.validation`).
+Under ``federation.secure_aggregation`` five more kinds carry the messages of secure
+aggregation within a cluster, each (but the roster, which lists its members as inputs) a blob
+of :mod:`node.secagg_messages` announced by its hash (:mod:`node.secure_round`).
 
 Encoding is canonical JSON (sorted keys, no spaces, ASCII), so the same announcement always
 has the same bytes. The signature is an Ethereum personal-message signature (EIP-191) by the
@@ -49,6 +52,13 @@ class AnnouncementKind(StrEnum):
     ATTEST = "attest"  # a member's signature over the round's global model (no blob to fetch)
     EVALUATION = "evaluation"  # a member's measure of each update in its cluster (no blob)
     VALIDATION = "validation"  # a member's loss under each update of the round (no blob)
+    # secure aggregation within a cluster (node/secure_round.py): each blob is one message of
+    # node/secagg_messages.py; an UPDATE's blob is then the member's masked input
+    SECAGG_KEYS = "secagg-keys"  # a member's public keys for the round (samples: its own)
+    SECAGG_SHARES = "secagg-shares"  # a member's sealed shares for the others
+    SECAGG_ROSTER = "secagg-roster"  # the aggregator's list of whom to mask with (no blob)
+    SECAGG_REQUEST = "secagg-request"  # the aggregator's unmasking request
+    SECAGG_ANSWER = "secagg-answer"  # a member's shares answering the request
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,12 @@ log = logging.getLogger(__name__)
 MIN_SEGMENT_BYTES = 64 * 2**10
 ANNOUNCED_SIZES_KEPT = 4096  # blob sizes remembered from announcements, to plan fetches
 MIN_ANNOUNCEMENTS_PER_ROUND = 5  # what one honest member may announce in a round
+# GossipSub drops, without a word above debug level, messages a peer forwards (or this node
+# publishes) beyond a rate per topic and second: 10 by default. A round's announcements come
+# in bursts (a secure round has every member announce keys and shares at once, and each peer
+# relays them all), and the SenderQuota bounds every sender per round already, so the rate
+# only guards against a peer relaying a flood before validation.
+MESSAGES_PER_PEER_PER_SECOND = 1000.0
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,7 @@ class GossipService:
             degree_low=4,
             degree_high=12,
             heartbeat_interval=config.heartbeat_interval,
+            max_messages_per_topic_per_second=MESSAGES_PER_PEER_PER_SECOND,
         )
         self._pubsub = Pubsub(self._host, self._gossipsub)
         self._pubsub.set_topic_validator(self.topic, self._validate, False)

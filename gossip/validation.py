@@ -86,9 +86,49 @@ class AnnouncementPolicy:
         return cls(federation, lambda address: None, lambda: 0, max_blob_bytes)
 
 
+# The size of a secure-aggregation key advertisement: header 34, sender 2, two X25519 keys
+# (node/secagg_messages.py; gossip does not import the node).
+SECAGG_KEYS_BYTES = 34 + 2 + 2 * 32
+SECAGG_BLOB_KINDS = (
+    AnnouncementKind.SECAGG_SHARES,
+    AnnouncementKind.SECAGG_REQUEST,
+    AnnouncementKind.SECAGG_ANSWER,
+)
+
+
+def _secagg_shape_problem(announcement: Announcement) -> str:
+    """What is wrong with a secure-aggregation announcement's fields (see
+    :class:`~gossip.messages.AnnouncementKind`)."""
+    kind, inputs = announcement.kind, announcement.inputs
+    if announcement.round_signature:
+        return f"only an attestation carries a round signature, not a {kind} announcement"
+    if kind is AnnouncementKind.SECAGG_ROSTER:
+        if not inputs or any(i.rejected for i in inputs):
+            return "a secure-aggregation roster lists the members to mask with (none rejected)"
+        if len({i.sender.lower() for i in inputs}) != len(inputs):
+            return "a secure-aggregation roster lists each member once"
+        if announcement.size or announcement.samples != sum(i.samples for i in inputs):
+            return "a secure-aggregation roster names no blob; its samples are its members' sum"
+        return ""
+    if inputs:
+        return f"a {kind} announcement must not list inputs"
+    if kind is AnnouncementKind.SECAGG_KEYS:
+        if announcement.size != SECAGG_KEYS_BYTES or announcement.samples <= 0:
+            return (
+                f"a secure-aggregation key advertisement is {SECAGG_KEYS_BYTES} bytes and names "
+                "its member's samples"
+            )
+        return ""
+    if announcement.size <= 0 or announcement.samples:
+        return f"a {kind} announcement names a blob and no samples"
+    return ""
+
+
 def _shape_problem(announcement: Announcement) -> str:
     """What is wrong with the fields an announcement of its kind must (not) carry."""
     kind = announcement.kind
+    if kind in (AnnouncementKind.SECAGG_KEYS, AnnouncementKind.SECAGG_ROSTER, *SECAGG_BLOB_KINDS):
+        return _secagg_shape_problem(announcement)
     if kind is AnnouncementKind.ATTEST:
         if not announcement.round_signature:
             return "an attestation must carry its round signature"

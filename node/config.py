@@ -37,6 +37,8 @@ from node.sealed_keys import DEFAULT_SCRYPT_N, check_scrypt_n
 from node.strategies import StrategyConfig
 from node.training import TrainingConfig, default_training_config, site_training_config
 
+SECURE_ANNOUNCEMENTS_PER_ROUND = 8  # what an aggregator announces in a secure round
+
 
 @dataclass(frozen=True)
 class FederationConfig:
@@ -96,6 +98,11 @@ class FederationConfig:
     dp_clip: float = 0.0
     dp_noise_multiplier: float = 0.0
     dp_delta: float = 1e-5
+    # secure aggregation within each cluster (node/secagg.py, node/secure_round.py,
+    # docs/privacy.md): members mask their updates so that the cluster's aggregator learns only
+    # their sample-weighted sum; needs ledger = "consortium" and no rule that reads single
+    # updates (screening, validation, robust aggregation, Shapley scores)
+    secure_aggregation: bool = False
 
     @property
     def differential_privacy(self) -> bool:
@@ -137,6 +144,7 @@ class FederationConfig:
             -1 <= self.outlier_min_cosine <= 1, "federation.outlier_min_cosine must be in [-1, 1]"
         )
         self._check_privacy()
+        self._check_secure_aggregation()
         _require(self.name.replace("-", "").isalnum(), "federation.name: letters, digits, '-'")
         _require(
             self.dataset in TASKS,
@@ -153,6 +161,28 @@ class FederationConfig:
                 not self.csv_label,
                 f'federation.csv_label applies to dataset = "csv" only; {self.dataset} '
                 "defines its own labels",
+            )
+
+    def _check_secure_aggregation(self) -> None:
+        if not self.secure_aggregation:
+            return
+        _require(
+            self.ledger == "consortium",
+            'federation.secure_aggregation needs federation.ledger = "consortium": the Ledger '
+            "contract records each update's own score, which needs the update itself",
+        )
+        needs_updates = {
+            "screen_updates = false": self.screen_updates,
+            "validate_updates = false": self.validate_updates,
+            'aggregation = "fedavg"': self.aggregation != "fedavg",
+            'contribution = "loss"': self.contribution == "shapley",
+        }
+        for change, conflict in needs_updates.items():
+            _require(
+                not conflict,
+                f"federation.secure_aggregation hides each member's update from the "
+                f"aggregator, which this setting needs: set federation.{change}, or turn "
+                "secure_aggregation off (docs/privacy.md)",
             )
 
     def _check_privacy(self) -> None:
@@ -232,6 +262,14 @@ class MedswarmConfig:
 
     def __post_init__(self) -> None:
         site_training_config(self.training, self.strategy)  # raises for a bad combination
+        _require(
+            not self.federation.secure_aggregation
+            or self.network.max_announcements_per_round >= SECURE_ANNOUNCEMENTS_PER_ROUND,
+            f"network.max_announcements_per_round = {self.network.max_announcements_per_round} "
+            "is too few for federation.secure_aggregation: an aggregator announces its keys, "
+            "shares, masked update, answer, roster, request, aggregate and attestation each "
+            f"round; allow at least {SECURE_ANNOUNCEMENTS_PER_ROUND}",
+        )
 
 
 T = TypeVar("T")

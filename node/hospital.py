@@ -17,6 +17,11 @@ One round ``r`` seen from a node in cluster ``c`` (see docs/architecture.md for 
 
 Where commitments, attestations and finality live is the :class:`~node.round_book.RoundBook`'s
 business: the Ledger contract, or gossip plus one Consortium transaction per round.
+
+With ``federation.secure_aggregation`` steps 1 and 2 run the secure-aggregation protocol
+instead (:mod:`node.secure_round`, :mod:`node.secure_aggregator`): keys and shares go out
+while the node trains, the update is announced masked, and the aggregator commits the
+unmasked mean of its cluster's updates; step 3's check of the own cluster unmasks it again.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ from node.membership import Membership
 from node.phases import PhaseClock
 from node.privacy import ClientPrivacy, member_noise_key, privacy_spent
 from node.round_book import AveragedInputs, RoundBook, averaged_inputs
+from node.secure_aggregator import SecureAggregatorDuty
+from node.secure_round import SecureRound
 from node.training import derive_seed
 from node.validation import VariateHistory, loss_ratios, own_step, ratio_score
 from node.weights import (
@@ -160,6 +167,7 @@ class HospitalNode:
         self._dial_backoff: dict[str, float] = {}
         self._first_attempt: dict[int, tuple[float, dict[str, int]]] = {}
         self._round_started_at: dict[int, float] = {}  # wall clock, for blob retention
+        self._secure_rounds: dict[int, SecureRound] = {}  # the current round's, if secure
         policy = AnnouncementPolicy(
             federation=config.federation.name,
             member_peer_id=self.membership.peer_id,
@@ -368,17 +376,26 @@ class HospitalNode:
         phases.lap("registry")
         self._check_membership(round_number)
         cluster = self.membership.cluster_of(self.address)
-        update = await self._train_and_announce(round_number, cluster, phases)
-        candidates = await self.book.aggregator_candidates(round_number, cluster)
+        secure = None
+        if self.config.federation.secure_aggregation:
+            candidates = await self.book.aggregator_candidates(round_number, cluster)
+            secure = self._secure_round(round_number, cluster, candidates)
+        if secure is None:
+            update: Announcement | None = await self._train_and_announce(
+                round_number, cluster, phases
+            )
+            candidates = await self.book.aggregator_candidates(round_number, cluster)
         failure: RoundFailed | None = None  # raised after the nursery, not in a group
         async with trio.open_nursery() as nursery:
-            if self.address in candidates:
+            if secure is not None:
+                update = await self._train_and_mask(nursery, secure, started, phases)
+            elif self.address in candidates:
                 duty = AggregatorDuty(self, round_number, cluster, candidates.index(self.address))
                 nursery.start_soon(duty.run, started)
             first = candidates[:1] == [self.address]
             if self.validates_updates(round_number):
                 nursery.start_soon(self._validate_updates, round_number, cluster, started)
-            if self.config.federation.verify_aggregates or first:
+            if secure is None and (self.config.federation.verify_aggregates or first):
                 # The first candidate's duty averages the updates; the others check its sum.
                 nursery.start_soon(self._prefetch_updates, round_number, cluster, not first)
             try:
@@ -424,8 +441,8 @@ class HospitalNode:
                 "cluster": cluster,
                 "address": self.address,
                 "aggregator": candidates[0] if candidates else None,
-                "update_hash": update.blob_hash,
-                "samples": update.samples,
+                "update_hash": update.blob_hash if update else None,
+                "samples": update.samples if update else None,
                 "global_hash": self.global_hash,
                 "computed_hash": new_hash,
                 "test_loss": metrics.loss,
@@ -475,6 +492,38 @@ class HospitalNode:
         )
         await self.gossip.publish(announcement)
         phases.lap("publish")
+        return announcement
+
+    def _secure_round(
+        self, round_number: int, cluster: int, candidates: Sequence[str]
+    ) -> SecureRound | None:
+        """The round's secure aggregation in this node's cluster, the same object for every
+        attempt at the round (None: a cluster of one member, aggregated in the clear)."""
+        secure = self._secure_rounds.get(round_number)
+        if secure is None or secure.cluster != cluster:
+            secure = SecureRound.for_round(self, round_number, cluster, candidates)
+            self._secure_rounds = {round_number: secure} if secure is not None else {}
+        return secure
+
+    async def _train_and_mask(
+        self, nursery: trio.Nursery, secure: SecureRound, started: float, phases: PhaseClock
+    ) -> Announcement | None:
+        """Under secure aggregation: announce keys and shares while training, mask the
+        update, announce it, and answer the aggregator's unmasking request in the background
+        (:mod:`node.secure_round`); the update announcement, or None if this member sat the
+        round out. The first aggregator candidate's duty starts here too: it announces the
+        roster the members mask with."""
+        deadline = started + self.config.federation.update_timeout
+        nursery.start_soon(secure.prepare, deadline)
+        if self.address.lower() in secure.candidates:
+            rank = secure.candidates.index(self.address.lower())
+            nursery.start_soon(SecureAggregatorDuty(self, secure, rank).run, started)
+        update, _samples = await trio.to_thread.run_sync(self.learner.train, secure.round)
+        phases.lap("train")
+        announcement = await secure.mask(update, secure.roster_deadline(started))
+        del update
+        phases.lap("publish")
+        nursery.start_soon(secure.answer_requests)
         return announcement
 
     async def _prefetch_updates(self, round_number: int, cluster: int, average_ahead: bool) -> None:
@@ -771,6 +820,9 @@ class HospitalNode:
     ) -> Mapping[str, WeightArray]:
         if verify and self.config.federation.verify_aggregates:
             recorded = await self.book.cluster_inputs(info)
+            secure = self._secure_rounds.get(round_number)
+            if secure is not None and self._averages.get(info.aggregate_hash) != recorded:
+                return await self._checked_secure_aggregate(secure, info, recorded)
             averaging = self._averaging.get(round_number)
             if averaging is not None:  # the same work, begun before the record: let it end
                 await averaging.wait()
@@ -797,6 +849,23 @@ class HospitalNode:
             raise RoundFailed(
                 f"round {round_number}: cannot fetch cluster {info.cluster}'s aggregate: {exc}"
             ) from exc
+
+    async def _checked_secure_aggregate(
+        self, secure: SecureRound, info: ClusterInfo, recorded: AveragedInputs
+    ) -> Mapping[str, WeightArray]:
+        """The cluster's aggregate unmasked again from its masked inputs and the answers
+        (:meth:`SecureRound.check`), refused unless it is the committed one."""
+        recomputed = await secure.check(info, recorded)
+        digest = await trio.to_thread.run_sync(self.store_weights, recomputed)
+        self.remember_average(digest, recorded)
+        if digest != info.aggregate_hash:
+            self.gossip.store.discard([digest])
+            raise RoundFailed(
+                f"round {secure.round}: cluster {info.cluster}'s recorded aggregate "
+                f"{info.aggregate_hash} is not the unmasked mean of the masked inputs recorded "
+                f"with it (recomputed: {digest}). The aggregator was {info.aggregator}"
+            )
+        return recomputed
 
     async def _recorded_aggregate(self, round_number: int, cluster: int) -> ClusterInfo:
         """The cluster's aggregate once it is recorded on chain for the round.
@@ -902,8 +971,10 @@ class HospitalNode:
         samples: int,
         inputs: tuple[AggregateInput, ...] = (),
         round_signature: str = "",
+        codec: str = "",
     ) -> Announcement:
-        """A signed announcement from this node."""
+        """A signed announcement from this node (``codec``: its blob's, by default the
+        weights codec)."""
         return Announcement(
             kind=kind,
             federation=self.config.federation.name,
@@ -911,7 +982,7 @@ class HospitalNode:
             cluster=cluster,
             blob_hash=digest,
             size=size,
-            codec=CODEC,
+            codec=codec or CODEC,
             samples=samples,
             sender=self.address,
             peer_id=self.gossip.peer_id,

@@ -12,6 +12,15 @@ from gossip.messages import Announcement, AnnouncementKind
 
 log = logging.getLogger(__name__)
 ATTESTATIONS_KEPT = 4  # per (round, sender)
+SECAGG_KINDS = frozenset(
+    {
+        AnnouncementKind.SECAGG_KEYS,
+        AnnouncementKind.SECAGG_SHARES,
+        AnnouncementKind.SECAGG_ROSTER,
+        AnnouncementKind.SECAGG_REQUEST,
+        AnnouncementKind.SECAGG_ANSWER,
+    }
+)
 
 
 class RoundInbox:
@@ -26,6 +35,11 @@ class RoundInbox:
     Beside them it keeps the first *refused* update per (round, sender): one the gossip
     validators rejected for what it says though a member signed and published it (an
     oversized blob, say), which the cluster's aggregator lists as rejected.
+
+    Secure-aggregation messages (keys, shares, rosters, requests, answers) are kept per
+    (round, kind, sender), the newest :data:`ATTESTATIONS_KEPT` of each; their readers take
+    the first one a sender sent unless a later one is what they look for (an answer to a
+    later request).
     """
 
     def __init__(self) -> None:
@@ -43,6 +57,9 @@ class RoundInbox:
             lambda: defaultdict(list)
         )
         self._refused: dict[int, dict[str, tuple[Announcement, str]]] = defaultdict(dict)
+        self._secagg: dict[int, dict[str, list[Announcement]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
         self.equivocations: list[Announcement] = []
         self._changed = trio.Event()
 
@@ -61,9 +78,11 @@ class RoundInbox:
                     self.equivocations.append(announcement)
                 return
             self._updates[announcement.round][sender] = announcement
-        elif announcement.kind in self._kept_per_sender:
-            table = self._kept_per_sender[announcement.kind]
-            kept = table[announcement.round][sender]
+        elif announcement.kind in self._kept_per_sender or announcement.kind in SECAGG_KINDS:
+            if announcement.kind in SECAGG_KINDS:
+                kept = self._secagg[announcement.round][f"{announcement.kind}/{sender}"]
+            else:
+                kept = self._kept_per_sender[announcement.kind][announcement.round][sender]
             if announcement in kept:
                 return
             kept.append(announcement)
@@ -109,6 +128,20 @@ class RoundInbox:
         by_sender = self._validations.get(round_number, {})
         return [a for sender in sorted(by_sender) for a in by_sender[sender]]
 
+    def secagg(self, round_number: int, kind: AnnouncementKind) -> dict[str, list[Announcement]]:
+        """A round's secure-aggregation announcements of one kind, by lowercase sender,
+        oldest first."""
+        prefix = f"{kind}/"
+        return {
+            key.removeprefix(prefix): list(kept)
+            for key, kept in sorted(self._secagg.get(round_number, {}).items())
+            if key.startswith(prefix)
+        }
+
+    def first_secagg(self, round_number: int, kind: AnnouncementKind) -> dict[str, Announcement]:
+        """The first secure-aggregation announcement of one kind each sender sent for a round."""
+        return {sender: kept[0] for sender, kept in self.secagg(round_number, kind).items()}
+
     @property
     def _kept_per_sender(self) -> dict[AnnouncementKind, dict[int, dict[str, list[Announcement]]]]:
         return {
@@ -126,6 +159,7 @@ class RoundInbox:
             self._evaluations,
             self._validations,
             self._refused,
+            self._secagg,
         )
         for table in tables:
             for old in [r for r in table if r < round_number]:

@@ -207,6 +207,18 @@ class SiteLearner:
             update.update({VARIATE + n: v for n, v in change.items()})
         return update, result.samples
 
+    def update_layout(self, round_number: int) -> dict[str, tuple[int, ...]]:
+        """The names and shapes of the tensors a round's update holds (what :meth:`train`
+        returns): the feature moments in the statistics round, else the shared tensors'
+        delta, with SCAFFOLD's variate changes."""
+        if self.statistics_round(round_number):
+            n = self.loaded_site.n_features
+            return {MEAN: (n,), MEAN_SQUARE: (n,)}
+        shapes = {name: tuple(np.shape(value)) for name, value in self.shared.items()}
+        if self.scaffold:
+            shapes |= {VARIATE + name: shape for name, shape in shapes.items()}
+        return shapes
+
     def with_update(self, update: Mapping[str, WeightArray], round_number: int) -> Weights:
         """The site's model if the shared tensors moved by ``update`` (to score an update).
 

@@ -256,3 +256,53 @@ def test_the_gossip_service_hands_on_refused_updates_without_an_offence() -> Non
     assert all("exceeds the 1000-byte limit" in reason for _, reason in refused)
     assert service.offences[peer.to_base58()] == 4  # the floods only
     assert len(blacklisted) == 1 and "flooding" in blacklisted[0][1]
+
+
+def test_a_secure_aggregation_key_advertisement_has_its_size_and_the_members_samples() -> None:
+    keys = announcement(kind=AnnouncementKind.SECAGG_KEYS, size=100, samples=10)
+    assert judge(keys.signed(KEY), PEER, policy()).verdict is Verdict.ACCEPT
+    for wrong in (replace(keys, size=101), replace(keys, samples=0)):
+        decision = judge(wrong.signed(KEY), PEER, policy())
+        assert decision.verdict is Verdict.REJECT and "100 bytes" in decision.reason
+    listed = replace(keys, inputs=(AggregateInput(ADDRESS, "ab" * 32, 1),)).signed(KEY)
+    assert "must not list inputs" in judge(listed, PEER, policy()).reason
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        AnnouncementKind.SECAGG_SHARES,
+        AnnouncementKind.SECAGG_REQUEST,
+        AnnouncementKind.SECAGG_ANSWER,
+    ],
+)
+def test_secure_aggregation_messages_name_a_blob_and_no_samples(kind: AnnouncementKind) -> None:
+    good = announcement(kind=kind, size=188, samples=0)
+    assert judge(good.signed(KEY), PEER, policy()).verdict is Verdict.ACCEPT
+    for wrong in (replace(good, size=0), replace(good, samples=3)):
+        assert "names a blob and no samples" in judge(wrong.signed(KEY), PEER, policy()).reason
+    oversize = replace(good, size=1_001).signed(KEY)
+    assert "exceeds" in judge(oversize, PEER, policy()).reason
+    signed_round = replace(good, round_signature="ab" * 65).signed(KEY)
+    assert "round signature" in judge(signed_round, PEER, policy()).reason
+    late = judge(replace(good, round=2).signed(KEY), PEER, policy(current=3))
+    assert late.verdict is Verdict.IGNORE
+
+
+def test_a_secure_aggregation_roster_lists_members_once_with_their_samples() -> None:
+    one = AggregateInput(ADDRESS, "ab" * 32, 7)
+    two = AggregateInput(STRANGER, "cd" * 32, 5)
+    kind = AnnouncementKind.SECAGG_ROSTER
+    good = announcement(kind=kind, inputs=(one, two), size=0, samples=12)
+    assert judge(good.signed(KEY), PEER, policy()).verdict is Verdict.ACCEPT
+    problems = {
+        "members to mask with": replace(good, inputs=(), samples=0),
+        "each member once": replace(good, inputs=(one, one), samples=14),
+        "members' sum": replace(good, samples=11),
+        "names no blob": replace(good, size=4),
+    }
+    for reason, wrong in problems.items():
+        decision = judge(wrong.signed(KEY), PEER, policy())
+        assert decision.verdict is Verdict.REJECT and reason in decision.reason, reason
+    rejected = replace(good, inputs=(one, replace(two, rejected=True))).signed(KEY)
+    assert "none rejected" in judge(rejected, PEER, policy()).reason

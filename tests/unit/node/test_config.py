@@ -268,3 +268,45 @@ def test_a_value_of_the_wrong_type_is_shown_cut_short() -> None:
         ConfigError, match=re.escape("federation.name = <an integer of 16610 bits>")
     ):
         config_from_dict({"federation": {"name": 10**5000}})
+
+
+def test_secure_aggregation_is_off_by_default_and_allowed_with_the_consortium_and_dp() -> None:
+    assert not MedswarmConfig().federation.secure_aggregation
+    federation = config_from_dict(
+        {
+            "federation": {
+                "secure_aggregation": True,
+                "ledger": "consortium",
+                "dp_clip": 0.5,
+                "dp_noise_multiplier": 1.0,
+            }
+        }
+    ).federation
+    assert federation.secure_aggregation and federation.differential_privacy
+
+
+@pytest.mark.parametrize(
+    ("federation", "match"),
+    [
+        ({"ledger": "ledger"}, 'needs federation.ledger = "consortium"'),
+        ({"screen_updates": True}, "set federation.screen_updates = false"),
+        ({"validate_updates": True}, "set federation.validate_updates = false"),
+        ({"aggregation": "median"}, 'set federation.aggregation = "fedavg"'),
+        ({"aggregation": "krum"}, 'set federation.aggregation = "fedavg"'),
+        ({"contribution": "shapley"}, 'set federation.contribution = "loss"'),
+    ],
+)
+def test_secure_aggregation_refuses_what_needs_single_updates(
+    federation: dict[str, object], match: str
+) -> None:
+    raw = {"secure_aggregation": True, "ledger": "consortium", **federation}
+    with pytest.raises(ConfigError, match=re.escape(match) if '"' in match else match):
+        config_from_dict({"federation": raw})
+    config_from_dict({"federation": {**raw, "secure_aggregation": False}})  # fine without
+
+
+def test_secure_aggregation_needs_room_for_its_announcements() -> None:
+    raw = {"federation": {"secure_aggregation": True, "ledger": "consortium"}}
+    with pytest.raises(ConfigError, match="allow at least 8"):
+        config_from_dict({**raw, "network": {"max_announcements_per_round": 7}})
+    config_from_dict({**raw, "network": {"max_announcements_per_round": 8}})

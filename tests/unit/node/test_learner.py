@@ -231,3 +231,17 @@ def test_a_site_scores_the_fine_tuning_its_cross_validation_chose(
         assert scores.personal == want
     # after one round the shared model is still poor: some site must have chosen to fine-tune
     assert any(learner.score(blob, 1).finetune_steps > 0 for learner in group)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "statistics"),
+    [(StrategyConfig(), True), (StrategyConfig("scaffold"), False), (LOCAL_BIAS, False)],
+)
+def test_the_update_layout_is_what_training_returns(
+    heart_sites: tuple[SiteData, ...], strategy: StrategyConfig, statistics: bool
+) -> None:
+    learner = learners(heart_sites[:1], strategy, statistics)[0]
+    for round_number in (1, 2):
+        update, _ = learner.train(round_number)
+        assert learner.update_layout(round_number) == {n: v.shape for n, v in update.items()}
+        learner.adopt(learner.next_global([(update, 1)], 1), round_number)
