@@ -830,16 +830,9 @@ class HospitalNode:
                 return await self.weights_of(info.aggregate_hash, [])  # averaged here already
             inputs = await self._fetch_inputs(round_number, info, recorded)
             recomputed = await trio.to_thread.run_sync(self.aggregate_updates, round_number, inputs)
-            digest = await trio.to_thread.run_sync(self.store_weights, recomputed)
-            self.remember_average(digest, recorded)
-            if digest != info.aggregate_hash:
-                self.gossip.store.discard([digest])
-                raise RoundFailed(
-                    f"round {round_number}: cluster {info.cluster}'s recorded aggregate "
-                    f"{info.aggregate_hash} is not the average of the updates recorded with it "
-                    f"(recomputed: {digest}); this node will not attest a global model built "
-                    f"on it. The aggregator was {info.aggregator}"
-                )
+            await self._match_recorded(
+                round_number, info, recorded, recomputed, "the average of the updates"
+            )
             return recomputed
         providers = [self.membership.peer_id(info.aggregator) or ""]
         providers += self.membership.peer_ids(exclude=self.address, cluster=info.cluster)
@@ -856,16 +849,31 @@ class HospitalNode:
         """The cluster's aggregate unmasked again from its masked inputs and the answers
         (:meth:`SecureRound.check`), refused unless it is the committed one."""
         recomputed = await secure.check(info, recorded)
+        await self._match_recorded(
+            secure.round, info, recorded, recomputed, "the unmasked mean of the masked inputs"
+        )
+        return recomputed
+
+    async def _match_recorded(
+        self,
+        round_number: int,
+        info: ClusterInfo,
+        recorded: AveragedInputs,
+        recomputed: Mapping[str, WeightArray],
+        what: str,
+    ) -> None:
+        """Store the aggregate this node recomputed from ``recorded``; raise
+        :class:`RoundFailed` (and drop it) unless it is the committed one."""
         digest = await trio.to_thread.run_sync(self.store_weights, recomputed)
         self.remember_average(digest, recorded)
         if digest != info.aggregate_hash:
             self.gossip.store.discard([digest])
             raise RoundFailed(
-                f"round {secure.round}: cluster {info.cluster}'s recorded aggregate "
-                f"{info.aggregate_hash} is not the unmasked mean of the masked inputs recorded "
-                f"with it (recomputed: {digest}). The aggregator was {info.aggregator}"
+                f"round {round_number}: cluster {info.cluster}'s recorded aggregate "
+                f"{info.aggregate_hash} is not {what} recorded with it (recomputed: {digest}); "
+                f"this node will not attest a global model built on it. The aggregator was "
+                f"{info.aggregator}"
             )
-        return recomputed
 
     async def _recorded_aggregate(self, round_number: int, cluster: int) -> ClusterInfo:
         """The cluster's aggregate once it is recorded on chain for the round.

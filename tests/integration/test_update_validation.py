@@ -21,6 +21,7 @@ from incentive.events import EventLog
 from node.config import load_config, with_overrides
 from node.data import resolve_data_dir
 from testnet.local import LocalRun, run_local_federation
+from testnet.report import RunSummary
 
 pytestmark = pytest.mark.integration
 
@@ -33,23 +34,24 @@ def events(out: Path, name: str) -> list[dict[str, Any]]:
     return [e for e in map(json.loads, lines) if e["event"] == name]
 
 
+def validating_federation(out: Path, **run: Any) -> RunSummary:
+    """Two rounds of the demo's setting with update validation on, on real hosts."""
+    torch.set_num_threads(1)
+    config = with_overrides(load_config(DEMO), rounds=2, update_timeout=10.0, validate_updates=True)
+    local = LocalRun(config=config, data_dir=resolve_data_dir(None, os.environ), out_dir=out, **run)
+    return trio.run(run_local_federation, local)
+
+
 def test_an_update_trained_on_flipped_labels_is_rejected_by_the_members_losses(
     tmp_path: Path,
 ) -> None:
-    torch.set_num_threads(1)
-    config = with_overrides(load_config(DEMO), rounds=2, update_timeout=10.0, validate_updates=True)
-    summary = trio.run(
-        run_local_federation,
-        LocalRun(
-            config=config,
-            nodes=8,
-            shards=2,
-            data_dir=resolve_data_dir(None, os.environ),
-            out_dir=tmp_path,
-            clusters=CLUSTERS,
-            attack="label-flip",
-            attackers=("cleveland-2",),
-        ),
+    summary = validating_federation(
+        tmp_path,
+        nodes=8,
+        shards=2,
+        clusters=CLUSTERS,
+        attack="label-flip",
+        attackers=("cleveland-2",),
     )
     flipper = next(h for h in summary.hospitals if h.site == "cleveland-2")
     # Round 1 pools feature statistics and is not validated; round 2 trains.
@@ -75,19 +77,7 @@ def test_an_update_trained_on_flipped_labels_is_rejected_by_the_members_losses(
 
 
 def test_validating_members_leave_out_an_update_that_is_not_valid_weights(tmp_path: Path) -> None:
-    torch.set_num_threads(1)
-    config = with_overrides(load_config(DEMO), rounds=2, update_timeout=10.0, validate_updates=True)
-    summary = trio.run(
-        run_local_federation,
-        LocalRun(
-            config=config,
-            nodes=4,
-            data_dir=resolve_data_dir(None, os.environ),
-            out_dir=tmp_path,
-            attack="nan",
-            attackers=("va",),
-        ),
-    )
+    summary = validating_federation(tmp_path, nodes=4, attack="nan", attackers=("va",))
     va = next(h for h in summary.hospitals if h.site == "va").address.lower()
     # every member fetches va's NaN update to validate it, leaves it out and goes on to
     # gossip its measures of the others (three updates: too few for a verdict)
