@@ -78,6 +78,9 @@ class AnnouncementPolicy:
     is_barred: Callable[[str], bool] | None = None
     # (sender address, publishing peer id) -> whether they are known not to be members.
     is_stranger: Callable[[str, str], bool] | None = None
+    # round -> the codec its update announcements must name (None: any); another codec is
+    # rejected, for what it says (the federation negotiated one codec in its configuration)
+    update_codec: Callable[[int], str | None] | None = None
 
     @classmethod
     def without_registry(cls, federation: str, max_blob_bytes: int) -> AnnouncementPolicy:
@@ -157,6 +160,19 @@ def _shape_problem(announcement: Announcement) -> str:
     return ""
 
 
+def _codec_problem(announcement: Announcement, policy: AnnouncementPolicy) -> str:
+    """Why an update announcement's codec is not the one the federation uses, or ""."""
+    if announcement.kind is not AnnouncementKind.UPDATE or policy.update_codec is None:
+        return ""
+    expected = policy.update_codec(announcement.round)
+    if expected is None or announcement.codec == expected:
+        return ""
+    return (
+        f"update codec {announcement.codec!r} is not the federation's {expected!r} for round "
+        f"{announcement.round}: every member must run the same federation.update_codec"
+    )
+
+
 def validate_announcement(
     data: bytes, origin_peer_id: str, policy: AnnouncementPolicy
 ) -> tuple[Decision, Announcement | None]:
@@ -217,7 +233,7 @@ def judge(announcement: Announcement, origin_peer_id: str, policy: AnnouncementP
             f"{policy.max_blob_bytes}-byte limit (network.max_blob_bytes)",
             accountable=in_play,
         )
-    problem = _shape_problem(announcement)
+    problem = _shape_problem(announcement) or _codec_problem(announcement, policy)
     if problem:
         return Decision(Verdict.REJECT, problem, accountable=in_play)
     if announcement.round < current:

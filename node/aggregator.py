@@ -132,7 +132,9 @@ class AggregatorDuty:
                 unfetched = self.node.unfetched_updates.get(announcement.blob_hash)
                 if unfetched is not None:
                     raise FetchFailed(f"{unfetched} (when prefetched)")
-                update = await self.node.weights_of(announcement.blob_hash, [announcement.peer_id])
+                update = await self.node.update_of(
+                    announcement.blob_hash, [announcement.peer_id], self.round
+                )
                 async with scoring:
                     self._scores[sender] = await trio.to_thread.run_sync(
                         self._score, announcement, update, before

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from gossip.service import GossipConfig
+from node.codecs import DEFAULT_TOPK_FRACTION
 from node.data import TASKS
 from node.errors import ConfigError
 from node.sealed_keys import DEFAULT_SCRYPT_N, check_scrypt_n
@@ -103,6 +104,12 @@ class FederationConfig:
     # their sample-weighted sum; needs ledger = "consortium" and no rule that reads single
     # updates (screening, validation, robust aggregation, Shapley scores)
     secure_aggregation: bool = False
+    # how members encode their model updates (node/codecs.py, docs/configuration.md): "fp32"
+    # (the weights encoding), "fp16", "int8" (per-block scales, stochastic rounding) or
+    # "topk" (the topk_fraction of values of largest magnitude, with error feedback);
+    # aggregates and global models stay float32
+    update_codec: Literal["fp32", "fp16", "int8", "topk"] = "fp32"
+    topk_fraction: float = DEFAULT_TOPK_FRACTION
 
     @property
     def differential_privacy(self) -> bool:
@@ -145,6 +152,7 @@ class FederationConfig:
         )
         self._check_privacy()
         self._check_secure_aggregation()
+        self._check_update_codec()
         _require(self.name.replace("-", "").isalnum(), "federation.name: letters, digits, '-'")
         _require(
             self.dataset in TASKS,
@@ -184,6 +192,24 @@ class FederationConfig:
                 f"aggregator, which this setting needs: set federation.{change}, or turn "
                 "secure_aggregation off (docs/privacy.md)",
             )
+
+    def _check_update_codec(self) -> None:
+        _require(
+            math.isfinite(self.topk_fraction) and 0 < self.topk_fraction <= 1,
+            f"federation.topk_fraction = {self.topk_fraction} must be in (0, 1]: the share of "
+            f"an update's values top-k sends (default {DEFAULT_TOPK_FRACTION}, 1%)",
+        )
+        _require(
+            self.update_codec == "topk" or self.topk_fraction == DEFAULT_TOPK_FRACTION,
+            f'federation.topk_fraction applies to update_codec = "topk" only; with '
+            f"{self.update_codec!r} leave it out",
+        )
+        _require(
+            not self.secure_aggregation or self.update_codec == "fp32",
+            f"federation.update_codec = {self.update_codec!r} cannot be used with "
+            "secure_aggregation, which masks the float32 update: set update_codec = "
+            '"fp32", or turn secure_aggregation off',
+        )
 
     def _check_privacy(self) -> None:
         _require(
@@ -262,6 +288,13 @@ class MedswarmConfig:
 
     def __post_init__(self) -> None:
         site_training_config(self.training, self.strategy)  # raises for a bad combination
+        _require(
+            self.federation.update_codec != "topk" or self.strategy.name != "scaffold",
+            'federation.update_codec = "topk" cannot be used with strategy "scaffold": each '
+            "site keeps its exact control variate while top-k sends a part of its change, so "
+            'the server variate would drift; choose "int8", "fp16" or "fp32", or another '
+            "strategy",
+        )
         _require(
             not self.federation.secure_aggregation
             or self.network.max_announcements_per_round >= SECURE_ANNOUNCEMENTS_PER_ROUND,

@@ -51,6 +51,11 @@ class InvalidWeights(MedswarmError, ValueError):
     """Model weights (or their byte encoding) are malformed, non-finite or too large."""
 
 
+class InvalidUpdateEncoding(InvalidWeights):
+    """An encoded update (:mod:`node.codecs`) is malformed: truncated, of another codec,
+    with NaN or negative scales, values or indices out of range; or cannot be encoded."""
+
+
 class InvalidTrainingConfig(MedswarmError, ValueError):
     """A training hyper-parameter has a value that cannot be used."""
 

@@ -47,6 +47,7 @@ from node import robust
 from node.aggregation import fedavg
 from node.aggregator import AggregatorDuty
 from node.coalitions import shapley_shares
+from node.codecs import announced_codec, decode_update
 from node.config import FederationConfig, MedswarmConfig
 from node.data import SiteData
 from node.errors import InvalidWeights, NodeError, NotAMember, RoundFailed
@@ -60,6 +61,7 @@ from node.round_book import AveragedInputs, RoundBook, averaged_inputs
 from node.secure_aggregator import SecureAggregatorDuty
 from node.secure_round import SecureRound
 from node.training import derive_seed
+from node.update_encoder import UpdateEncoder
 from node.validation import VariateHistory, loss_ratios, own_step, ratio_score
 from node.weights import (
     CODEC,
@@ -154,6 +156,12 @@ class HospitalNode:
                 '(federation.standardise = "federation", docs/privacy.md)',
                 self.name,
             )
+        federation = config.federation
+        # Encodes this member's model updates with the federation's codec (node/codecs.py);
+        # top-k keeps what it did not send for the next round.
+        self.encoder = UpdateEncoder(
+            federation.update_codec, federation.seed, site.site, federation.topk_fraction
+        )
         self.global_hash = store.put_parts(encoding_parts(initial_weights))
         # Each member's SCAFFOLD variate, rebuilt from its updates (node/validation.py).
         self._variates = VariateHistory(
@@ -177,6 +185,7 @@ class HospitalNode:
             is_member_peer=self.membership.has_peer,
             is_barred=self.membership.is_barred,
             is_stranger=self.membership.is_stranger,
+            update_codec=self.update_codec,
         )
         self.gossip = GossipService(config.network, policy, store, identity)
         self.gossip.on_refused = self._keep_refused_update
@@ -442,6 +451,8 @@ class HospitalNode:
                 "address": self.address,
                 "aggregator": candidates[0] if candidates else None,
                 "update_hash": update.blob_hash if update else None,
+                "update_codec": update.codec if update else None,
+                "update_bytes": update.size if update else None,
                 "samples": update.samples if update else None,
                 "global_hash": self.global_hash,
                 "computed_hash": new_hash,
@@ -484,11 +495,18 @@ class HospitalNode:
         # The same seeds as the in-memory simulations, so both give the same numbers.
         update, samples = await trio.to_thread.run_sync(self.learner.train, round_number)
         phases.lap("train")
-        digest = await trio.to_thread.run_sync(self.store_weights, update)
-        size = encoded_size(update)
+        codec = self.update_codec(round_number)
+        if codec == CODEC:
+            digest = await trio.to_thread.run_sync(self.store_weights, update)
+            size = encoded_size(update)
+        else:  # encoded with the federation's codec: the delta against the round's global
+            encoded = await trio.to_thread.run_sync(self.encoder.encode, update, round_number)
+            digest = await trio.to_thread.run_sync(self.gossip.store.put, encoded.data)
+            size = len(encoded.data)
+            del encoded
         del update
         announcement = self.announcement(
-            AnnouncementKind.UPDATE, round_number, cluster, digest, size, samples
+            AnnouncementKind.UPDATE, round_number, cluster, digest, size, samples, codec=codec
         )
         await self.gossip.publish(announcement)
         phases.lap("publish")
@@ -569,7 +587,9 @@ class HospitalNode:
             return  # a fetch failed: the aggregate will not have every member's update
         self._averaging[round_number] = done = trio.Event()
         try:
-            inputs = [(await self.weights_of(a.blob_hash, []), a.samples) for a in chosen]
+            inputs = [
+                (await self.update_of(a.blob_hash, [], round_number), a.samples) for a in chosen
+            ]
             mean = await trio.to_thread.run_sync(self.aggregate_updates, round_number, inputs)
             del inputs
             digest = await trio.to_thread.run_sync(self.store_weights, mean)
@@ -630,7 +650,10 @@ class HospitalNode:
         the aggregator's median over evaluators."""
         try:
             updates = {
-                a.sender.lower(): (await self.weights_of(a.blob_hash, []), a.samples)
+                a.sender.lower(): (
+                    await self.update_of(a.blob_hash, [], round_number),
+                    a.samples,
+                )
                 for a in chosen
             }
             shares = await trio.to_thread.run_sync(
@@ -677,8 +700,8 @@ class HospitalNode:
 
         async def obtain(sender: str, announcement: Announcement) -> None:
             try:
-                updates[sender] = await self.weights_of(
-                    announcement.blob_hash, [announcement.peer_id]
+                updates[sender] = await self.update_of(
+                    announcement.blob_hash, [announcement.peer_id], round_number
                 )
             except (GossipError, NodeError, InvalidWeights) as exc:
                 log.info("%s: cannot validate %s's update: %s", self.name, sender, exc)
@@ -904,7 +927,7 @@ class HospitalNode:
         for member, update, samples in recorded:
             sources = [p for p in (self.membership.peer_id(member), aggregator) if p]
             try:
-                updates.append((await self.weights_of(update, sources), samples))
+                updates.append((await self.update_of(update, sources, round_number), samples))
             except (GossipError, NodeError, ValueError) as exc:
                 raise RoundFailed(
                     f"round {round_number}: cannot check cluster {info.cluster}'s aggregate, "
@@ -1037,6 +1060,32 @@ class HospitalNode:
             await trio.to_thread.run_sync(weights.check)
             self._remember_valid(digest)
         return weights
+
+    def update_codec(self, round_number: int) -> str | None:
+        """The codec a member's update of ``round_number`` is encoded with, as its
+        announcement names it: the federation's ``update_codec`` for model updates, float32
+        weights for the statistics round's feature moments, None (any) under secure
+        aggregation, whose masked inputs have a codec of their own."""
+        federation = self.config.federation
+        if federation.secure_aggregation:
+            return None
+        if self.learner.statistics_round(round_number):
+            return CODEC
+        return announced_codec(federation.update_codec)
+
+    async def update_of(
+        self, digest: str, providers: list[str], round_number: int
+    ) -> Mapping[str, WeightArray]:
+        """A member's update of ``round_number`` (blob ``digest``) as tensors, fetched from
+        ``providers`` unless held already, decoded with the round's codec
+        (:meth:`update_codec`). Raises as :meth:`weights_of` does; bytes that are not a valid
+        encoding raise :class:`~node.errors.InvalidUpdateEncoding` (an ``InvalidWeights``)."""
+        codec = self.update_codec(round_number)
+        if codec is None or codec == CODEC:
+            return await self.weights_of(digest, providers)
+        data = await self.gossip.fetch(digest, providers)
+        limit = self.config.network.max_blob_bytes
+        return await trio.to_thread.run_sync(decode_update, data, codec, limit)
 
     def emit(self, event: dict[str, Any]) -> None:
         """Report a structured event (round results, exclusions, resyncs)."""

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from node.aggregation import cluster_averages
+from node.codecs import DEFAULT_TOPK_FRACTION
 from node.data import SiteData, load_all_sites, resolve_data_dir
 from node.errors import InvalidStrategyConfig
 from node.learner import SiteLearner
@@ -44,7 +45,8 @@ from node.training import (
     TrainingConfig,
     default_training_config,
 )
-from node.weights import weights_hash
+from node.update_encoder import UpdateEncoder
+from node.weights import encoded_size, weights_hash
 
 TUNED_HEART: dict[str, StrategyConfig] = {
     "fedavg": StrategyConfig("fedavg"),
@@ -83,6 +85,8 @@ class StrategyRun:
     personal_scores: tuple[SiteScore, ...]
     round_metric: tuple[float, ...]
     """Mean metric over sites after each round, before any fine-tuning."""
+    update_bytes: int
+    """Bytes of every update the sites sent over the run, as encoded with the codec."""
     shared_weights_hash: str
     """:func:`~node.weights.weights_hash` of the final global (shared) weights."""
     optimizer_state_hash: str
@@ -113,6 +117,8 @@ def run_strategy(
     clusters: Sequence[int] | None = None,
     privacy: ClientPrivacy | None = None,
     noise_keys: Sequence[bytes] = (),
+    update_codec: str = "fp32",
+    topk_fraction: float = DEFAULT_TOPK_FRACTION,
 ) -> StrategyRun:
     """Simulate ``rounds`` rounds of ``strategy`` over ``sites`` and score the result.
 
@@ -123,7 +129,9 @@ def run_strategy(
     statistics round of :mod:`node.standardise` (no training), so ``rounds - 1`` rounds train.
     With ``privacy`` every site clips and noises its updates (:mod:`node.privacy`), its noise
     keyed with its entry of ``noise_keys`` (a key per site, in site order), by default with
-    the empty key of simulations.
+    the empty key of simulations. Model updates travel encoded with ``update_codec``
+    (:mod:`node.codecs`; top-k keeps ``topk_fraction`` of the values, with each site's error
+    feedback), as on the nodes: every site's aggregate is made from what its peers decode.
     """
     start_time = time.perf_counter()
     genesis = initial_weights(sites, seed)
@@ -142,10 +150,20 @@ def run_strategy(
         )
         for site, key in zip(sites, keys, strict=True)
     ]
+    encoders = [UpdateEncoder(update_codec, seed, site.site, topk_fraction) for site in sites]
     groups = list(clusters) if clusters is not None else [0] * len(sites)
     history = []
+    update_bytes = 0
     for round_number in range(1, rounds + 1):
         updates = [learner.train(round_number) for learner in learners]
+        if update_codec == "fp32" or learners[0].statistics_round(round_number):
+            update_bytes += sum(encoded_size(update) for update, _ in updates)
+        else:
+            encoded = [
+                e.encode(u, round_number) for e, (u, _) in zip(encoders, updates, strict=True)
+            ]
+            update_bytes += sum(len(e.data) for e in encoded)
+            updates = [(e.sent, n) for e, (_, n) in zip(encoded, updates, strict=True)]
         blob = learners[0].next_global(cluster_averages(updates, groups), len(sites))
         for learner in learners:
             learner.adopt(blob, round_number)
@@ -168,6 +186,7 @@ def run_strategy(
         global_scores=global_scores,
         personal_scores=tuple(personal),
         round_metric=tuple(history),
+        update_bytes=update_bytes,
         shared_weights_hash=weights_hash(shared),
         optimizer_state_hash=learners[0].optimizer().state_hash(),
         seconds=time.perf_counter() - start_time,
