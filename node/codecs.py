@@ -222,7 +222,7 @@ def _prepared(update: Mapping[str, WeightArray]) -> list[tuple[str, Float32Array
                 f"tensor {name!r} must be a floating-point numpy array of at most {MAX_DIMS} "
                 "dimensions"
             )
-        values = np.ascontiguousarray(array, dtype=np.float32)
+        values = np.asarray(array, dtype=np.float32, order="C")  # keeps 0-d arrays 0-d
         if not np.isfinite(values).all():
             raise InvalidUpdateEncoding(f"tensor {name!r} holds NaN or infinite values")
         entries.append((name, values))

@@ -306,3 +306,21 @@ def test_a_secure_aggregation_roster_lists_members_once_with_their_samples() -> 
         assert decision.verdict is Verdict.REJECT and reason in decision.reason, reason
     rejected = replace(good, inputs=(one, replace(two, rejected=True))).signed(KEY)
     assert "none rejected" in judge(rejected, PEER, policy()).reason
+
+
+def test_an_update_of_another_codec_is_rejected_for_what_it_says() -> None:
+    expecting = replace(policy(), update_codec=lambda round_number: "mswc1-int8")
+    ok = judge(announcement(codec="mswc1-int8").signed(KEY), PEER, expecting)
+    assert ok.verdict is Verdict.ACCEPT
+    decision = judge(announcement(codec="mswt1-f32").signed(KEY), PEER, expecting)
+    assert decision.verdict is Verdict.REJECT and decision.accountable
+    assert "update codec 'mswt1-f32' is not the federation's 'mswc1-int8'" in decision.reason
+    assert "federation.update_codec" in decision.reason
+    aggregate = announcement(
+        kind=AnnouncementKind.AGGREGATE,
+        codec="mswt1-f32",
+        inputs=(AggregateInput(ADDRESS, "cd" * 32, 10, 1),),
+    )
+    assert judge(aggregate.signed(KEY), PEER, expecting).verdict is Verdict.ACCEPT
+    anything = replace(policy(), update_codec=lambda round_number: None)
+    assert judge(announcement(codec="x").signed(KEY), PEER, anything).verdict is Verdict.ACCEPT

@@ -310,3 +310,53 @@ def test_secure_aggregation_needs_room_for_its_announcements() -> None:
     with pytest.raises(ConfigError, match="allow at least 8"):
         config_from_dict({**raw, "network": {"max_announcements_per_round": 7}})
     config_from_dict({**raw, "network": {"max_announcements_per_round": 8}})
+
+
+def test_the_update_codec_is_read_and_checked() -> None:
+    assert MedswarmConfig().federation.update_codec == "fp32"
+    federation = config_from_dict(
+        {"federation": {"update_codec": "topk", "topk_fraction": 0.05}}
+    ).federation
+    assert (federation.update_codec, federation.topk_fraction) == ("topk", 0.05)
+    assert (
+        config_from_dict({"federation": {"update_codec": "int8"}}).federation.topk_fraction == 0.01
+    )
+    with pytest.raises(ConfigError, match="update_codec = 'zstd'; allowed values: 'fp32', 'fp16'"):
+        config_from_dict({"federation": {"update_codec": "zstd"}})
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            {"federation": {"update_codec": "topk", "topk_fraction": 0.0}},
+            r"federation.topk_fraction = 0.0 must be in \(0, 1\]",
+        ),
+        (
+            {"federation": {"update_codec": "topk", "topk_fraction": float("nan")}},
+            "federation.topk_fraction = nan",
+        ),
+        (
+            {"federation": {"update_codec": "int8", "topk_fraction": 0.1}},
+            'topk_fraction applies to update_codec = "topk" only',
+        ),
+        (
+            {
+                "federation": {
+                    "update_codec": "int8",
+                    "ledger": "consortium",
+                    "secure_aggregation": True,
+                },
+                "network": {"max_announcements_per_round": 16},
+            },
+            "update_codec = 'int8' cannot be used with secure_aggregation",
+        ),
+        (
+            {"federation": {"update_codec": "topk"}, "strategy": {"name": "scaffold"}},
+            'update_codec = "topk" cannot be used with strategy "scaffold"',
+        ),
+    ],
+)
+def test_bad_update_codec_settings_name_the_problem(raw: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(raw)
