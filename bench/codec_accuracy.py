@@ -1,0 +1,127 @@
+"""Accuracy and bytes per round of each update codec, in memory.
+
+    python bench/codec_accuracy.py [--dataset heart-disease] [--rounds 20] [--seeds 0 1 2 3 4]
+                                   [--codecs fp32 fp16 int8 topk] [--topk-fraction 0.01]
+                                   [--out bench/results/codec_accuracy.json]
+
+Each codec runs FedAvg over every site of the data set for ``--rounds`` rounds per seed in
+:func:`node.strategy_sim.run_strategy` (the nodes' own learning code, without network or
+chain, as ``bench/dp_accuracy.py`` does): every site's model update is encoded with the codec
+(:mod:`node.codecs`; top-k with each site's error feedback) and the aggregate is made from
+what the peers decode. The data set's default training, each site standardising its own rows,
+scored on the test split: the mean metric over the sites of the final global model (accuracy
+for Fed-Heart-Disease, balanced accuracy for MIT-BIH ECG), then its mean and standard
+deviation over seeds. Bytes per round are the encoded updates of all sites in one round
+(every round sends the same number of bytes). The JSON keeps one entry per data set, so runs
+on different data sets add up in one file. Run from the project root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from node.codecs import DEFAULT_TOPK_FRACTION, UPDATE_CODECS
+from node.data import TASKS, load_all_sites, resolve_data_dir
+from node.strategies import StrategyConfig
+from node.strategy_sim import TUNED_HEART, run_strategy
+from node.training import default_training_config
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python bench/codec_accuracy.py",
+        description="Final accuracy and bytes per round of each update codec (in memory).",
+    )
+    parser.add_argument("--dataset", default="heart-disease")
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--codecs", nargs="+", choices=UPDATE_CODECS, default=list(UPDATE_CODECS))
+    parser.add_argument("--topk-fraction", type=float, default=DEFAULT_TOPK_FRACTION)
+    parser.add_argument("--data-dir", default=None, help="folder holding the data sets")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/codec_accuracy.json"))
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every codec for every seed, print the table and write the JSON; exit code 0."""
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    sites = load_all_sites(args.dataset, resolve_data_dir(args.data_dir, os.environ))
+    training = default_training_config(args.dataset)
+    strategy = TUNED_HEART["fedavg"] if args.dataset == "heart-disease" else StrategyConfig()
+    rows: list[dict[str, Any]] = []
+    started = time.monotonic()
+    print(f"FedAvg on {args.dataset}, {len(sites)} sites: final metric and bytes per round")
+    for codec in args.codecs:
+        metrics, update_bytes, seconds = [], [], []
+        for seed in args.seeds:
+            run = run_strategy(
+                sites,
+                training,
+                strategy,
+                args.rounds,
+                seed,
+                update_codec=codec,
+                topk_fraction=args.topk_fraction,
+            )
+            assert run.global_metric is not None  # FedAvg has one global model
+            metrics.append(run.global_metric)
+            update_bytes.append(run.update_bytes)
+            seconds.append(run.seconds)
+        per_round = statistics.fmean(update_bytes) / args.rounds
+        rows.append(
+            {
+                "codec": codec,
+                "topk_fraction": args.topk_fraction if codec == "topk" else None,
+                "metrics": metrics,
+                "mean": statistics.fmean(metrics),
+                "std": statistics.pstdev(metrics),
+                "bytes_per_round": per_round,
+                "bytes_per_site_and_round": per_round / len(sites),
+                "seconds_per_seed": statistics.fmean(seconds),
+            }
+        )
+        print(row_line(rows[-1], rows[0]), flush=True)
+    payload = {
+        "dataset": args.dataset,
+        "sites": len(sites),
+        "rounds": args.rounds,
+        "seeds": args.seeds,
+        "training": dataclasses.asdict(training),
+        "strategy": dataclasses.asdict(strategy),
+        "metric": f"{TASKS[args.dataset].metric} (mean over the sites' test splits; std over seeds)",
+        "seconds": round(time.monotonic() - started, 1),
+        "rows": rows,
+    }
+    existing = json.loads(args.out.read_text()) if args.out.exists() else {}
+    existing[args.dataset] = payload
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(existing, indent=2, sort_keys=True) + "\n")
+    print(f"{len(args.seeds)} seeds, {args.rounds} rounds; wrote {args.out}")
+    return 0
+
+
+def row_line(row: dict[str, Any], baseline: dict[str, Any]) -> str:
+    """One codec's line: metric, its difference to the first codec, bytes and their ratio."""
+    name = row["codec"] + (f" {row['topk_fraction']:g}" if row["topk_fraction"] else "")
+    return (
+        f"{name:<12} {row['mean']:.4f} ± {row['std']:.4f} ({row['mean'] - baseline['mean']:+.4f})"
+        f"  {row['bytes_per_round']:>12,.0f} bytes/round"
+        f" ({row['bytes_per_round'] / baseline['bytes_per_round']:.4f} of {baseline['codec']})"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
