@@ -28,6 +28,7 @@ from node import robust
 from node.errors import NodeError
 from node.phases import PhaseClock
 from node.round_book import averaged_inputs
+from node.running_mean import OrderedRunningMean
 from node.training import evaluate
 from node.validation import RATIO_SCALE, validation_outliers
 from node.weights import WeightArray, encoded_size
@@ -51,6 +52,8 @@ class AggregatorDuty:
         self._rejected: dict[str, Announcement] = {}  # by sender: fetched, but not valid
         # by sender: relative change of this node's training loss the update alone makes
         self._loss_change: dict[str, float] = {}
+        # FedAvg built as the updates arrive, when nothing needs them all at once
+        self._stream: OrderedRunningMean | None = None
 
     async def run(self, round_started: float) -> None:
         """Wait for this candidate's turn, then aggregate unless someone already did."""
@@ -115,6 +118,9 @@ class AggregatorDuty:
         self._scores.clear()
         self._rejected.clear()
         self._loss_change.clear()
+        stream = self._stream = OrderedRunningMean(members) if self._streams() else None
+        adding = trio.Lock()  # the running sum takes one update at a time
+        empty: dict[str, WeightArray] = {}
         site = self.node.learner.site
         start = self.node.learner.model()
         before = await trio.to_thread.run_sync(
@@ -124,6 +130,7 @@ class AggregatorDuty:
         progress = trio.Event()
 
         async def take(sender: str, announcement: Announcement) -> None:
+            offered = False
             copied = self._copy_reason(announcement)
             if copied is not None:  # the copier need not hold the blob: no fetch to fail
                 refuse(sender, announcement, copied)
@@ -139,9 +146,18 @@ class AggregatorDuty:
                     self._scores[sender] = await trio.to_thread.run_sync(
                         self._score, announcement, update, before
                     )
+                if stream is not None:
+                    offered = True
+                    async with adding:  # added now, or kept until the members before it are in
+                        await trio.to_thread.run_sync(
+                            stream.offer, sender, update, announcement.samples
+                        )
+                    update = empty  # the running sum holds it (or will): let it go
                 accepted[sender] = (announcement, update)
             except (GossipError, NodeError, ValueError) as exc:
                 excluded.add(sender)
+                if stream is not None and not offered:
+                    stream.drop(sender)
                 forged = self.node.gossip.served_forged(
                     announcement.blob_hash, announcement.peer_id
                 )
@@ -161,6 +177,8 @@ class AggregatorDuty:
 
         def refuse(sender: str, announcement: Announcement, reason: str) -> None:
             excluded.add(sender)
+            if stream is not None:
+                stream.drop(sender)
             self._rejected[sender] = announcement
             log.warning("round %d: update of %s rejected: %s", self.round, sender, reason)
             self.node.emit(
@@ -350,13 +368,36 @@ class AggregatorDuty:
             }
         )
 
+    def _streams(self) -> bool:
+        """Whether the aggregate is the FedAvg of every update accepted when collecting, which
+        can then be summed as the updates arrive (:mod:`node.running_mean`): not when
+        screening, validation or Shapley scores may still leave updates out or need them all,
+        nor under a robust rule or clipping."""
+        node = self.node
+        federation = node.config.federation
+        return (
+            (
+                node.learner.statistics_round(self.round)
+                or (federation.aggregation == "fedavg" and not federation.clip_norm)
+            )
+            and not federation.screen_updates
+            and not node.validates_updates(self.round)
+            and not node.measures_shapley(self.round)
+        )
+
     async def _aggregate(
         self, accepted: list[tuple[Announcement, Mapping[str, WeightArray]]]
     ) -> None:
         node = self.node
-        mean_delta = await trio.to_thread.run_sync(
-            node.aggregate_updates, self.round, [(weights, a.samples) for a, weights in accepted]
-        )
+        if self._stream is not None:  # the running sum of the accepted updates, in order
+            senders = [a.sender.lower() for a, _ in accepted]
+            mean_delta = await trio.to_thread.run_sync(self._stream.finish, senders)
+        else:
+            mean_delta = await trio.to_thread.run_sync(
+                node.aggregate_updates,
+                self.round,
+                [(weights, a.samples) for a, weights in accepted],
+            )
         digest = await trio.to_thread.run_sync(node.store_weights, mean_delta)
         node.remember_average(
             digest, averaged_inputs((a.sender, a.blob_hash, a.samples) for a, _ in accepted)
