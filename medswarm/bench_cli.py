@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 from typing import Any
 
+from node.codecs import DEFAULT_TOPK_FRACTION, UPDATE_CODECS
 from node.data import resolve_data_dir
 from testnet.blob_bench import PATHS, measure_blob_throughput
 from testnet.fog_bench import measure_fog_traffic
@@ -105,6 +107,18 @@ def add_bench_parser(subparsers: Any) -> None:
         "--params", type=int, default=250_000, help="model parameters (default 250000)"
     )
     fog.add_argument("--rounds", type=int, default=3, help="rounds, the first is warm-up")
+    fog.add_argument(
+        "--codec",
+        choices=UPDATE_CODECS,
+        default="fp32",
+        help="federation.update_codec of the runs (default fp32)",
+    )
+    fog.add_argument(
+        "--topk-fraction",
+        type=float,
+        default=DEFAULT_TOPK_FRACTION,
+        help=f"share of values top-k sends (default {DEFAULT_TOPK_FRACTION})",
+    )
     fog.add_argument("--data-dir", default=None, help="data directory (default as for run)")
     fog.add_argument("--json", action="store_true", help="print one JSON object instead")
     fog.set_defaults(handler=run_fog_bench)
@@ -216,13 +230,17 @@ def run_gossip_bench(args: argparse.Namespace) -> int:
 
 def run_fog_bench(args: argparse.Namespace) -> int:
     data_dir = resolve_data_dir(args.data_dir, os.environ)
-    result = measure_fog_traffic(args.nodes, args.params, args.rounds, data_dir)
+    result = measure_fog_traffic(
+        args.nodes, args.params, args.rounds, data_dir, args.codec, args.topk_fraction
+    )
     if args.json:
         print(json.dumps(result))
         return 0
+    update_mb = statistics.fmean(row["update_bytes"] for row in result["runs"]) / 1e6
     print(
-        f"{result['params']:,} parameters ({result['model_bytes'] / 1e6:.1f} MB per update), "
-        f"mean per node and round over rounds 2..{args.rounds}"
+        f"{result['params']:,} parameters ({result['model_bytes'] / 1e6:.1f} MB in float32; "
+        f"{args.codec} updates {update_mb:.2f} MB), mean per node and round over rounds "
+        f"2..{args.rounds}"
     )
     print(
         f"{'nodes':>5} {'mode':<5} {'clusters':>8} {'MB sent':>8} {'vs flat':>8} "

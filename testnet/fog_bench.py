@@ -7,7 +7,9 @@ one aggregator averages every update, and with ``verify_aggregates`` every membe
 every update to check the average), the baseline, and with the nodes in clusters (fog: updates
 stay in their cluster and only the clusters' aggregates cross). The figures are each node's
 ``bytes_sent`` and ``bytes_received`` of its round events (libp2p streams and the bulk channel,
-payload and framing), averaged over nodes and the rounds after the first.
+payload and framing), averaged over nodes and the rounds after the first. Updates are encoded
+with the run's ``update_codec`` (``--codec``, :mod:`node.codecs`); ``update_bytes`` is the
+size of one encoded update, aggregates and global models stay float32.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from node.codecs import DEFAULT_TOPK_FRACTION
 from testnet.errors import TestnetError
 from testnet.multiproc import MultiProcessTestnet
 from testnet.round_bench import bench_scenario, round_events
@@ -34,6 +37,8 @@ class TrafficRow:
     bytes_received: float
     round_seconds: float
     nodes_agree: bool
+    codec: str = "fp32"
+    update_bytes: float = 0.0
 
 
 def fog_clusters(nodes: int) -> int:
@@ -42,10 +47,16 @@ def fog_clusters(nodes: int) -> int:
 
 
 def measure_traffic(
-    nodes: int, clusters: int, parameters: int, rounds: int, data_dir: Path
+    nodes: int,
+    clusters: int,
+    parameters: int,
+    rounds: int,
+    data_dir: Path,
+    codec: str = "fp32",
+    topk_fraction: float = DEFAULT_TOPK_FRACTION,
 ) -> TrafficRow:
     """Run one scenario and average its nodes' traffic over rounds 2..``rounds``."""
-    scenario = bench_scenario(nodes, parameters, rounds, clusters)
+    scenario = bench_scenario(nodes, parameters, rounds, clusters, codec, topk_fraction)
     out = Path(tempfile.mkdtemp(prefix="medswarm-fog-bench-"))
     try:
         summary = MultiProcessTestnet(scenario, out / "run", data_dir).up()
@@ -65,17 +76,27 @@ def measure_traffic(
         bytes_received=statistics.fmean(float(e["bytes_received"]) for e in timed),
         round_seconds=statistics.median(seconds),
         nodes_agree=bool(summary["nodes_agree"]),
+        codec=codec,
+        update_bytes=statistics.fmean(float(e.get("update_bytes") or 0) for e in timed),
     )
 
 
 def measure_fog_traffic(
-    node_counts: list[int], parameters: int, rounds: int, data_dir: Path
+    node_counts: list[int],
+    parameters: int,
+    rounds: int,
+    data_dir: Path,
+    codec: str = "fp32",
+    topk_fraction: float = DEFAULT_TOPK_FRACTION,
 ) -> dict[str, Any]:
-    """Flat and fog runs for every node count; the fog rows carry their ratio to flat."""
+    """Flat and fog runs for every node count, updates encoded with ``codec``; the fog rows
+    carry their ratio to flat."""
     rows = []
     for nodes in node_counts:
-        flat = measure_traffic(nodes, 1, parameters, rounds, data_dir)
-        fog = measure_traffic(nodes, fog_clusters(nodes), parameters, rounds, data_dir)
+        flat = measure_traffic(nodes, 1, parameters, rounds, data_dir, codec, topk_fraction)
+        fog = measure_traffic(
+            nodes, fog_clusters(nodes), parameters, rounds, data_dir, codec, topk_fraction
+        )
         for row in (flat, fog):
             rows.append(
                 {
@@ -85,4 +106,11 @@ def measure_fog_traffic(
                     "received_vs_flat": round(row.bytes_received / flat.bytes_received, 3),
                 }
             )
-    return {"params": parameters, "model_bytes": 4 * parameters, "rounds": rounds, "runs": rows}
+    return {
+        "params": parameters,
+        "model_bytes": 4 * parameters,
+        "rounds": rounds,
+        "codec": codec,
+        "topk_fraction": topk_fraction if codec == "topk" else None,
+        "runs": rows,
+    }

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from node.aggregation import apply_delta, delta, fedavg
+from node.codecs import DEFAULT_TOPK_FRACTION
 from node.config import MedswarmConfig, config_from_dict
 from node.data import load_site, shard
 from node.model import hidden_units_for
@@ -66,9 +67,17 @@ class RoundBenchResult:
         }
 
 
-def bench_scenario(nodes: int, parameters: int, rounds: int, clusters: int = 2) -> Scenario:
+def bench_scenario(
+    nodes: int,
+    parameters: int,
+    rounds: int,
+    clusters: int = 2,
+    update_codec: str = "fp32",
+    topk_fraction: float = DEFAULT_TOPK_FRACTION,
+) -> Scenario:
     """``nodes`` shards of the four sites in ``clusters`` clusters (1: flat; 2: Cleveland and
-    VA, Hungary and Switzerland; 4: one per site), training a wide model."""
+    VA, Hungary and Switzerland; 4: one per site), training a wide model, its updates encoded
+    with ``update_codec`` (``federation.update_codec``)."""
     if nodes < 2 or (nodes > len(SITES) and nodes % len(SITES)):
         raise TestnetError(f"--nodes must be 2-4 or a multiple of 4, got {nodes}")
     if parameters < 100:
@@ -92,6 +101,8 @@ def bench_scenario(nodes: int, parameters: int, rounds: int, clusters: int = 2) 
                 "takeover_timeout": 30.0,
                 "aggregate_timeout": 300.0,
                 "chain_timeout": 300.0,
+                "update_codec": update_codec,
+                **({"topk_fraction": topk_fraction} if update_codec == "topk" else {}),
             },
             "training": {
                 "hidden_units": hidden_units_for(N_FEATURES, parameters),
@@ -106,7 +117,7 @@ def bench_scenario(nodes: int, parameters: int, rounds: int, clusters: int = 2) 
         source="round bench",
     )
     return Scenario(
-        name=f"bench-round-{nodes}x{parameters}-{clusters}c",
+        name=f"bench-round-{nodes}x{parameters}-{clusters}c-{update_codec}",
         config=config,
         nodes=tuple(specs),
         timeout=300.0 + rounds * 120.0,
