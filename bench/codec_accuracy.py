@@ -101,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seeds": args.seeds,
         "training": dataclasses.asdict(training),
         "strategy": dataclasses.asdict(strategy),
-        "metric": f"{TASKS[args.dataset].metric} (mean over the sites' test splits; std over seeds)",
+        "metric": f"{TASKS[args.dataset].metric} (mean over the sites' test splits; "
+        "std over seeds)",
         "seconds": round(time.monotonic() - started, 1),
         "rows": rows,
     }

@@ -11,6 +11,7 @@ from typing import Any
 
 from node.codecs import DEFAULT_TOPK_FRACTION, UPDATE_CODECS
 from node.data import resolve_data_dir
+from testnet.aggregate_bench import measure_aggregation
 from testnet.blob_bench import PATHS, measure_blob_throughput
 from testnet.fog_bench import measure_fog_traffic
 from testnet.gas_bench import measure_gas, steady_round_gas
@@ -123,6 +124,20 @@ def add_bench_parser(subparsers: Any) -> None:
     fog.add_argument("--json", action="store_true", help="print one JSON object instead")
     fog.set_defaults(handler=run_fog_bench)
 
+    aggregate = commands.add_parser(
+        "aggregate",
+        help="streaming FedAvg throughput beside numpy.add",
+        description=(
+            "Average UPDATES float32 updates of VALUES values each with the aggregator's "
+            "running sum (float64, in place) and, in the same run, add them with a plain "
+            "numpy.add into a float32 total (the memory-bandwidth baseline); print the best "
+            "seconds of REPEATS runs, the update bytes per second and the ratio (target "
+            ">= 0.5; exit code 1 below it). fedavg of the same updates is timed too."
+        ),
+    )
+    add_aggregate_arguments(aggregate)
+    aggregate.set_defaults(handler=run_aggregate_bench)
+
     gas = commands.add_parser(
         "gas",
         help="gas per hospital and round: the Consortium's one-transaction round vs the Ledger's",
@@ -226,6 +241,33 @@ def run_gossip_bench(args: argparse.Namespace) -> int:
     )
     print(f"speed-up over the stock path: {result['speedup']:.1f}x")
     return 0
+
+
+def add_aggregate_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``medswarm bench aggregate`` (and ``bench/aggregation_throughput.py``)."""
+    parser.add_argument("--updates", type=int, default=8, help="updates averaged (default 8)")
+    parser.add_argument(
+        "--values", type=int, default=10_000_000, help="values per update (default 10000000)"
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="runs of each; best counts")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+
+
+def run_aggregate_bench(args: argparse.Namespace) -> int:
+    result = measure_aggregation(args.updates, args.values, args.repeats)
+    passed = result["ratio"] >= result["target_ratio"]
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0 if passed else 1
+    gb = result["gb_per_second"]
+    print(f"{args.updates} updates x {args.values:,} float32 values, best of {args.repeats}")
+    for name, seconds in result["seconds"].items():
+        print(f"{name:<13} {seconds:8.4f} s  {gb[name]:6.2f} GB/s of updates")
+    print(
+        f"running mean / numpy.add: {result['ratio']:.3f} (target >= "
+        f"{result['target_ratio']}); fedavg / numpy.add: {result['fedavg_ratio']:.3f}"
+    )
+    return 0 if passed else 1
 
 
 def run_fog_bench(args: argparse.Namespace) -> int:
