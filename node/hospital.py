@@ -1083,7 +1083,11 @@ class HospitalNode:
         codec = self.update_codec(round_number)
         if codec is None or codec == CODEC:
             return await self.weights_of(digest, providers)
-        data = await self.gossip.fetch(digest, providers)
+        store = self.gossip.store
+        await self.gossip.obtain(digest, providers)  # shares a fetch under way (a prefetch)
+        data = await trio.to_thread.run_sync(store.get, digest)  # checked against its hash
+        if data is None:  # the file was corrupt and has been deleted: fetch it again
+            data = await self.gossip.fetch(digest, providers)
         limit = self.config.network.max_blob_bytes
         return await trio.to_thread.run_sync(decode_update, data, codec, limit)
 
