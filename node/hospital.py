@@ -500,7 +500,13 @@ class HospitalNode:
             digest = await trio.to_thread.run_sync(self.store_weights, update)
             size = encoded_size(update)
         else:  # encoded with the federation's codec: the delta against the round's global
-            encoded = await trio.to_thread.run_sync(self.encoder.encode, update, round_number)
+            try:
+                encoded = await trio.to_thread.run_sync(self.encoder.encode, update, round_number)
+            except InvalidWeights as exc:  # fp16: a value beyond its range
+                raise RoundFailed(
+                    f"round {round_number}: this member's update cannot be encoded as "
+                    f"federation.update_codec = {self.encoder.codec!r}: {exc}"
+                ) from exc
             digest = await trio.to_thread.run_sync(self.gossip.store.put, encoded.data)
             size = len(encoded.data)
             del encoded
