@@ -265,7 +265,8 @@ def run_aggregate_bench(args: argparse.Namespace) -> int:
         print(f"{name:<13} {seconds:8.4f} s  {gb[name]:6.2f} GB/s of updates")
     print(
         f"running mean / numpy.add: {result['ratio']:.3f} (target >= "
-        f"{result['target_ratio']}); fedavg / numpy.add: {result['fedavg_ratio']:.3f}"
+        f"{result['target_ratio']}); fedavg / numpy.add: {result['fedavg_ratio']:.3f}; "
+        f"float64 numpy.add / numpy.add: {result['float64_add_ratio']:.3f}"
     )
     return 0 if passed else 1
 

@@ -8,7 +8,9 @@ float64 running sum, in place and in cache-sized chunks, then divided and cast t
 (the bytes :func:`node.aggregation.fedavg` gives). Throughput is update bytes per second
 (``updates x values x 4`` over the time); the ratio is the aggregation's over the baseline's
 (target at least 0.5). :func:`~node.aggregation.fedavg` of the same updates (all at once, a
-tensor at a time) is timed too, for reference. Best of ``repeats`` runs each, interleaved.
+tensor at a time) is timed too, for reference, and so is ``numpy.add`` of the float32
+updates into a float64 total (unweighted: the least a float64 running sum costs). Best of
+``repeats`` runs each, interleaved.
 Behind ``medswarm bench aggregate`` and ``bench/aggregation_throughput.py``.
 """
 
@@ -45,6 +47,12 @@ def numpy_add(updates: list[tuple[Weights, int]]) -> None:
         np.add(total, update["w"], out=total)
 
 
+def numpy_add_float64(updates: list[tuple[Weights, int]]) -> None:
+    total = np.zeros(updates[0][0]["w"].shape)
+    for update, _ in updates:
+        np.add(total, update["w"], out=total)
+
+
 def running_mean(updates: list[tuple[Weights, int]]) -> None:
     running = RunningMean()
     for update, samples in updates:
@@ -64,6 +72,7 @@ def measure_aggregation(updates_count: int, values: int, repeats: int) -> dict[s
     updates = made_updates(updates_count, values)
     methods: dict[str, Callable[[list[tuple[Weights, int]]], None]] = {
         "numpy_add": numpy_add,
+        "numpy_add_float64": numpy_add_float64,
         "running_mean": running_mean,
         "fedavg": whole_fedavg,
     }
@@ -83,6 +92,7 @@ def measure_aggregation(updates_count: int, values: int, repeats: int) -> dict[s
         "gb_per_second": {name: round(update_bytes / s / 1e9, 3) for name, s in best.items()},
         "ratio": round(best["numpy_add"] / best["running_mean"], 3),
         "fedavg_ratio": round(best["numpy_add"] / best["fedavg"], 3),
+        "float64_add_ratio": round(best["numpy_add"] / best["numpy_add_float64"], 3),
         "target_ratio": TARGET_RATIO,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}",
         "load_average": os.getloadavg()[0],

@@ -11,7 +11,7 @@ from testnet.round_bench import bench_scenario
 
 def test_the_aggregation_bench_reports_each_method_and_the_ratio() -> None:
     result = measure_aggregation(3, 1000, 2)
-    assert set(result["seconds"]) == {"numpy_add", "running_mean", "fedavg"}
+    assert set(result["seconds"]) == {"numpy_add", "numpy_add_float64", "running_mean", "fedavg"}
     assert result["update_bytes"] == 3 * 1000 * 4
     assert result["ratio"] > 0 and result["target_ratio"] == 0.5
     with pytest.raises(TestnetError, match="at least 1"):
