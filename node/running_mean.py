@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from node.aggregation import check_same_layout, narrow
+from node.aggregation import check_same_layout
 from node.errors import AggregationError
 from node.weights import WeightArray, Weights, shape_of
 
@@ -95,11 +95,13 @@ class RunningMean:
             raise AggregationError("running mean: the updates' sample counts add up to zero")
         result: Weights = {}
         for name, total in self._sums.items():
-            if not np.isfinite(total).all():
-                raise AggregationError(f"running mean: tensor {name!r} holds NaN or infinity")
-            quotient = total.copy()  # in place keeps a 0-d tensor an array, as fedavg does
-            quotient /= float(self.samples)
-            result[name] = narrow(name, quotient, "running mean")
+            quotient = np.divide(total, float(self.samples), out=np.empty_like(total))
+            mean = quotient.astype(np.float32)
+            if not np.isfinite(mean).all():  # NaN or infinity added, or beyond float32
+                raise AggregationError(
+                    f"running mean: tensor {name!r} holds NaN or infinity, or overflows float32"
+                )
+            result[name] = mean
         return result
 
 
