@@ -13,7 +13,8 @@ scored on the test split: the mean metric over the sites of the final global mod
 for Fed-Heart-Disease, balanced accuracy for MIT-BIH ECG), then its mean and standard
 deviation over seeds. Bytes per round are the encoded updates of all sites in one round
 (every round sends the same number of bytes). The JSON keeps one entry per data set, so runs
-on different data sets add up in one file. Run from the project root.
+on different data sets add up in one file, and a run with the same setting (rounds, seeds,
+training) keeps the rows of the codecs it did not run. Run from the project root.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from node.data import TASKS, load_all_sites, resolve_data_dir
 from node.strategies import StrategyConfig
 from node.strategy_sim import TUNED_HEART, run_strategy
 from node.training import default_training_config
+
+SETTING = ("dataset", "sites", "rounds", "seeds", "training", "strategy", "metric")
+"""What must match for rows of another run of the script to be kept beside this run's."""
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -62,7 +66,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     training = default_training_config(args.dataset)
     strategy = TUNED_HEART["fedavg"] if args.dataset == "heart-disease" else StrategyConfig()
     rows: list[dict[str, Any]] = []
-    started = time.monotonic()
     print(f"FedAvg on {args.dataset}, {len(sites)} sites: final metric and bytes per round")
     for codec in args.codecs:
         metrics, update_bytes, seconds = [], [], []
@@ -91,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "bytes_per_round": per_round,
                 "bytes_per_site_and_round": per_round / len(sites),
                 "seconds_per_seed": statistics.fmean(seconds),
+                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             }
         )
         print(row_line(rows[-1], rows[0]), flush=True)
@@ -103,15 +107,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         "strategy": dataclasses.asdict(strategy),
         "metric": f"{TASKS[args.dataset].metric} (mean over the sites' test splits; "
         "std over seeds)",
-        "seconds": round(time.monotonic() - started, 1),
         "rows": rows,
     }
     existing = json.loads(args.out.read_text()) if args.out.exists() else {}
+    earlier = existing.get(args.dataset, {})
+    if all(earlier.get(key) == json.loads(json.dumps(payload[key])) for key in SETTING):
+        # the same setting: keep the rows of codecs not run again
+        kept = [r for r in earlier["rows"] if (r["codec"], r["topk_fraction"]) not in ran(rows)]
+        payload["rows"] = sorted(kept + rows, key=lambda r: UPDATE_CODECS.index(r["codec"]))
     existing[args.dataset] = payload
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(existing, indent=2, sort_keys=True) + "\n")
     print(f"{len(args.seeds)} seeds, {args.rounds} rounds; wrote {args.out}")
     return 0
+
+
+def ran(rows: list[dict[str, Any]]) -> set[tuple[str, float | None]]:
+    """The (codec, top-k fraction) settings of ``rows``."""
+    return {(row["codec"], row["topk_fraction"]) for row in rows}
 
 
 def row_line(row: dict[str, Any], baseline: dict[str, Any]) -> str:
