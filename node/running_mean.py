@@ -94,9 +94,16 @@ class RunningMean:
         if self.samples == 0:
             raise AggregationError("running mean: the updates' sample counts add up to zero")
         result: Weights = {}
+        divisor = float(self.samples)
         for name, total in self._sums.items():
-            quotient = np.divide(total, float(self.samples), out=np.empty_like(total))
-            mean = quotient.astype(np.float32)
+            mean = np.empty(total.shape, dtype=np.float32)
+            flat_total, flat_mean = total.reshape(-1), mean.reshape(-1)
+            for start in range(0, flat_total.size, CHUNK):  # divided in cache, then narrowed
+                stop = min(flat_total.size, start + CHUNK)
+                quotient = self._scratch[: stop - start]
+                np.divide(flat_total[start:stop], divisor, out=quotient)
+                with np.errstate(over="ignore"):  # beyond float32: infinity, refused below
+                    np.copyto(flat_mean[start:stop], quotient, casting="same_kind")
             if not np.isfinite(mean).all():  # NaN or infinity added, or beyond float32
                 raise AggregationError(
                     f"running mean: tensor {name!r} holds NaN or infinity, or overflows float32"
