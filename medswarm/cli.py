@@ -16,7 +16,7 @@ from medswarm import __version__
 from medswarm.bench_cli import add_bench_parser
 from medswarm.consortium_cli import add_consortium_parser
 from medswarm.errors import MedswarmError, leaf_errors
-from node.cli import add_node_parser
+from node.cli import add_init_parser, add_node_parser
 from testnet.cli import add_testnet_parser
 
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more log output (repeatable)"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_init_parser(subparsers)
     add_node_parser(subparsers)
     add_testnet_parser(subparsers)
     add_audit_parser(subparsers)
