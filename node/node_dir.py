@@ -193,7 +193,7 @@ def config_text(setup: NodeSetup) -> str:
     passphrase_note = (
         "the file named here (mode 0600) holds the key files' passphrase"
         if setup.passphrase_file
-        else f'empty: the passphrase comes from ${ENV_VAR} when the node starts'
+        else f"empty: the passphrase comes from ${ENV_VAR} when the node starts"
     )
     return f"""\
 # A medswarm hospital node. Start it with: medswarm node run --config node.toml
