@@ -72,7 +72,8 @@ class RoundFigures:
             self.durations.observe(summary.seconds)
             for phase, seconds in (event.get("phase_seconds") or {}).items():
                 key = str(phase)
-                self.phase_seconds[key] = self.phase_seconds.get(key, 0.0) + float(seconds)
+                total = self.phase_seconds.get(key, 0.0) + float(seconds)
+                self.phase_seconds[key] = round(total, 6)  # laps come in milliseconds
         elif kind == "round-failed":
             self.round_failures += 1
         elif kind == "resynced":
