@@ -274,7 +274,9 @@ def parse_bind(value: str) -> tuple[str, int]:
     problem = ""
     if not colon or not host:
         problem = "give host:port"
-    elif not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+    elif not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5) or not (
+        0 <= int(port_text) <= 65535
+    ):
         problem = "the port must be a number from 0 (any free port) to 65535"
     elif host != "localhost":
         try:
