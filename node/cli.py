@@ -15,9 +15,12 @@ from typing import Any
 
 import torch
 import trio
+from eth_account import Account
+from libp2p.peer.id import ID
 
 from node.config import load_config
 from node.errors import ConfigError, PassphraseError
+from node.keystore import load_account_key, load_identity
 from node.node_dir import CONFIG_FILE, NodeDirectory, NodeSetup, create_node_directory
 from node.passphrase import ENV_VAR, Passphrase, node_passphrase, resolve_passphrase
 from node.process import release_large_allocations, run_node_process
@@ -43,6 +46,19 @@ def add_node_parser(subparsers: Any) -> None:
     )
     run.add_argument("--config", type=Path, required=True, help="the node's TOML config file")
     run.set_defaults(handler=run_node)
+    keys = commands.add_parser(
+        "keys",
+        help="open the node's key files and print its address and peer id",
+        description=(
+            "Open the key files named in the node's config with its passphrase (from "
+            f"node.passphrase_file, else ${ENV_VAR}) and print the account's address and the "
+            "libp2p peer id, nothing secret; checks a backup or a passphrase. The files are "
+            "never created or changed: a missing one is an error."
+        ),
+    )
+    keys.add_argument("--config", type=Path, required=True, help="the node's TOML config file")
+    keys.add_argument("--json", action="store_true", help="print one JSON object instead")
+    keys.set_defaults(handler=show_node_keys)
 
 
 def run_node(args: argparse.Namespace) -> int:
@@ -55,6 +71,33 @@ def run_node(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     release_large_allocations()
     return trio.run(run_node_process, config, base_dir, passphrase)
+
+
+def show_node_keys(args: argparse.Namespace) -> int:
+    """Handler of ``medswarm node keys``."""
+    if not args.config.exists():
+        raise ConfigError(f"config file {args.config} does not exist")
+    config = load_config(args.config)
+    base_dir = args.config.resolve().parent
+    passphrase = node_passphrase(config.node.passphrase_file, base_dir, os.environ)
+    account_file = base_dir / config.node.account_key_file
+    identity_file = base_dir / config.node.identity_key_file
+    address = Account.from_key(load_account_key(account_file, passphrase)).address
+    peer_id = ID.from_pubkey(load_identity(identity_file, passphrase).public_key).to_base58()
+    shown = {
+        "address": str(address),
+        "peer_id": str(peer_id),
+        "account_key_file": str(account_file),
+        "identity_key_file": str(identity_file),
+    }
+    if args.json:
+        print(json.dumps(shown, indent=2))
+    else:
+        print(
+            f"address  {address}\npeer id  {peer_id}\n(opened with the passphrase from "
+            f"{passphrase.source})"
+        )
+    return 0
 
 
 def add_init_parser(subparsers: Any) -> None:

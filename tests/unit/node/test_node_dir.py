@@ -196,3 +196,28 @@ def test_names_with_quotes_and_backslashes_stay_valid_toml(tmp_path: Path) -> No
     config = load_config(path)
 
     assert config.node.name == 'a "quoted" \\ name' and config.node.site == "c:\\data\\x.csv"
+
+
+def test_node_keys_opens_the_files_init_made_and_names_a_wrong_passphrase(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEDSWARM_PASSPHRASE", SECRET)
+    directory = tmp_path / "node"
+    code, out, _err = init(["--dir", str(directory), "--json"], capsys)
+    assert code == 0
+    made = json.loads(out)
+    config = str(directory / "node.toml")
+
+    assert cli.main(["node", "keys", "--config", config, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    monkeypatch.setenv("MEDSWARM_PASSPHRASE", "a wrong passphrase for this")
+    code = cli.main(["node", "keys", "--config", config])
+    err = capsys.readouterr().err
+
+    assert (shown["address"], shown["peer_id"]) == (made["address"], made["peer_id"])
+    assert code == 2
+    assert err == (
+        f"error: wrong passphrase for {directory}/account.key (it came from "
+        "MEDSWARM_PASSPHRASE), or the file was altered: check MEDSWARM_PASSPHRASE or "
+        "node.passphrase_file\n"
+    )
