@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shlex
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from libp2p.peer.id import ID
 
 from incentive.deployment import ConsortiumDeployment, is_consortium_record
 from incentive.errors import DeploymentMismatch
-from node.config import load_config
+from node.config import config_from_dict
 from node.errors import ConfigError, NodeDirectoryError
 from node.keystore import load_or_create_account_key, load_or_create_identity
 from node.passphrase import ENV_VAR, Passphrase
@@ -112,8 +113,8 @@ def create_node_directory(
     """Make ``directory`` (mode 0700) with a config file and new encrypted key files.
 
     Refuses (:class:`NodeDirectoryError`) a directory that already holds a config or key
-    file, before writing anything. The config file is checked by loading it with
-    :func:`node.config.load_config`.
+    file, and options the configuration schema (node/config.py) refuses, before writing
+    anything.
     """
     try:
         check_scrypt_n(setup.scrypt_n)
@@ -132,23 +133,25 @@ def create_node_directory(
             f"{directory} already holds {', '.join(present)}: medswarm init never overwrites a "
             "node's keys; choose another --dir, or back the old directory up and move it away"
         )
+    config_file, account_file, identity_file = files
+    text = config_text(setup)
+    try:
+        config_from_dict(tomllib.loads(text), source=str(config_file))
+    except ConfigError as exc:  # a value given on the command line the schema refuses
+        raise NodeDirectoryError(
+            f"the config made from these options is invalid, so nothing was written: {exc}"
+        ) from exc
     if directory.exists() and not directory.is_dir():
         raise NodeDirectoryError(f"{directory} exists and is not a directory: choose another --dir")
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         raise NodeDirectoryError(f"cannot create {directory}: {exc}") from exc
-    config_file, account_file, identity_file = files
     key = load_or_create_account_key(account_file, passphrase, setup.scrypt_n)
     identity = load_or_create_identity(identity_file, passphrase, setup.scrypt_n)
     address = str(Account.from_key(key).address)
     peer_id = str(ID.from_pubkey(identity.public_key).to_base58())
-    _write_new(config_file, config_text(setup))
-    try:
-        load_config(config_file)
-    except ConfigError as exc:  # a value given on the command line the schema refuses
-        config_file.unlink()
-        raise NodeDirectoryError(f"the config made from these options is invalid: {exc}") from exc
+    _write_new(config_file, text)
     logger.info("made node directory %s for account %s, peer %s", directory, address, peer_id)
     return NodeDirectory(
         directory,

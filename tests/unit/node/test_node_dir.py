@@ -180,13 +180,13 @@ def test_an_empty_prompt_answer_is_refused() -> None:
         init_passphrase(None, {}, ask=lambda _prompt: "", interactive=True)
 
 
-def test_a_bad_option_value_leaves_no_config_behind(tmp_path: Path) -> None:
+def test_a_bad_option_value_writes_nothing(tmp_path: Path) -> None:
     setup = NodeSetup(name="n", dataset="no-such-data", scrypt_n=1024)
 
-    with pytest.raises(NodeDirectoryError, match="known data sets"):
-        create_node_directory(tmp_path, Passphrase(SECRET, "t", "t"), setup)
+    with pytest.raises(NodeDirectoryError, match=r"invalid, so nothing was written: .*known data"):
+        create_node_directory(tmp_path / "node", Passphrase(SECRET, "t", "t"), setup)
 
-    assert not (tmp_path / "node.toml").exists()
+    assert not (tmp_path / "node").exists()
 
 
 def test_names_with_quotes_and_backslashes_stay_valid_toml(tmp_path: Path) -> None:
