@@ -1,5 +1,5 @@
 """A node's status server during a federation: two hospital nodes on real libp2p hosts and the
-in-process EVM, each serving /health, /status, /metrics and / on a free local port; the
+in-process EVM (rounds kept in the Consortium contract), each serving /health, /status, /metrics and / on a free local port; the
 figures they serve while the rounds run match the rounds the nodes report in their events."""
 
 from __future__ import annotations
@@ -71,7 +71,9 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[
     what was served, in order."""
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("status")
-    config = with_overrides(MedswarmConfig(), rounds=ROUNDS, update_timeout=10.0)
+    config = with_overrides(
+        MedswarmConfig(), rounds=ROUNDS, update_timeout=10.0, ledger="consortium"
+    )
     config = dataclasses.replace(config, status=StatusSettings(bind="127.0.0.1:0"))
     local = LocalRun(
         config=config, nodes=NODES, data_dir=resolve_data_dir(None, os.environ), out_dir=out
@@ -130,7 +132,12 @@ def test_health_and_status_follow_the_rounds(observed: tuple[Path, list[dict[str
             assert status["last_global_hash"] == final[status["completed_round"]]
             assert status["last_round"]["round"] == status["completed_round"]
     later = [s for s in statuses if s["completed_round"] >= 2]
-    assert later and all(m["contribution"] is not None for m in later[-1]["membership"])
+    assert later and later[-1]["ledger"] == "consortium"
+    for member in later[-1]["membership"]:  # read from the Consortium after a round
+        assert member["contribution"] > 0 and 0 < member["reputation"] <= 10_000
+    assert later[-1]["reputation"] == next(
+        m["reputation"] for m in later[-1]["membership"] if m["self"]
+    )
 
 
 def test_metrics_match_the_round_events(observed: tuple[Path, list[dict[str, Any]]]) -> None:
