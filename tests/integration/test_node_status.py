@@ -1,6 +1,7 @@
 """A node's status server during a federation: two hospital nodes on real libp2p hosts and the
-in-process EVM (rounds kept in the Consortium contract), each serving /health, /status, /metrics and / on a free local port; the
-figures they serve while the rounds run match the rounds the nodes report in their events."""
+in-process EVM (rounds kept in the Consortium contract), each serving /health, /status,
+/metrics and / on a free local port; the figures they serve while the rounds run match the
+rounds the nodes report in their events."""
 
 from __future__ import annotations
 
