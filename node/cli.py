@@ -209,11 +209,13 @@ def _init_report(made: NodeDirectory, setup: NodeSetup, passphrase: Passphrase) 
         "2. A consortium admin proposes admitting this account (other admins approve with "
         "`medswarm consortium approve ... ID` until the threshold is met):",
         f"   {shlex.join(made.admission_command(setup))}",
+        f"3. The account pays gas for registering and for its rounds' transactions: have ETH "
+        f"sent to {made.address} on the federation's chain.",
     ]
     if not setup.site:
-        lines.append(f"3. Set node.site in {made.config_file} to this hospital's site or file.")
+        lines.append(f"4. Set node.site in {made.config_file} to this hospital's site or file.")
     lines += [
-        f"{3 if setup.site else 4}. Start the node; it registers its peer id on chain itself:",
+        f"{4 if setup.site else 5}. Start the node; it registers its peer id on chain itself:",
         f"   {start}",
     ]
     return "\n".join(lines)
