@@ -31,7 +31,7 @@ INIT_FILE_OPTION = "--passphrase-file"
 
 def add_node_parser(subparsers: Any) -> None:
     """Register ``node`` and its sub-commands on the ``medswarm`` parser."""
-    node = subparsers.add_parser("node", help="run one hospital node")
+    node = subparsers.add_parser("node", help="run one hospital node, or check its key files")
     commands = node.add_subparsers(dest="node_command", required=True)
     run = commands.add_parser(
         "run",
@@ -41,7 +41,9 @@ def add_node_parser(subparsers: Any) -> None:
             "data, connect to the chain named in [chain] and to the members the registry "
             "lists, and take part in rounds until the last one is final. Restarted with the "
             "same config, it resumes from its checkpoint. The key files' passphrase comes "
-            f"from the file named in node.passphrase_file, else from ${ENV_VAR}."
+            f"from the file named in node.passphrase_file, else from ${ENV_VAR}. With "
+            "[status] bind set, it serves GET /health, /status, /metrics and a dashboard page "
+            "at / on that address (docs/operator-guide.md)."
         ),
     )
     run.add_argument("--config", type=Path, required=True, help="the node's TOML config file")
@@ -125,22 +127,36 @@ def add_init_parser(subparsers: Any) -> None:
     )
     init.add_argument("--name", default="", help="the hospital's name (default: DIR's name)")
     init.add_argument("--site", default="", help="node.site: this node's site of the data set")
-    init.add_argument("--federation", default="heart-disease", help="federation.name")
-    init.add_argument("--dataset", default="heart-disease", help="federation.dataset")
-    init.add_argument("--rpc", default="http://127.0.0.1:8545", help="chain.url")
+    init.add_argument(
+        "--federation", default="heart-disease", help="federation.name (default heart-disease)"
+    )
+    init.add_argument(
+        "--dataset", default="heart-disease", help="federation.dataset (default heart-disease)"
+    )
+    init.add_argument(
+        "--rpc",
+        default="http://127.0.0.1:8545",
+        metavar="URL",
+        help="chain.url (default http://127.0.0.1:8545)",
+    )
     init.add_argument(
         "--deployment-file",
         default="deployment.json",
-        help="chain.deployment_file (relative to DIR); when it is there, the admission "
-        "command names its Consortium",
+        metavar="FILE",
+        help="chain.deployment_file, relative to DIR (default deployment.json); when it is "
+        "there, the admission command names its Consortium",
     )
     init.add_argument(
-        "--cluster", type=int, default=0, help="the cluster in the printed admission command"
+        "--cluster",
+        type=int,
+        default=0,
+        help="the cluster in the printed admission command (default 0)",
     )
     init.add_argument(
         "--scrypt-n",
         type=int,
         default=DEFAULT_SCRYPT_N,
+        metavar="N",
         help=f"scrypt cost of the key files (default {DEFAULT_SCRYPT_N}, the v3 standard)",
     )
     init.add_argument("--json", action="store_true", help="print one JSON object instead")
