@@ -10,9 +10,10 @@ to 127.0.0.1 (the default host) and let a local Prometheus or a reverse proxy re
     GET /metrics   Prometheus text exposition
 
 Each connection carries one request (``Connection: close``); a request head larger than
-8 KiB or slower than 5 s is dropped. ``HEAD`` is answered too; other methods get 405. The
-members' standings (contribution, reputation) are read from the chain after each round and
-at most every 30 s otherwise, never while a request waits.
+8 KiB or slower than 5 s is dropped, and so is a connection beyond 32 open at once. ``HEAD``
+is answered too; other methods get 405. The members' standings (contribution, reputation)
+are read from the chain after each round and every 30 s otherwise, never while a request
+waits.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 REQUEST_HEAD_LIMIT = 8192
 REQUEST_SECONDS = 5.0
 STANDINGS_SECONDS = 30.0
+MAX_CONNECTIONS = 32  # answered at once; more are closed at once
 POLL_SECONDS = 1.0
 JSON_TYPE = "application/json"
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
@@ -53,6 +55,7 @@ class StatusServer:
         self.bind = bind
         self.url = ""  # http://host:port once listening
         self.standings: dict[str, Standing] = {}
+        self._connections = trio.CapacityLimiter(MAX_CONNECTIONS)
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Listen, signal ``started`` with the URL, and answer until cancelled."""
@@ -64,15 +67,22 @@ class StatusServer:
         bound_host, bound_port = listeners[0].socket.getsockname()[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         self.url = f"http://{shown}:{bound_port}"
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._refresh_standings)
-            nursery.start_soon(trio.serve_listeners, self._answer, listeners)
-            log.info("%s: status on %s (/health, /status, /metrics)", self.node.name, self.url)
-            task_status.started(self.url)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._refresh_standings)
+                nursery.start_soon(trio.serve_listeners, self._answer, listeners)
+                log.info("%s: status on %s (/health, /status, /metrics)", self.node.name, self.url)
+                task_status.started(self.url)
+        finally:
+            for listener in listeners:
+                listener.socket.close()
 
     async def _answer(self, stream: trio.SocketStream) -> None:
+        if self._connections.statistics().borrowed_tokens >= MAX_CONNECTIONS:
+            await stream.aclose()  # a local client hammering the port gets nothing more
+            return
         try:
-            async with stream:
+            async with self._connections, stream:
                 head = await _read_head(stream)
                 if head is None:
                     return
