@@ -3,6 +3,7 @@ serves from a running node: tests/integration/test_node_status.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from types import SimpleNamespace
 from typing import Any
@@ -10,9 +11,14 @@ from typing import Any
 import pytest
 import trio
 
-from node.config import StatusSettings, config_from_dict
+from gossip.blobs import BlobStore
+from medswarm.cli import run_reporting_errors
+from node.config import MedswarmConfig, StatusSettings, config_from_dict
+from node.data import SiteData
 from node.errors import ConfigError, StatusError
+from node.hospital import HospitalNode
 from node.round_book import Standing
+from node.simulate import initial_weights
 from node.status_server import StatusServer
 
 
@@ -139,4 +145,50 @@ def test_a_bad_bind_is_a_config_error_with_an_example(bind: str, problem: str) -
     assert str(caught.value) == (
         f'config: status.bind = {bind!r}: {problem}, e.g. "127.0.0.1:9464" (or '
         '"127.0.0.1:0" for any free port)'
+    )
+
+
+class StandInBook:
+    """What a node needs of its book before its first round."""
+
+    kind = "ledger"
+    address = "0x00000000000000000000000000000000000000aa"
+
+    def bind(self, node: Any) -> None:
+        pass
+
+
+def test_a_node_whose_status_port_is_taken_stops_with_the_error_on_the_command_line(
+    heart_sites: tuple[SiteData, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    config = dataclasses.replace(MedswarmConfig(), status=StatusSettings(bind=f"127.0.0.1:{port}"))
+    node = HospitalNode(
+        config,
+        heart_sites[0],
+        StandInBook(),  # type: ignore[arg-type]
+        "0x" + "11" * 32,
+        BlobStore(),
+        initial_weights(heart_sites, 0),
+    )
+
+    async def start() -> int:
+        async with trio.open_nursery() as nursery:
+            await node.start(nursery)
+            nursery.cancel_scope.cancel()
+        return 0
+
+    try:
+        code = run_reporting_errors(lambda: trio.run(start))
+    finally:
+        taken.close()
+
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"error: status.bind = '127.0.0.1:{port}': port {port} on 127.0.0.1 is already in use "
+        'by another process; set [status] bind to a free port, or to "127.0.0.1:0" to take any '
+        "free one\n"
     )
