@@ -41,7 +41,7 @@ REQUEST_HEAD_LIMIT = 8192
 REQUEST_SECONDS = 5.0
 STANDINGS_SECONDS = 30.0
 MAX_CONNECTIONS = 32  # answered at once; more are closed at once
-POLL_SECONDS = 1.0
+POLL_SECONDS = 0.25  # how often the standings task looks for a finished round
 JSON_TYPE = "application/json"
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
 _REASONS.update({500: "Internal Server Error", 503: "Service Unavailable"})
