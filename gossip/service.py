@@ -186,6 +186,9 @@ class GossipService:
         # "received"), and how much of that went over the bulk channel ("bulk_sent", ...).
         self.traffic: Counter[str] = Counter()
         self.decisions: Counter[Verdict] = Counter()
+        # Announcements rejected and ignored, by the decision's kind ("bad-signature", ...).
+        self.rejected: Counter[str] = Counter()
+        self.ignored: Counter[str] = Counter()
         self._quota = SenderQuota(config.max_announcements_per_round)
         self.refused: Counter[str] = Counter()  # blob requests turned away, by reason
         # Told of each announcement a member is accountable for that was rejected (see
@@ -263,6 +266,11 @@ class GossipService:
                 self._send.close()
                 if self._bulk_fetcher is not None:
                     self._bulk_fetcher.close()
+
+    def connected_peers(self) -> list[str]:
+        """The peer ids this host has open connections to."""
+        connections = self._host.get_network().connections
+        return sorted(str(peer.to_base58()) for peer, open_ in connections.items() if open_)
 
     def is_connected(self, peer_id: str) -> bool:
         """Whether this host has an open connection to ``peer_id``."""
@@ -426,6 +434,7 @@ class GossipService:
                 decision = counted
         self.decisions[decision.verdict] += 1
         if decision.verdict is Verdict.REJECT:
+            self.rejected[decision.kind or "other"] += 1
             log.warning("rejected announcement from %s: %s", origin, decision.reason)
             if decision.accountable and announcement is not None:
                 # The member answers for it on chain, through its cluster's aggregator; its
@@ -437,6 +446,7 @@ class GossipService:
                 return True
             self._record_offence(str(origin), decision.reason)
         elif decision.verdict is Verdict.IGNORE:
+            self.ignored[decision.kind or "other"] += 1
             log.debug("ignored announcement from %s: %s", origin, decision.reason)
         return decision.accepted
 

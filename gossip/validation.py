@@ -37,18 +37,22 @@ class Decision:
     chain stays connected. Such an announcement is still forwarded, as evidence, so that
     every member holds what the member signed and judges its cluster's commitment alike;
     no node uses it.
+
+    ``kind`` names the reason in a word or two (``bad-signature``, ``flooding``, ``late``, ...)
+    for counting decisions by reason; ``reason`` says it in full, for the logs.
     """
 
     verdict: Verdict
     reason: str = ""
     accountable: bool = False
+    kind: str = ""
 
     @property
     def accepted(self) -> bool:
         return self.verdict is Verdict.ACCEPT
 
 
-ACCEPT = Decision(Verdict.ACCEPT)
+ACCEPT = Decision(Verdict.ACCEPT, kind="accepted")
 
 
 @dataclass(frozen=True)
@@ -167,18 +171,20 @@ def validate_announcement(
     try:
         announcement = Announcement.decode(data)
     except MalformedMessage as exc:
-        return Decision(Verdict.REJECT, f"malformed: {exc}"), None
+        return Decision(Verdict.REJECT, f"malformed: {exc}", kind="malformed"), None
     return judge(announcement, origin_peer_id, policy), announcement
 
 
 def judge(announcement: Announcement, origin_peer_id: str, policy: AnnouncementPolicy) -> Decision:
     """Judge a decoded announcement against the policy."""
     if announcement.federation != policy.federation:
-        return Decision(Verdict.REJECT, f"wrong federation {announcement.federation!r}")
+        return Decision(
+            Verdict.REJECT, f"wrong federation {announcement.federation!r}", kind="wrong-federation"
+        )
     try:
         announcement.verify_signature()
     except BadSignature as exc:
-        return Decision(Verdict.REJECT, str(exc))
+        return Decision(Verdict.REJECT, str(exc), kind="bad-signature")
     registered = policy.member_peer_id(announcement.sender)
     if (
         registered is None
@@ -188,6 +194,7 @@ def judge(announcement: Announcement, origin_peer_id: str, policy: AnnouncementP
         return Decision(
             Verdict.REJECT,
             f"sender {announcement.sender} is excluded or removed from the federation",
+            kind="barred",
         )
     if (
         registered is None
@@ -198,17 +205,21 @@ def judge(announcement: Announcement, origin_peer_id: str, policy: AnnouncementP
             Verdict.REJECT,
             f"sender {announcement.sender} (peer {origin_peer_id}) is not a member: the "
             "registry, read again since it first spoke, does not list it",
+            kind="not-a-member",
         )
     if registered is None:
         # Possibly a member admitted after this node last read the registry: not an offence.
         if policy.on_unknown_sender is not None:
             policy.on_unknown_sender(announcement.sender)
-        return Decision(Verdict.IGNORE, f"sender {announcement.sender} is not a known member")
+        return Decision(
+            Verdict.IGNORE, f"sender {announcement.sender} is not a known member", kind="unknown"
+        )
     if registered != announcement.peer_id or origin_peer_id != announcement.peer_id:
         return Decision(
             Verdict.REJECT,
             f"sender {announcement.sender} is registered as peer {registered}, "
             f"but the announcement names {announcement.peer_id} and came from {origin_peer_id}",
+            kind="wrong-peer",
         )
     current = policy.current_round()
     # Only a round under way has an aggregator to hold the member to account.
@@ -219,14 +230,21 @@ def judge(announcement: Announcement, origin_peer_id: str, policy: AnnouncementP
             f"announced blob of {announcement.size} bytes exceeds the "
             f"{policy.max_blob_bytes}-byte limit (network.max_blob_bytes)",
             accountable=in_play,
+            kind="oversized",
         )
     problem = _shape_problem(announcement)
     if problem:
-        return Decision(Verdict.REJECT, problem, accountable=in_play)
+        return Decision(Verdict.REJECT, problem, accountable=in_play, kind="bad-fields")
     if announcement.round < current:
-        return Decision(Verdict.IGNORE, f"round {announcement.round} is over (now {current})")
+        return Decision(
+            Verdict.IGNORE, f"round {announcement.round} is over (now {current})", kind="late"
+        )
     if announcement.round > current + policy.rounds_ahead:
-        return Decision(Verdict.IGNORE, f"round {announcement.round} is too far ahead of {current}")
+        return Decision(
+            Verdict.IGNORE,
+            f"round {announcement.round} is too far ahead of {current}",
+            kind="ahead",
+        )
     return ACCEPT
 
 
@@ -259,6 +277,7 @@ def judge_replay(
             f"replays its update announcement of round {announcement.round} in round "
             f"{current_round}",
             accountable=True,
+            kind="replay",
         )
     return decision
 
@@ -295,6 +314,7 @@ class SenderQuota:
                 f"flooding: sender {announcement.sender} already had {self.limit} "
                 f"announcements accepted for round {counted_in}, the limit "
                 "(network.max_announcements_per_round)",
+                kind="flooding",
             )
         seen.add(announcement.signature)
         return ACCEPT

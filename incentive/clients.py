@@ -15,6 +15,7 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
+from incentive.chain_stats import ChainCallStats
 from incentive.deployment import LEDGER, REGISTRY, REWARD_POOL, Deployment, bind_contracts
 from incentive.deployment import event_decoder as _event_decoder
 from incentive.errors import ChainError
@@ -65,6 +66,11 @@ class FederationClient:
     def address(self) -> str:
         """Checksummed address of this client's account."""
         return self._sender.address
+
+    @property
+    def chain_stats(self) -> ChainCallStats:
+        """Latency of this client's chain requests and its transactions in flight."""
+        return self._sender.stats
 
     def _call(self, contract: str, function: str, *args: Any) -> Any:
         fn = getattr(self._contracts[contract].functions, function)(*args)

@@ -31,6 +31,7 @@ from eth_utils import to_checksum_address
 
 from gossip.messages import AggregateInput, Announcement, AnnouncementKind
 from incentive.candidates import aggregator_candidates
+from incentive.chain_stats import ChainCallStats
 from incentive.consortium import ConsortiumClient, ConsortiumMember
 from incentive.errors import ContractReverted
 from incentive.records import ClusterInfo, MemberInfo
@@ -44,7 +45,7 @@ from incentive.round_commit import (
     sign_round,
 )
 from node.errors import RoundFailed
-from node.round_book import AveragedInputs, averaged_inputs
+from node.round_book import AveragedInputs, Standing, averaged_inputs
 
 if TYPE_CHECKING:
     from node.hospital import HospitalNode
@@ -81,6 +82,10 @@ class ConsortiumBook:
     @property
     def address(self) -> str:
         return self.client.account
+
+    @property
+    def chain_stats(self) -> ChainCallStats:
+        return self.client.chain_stats
 
     def bind(self, node: HospitalNode) -> None:
         self._node = node
@@ -131,6 +136,17 @@ class ConsortiumBook:
                 addresses = [a for a in str(event.args["multiaddrs"]).split(",") if a]
                 self._peers[int(event.args["index"])] = (str(event.args["peerId"]), addresses)
         self._next_block = last + 1
+
+    async def standings(self) -> dict[str, Standing]:
+        def read() -> dict[str, Standing]:
+            return {
+                row.account.lower(): Standing(
+                    self.client.contribution(row.index), self.client.reputation(row.index)
+                )
+                for row in self.client.member_rows()
+            }
+
+        return await self._run(read)  # type: ignore[no-any-return]
 
     def _voters(self) -> list[ConsortiumMember]:
         return [row for row in self._rows if row.votes]

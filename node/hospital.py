@@ -57,8 +57,10 @@ from node.membership import Membership
 from node.phases import PhaseClock
 from node.privacy import ClientPrivacy, member_noise_key, privacy_spent
 from node.round_book import AveragedInputs, RoundBook, averaged_inputs
+from node.round_figures import RoundFigures
 from node.secure_aggregator import SecureAggregatorDuty
 from node.secure_round import SecureRound
+from node.status_server import StatusServer
 from node.training import derive_seed
 from node.validation import VariateHistory, loss_ratios, own_step, ratio_score
 from node.weights import (
@@ -160,6 +162,8 @@ class HospitalNode:
             first_model_round=2 if self.learner.federation_statistics else 1
         )
         self._on_event = on_event or (lambda _event: None)
+        self.figures = RoundFigures()  # what the round events say, for the status server
+        self.status: StatusServer | None = None  # serving once started, if status.bind is set
         self._refresh_wanted = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._dialing: set[str] = set()
@@ -196,6 +200,10 @@ class HospitalNode:
         await nursery.start(self.gossip.run)
         nursery.start_soon(self._pump_announcements)
         nursery.start_soon(self._refresh_on_demand)
+        if self.config.status.bind:
+            self.status = StatusServer(self, self.config.status.bind)
+            url = await nursery.start(self.status.serve)
+            self.emit({"event": "status-listening", "url": url})
 
     async def register(self) -> None:
         """Bind this node's libp2p peer id and addresses to its account on chain."""
@@ -1040,7 +1048,9 @@ class HospitalNode:
 
     def emit(self, event: dict[str, Any]) -> None:
         """Report a structured event (round results, exclusions, resyncs)."""
-        self._on_event({"ts": time.time(), "node": self.name, **event})
+        stamped = {"ts": time.time(), "node": self.name, **event}
+        self.figures.observe(stamped)
+        self._on_event(stamped)
 
     async def on_chain(self, function: Callable[..., Any], *args: Any) -> Any:
         """Run a (blocking) chain client call in a worker thread."""

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
 from gossip.messages import AggregateInput
+from incentive.chain_stats import ChainCallStats
 from incentive.clients import MemberClient
 from incentive.errors import ContractReverted
 from incentive.records import ClusterInfo, MemberInfo, MemberRecord
@@ -40,6 +42,15 @@ def averaged_inputs(inputs: Iterable[tuple[str, str, int]]) -> AveragedInputs:
     return tuple((sender.lower(), update, samples) for sender, update, samples in inputs)
 
 
+@dataclass(frozen=True)
+class Standing:
+    """A member's standing on chain: its contribution so far, and its reputation (0..10,000)
+    where the contracts keep one (the Consortium; None on the Ledger)."""
+
+    contribution: int
+    reputation: int | None
+
+
 class RoundBook(Protocol):
     """The round loop's view of the federation's system of record."""
 
@@ -50,6 +61,11 @@ class RoundBook(Protocol):
         """This node's account (checksummed)."""
         ...
 
+    @property
+    def chain_stats(self) -> ChainCallStats:
+        """Latency of this book's chain requests and its transactions in flight."""
+        ...
+
     def bind(self, node: HospitalNode) -> None:
         """Called once by the node that uses this book (gossip and inbox are ready)."""
 
@@ -58,6 +74,10 @@ class RoundBook(Protocol):
 
     async def members(self) -> list[MemberInfo]:
         """Every member; ``active`` is False for members that may not take part."""
+        ...
+
+    async def standings(self) -> dict[str, Standing]:
+        """Each member's contribution and reputation, by lowercase address."""
         ...
 
     async def genesis_hash(self) -> str | None: ...
@@ -120,6 +140,10 @@ class LedgerBook:
     def address(self) -> str:
         return self.client.address
 
+    @property
+    def chain_stats(self) -> ChainCallStats:
+        return self.client.chain_stats
+
     def bind(self, node: HospitalNode) -> None:
         pass
 
@@ -131,6 +155,15 @@ class LedgerBook:
 
     async def members(self) -> list[MemberInfo]:
         return list(await self._run(self.client.members))
+
+    async def standings(self) -> dict[str, Standing]:
+        def read() -> dict[str, Standing]:
+            return {
+                m.address.lower(): Standing(self.client.contribution(m.address), None)
+                for m in self.client.members()
+            }
+
+        return await self._run(read)  # type: ignore[no-any-return]
 
     async def genesis_hash(self) -> str | None:
         return await self._run(self.client.genesis_hash)  # type: ignore[no-any-return]

@@ -259,6 +259,27 @@ def test_the_gossip_service_hands_on_refused_updates_without_an_offence() -> Non
     assert all("exceeds the 1000-byte limit" in reason for _, reason in refused)
     assert service.offences[peer.to_base58()] == 4  # the floods only
     assert len(blacklisted) == 1 and "flooding" in blacklisted[0][1]
+    assert service.rejected == {"oversized": 5, "flooding": 4}  # counted by reason
+
+
+def test_each_decision_names_its_reason_in_a_word() -> None:
+    item = AggregateInput(sender=ADDRESS, blob_hash="ab" * 32, samples=1)
+    barred = replace(policy(), is_barred=lambda address: address.lower() == STRANGER.lower())
+    tampered = replace(announcement().signed(KEY), blob_hash="cd" * 32)
+    cases = {
+        "accepted": judge(announcement().signed(KEY), PEER, policy()),
+        "malformed": validate_announcement(b"not json", PEER, policy())[0],
+        "wrong-federation": judge(announcement(federation="x").signed(KEY), PEER, policy()),
+        "bad-signature": judge(tampered, PEER, policy()),
+        "barred": judge(announcement(sender=STRANGER).signed(STRANGER_KEY), PEER, barred),
+        "unknown": judge(announcement(sender=STRANGER).signed(STRANGER_KEY), PEER, policy()),
+        "wrong-peer": judge(announcement().signed(KEY), "12D3KooWimpostor", policy()),
+        "oversized": judge(announcement(size=1_001).signed(KEY), PEER, policy()),
+        "bad-fields": judge(announcement(inputs=(item,)).signed(KEY), PEER, policy()),
+        "late": judge(announcement(round=2).signed(KEY), PEER, policy(current=3)),
+        "ahead": judge(announcement(round=5).signed(KEY), PEER, policy(current=3)),
+    }
+    assert {kind: decision.kind for kind, decision in cases.items()} == {k: k for k in cases}
 
 
 def test_a_replay_two_rounds_late_of_a_delivered_update_is_rejected_and_accountable() -> None:
@@ -268,6 +289,7 @@ def test_a_replay_two_rounds_late_of_a_delivered_update_is_rejected_and_accounta
     decision = judge_replay(replayed, ignored, PEER, policy(current=3), delivered_before=True)
     assert decision.verdict is Verdict.REJECT and decision.accountable
     assert "replays its update announcement of round 1 in round 3" in decision.reason
+    assert decision.kind == "replay"
     # never delivered here: a late announcement, not a repeat of one
     fresh = judge_replay(replayed, ignored, PEER, policy(current=3), delivered_before=False)
     assert fresh is ignored
