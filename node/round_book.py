@@ -24,6 +24,7 @@ import trio
 from gossip.messages import AggregateInput
 from incentive.clients import MemberClient
 from incentive.errors import ContractReverted
+from incentive.privacy_budget import NO_GUARANTEE, PrivacyBudget
 from incentive.records import ClusterInfo, MemberInfo, MemberRecord
 
 if TYPE_CHECKING:
@@ -98,9 +99,11 @@ class RoundBook(Protocol):
         previous_hash: str,
         global_hash: str,
         used: Sequence[ClusterInfo] = (),
+        privacy: PrivacyBudget = NO_GUARANTEE,
     ) -> None:
         """Vote for ``global_hash`` as the round's model, computed from the clusters'
-        commitments ``used``."""
+        commitments ``used``; ``privacy`` is the members' budget after the round, for a book
+        that records it."""
 
     async def poll_final(self, round_number: int) -> str | None:
         """The round's final hash if it is final; otherwise None (called a few times a
@@ -184,6 +187,7 @@ class LedgerBook:
         previous_hash: str,
         global_hash: str,
         used: Sequence[ClusterInfo] = (),
+        privacy: PrivacyBudget = NO_GUARANTEE,
     ) -> None:
         client = self.client
         if await self._run(client.has_attested, round_number, client.address):
