@@ -266,12 +266,17 @@ class Consortium:
         )
 
     def play(
-        self, scores: Sequence[int], rejected: Collection[int] = (), absent: Collection[int] = ()
+        self,
+        scores: Sequence[int],
+        rejected: Collection[int] = (),
+        absent: Collection[int] = (),
+        privacy: PrivacyBudget = NO_GUARANTEE,
     ) -> TxOutcome:
         """Finalize the next round: a record for member i with ``scores[i]``, except the
-        ``absent`` ones, flagged when in ``rejected``; the default aggregators and signers."""
+        ``absent`` ones, flagged when in ``rejected``; the default aggregators and signers,
+        who sign ``privacy`` with it."""
         chosen = {i: score for i, score in enumerate(scores) if i not in absent}
-        return self.finalize(self.build_round(chosen, rejected=set(rejected)))
+        return self.finalize(self.build_round(chosen, rejected=set(rejected), privacy=privacy))
 
     def exclude(self, member: int) -> None:
         """Finalize three rounds rejecting ``member``'s record: its reputation goes
