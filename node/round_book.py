@@ -5,7 +5,7 @@ the members are, who aggregates a cluster, what each cluster committed, and whic
 is final. Two books exist:
 
 - :class:`LedgerBook` keeps rounds in the ``Registry``/``Ledger`` contracts: every cluster
-  record and every attestation is a transaction.
+  record and every attestation (with the member's privacy budget) is a transaction.
 - :class:`node.consortium_book.ConsortiumBook` keeps them in the ``Consortium`` contract:
   cluster commitments and attestations travel as signed gossip, and one member submits the
   whole round in one transaction (docs/ledger.md).
@@ -196,7 +196,7 @@ class LedgerBook:
         if status.finalized and status.final_hash != global_hash:
             return  # the round is settled on another hash; attesting ours would revert
         try:
-            await self._run(client.attest, round_number, global_hash)
+            await self._run(client.attest, round_number, global_hash, privacy)
         except ContractReverted as exc:
             if exc.error_name not in ("AlreadyAttested", "HashMismatch"):
                 raise
