@@ -29,11 +29,14 @@ class Decision:
     """A verdict with the reason for it (for logs and peer scoring).
 
     ``accountable`` marks a rejection for what an announcement says (a blob over the size
-    limit, fields its kind must not carry) for the round under way (or the next) when a
-    registered member signed it and published it from its own registered peer. The member
-    answers for it on chain (its cluster's aggregator lists the update as rejected, which
-    lowers its reputation), so it is not an offence of its peer: a member still in good
-    standing on chain stays connected.
+    limit, fields its kind must not carry) for the round under way (or the next), or a
+    replay of an old round's update announcement (:func:`judge_replay`), when a registered
+    member signed it and published it from its own registered peer. The member answers for
+    it on chain (its cluster's aggregator lists the update as rejected, which lowers its
+    reputation), so it is not an offence of its peer: a member still in good standing on
+    chain stays connected. Such an announcement is still forwarded, as evidence, so that
+    every member holds what the member signed and judges its cluster's commitment alike;
+    no node uses it.
     """
 
     verdict: Verdict
@@ -227,6 +230,39 @@ def judge(announcement: Announcement, origin_peer_id: str, policy: AnnouncementP
     return ACCEPT
 
 
+# A repeat of an update announcement one round late may be an honest node retrying a round
+# the others have just finished; from two rounds on it is a replay.
+REPLAY_AGE = 2
+
+
+def judge_replay(
+    announcement: Announcement,
+    decision: Decision,
+    origin_peer_id: str,
+    policy: AnnouncementPolicy,
+    delivered_before: bool,
+) -> Decision:
+    """A member's update announcement, already delivered here once, published again from
+    its own peer at least :data:`REPLAY_AGE` rounds after its round: REJECT it as a replay
+    the member answers for (``accountable``). Any other ``decision`` of :func:`judge` (which
+    checked the signature) stands."""
+    current_round = policy.current_round()
+    if (
+        decision.verdict is Verdict.IGNORE
+        and announcement.kind is AnnouncementKind.UPDATE
+        and delivered_before
+        and policy.member_peer_id(announcement.sender) == origin_peer_id == announcement.peer_id
+        and announcement.round <= current_round - REPLAY_AGE
+    ):
+        return Decision(
+            Verdict.REJECT,
+            f"replays its update announcement of round {announcement.round} in round "
+            f"{current_round}",
+            accountable=True,
+        )
+    return decision
+
+
 class SenderQuota:
     """At most ``limit`` announcements accepted from one sender for one round.
 
@@ -249,14 +285,15 @@ class SenderQuota:
         ACCEPT, or REJECT it as flooding if it is one too many."""
         for over in [key for key in self._seen if key[0] < current_round]:
             del self._seen[over]
-        seen = self._seen.setdefault((announcement.round, announcement.sender.lower()), set())
+        counted_in = max(announcement.round, current_round)  # a replay counts in the round now
+        seen = self._seen.setdefault((counted_in, announcement.sender.lower()), set())
         if announcement.signature in seen:
             return ACCEPT
         if len(seen) >= self.limit:
             return Decision(
                 Verdict.REJECT,
                 f"flooding: sender {announcement.sender} already had {self.limit} "
-                f"announcements accepted for round {announcement.round}, the limit "
+                f"announcements accepted for round {counted_in}, the limit "
                 "(network.max_announcements_per_round)",
             )
         seen.add(announcement.signature)

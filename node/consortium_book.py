@@ -220,6 +220,7 @@ class ConsortiumBook:
         for announcement in self.node.inbox.aggregates(round_number, cluster):
             sender = announcement.sender.lower()
             problem = _commitment_problem(announcement, cluster, members)
+            problem = problem or self._evidence_problem(announcement)
             if _commitment_id(announcement) in self.node.refused_commitments:
                 continue  # this node could not check or fetch it: the next candidate's turn
             if sender not in order:
@@ -231,6 +232,27 @@ class ConsortiumBook:
                 continue
             found.append((order.index(sender), announcement))
         return min(found, key=lambda item: item[0])[1] if found else None
+
+    def _evidence_problem(self, announcement: Announcement) -> str:
+        """Why a commitment cannot stand given what its members signed this round (empty if
+        it can): it takes an update whose member also signed an announcement the validators
+        refused and passed on as evidence (an oversized blob, a replay; every member holds
+        it, so every member judges alike), or, but in a secure round, its aggregator lists
+        no update of its own (an aggregator trains before it collects; one that did not
+        must not leave itself out of the record)."""
+        refused = self.node.inbox.refused_updates(announcement.round)
+        for item in announcement.inputs:
+            sender = item.sender.lower()
+            if not item.rejected and sender in refused:
+                return (
+                    f"it takes the update of {sender}, who also signed an announcement "
+                    f"refused this round: {refused[sender][1]}"
+                )
+        listed = {item.sender.lower() for item in announcement.inputs}
+        aggregator = announcement.sender.lower()
+        if not self.node.config.federation.secure_aggregation and aggregator not in listed:
+            return f"its aggregator {aggregator} lists no update of its own"
+        return ""
 
     def _commitment(self, info: ClusterInfo) -> Announcement:
         for announcement in self.node.inbox.aggregates(info.round, info.cluster):

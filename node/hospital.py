@@ -1068,17 +1068,21 @@ class HospitalNode:
 
     def _keep_refused_update(self, announcement: Announcement, reason: str) -> None:
         """Keep a member's update announcement for this round or the next that the validators
-        rejected for what it says (an oversized blob, say), so that the cluster's aggregator
-        lists it as rejected (:mod:`node.aggregator`). A rejected input must name a number of
-        samples from 1 to 2**64-1 (the contract's records); an announcement with another
-        stays a gossip offence only."""
+        rejected for what it says (an oversized blob, say), or its replay of an old round's
+        (kept for the round under way), so that the cluster's aggregator lists it as rejected
+        (:mod:`node.aggregator`) and no commitment takes the member's update of that round
+        (:mod:`node.consortium_book`). A rejected input must name a number of samples from 1
+        to 2**64-1 (the contract's records); an announcement with another stays a gossip
+        offence only."""
         window = self.current_round + self.gossip.policy.rounds_ahead
-        if (
-            announcement.kind is AnnouncementKind.UPDATE
-            and 0 < announcement.samples <= UINT64_MAX
-            and self.current_round <= announcement.round <= window
+        if announcement.kind is not AnnouncementKind.UPDATE or not (
+            0 < announcement.samples <= UINT64_MAX
         ):
+            return
+        if self.current_round <= announcement.round <= window:
             self.inbox.refuse(announcement, reason)
+        elif announcement.round < self.current_round:
+            self.inbox.refuse(announcement, reason, self.current_round)
 
     def _report_blacklisted(self, peer: str, reason: str) -> None:
         self.emit(
