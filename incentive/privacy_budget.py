@@ -77,10 +77,12 @@ class PrivacyBudget:
         return self.delta_e18 / DELTA_SCALE if self.guaranteed else None
 
     def as_call_arguments(self) -> tuple[int, int]:
-        """``(epsilonE6, deltaE18)`` as ``finalizeRound`` takes them."""
+        """``(epsilonE6, deltaE18)`` as ``Consortium.finalizeRound`` and ``Ledger.attest``
+        take them."""
         return (self.epsilon_e6, self.delta_e18)
 
     def as_dict(self) -> dict[str, Any]:
+        """The figures as numbers and as recorded (what audit reports carry per round)."""
         return {
             "epsilon": self.epsilon,
             "delta": self.delta,
@@ -89,6 +91,7 @@ class PrivacyBudget:
         }
 
     def describe(self) -> str:
+        """``epsilon E at delta D``, or that there is no guarantee."""
         if not self.guaranteed:
             return "no DP guarantee"
         return f"epsilon {self.epsilon:.6f} at delta {self.delta:g}"
