@@ -21,6 +21,7 @@ from incentive.deployment import event_decoder as _event_decoder
 from incentive.errors import ChainError
 from incentive.events import EventLog, decode_logs
 from incentive.hashes import hash_bytes, hash_hex
+from incentive.privacy_budget import NO_GUARANTEE, PrivacyBudget
 from incentive.records import (
     ClusterInfo,
     DistributionResult,
@@ -192,6 +193,14 @@ class FederationClient:
             attestations=int(attestations),
         )
 
+    def round_privacy(self, round: int) -> PrivacyBudget | None:
+        """The privacy budget stored with a final round (that of the attestation that
+        finalized it); None while the round is not final."""
+        if not self.round_status(round).finalized:
+            return None
+        epsilon_e6, delta_e18 = self._call(LEDGER, "roundPrivacy", round)
+        return PrivacyBudget(int(epsilon_e6), int(delta_e18))
+
     def votes(self, round: int, global_hash: bytes | str) -> int:
         """Attestations of ``global_hash`` for ``round``."""
         return int(self._call(LEDGER, "votes", round, hash_bytes(global_hash)))
@@ -255,9 +264,14 @@ class MemberClient(FederationClient):
             [r.score for r in ordered],
         )
 
-    def attest(self, round: int, global_hash: bytes | str) -> TxOutcome:
-        """Attest the global hash of ``round``; the outcome holds RoundFinalized if it closed."""
-        return self._transact(LEDGER, "attest", round, hash_bytes(global_hash))
+    def attest(
+        self, round: int, global_hash: bytes | str, privacy: PrivacyBudget = NO_GUARANTEE
+    ) -> TxOutcome:
+        """Attest the global hash of ``round`` with this member's privacy budget after it; the
+        outcome holds RoundFinalized if it closed."""
+        return self._transact(
+            LEDGER, "attest", round, hash_bytes(global_hash), *privacy.as_call_arguments()
+        )
 
     def withdraw(self) -> int:
         """Withdraw this member's whole credit; returns the wei paid out."""

@@ -42,6 +42,7 @@ from gossip.errors import GossipError
 from gossip.messages import UINT64_MAX, AggregateInput, Announcement, AnnouncementKind
 from gossip.service import GossipService
 from gossip.validation import AnnouncementPolicy
+from incentive.privacy_budget import PrivacyBudget
 from incentive.records import ClusterInfo
 from node import robust
 from node.aggregation import fedavg
@@ -416,7 +417,9 @@ class HospitalNode:
         new_hash = await trio.to_thread.run_sync(self.store_weights, new_global)
         # The new model is scored on the test split while the attestations come in.
         evaluation = self._evaluator.submit(self.learner.score, new_global, round_number)
-        await self.book.attest(round_number, self.global_hash, new_hash, used)
+        await self.book.attest(
+            round_number, self.global_hash, new_hash, used, self.privacy_budget(round_number)
+        )
         phases.lap("attest")
         final_hash = await self._wait_final(round_number)
         phases.lap("finalize")
@@ -471,6 +474,14 @@ class HospitalNode:
                 "phase_seconds": phases.laps,
             }
         )
+
+    def privacy_budget(self, round_number: int) -> PrivacyBudget:
+        """The budget the chain records with the round: the round event's ``epsilon`` and
+        ``delta`` in fixed point (:mod:`incentive.privacy_budget`); no guarantee without
+        noise. Every member of a federation computes the same figure (the rounds counted
+        and the ``dp_*`` settings are the federation's)."""
+        spent = self._privacy_spent(round_number)
+        return PrivacyBudget.from_spent(spent.get("epsilon"), spent.get("delta"))
 
     def _privacy_spent(self, round_number: int) -> dict[str, Any]:
         """The round event's ``epsilon``, ``epsilon_round`` and ``delta``

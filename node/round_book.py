@@ -5,7 +5,7 @@ the members are, who aggregates a cluster, what each cluster committed, and whic
 is final. Two books exist:
 
 - :class:`LedgerBook` keeps rounds in the ``Registry``/``Ledger`` contracts: every cluster
-  record and every attestation is a transaction.
+  record and every attestation (with the member's privacy budget) is a transaction.
 - :class:`node.consortium_book.ConsortiumBook` keeps them in the ``Consortium`` contract:
   cluster commitments and attestations travel as signed gossip, and one member submits the
   whole round in one transaction (docs/ledger.md).
@@ -26,6 +26,7 @@ from gossip.messages import AggregateInput
 from incentive.chain_stats import ChainCallStats
 from incentive.clients import MemberClient
 from incentive.errors import ContractReverted
+from incentive.privacy_budget import NO_GUARANTEE, PrivacyBudget
 from incentive.records import ClusterInfo, MemberInfo, MemberRecord
 
 if TYPE_CHECKING:
@@ -118,9 +119,11 @@ class RoundBook(Protocol):
         previous_hash: str,
         global_hash: str,
         used: Sequence[ClusterInfo] = (),
+        privacy: PrivacyBudget = NO_GUARANTEE,
     ) -> None:
         """Vote for ``global_hash`` as the round's model, computed from the clusters'
-        commitments ``used``."""
+        commitments ``used``; ``privacy`` is the members' budget after the round, for a book
+        that records it."""
 
     async def poll_final(self, round_number: int) -> str | None:
         """The round's final hash if it is final; otherwise None (called a few times a
@@ -217,6 +220,7 @@ class LedgerBook:
         previous_hash: str,
         global_hash: str,
         used: Sequence[ClusterInfo] = (),
+        privacy: PrivacyBudget = NO_GUARANTEE,
     ) -> None:
         client = self.client
         if await self._run(client.has_attested, round_number, client.address):
@@ -225,7 +229,7 @@ class LedgerBook:
         if status.finalized and status.final_hash != global_hash:
             return  # the round is settled on another hash; attesting ours would revert
         try:
-            await self._run(client.attest, round_number, global_hash)
+            await self._run(client.attest, round_number, global_hash, privacy)
         except ContractReverted as exc:
             if exc.error_name not in ("AlreadyAttested", "HashMismatch"):
                 raise
