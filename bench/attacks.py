@@ -13,6 +13,10 @@ kept by the Consortium) with each of the four sites split into two nodes (8 node
 attackers are the first ``--attackers`` of cleveland-2, hungarian-1, va-1, switzerland-2 (so
 both clusters are attacked). Every run is real: libp2p hosts on 127.0.0.1, the in-process EVM,
 PyTorch. Prints one row per run and writes them as JSON.
+
+An attack run's accuracy is the mean over the honest hospitals' test sets (excluded attackers
+leave the federation), so it is compared with the clean run's mean over those same hospitals
+(``clean_honest_accuracy``, ``accuracy_change``), not with its mean over all eight.
 """
 
 from __future__ import annotations
@@ -86,6 +90,7 @@ def run_once(
         "honest_mean_accuracy": statistics.fmean(
             h.federated_accuracy for h in honest if h.federated_accuracy is not None
         ),
+        "accuracy_by_site": {h.site: h.federated_accuracy for h in summary.hospitals},
         "attackers_reward_share": sum(h.reward_wei for h in bad) / total if total else 0.0,
         "attackers_reputation": [member.reputation if member else None for member in on_chain],
         "rounds_until_below_threshold": below,
@@ -93,6 +98,17 @@ def run_once(
         "honest_reputation_min": min(by_account[h.address.lower()].reputation for h in honest),
         "audit_ok": audit.ok,
         "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def against_clean(row: dict[str, Any], clean: dict[str, Any]) -> dict[str, float]:
+    """The clean run's mean accuracy on the sites that are honest in ``row`` (the attack
+    run's mean leaves out the attackers, which the clean run's covers), and the change."""
+    honest = [s for s in clean["accuracy_by_site"] if s not in row["attackers"]]
+    baseline = statistics.fmean(clean["accuracy_by_site"][s] for s in honest)
+    return {
+        "clean_honest_accuracy": baseline,
+        "accuracy_change": row["honest_mean_accuracy"] - baseline,
     }
 
 
@@ -124,11 +140,14 @@ def main(argv: list[str] | None = None) -> int:
             chosen = attackers if attack else ()
             out = Path(scratch) / (attack or "clean")
             row = {**run_once(attack, chosen, args.rounds, out, **settings), **settings}
+            if not args.no_clean:
+                row.update(against_clean(row, rows[0] if rows else row))
             rows.append(row)
-            clean = rows[0]["final_mean_accuracy"] if not args.no_clean else float("nan")
+            clean = row.get("clean_honest_accuracy", float("nan"))
+            honest = row["honest_mean_accuracy"]
             print(
-                f"{row['attack']:<12} accuracy {row['final_mean_accuracy']:.4f} "
-                f"(clean {clean:.4f}, {row['final_mean_accuracy'] - clean:+.4f})  "
+                f"{row['attack']:<12} honest accuracy {honest:.4f} "
+                f"(clean on the same sites {clean:.4f}, {honest - clean:+.4f})  "
                 f"attackers' share {row['attackers_reward_share']:.4f}  reputation "
                 f"{row['attackers_reputation']}  below {EXCLUSION} after round "
                 f"{row['rounds_until_below_threshold']}  honest min reputation "

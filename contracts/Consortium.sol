@@ -11,10 +11,13 @@ pragma solidity ^0.8.28;
 /// Rounds: one transaction per round. A member submits, for round `lastFinalizedRound + 1`,
 /// the global hash, each cluster's commitment (aggregator, aggregate hash, member records) and
 /// the signatures of a quorum of hospitals over the EIP-712 message
-/// `Round(round, previousHash, globalHash, commitments)`, collected off chain. The contract
-/// recomputes each cluster's Merkle root over its records and the `commitments` hash, checks
-/// every signature, and finalizes the round. Each cluster's aggregator must be one of the
-/// signers, so its commitment is its own. Records credit contributions and move reputation.
+/// `Round(round, previousHash, globalHash, commitments, epsilonE6, deltaE18)`, collected off
+/// chain. The contract recomputes each cluster's Merkle root over its records and the
+/// `commitments` hash, checks every signature, and finalizes the round. Each cluster's
+/// aggregator must be one of the signers, so its commitment is its own. Records credit
+/// contributions and move reputation. The signed message carries the round's
+/// differential-privacy budget too (`epsilonE6`, `deltaE18`: see `finalizeRound`), so the
+/// figure on chain is the one a quorum computed.
 ///
 /// Reputation (0..10_000, admission at 10_000), once per finalized round for each member with a
 /// record: an accepted record moves it a quarter of the way to 10_000, a rejected one a quarter
@@ -33,8 +36,13 @@ contract Consortium {
     /// Member table entry: account (20) | cluster (2) | role (1) | active (1) | excluded (1).
     uint256 public constant MEMBER_BYTES = 25;
     bytes32 public constant ROUND_TYPEHASH = keccak256(
-        "Round(uint64 round,bytes32 previousHash,bytes32 globalHash,bytes32 commitments)"
+        "Round(uint64 round,bytes32 previousHash,bytes32 globalHash,bytes32 commitments,"
+        "uint64 epsilonE6,uint64 deltaE18)"
     );
+    /// `epsilonE6` of a round whose updates carry no differential-privacy guarantee (no noise).
+    uint64 public constant NO_PRIVACY_GUARANTEE = type(uint64).max;
+    /// `deltaE18` is delta in parts per 10**18: below this, above 0.
+    uint64 public constant DELTA_SCALE = 1e18;
     uint256 private constant HALF_ORDER =
         0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
 
@@ -103,6 +111,12 @@ contract Consortium {
     uint16 public quorumNumerator = 2;
     uint16 public quorumDenominator = 3;
     uint16 public exclusionThreshold = 5_000;
+    /// The privacy budget of `lastFinalizedRound` (earlier rounds' are in their
+    /// `RoundFinalized` events): epsilon in millionths, rounded up, or NO_PRIVACY_GUARANTEE;
+    /// delta in parts per 10**18 (0 with NO_PRIVACY_GUARANTEE). Shares a slot with
+    /// `lastFinalizedRound`, which every round writes anyway.
+    uint64 public lastEpsilonE6;
+    uint64 public lastDeltaE18;
     /// The final global hash of `lastFinalizedRound` (genesis before round 1). Earlier
     /// rounds' hashes are in their `RoundFinalized` events.
     bytes32 public lastGlobalHash;
@@ -138,7 +152,9 @@ contract Consortium {
         bytes32 previousHash,
         bytes32 globalHash,
         bytes32 commitments,
-        uint256 signatures
+        uint256 signatures,
+        uint64 epsilonE6,
+        uint64 deltaE18
     );
 
     error NotAdmin(address caller);
@@ -179,6 +195,7 @@ contract Consortium {
     error AggregatorDidNotSign(uint16 cluster, uint16 aggregator);
     error QuorumNotReached(uint256 signatures, uint256 quorum);
     error StaleMemberTable(bytes32 given, bytes32 current);
+    error BadPrivacyBudget(uint64 epsilonE6, uint64 deltaE18);
 
     constructor(address[] memory admins_, uint8 threshold_) {
         deployedAt = block.number;
@@ -435,22 +452,33 @@ contract Consortium {
     }
 
     /// @notice The EIP-712 digest hospitals sign for a round.
-    function roundDigest(uint64 round, bytes32 previousHash, bytes32 globalHash, bytes32 commitments)
-        public
-        view
-        returns (bytes32)
-    {
-        bytes32 structHash =
-            keccak256(abi.encode(ROUND_TYPEHASH, round, previousHash, globalHash, commitments));
+    function roundDigest(
+        uint64 round,
+        bytes32 previousHash,
+        bytes32 globalHash,
+        bytes32 commitments,
+        uint64 epsilonE6,
+        uint64 deltaE18
+    ) public view returns (bytes32) {
+        bytes32 structHash = keccak256(
+            abi.encode(
+                ROUND_TYPEHASH, round, previousHash, globalHash, commitments, epsilonE6, deltaE18
+            )
+        );
         return keccak256(abi.encodePacked("\x19\x01", DOMAIN_SEPARATOR, structHash));
     }
 
     /// @notice Finalize round `lastFinalizedRound + 1`; see the contract notice.
     /// `records` are the clusters' records back to back, in the order of `clusters`, each
     /// cluster's sorted by member index; `signatures` are sorted by signer index.
+    /// `epsilonE6` and `deltaE18` are the members' cumulative differential-privacy budget
+    /// after this round: epsilon in millionths (rounded up) at delta in parts per 10**18
+    /// (0 < deltaE18 < DELTA_SCALE), or NO_PRIVACY_GUARANTEE with deltaE18 = 0.
     function finalizeRound(
         uint64 round,
         bytes32 globalHash,
+        uint64 epsilonE6,
+        uint64 deltaE18,
         ClusterCommit[] calldata clusters,
         bytes calldata records,
         bytes calldata signatures,
@@ -464,14 +492,26 @@ contract Consortium {
         bytes32 previous = lastGlobalHash;
         if (previous == bytes32(0)) revert GenesisNotSet();
         if (globalHash == bytes32(0)) revert ZeroHash();
+        if (
+            epsilonE6 == NO_PRIVACY_GUARANTEE
+                ? deltaE18 != 0
+                : deltaE18 == 0 || deltaE18 >= DELTA_SCALE
+        ) revert BadPrivacyBudget(epsilonE6, deltaE18);
         bytes32 commitments = _commitClusters(round, clusters, records, members);
         uint256 signed = _checkSignatures(
-            roundDigest(round, previous, globalHash, commitments), clusters, signatures, members
+            roundDigest(round, previous, globalHash, commitments, epsilonE6, deltaE18),
+            clusters,
+            signatures,
+            members
         );
         lastGlobalHash = globalHash;
         lastFinalizedRound = round;
+        lastEpsilonE6 = epsilonE6;
+        lastDeltaE18 = deltaE18;
         _applyRecords(round, records);
-        emit RoundFinalized(round, previous, globalHash, commitments, signed);
+        emit RoundFinalized(
+            round, previous, globalHash, commitments, signed, epsilonE6, deltaE18
+        );
     }
 
     /// Checks each cluster's records, emits its commitment and returns the hash of all of them:

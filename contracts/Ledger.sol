@@ -12,8 +12,16 @@ import {IRegistry} from "./IRegistry.sol";
 /// try first is `aggregatorCandidates(round, cluster)`; the deadlines between candidates are
 /// the nodes' business, not the chain's. Once every cluster is recorded, members attest the
 /// global hash they computed; votes are counted per hash and the first hash to reach
-/// `quorum()` (ceil(2/3 of the members)) becomes the round's final hash.
+/// `quorum()` (ceil(2/3 of the members)) becomes the round's final hash. Each attestation
+/// carries the attester's differential-privacy budget after the round (`epsilonE6`,
+/// `deltaE18`, encoded as in the Consortium); the attestation that finalizes a round stores
+/// its budget with the round (`roundPrivacy`).
 contract Ledger is ILedger {
+    /// `epsilonE6` of a round whose updates carry no differential-privacy guarantee (no noise).
+    uint64 public constant NO_PRIVACY_GUARANTEE = type(uint64).max;
+    /// `deltaE18` is delta in parts per 10**18: below this, above 0.
+    uint64 public constant DELTA_SCALE = 1e18;
+
     /// Bytes per member record in the `recordsHash` preimage:
     /// address (20) | updateHash (32) | samples (8, big-endian) | score (8, big-endian).
     uint256 private constant RECORD_BYTES = 68;
@@ -34,6 +42,9 @@ contract Ledger is ILedger {
         /// Block in which the round became final (0 = not final).
         uint64 finalizedAt;
         uint32 clustersRecorded;
+        /// The finalizing attestation's privacy budget (same slot as `finalizedAt`).
+        uint64 epsilonE6;
+        uint64 deltaE18;
     }
 
     IRegistry public immutable registry;
@@ -68,7 +79,13 @@ contract Ledger is ILedger {
     event UpdateRecorded(
         uint64 indexed round, address indexed member, bytes32 updateHash, uint64 samples, uint64 score
     );
-    event Attested(uint64 indexed round, address indexed member, bytes32 globalHash);
+    event Attested(
+        uint64 indexed round,
+        address indexed member,
+        bytes32 globalHash,
+        uint64 epsilonE6,
+        uint64 deltaE18
+    );
     event RoundFinalized(uint64 indexed round, bytes32 globalHash, uint256 attestations);
 
     error NotAdmin(address caller);
@@ -88,6 +105,7 @@ contract Ledger is ILedger {
     error RoundIncomplete(uint64 round);
     error AlreadyAttested(uint64 round, address member);
     error HashMismatch(uint64 round, bytes32 finalHash, bytes32 attested);
+    error BadPrivacyBudget(uint64 epsilonE6, uint64 deltaE18);
 
     constructor(IRegistry registry_) {
         registry = registry_;
@@ -178,7 +196,12 @@ contract Ledger is ILedger {
     /// @notice Attest that the caller computed `globalHash` as the global model of `round`.
     /// Before the round is final any hash may be attested, and the first hash whose votes
     /// reach `quorum()` becomes final. Afterwards only the final hash is accepted.
-    function attest(uint64 round, bytes32 globalHash) external {
+    /// `epsilonE6` and `deltaE18` are the caller's cumulative differential-privacy budget after
+    /// the round: epsilon in millionths (rounded up) at delta in parts per 10**18
+    /// (0 < deltaE18 < DELTA_SCALE), or NO_PRIVACY_GUARANTEE with deltaE18 = 0.
+    function attest(uint64 round, bytes32 globalHash, uint64 epsilonE6, uint64 deltaE18)
+        external
+    {
         // slither-disable-next-line unused-return (the cluster is not needed)
         (bool active, uint256 index,) = registry.membership(msg.sender);
         if (!active) revert NotMember(msg.sender);
@@ -191,18 +214,25 @@ contract Ledger is ILedger {
         } else if (round != lastFinal + 1 || _openClustersRecorded < registry.clusterCount()) {
             revert RoundIncomplete(round);
         }
+        if (
+            epsilonE6 == NO_PRIVACY_GUARANTEE
+                ? deltaE18 != 0
+                : deltaE18 == 0 || deltaE18 >= DELTA_SCALE
+        ) revert BadPrivacyBudget(epsilonE6, deltaE18);
         uint256 bit = 1 << (index & 255);
         uint256 word = _attestedBits[round][index >> 8];
         if (word & bit != 0) revert AlreadyAttested(round, msg.sender);
         _attestedBits[round][index >> 8] = word | bit;
         uint256 count = votes[round][globalHash] + 1;
         votes[round][globalHash] = count;
-        emit Attested(round, msg.sender, globalHash);
+        emit Attested(round, msg.sender, globalHash, epsilonE6, deltaE18);
         if (!alreadyFinal && count >= quorum()) {
             Round storage r = _rounds[round];
             r.finalHash = globalHash;
             r.finalizedAt = uint64(block.number);
             r.clustersRecorded = _openClustersRecorded;
+            r.epsilonE6 = epsilonE6;
+            r.deltaE18 = deltaE18;
             _lastFinalizedRound = round;
             _openClustersRecorded = 0;
             emit RoundFinalized(round, globalHash, count);
@@ -261,6 +291,13 @@ contract Ledger is ILedger {
     /// @notice The final global hash of `round` (0 while it is not final).
     function finalHash(uint64 round) external view returns (bytes32) {
         return _rounds[round].finalHash;
+    }
+
+    /// @notice The privacy budget the attestation that finalized `round` carried (0, 0 while
+    /// it is not final); every attestation's is in its `Attested` event.
+    function roundPrivacy(uint64 round) external view returns (uint64 epsilonE6, uint64 deltaE18) {
+        Round storage r = _rounds[round];
+        return (r.epsilonE6, r.deltaE18);
     }
 
     /// @notice Block in which `round` became final (0 while it is not final).

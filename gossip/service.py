@@ -43,11 +43,17 @@ from gossip.blobs import (
 from gossip.bulk import MAX_LINKS_PER_PEER, BulkFetcher, BulkServer
 from gossip.bulk_codec import BULK_PROTOCOL
 from gossip.errors import BlobHashMismatch, FetchFailed, GossipConfigError, GossipError
-from gossip.messages import Announcement
+from gossip.messages import Announcement, AnnouncementKind
 from gossip.muxer import honour_muxer_options, muxer_options
 from gossip.ranges import BLOB_RANGE_PROTOCOL, RangeClient, RangeLookup, serve_blob_range
 from gossip.segments import SegmentedFetch, SegmentPolicy, segment_timeout
-from gossip.validation import AnnouncementPolicy, SenderQuota, Verdict, validate_announcement
+from gossip.validation import (
+    AnnouncementPolicy,
+    SenderQuota,
+    Verdict,
+    judge_replay,
+    validate_announcement,
+)
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +186,9 @@ class GossipService:
         # "received"), and how much of that went over the bulk channel ("bulk_sent", ...).
         self.traffic: Counter[str] = Counter()
         self.decisions: Counter[Verdict] = Counter()
+        # Announcements rejected and ignored, by the decision's kind ("bad-signature", ...).
+        self.rejected: Counter[str] = Counter()
+        self.ignored: Counter[str] = Counter()
         self._quota = SenderQuota(config.max_announcements_per_round)
         self.refused: Counter[str] = Counter()  # blob requests turned away, by reason
         # Told of each announcement a member is accountable for that was rejected (see
@@ -187,6 +196,10 @@ class GossipService:
         self.on_refused: Callable[[Announcement, str], None] | None = None
         self.on_blacklisted: Callable[[str, str], None] | None = None
         self._announced_sizes: dict[str, int] = {}  # blob hash -> size, latest announcements
+        # signatures of the update announcements delivered (to tell a replay), and of those
+        # passed on only as evidence of what a member signed (not delivered again)
+        self._delivered_updates: dict[str, None] = {}
+        self._evidence: dict[str, None] = {}
         self._nursery: trio.Nursery | None = None
         self._obtaining: dict[str, _SharedFetch] = {}  # blobs being fetched by obtain()
         self._forgers: dict[str, set[str]] = {}  # digest -> peers that sent forged bytes for it
@@ -253,6 +266,11 @@ class GossipService:
                 self._send.close()
                 if self._bulk_fetcher is not None:
                     self._bulk_fetcher.close()
+
+    def connected_peers(self) -> list[str]:
+        """The peer ids this host has open connections to."""
+        connections = self._host.get_network().connections
+        return sorted(str(peer.to_base58()) for peer, open_ in connections.items() if open_)
 
     def is_connected(self, peer_id: str) -> bool:
         """Whether this host has an open connection to ``peer_id``."""
@@ -407,21 +425,28 @@ class GossipService:
     def _validate(self, forwarder: ID, message: Any) -> bool:
         origin = ID(message.from_id).to_base58()
         decision, announcement = validate_announcement(message.data, origin, self.policy)
+        if announcement is not None:
+            seen = announcement.signature in self._delivered_updates
+            decision = judge_replay(announcement, decision, origin, self.policy, seen)
         if announcement is not None and (decision.accepted or decision.accountable):
             counted = self._quota.admit(announcement, self.policy.current_round())
             if not counted.accepted:
                 decision = counted
         self.decisions[decision.verdict] += 1
         if decision.verdict is Verdict.REJECT:
+            self.rejected[decision.kind or "other"] += 1
             log.warning("rejected announcement from %s: %s", origin, decision.reason)
-            if decision.accountable:
+            if decision.accountable and announcement is not None:
                 # The member answers for it on chain, through its cluster's aggregator; its
-                # peer is cut off once the consortium excludes it (or if it floods).
-                if announcement is not None and self.on_refused is not None:
+                # peer is cut off once the consortium excludes it (or if it floods). Passed
+                # on as evidence, so that every member holds what the member signed.
+                if self.on_refused is not None:
                     self.on_refused(announcement, decision.reason)
-            else:
-                self._record_offence(str(origin), decision.reason)
+                _remember(self._evidence, announcement.signature)
+                return True
+            self._record_offence(str(origin), decision.reason)
         elif decision.verdict is Verdict.IGNORE:
+            self.ignored[decision.kind or "other"] += 1
             log.debug("ignored announcement from %s: %s", origin, decision.reason)
         return decision.accepted
 
@@ -432,6 +457,10 @@ class GossipService:
         except GossipError:  # validated already; only a bug could get here
             log.exception("validated announcement failed to decode")
             return
+        if announcement.signature in self._evidence:
+            return  # handed over through on_refused when it was validated
+        if announcement.kind is AnnouncementKind.UPDATE:
+            _remember(self._delivered_updates, announcement.signature)
         if announcement.size:  # an attestation names a hash, not a blob's size
             if len(self._announced_sizes) >= ANNOUNCED_SIZES_KEPT:
                 del self._announced_sizes[next(iter(self._announced_sizes))]  # the oldest
@@ -594,3 +623,11 @@ class GossipService:
             return found
 
         await serve_blob_range(stream, counted)
+
+
+def _remember(kept: dict[str, None], key: str) -> None:
+    """Add ``key`` to a bounded, insertion-ordered set, forgetting the oldest beyond
+    :data:`ANNOUNCED_SIZES_KEPT`."""
+    kept[key] = None
+    while len(kept) > ANNOUNCED_SIZES_KEPT:
+        del kept[next(iter(kept))]

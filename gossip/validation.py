@@ -29,23 +29,30 @@ class Decision:
     """A verdict with the reason for it (for logs and peer scoring).
 
     ``accountable`` marks a rejection for what an announcement says (a blob over the size
-    limit, fields its kind must not carry) for the round under way (or the next) when a
-    registered member signed it and published it from its own registered peer. The member
-    answers for it on chain (its cluster's aggregator lists the update as rejected, which
-    lowers its reputation), so it is not an offence of its peer: a member still in good
-    standing on chain stays connected.
+    limit, fields its kind must not carry) for the round under way (or the next), or a
+    replay of an old round's update announcement (:func:`judge_replay`), when a registered
+    member signed it and published it from its own registered peer. The member answers for
+    it on chain (its cluster's aggregator lists the update as rejected, which lowers its
+    reputation), so it is not an offence of its peer: a member still in good standing on
+    chain stays connected. Such an announcement is still forwarded, as evidence, so that
+    every member holds what the member signed and judges its cluster's commitment alike;
+    no node uses it.
+
+    ``kind`` names the reason in a word or two (``bad-signature``, ``flooding``, ``late``, ...)
+    for counting decisions by reason; ``reason`` says it in full, for the logs.
     """
 
     verdict: Verdict
     reason: str = ""
     accountable: bool = False
+    kind: str = ""
 
     @property
     def accepted(self) -> bool:
         return self.verdict is Verdict.ACCEPT
 
 
-ACCEPT = Decision(Verdict.ACCEPT)
+ACCEPT = Decision(Verdict.ACCEPT, kind="accepted")
 
 
 @dataclass(frozen=True)
@@ -180,18 +187,20 @@ def validate_announcement(
     try:
         announcement = Announcement.decode(data)
     except MalformedMessage as exc:
-        return Decision(Verdict.REJECT, f"malformed: {exc}"), None
+        return Decision(Verdict.REJECT, f"malformed: {exc}", kind="malformed"), None
     return judge(announcement, origin_peer_id, policy), announcement
 
 
 def judge(announcement: Announcement, origin_peer_id: str, policy: AnnouncementPolicy) -> Decision:
     """Judge a decoded announcement against the policy."""
     if announcement.federation != policy.federation:
-        return Decision(Verdict.REJECT, f"wrong federation {announcement.federation!r}")
+        return Decision(
+            Verdict.REJECT, f"wrong federation {announcement.federation!r}", kind="wrong-federation"
+        )
     try:
         announcement.verify_signature()
     except BadSignature as exc:
-        return Decision(Verdict.REJECT, str(exc))
+        return Decision(Verdict.REJECT, str(exc), kind="bad-signature")
     registered = policy.member_peer_id(announcement.sender)
     if (
         registered is None
@@ -201,6 +210,7 @@ def judge(announcement: Announcement, origin_peer_id: str, policy: AnnouncementP
         return Decision(
             Verdict.REJECT,
             f"sender {announcement.sender} is excluded or removed from the federation",
+            kind="barred",
         )
     if (
         registered is None
@@ -211,17 +221,21 @@ def judge(announcement: Announcement, origin_peer_id: str, policy: AnnouncementP
             Verdict.REJECT,
             f"sender {announcement.sender} (peer {origin_peer_id}) is not a member: the "
             "registry, read again since it first spoke, does not list it",
+            kind="not-a-member",
         )
     if registered is None:
         # Possibly a member admitted after this node last read the registry: not an offence.
         if policy.on_unknown_sender is not None:
             policy.on_unknown_sender(announcement.sender)
-        return Decision(Verdict.IGNORE, f"sender {announcement.sender} is not a known member")
+        return Decision(
+            Verdict.IGNORE, f"sender {announcement.sender} is not a known member", kind="unknown"
+        )
     if registered != announcement.peer_id or origin_peer_id != announcement.peer_id:
         return Decision(
             Verdict.REJECT,
             f"sender {announcement.sender} is registered as peer {registered}, "
             f"but the announcement names {announcement.peer_id} and came from {origin_peer_id}",
+            kind="wrong-peer",
         )
     current = policy.current_round()
     # Only a round under way has an aggregator to hold the member to account.
@@ -232,15 +246,56 @@ def judge(announcement: Announcement, origin_peer_id: str, policy: AnnouncementP
             f"announced blob of {announcement.size} bytes exceeds the "
             f"{policy.max_blob_bytes}-byte limit (network.max_blob_bytes)",
             accountable=in_play,
+            kind="oversized",
         )
     problem = _shape_problem(announcement) or _codec_problem(announcement, policy)
     if problem:
-        return Decision(Verdict.REJECT, problem, accountable=in_play)
+        return Decision(Verdict.REJECT, problem, accountable=in_play, kind="bad-fields")
     if announcement.round < current:
-        return Decision(Verdict.IGNORE, f"round {announcement.round} is over (now {current})")
+        return Decision(
+            Verdict.IGNORE, f"round {announcement.round} is over (now {current})", kind="late"
+        )
     if announcement.round > current + policy.rounds_ahead:
-        return Decision(Verdict.IGNORE, f"round {announcement.round} is too far ahead of {current}")
+        return Decision(
+            Verdict.IGNORE,
+            f"round {announcement.round} is too far ahead of {current}",
+            kind="ahead",
+        )
     return ACCEPT
+
+
+# A repeat of an update announcement one round late may be an honest node retrying a round
+# the others have just finished; from two rounds on it is a replay.
+REPLAY_AGE = 2
+
+
+def judge_replay(
+    announcement: Announcement,
+    decision: Decision,
+    origin_peer_id: str,
+    policy: AnnouncementPolicy,
+    delivered_before: bool,
+) -> Decision:
+    """A member's update announcement, already delivered here once, published again from
+    its own peer at least :data:`REPLAY_AGE` rounds after its round: REJECT it as a replay
+    the member answers for (``accountable``). Any other ``decision`` of :func:`judge` (which
+    checked the signature) stands."""
+    current_round = policy.current_round()
+    if (
+        decision.verdict is Verdict.IGNORE
+        and announcement.kind is AnnouncementKind.UPDATE
+        and delivered_before
+        and policy.member_peer_id(announcement.sender) == origin_peer_id == announcement.peer_id
+        and announcement.round <= current_round - REPLAY_AGE
+    ):
+        return Decision(
+            Verdict.REJECT,
+            f"replays its update announcement of round {announcement.round} in round "
+            f"{current_round}",
+            accountable=True,
+            kind="replay",
+        )
+    return decision
 
 
 class SenderQuota:
@@ -265,15 +320,17 @@ class SenderQuota:
         ACCEPT, or REJECT it as flooding if it is one too many."""
         for over in [key for key in self._seen if key[0] < current_round]:
             del self._seen[over]
-        seen = self._seen.setdefault((announcement.round, announcement.sender.lower()), set())
+        counted_in = max(announcement.round, current_round)  # a replay counts in the round now
+        seen = self._seen.setdefault((counted_in, announcement.sender.lower()), set())
         if announcement.signature in seen:
             return ACCEPT
         if len(seen) >= self.limit:
             return Decision(
                 Verdict.REJECT,
                 f"flooding: sender {announcement.sender} already had {self.limit} "
-                f"announcements accepted for round {announcement.round}, the limit "
+                f"announcements accepted for round {counted_in}, the limit "
                 "(network.max_announcements_per_round)",
+                kind="flooding",
             )
         seen.add(announcement.signature)
         return ACCEPT

@@ -14,8 +14,10 @@ from eth_utils import keccak
 
 from incentive.audit_report import ClusterEntry, RoundEntry, UpdateEntry
 from incentive.candidates import candidate_rank
+from incentive.errors import InvalidPrivacyBudget
 from incentive.events import EventRecord
 from incentive.hashes import hash_hex
+from incentive.privacy_budget import PrivacyBudget, budget_problems
 from incentive.records import pack_record
 
 NOT_A_MEMBER = "(not a member)"
@@ -57,10 +59,15 @@ class _Round:
     final_hash: str | None = None
     finalized_block: int | None = None
     due: tuple[str, str] | None = None  # (hash, tx) that reached the quorum, until finalized
+    # each attester's privacy budget (None: its event has none, or one the record cannot hold)
+    budgets: dict[str, PrivacyBudget | None] = field(default_factory=dict)
+    due_budget: PrivacyBudget | None = None  # the quorum-reaching attestation's
+    privacy: PrivacyBudget | None = None  # stored with the round when it became final
 
     def entry(self, number: int) -> RoundEntry:
         clusters = [c for _, c in sorted(self.clusters.items())]
         final = self.final_hash
+        privacy = self.privacy.as_dict() if self.privacy is not None else {}
         return RoundEntry(
             round=number,
             final_hash=final,
@@ -71,6 +78,7 @@ class _Round:
             attesters=list(self.votes.get(final, [])) if final else [],
             votes={h: len(v) for h, v in self.votes.items()},
             clusters=clusters,
+            **privacy,
         )
 
 
@@ -98,6 +106,20 @@ class LedgerReplay:
                 )
         for tx in self._pending:
             self.problems.append(f"UpdateRecorded events in tx {tx} without a ClusterRecorded")
+        history = []
+        for number, rnd in sorted(self.rounds.items()):
+            if rnd.final_hash is None:
+                continue
+            named = {m: b for m in rnd.votes.get(rnd.final_hash, []) if (b := rnd.budgets.get(m))}
+            if len(set(named.values())) > 1:
+                told = ", ".join(f"{self.members.name(m)} {b.describe()}" for m, b in named.items())
+                self.problems.append(
+                    f"round {number}: the attesters of the final hash record different privacy "
+                    f"budgets ({told}); members of one federation count the same rounds"
+                )
+            if rnd.privacy is not None:
+                history.append((number, rnd.privacy))
+        self.problems.extend(budget_problems(history))
 
     def on_GenesisSet(self, args: dict[str, Any], event: EventRecord) -> None:
         if self.genesis is not None:
@@ -210,11 +232,22 @@ class LedgerReplay:
         if member in rnd.attesters:
             self.problems.append(f"{member} attested round {number} twice")
         rnd.attesters.add(member)
+        rnd.budgets[member] = self._budget(number, member, args)
         voters = rnd.votes.setdefault(digest, [])
         voters.append(member)
         reached = len(voters) >= self.members.quorum()
         if rnd.final_hash is None and rnd.due is None and reached:
             rnd.due = (digest, event.transaction_hash)
+            rnd.due_budget = rnd.budgets[member]
+
+    def _budget(self, number: int, member: str, args: dict[str, Any]) -> PrivacyBudget | None:
+        if "epsilonE6" not in args:
+            return None  # an event from before budgets were recorded
+        try:
+            return PrivacyBudget(int(args["epsilonE6"]), int(args["deltaE18"]))
+        except InvalidPrivacyBudget as exc:
+            self.problems.append(f"{member}'s attestation of round {number}: {exc}")
+            return None
 
     def on_RoundFinalized(self, args: dict[str, Any], event: EventRecord) -> None:
         number, digest = int(args["round"]), hash_hex(args["globalHash"])
@@ -234,4 +267,5 @@ class LedgerReplay:
         if number != self.last_final + 1:
             self.problems.append(f"round {number} finalized after round {self.last_final}")
         rnd.final_hash, rnd.finalized_block, rnd.due = digest, event.block_number, None
+        rnd.privacy = rnd.due_budget
         self.last_final = max(self.last_final, number)

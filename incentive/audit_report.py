@@ -48,6 +48,8 @@ class RoundEntry:
 
     ``attestations`` and ``attesters`` count the final hash only; ``votes`` maps every
     attested hash to its number of attestations (competing hashes show up there).
+    ``epsilon_e6`` and ``delta_e18`` are the recorded fixed-point figures
+    (:mod:`incentive.privacy_budget`), ``epsilon`` and ``delta`` the same as numbers.
     """
 
     round: int
@@ -59,6 +61,12 @@ class RoundEntry:
     attesters: list[str] = field(default_factory=list)
     votes: dict[str, int] = field(default_factory=dict)
     clusters: list[ClusterEntry] = field(default_factory=list)
+    # the privacy budget stored with the round when it became final (the finalizing
+    # attestation's): epsilon and delta None without a guarantee; all None when not recorded
+    epsilon: float | None = None
+    delta: float | None = None
+    epsilon_e6: int | None = None
+    delta_e18: int | None = None
 
 
 @dataclass(frozen=True)
@@ -161,7 +169,8 @@ def render_text(report: AuditReport) -> str:
         lines += [f"  - {p}" for p in report.problems]
     else:
         lines.append(
-            "Checks passed: records hashes, round chain, aggregator candidates, quorum, rewards."
+            "Checks passed: records hashes, round chain, aggregator candidates, quorum, "
+            "privacy budgets, rewards."
         )
     return "\n".join(lines) + "\n"
 
@@ -178,6 +187,13 @@ def _round_lines(r: RoundEntry, names: dict[str, str]) -> list[str]:
         f"  previous {r.previous_hash}",
         f"  {status}; attested by {', '.join(names.get(a, a) for a in r.attesters) or 'nobody'}",
     ]
+    if r.epsilon_e6 is not None:
+        privacy = (
+            f"epsilon {r.epsilon:.6f} at delta {r.delta:g}"
+            if r.epsilon is not None
+            else "no guarantee (updates not noised)"
+        )
+        lines.append(f"  differential privacy: {privacy}")
     for digest, count in r.votes.items():
         if digest != r.final_hash:
             lines.append(f"  other hash {digest}: {count} vote(s)")

@@ -32,7 +32,13 @@ from incentive.audit import (
 )
 from incentive.audit_report import RoundEntry, render_text
 from incentive.chain import connect_rpc
-from incentive.consortium_audit import ConsortiumAudit, audit_events, read_and_audit, read_events
+from incentive.consortium_audit import (
+    AuditedRound,
+    ConsortiumAudit,
+    audit_events,
+    read_and_audit,
+    read_events,
+)
 from incentive.consortium_report import write_exports
 from incentive.deployment import is_consortium_record
 from incentive.errors import AuditError, ChainError
@@ -294,6 +300,15 @@ def _read_events_file(path: Path) -> list[EventRecord]:
         raise AuditError(f"{path} is not an events file of an audit: {exc}") from exc
 
 
+def _privacy_text(audited: AuditedRound) -> str:
+    """A round's recorded privacy budget, as the audit prints it."""
+    if audited.epsilon_e6 is None:
+        return "privacy budget not recorded"
+    if audited.epsilon is None:
+        return "no differential-privacy guarantee"
+    return f"epsilon {audited.epsilon:.6f} at delta {audited.delta:g}"
+
+
 def _audit_consortium_file(path: Path, model: str | None, out: Path | None, as_json: bool) -> int:
     events = _read_events_file(path)
     return _report_consortium(audit_events(events), events, model, out, as_json)
@@ -322,6 +337,8 @@ def _report_consortium(
                 f"  {m.index:>3} {m.name:<20} contribution {m.contribution:>12} "
                 f"reputation {m.reputation:>5} credited {m.credited}"
             )
+        for r in audit.rounds:
+            print(f"  round {r.round:>4} {r.global_hash[:16]} {_privacy_text(r)}")
         if model:
             print(json.dumps(lineage, indent=2) if lineage else f"no round made {model}")
         if out is not None:

@@ -15,11 +15,13 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
+from incentive.chain_stats import ChainCallStats
 from incentive.deployment import LEDGER, REGISTRY, REWARD_POOL, Deployment, bind_contracts
 from incentive.deployment import event_decoder as _event_decoder
 from incentive.errors import ChainError
 from incentive.events import EventLog, decode_logs
 from incentive.hashes import hash_bytes, hash_hex
+from incentive.privacy_budget import NO_GUARANTEE, PrivacyBudget
 from incentive.records import (
     ClusterInfo,
     DistributionResult,
@@ -65,6 +67,11 @@ class FederationClient:
     def address(self) -> str:
         """Checksummed address of this client's account."""
         return self._sender.address
+
+    @property
+    def chain_stats(self) -> ChainCallStats:
+        """Latency of this client's chain requests and its transactions in flight."""
+        return self._sender.stats
 
     def _call(self, contract: str, function: str, *args: Any) -> Any:
         fn = getattr(self._contracts[contract].functions, function)(*args)
@@ -186,6 +193,14 @@ class FederationClient:
             attestations=int(attestations),
         )
 
+    def round_privacy(self, round: int) -> PrivacyBudget | None:
+        """The privacy budget stored with a final round (that of the attestation that
+        finalized it); None while the round is not final."""
+        if not self.round_status(round).finalized:
+            return None
+        epsilon_e6, delta_e18 = self._call(LEDGER, "roundPrivacy", round)
+        return PrivacyBudget(int(epsilon_e6), int(delta_e18))
+
     def votes(self, round: int, global_hash: bytes | str) -> int:
         """Attestations of ``global_hash`` for ``round``."""
         return int(self._call(LEDGER, "votes", round, hash_bytes(global_hash)))
@@ -249,9 +264,14 @@ class MemberClient(FederationClient):
             [r.score for r in ordered],
         )
 
-    def attest(self, round: int, global_hash: bytes | str) -> TxOutcome:
-        """Attest the global hash of ``round``; the outcome holds RoundFinalized if it closed."""
-        return self._transact(LEDGER, "attest", round, hash_bytes(global_hash))
+    def attest(
+        self, round: int, global_hash: bytes | str, privacy: PrivacyBudget = NO_GUARANTEE
+    ) -> TxOutcome:
+        """Attest the global hash of ``round`` with this member's privacy budget after it; the
+        outcome holds RoundFinalized if it closed."""
+        return self._transact(
+            LEDGER, "attest", round, hash_bytes(global_hash), *privacy.as_call_arguments()
+        )
 
     def withdraw(self) -> int:
         """Withdraw this member's whole credit; returns the wei paid out."""

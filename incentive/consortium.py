@@ -19,6 +19,7 @@ from eth_utils import keccak, to_checksum_address
 from incentive.abi_codec import EventDecoder
 from incentive.contract_client import ContractClient, deploy_contract
 from incentive.events import EventRecord, decode_logs
+from incentive.privacy_budget import NO_GUARANTEE, PrivacyBudget
 from incentive.round_commit import (
     ClusterCommit,
     RoundSignature,
@@ -42,7 +43,9 @@ ACTION_SET_EXCLUSION = 5
 ACTION_REINSTATE = 6
 ACTION_SET_ADMINS = 7
 MEMBER_ROW_BYTES = 25  # memberTable(): account 20 | cluster 2 | role 1 | active 1 | excluded 1
-_ROUND_FINALIZED = keccak(text="RoundFinalized(uint64,bytes32,bytes32,bytes32,uint256)")
+_ROUND_FINALIZED = keccak(
+    text="RoundFinalized(uint64,bytes32,bytes32,bytes32,uint256,uint64,uint64)"
+)
 
 
 @dataclass(frozen=True)
@@ -157,14 +160,26 @@ class ConsortiumClient(ContractClient):
     def final_hash(self, round_number: int) -> bytes | None:
         """Round ``round_number``'s final global hash, from its ``RoundFinalized`` event
         (None while it is not final)."""
+        event = self._round_finalized(round_number)
+        if event is None:
+            return None
+        value = event.args["globalHash"]
+        return value if isinstance(value, bytes) else bytes.fromhex(str(value).removeprefix("0x"))
+
+    def privacy_budget(self, round_number: int) -> PrivacyBudget | None:
+        """The privacy budget recorded with round ``round_number``, from its
+        ``RoundFinalized`` event (None while it is not final)."""
+        event = self._round_finalized(round_number)
+        if event is None:
+            return None
+        return PrivacyBudget(int(event.args["epsilonE6"]), int(event.args["deltaE18"]))
+
+    def _round_finalized(self, round_number: int) -> EventRecord | None:
         if not 1 <= round_number <= self.last_finalized_round():
             return None
         topics = [_ROUND_FINALIZED, round_number.to_bytes(32, "big")]
         events = self.events_between(self.deployed_at(), "latest", topics)
-        if not events:
-            return None
-        value = events[-1].args["globalHash"]
-        return value if isinstance(value, bytes) else bytes.fromhex(str(value).removeprefix("0x"))
+        return events[-1] if events else None
 
     # rounds
     def domain(self) -> bytes:
@@ -180,17 +195,26 @@ class ConsortiumClient(ContractClient):
         """The final hash of the last finalized round (the genesis hash before round 1)."""
         return bytes(self._call("lastGlobalHash"))
 
+    def last_privacy_budget(self) -> PrivacyBudget | None:
+        """The privacy budget recorded with the last finalized round (None before round 1)."""
+        if not self.last_finalized_round():
+            return None
+        return PrivacyBudget(int(self._call("lastEpsilonE6")), int(self._call("lastDeltaE18")))
+
     def finalize_round(
         self,
         round_number: int,
         global_hash: bytes,
         clusters: Sequence[ClusterCommit],
         signatures: Sequence[RoundSignature],
+        privacy: PrivacyBudget = NO_GUARANTEE,
     ) -> TxOutcome:
+        """Submit a round; ``privacy`` must be the budget the signatures cover."""
         return self._transact(
             "finalizeRound",
             round_number,
             global_hash,
+            *privacy.as_call_arguments(),
             [c.as_call_argument() for c in clusters],
             pack_records(clusters),
             pack_signatures(signatures),
@@ -236,15 +260,18 @@ def sign_and_finalize(
     clusters: Sequence[ClusterCommit],
     signer_keys: Mapping[int, str | bytes],
     accounts: Mapping[int, str],
+    privacy: PrivacyBudget = NO_GUARANTEE,
 ) -> TxOutcome:
-    """Have each member in ``signer_keys`` (member index -> key) sign the round and submit it
-    from ``submitter``; ``accounts`` maps the records' member indices to their accounts."""
+    """Have each member in ``signer_keys`` (member index -> key) sign the round (with its
+    privacy budget) and submit it from ``submitter``; ``accounts`` maps the records' member
+    indices to their accounts."""
     digest = round_digest(
         submitter.domain(),
         round_number,
         previous_hash,
         global_hash,
         commitments_hash(round_number, clusters, accounts),
+        privacy,
     )
     signatures = [sign_round(key, index, digest) for index, key in sorted(signer_keys.items())]
-    return submitter.finalize_round(round_number, global_hash, clusters, signatures)
+    return submitter.finalize_round(round_number, global_hash, clusters, signatures, privacy)

@@ -7,6 +7,10 @@ of the contracts:
   each record has a Merkle proof against it (:mod:`incentive.merkle`);
 - every round's ``commitments`` hash is the one recomputed from its clusters, and each round
   builds on the previous round's final hash (genesis for round 1);
+- every round's privacy budget (``epsilonE6``, ``deltaE18``, signed by the round's quorum) is
+  one the contract's encoding allows, and the budgets only accumulate privacy loss from round
+  to round (:func:`incentive.privacy_budget.budget_problems`); the contract's
+  ``lastEpsilonE6``/``lastDeltaE18`` equal the last round's (:func:`read_and_audit`);
 - contributions and reputations, replayed with the contract's rule, equal what the contract
   reports now (compared by :func:`read_and_audit`);
 - every epoch's credits equal :func:`incentive.payouts.epoch_split` of the replayed state,
@@ -25,9 +29,11 @@ from typing import Any
 from eth_utils import to_canonical_address, to_checksum_address
 
 from incentive.abi_codec import EventDecoder
+from incentive.errors import InvalidPrivacyBudget
 from incentive.events import EventRecord, decode_logs
 from incentive.merkle import keccak, merkle_proof, merkle_root, record_leaf, verify_proof
 from incentive.payouts import epoch_split
+from incentive.privacy_budget import PrivacyBudget, budget_problems
 from incentive.round_commit import FLAG_REJECTED, RECORD_BYTES
 
 REPUTATION_MAX = 10_000
@@ -87,6 +93,12 @@ class AuditedRound:
     block: int
     transaction: str
     clusters: list[AuditedCluster]
+    # the members' differential-privacy budget after the round, as recorded (epsilon and
+    # delta None when the round carries no guarantee; all None for events without the fields)
+    epsilon: float | None = None
+    delta: float | None = None
+    epsilon_e6: int | None = None
+    delta_e18: int | None = None
 
 
 @dataclass(frozen=True)
@@ -208,6 +220,9 @@ def audit_events(events: Iterable[EventRecord]) -> ConsortiumAudit:
             f"{len(pending)} cluster commitment(s) after the last final round: a round that "
             "reverted cannot leave events, so the event list is incomplete or forged"
         )
+    audit.problems += budget_problems(
+        [(r.round, budget) for r in audit.rounds if (budget := _budget(r)) is not None]
+    )
     return audit
 
 
@@ -240,6 +255,12 @@ def _finalize(
     for cluster in audited:
         for record in cluster.records:
             _apply(audit, number, record, threshold)
+    privacy: dict[str, Any] = {}
+    if "epsilonE6" in args:
+        try:
+            privacy = PrivacyBudget(int(args["epsilonE6"]), int(args["deltaE18"])).as_dict()
+        except InvalidPrivacyBudget as exc:
+            audit.problems.append(f"round {number}: privacy budget not recordable: {exc}")
     audit.rounds.append(
         AuditedRound(
             number,
@@ -250,8 +271,15 @@ def _finalize(
             event.block_number,
             event.transaction_hash,
             audited,
+            **privacy,
         )
     )
+
+
+def _budget(audited: AuditedRound) -> PrivacyBudget | None:
+    if audited.epsilon_e6 is None or audited.delta_e18 is None:
+        return None
+    return PrivacyBudget(audited.epsilon_e6, audited.delta_e18)
 
 
 def _cluster(audit: ConsortiumAudit, number: int, event: EventRecord) -> AuditedCluster:
@@ -404,6 +432,17 @@ def read_and_audit(
             owed = m.credited - m.withdrawn
             if int(pool.functions.credit(m.account).call()) != owed:
                 audit.problems.append(f"member {m.index} ({m.name}): credit differs from replay")
+    last = _budget(audit.rounds[-1]) if audit.rounds else None
+    if last is not None:
+        on_chain = (
+            int(book.functions.lastEpsilonE6().call()),
+            int(book.functions.lastDeltaE18().call()),
+        )
+        if on_chain != (last.epsilon_e6, last.delta_e18):
+            audit.problems.append(
+                f"the contract reports privacy budget {on_chain} (epsilonE6, deltaE18), the "
+                f"last round's event {(last.epsilon_e6, last.delta_e18)}"
+            )
     return audit
 
 

@@ -2,7 +2,8 @@
 
 The HTML report is self-contained (inline CSS and SVG, no scripts, no network): per hospital
 its contribution, reputation, standing and rewards, a plot of reputation over rounds and one
-of cumulative contribution, every round with its hashes, and the problems found.
+of cumulative contribution, every round with its hashes and recorded privacy budget, and the
+problems found.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import html
 import json
 from pathlib import Path
 
-from incentive.consortium_audit import ConsortiumAudit
+from incentive.consortium_audit import AuditedRound, ConsortiumAudit
 
 _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 
@@ -155,6 +156,15 @@ def _line_chart(title: str, series: dict[str, list[tuple[int, float]]], y_max: f
     return "".join(parts)
 
 
+def _privacy_cells(audited: AuditedRound) -> str:
+    """The epsilon and delta cells of a round (two cells joined by ``</td><td>``)."""
+    if audited.epsilon_e6 is None:
+        return "not recorded</td><td>"
+    if audited.epsilon is None:
+        return "no guarantee</td><td>"
+    return f"{audited.epsilon:.6f}</td><td>{audited.delta:g}"
+
+
 def render_html(audit: ConsortiumAudit) -> str:
     members = list(audit.members.values())
     reputation = {
@@ -184,7 +194,8 @@ def render_html(audit: ConsortiumAudit) -> str:
     round_rows = "".join(
         f"<tr><td>{r.round}</td><td><code>{r.global_hash}</code></td>"
         f"<td>{r.signatures}</td><td>{len(r.clusters)}</td>"
-        f"<td>{sum(len(c.records) for c in r.clusters)}</td></tr>"
+        f"<td>{sum(len(c.records) for c in r.clusters)}</td>"
+        f"<td>{_privacy_cells(r)}</td></tr>"
         for r in audit.rounds
     )
     epoch_rows = "".join(
@@ -210,7 +221,7 @@ using a model.</p>
 {_line_chart("reputation after each round", reputation, 10_000)}
 {_line_chart("cumulative contribution", cumulative, float(top))}
 <h2>Rounds</h2><table><tr><th>round</th><th>global hash</th><th>signatures</th>
-<th>clusters</th><th>records</th></tr>{round_rows}</table>
+<th>clusters</th><th>records</th><th>epsilon</th><th>delta</th></tr>{round_rows}</table>
 <h2>Reward epochs</h2><table><tr><th>epoch</th><th>pot</th><th>paid</th><th>dust</th>
 <th>credits match the rule</th></tr>{epoch_rows}</table>
 <h2>Problems</h2><ul>{problems}</ul>

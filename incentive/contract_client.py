@@ -14,6 +14,7 @@ from eth_account import Account
 
 from contracts import load_artifact
 from incentive.abi_codec import EventDecoder
+from incentive.chain_stats import ChainCallStats
 from incentive.retry import DEFAULT_RETRY, RetryPolicy
 from incentive.tx import TransactionSender, TxOutcome
 
@@ -58,6 +59,11 @@ class ContractClient:
     def account(self) -> str:
         """Checksummed address of the signing account."""
         return self._sender.address
+
+    @property
+    def chain_stats(self) -> ChainCallStats:
+        """Latency of this client's chain requests and its transactions in flight."""
+        return self._sender.stats
 
     @staticmethod
     def account_of(private_key: str | bytes) -> str:

@@ -103,3 +103,7 @@ class InvalidRoundCommit(MedswarmError, ValueError):
 class InvalidMeasurementInput(MedswarmError, ValueError):
     """Members, utilities, evaluator results or settings given to a contribution measurement
     (:mod:`incentive.shapley`) are not valid."""
+
+
+class InvalidPrivacyBudget(MedswarmError, ValueError):
+    """An epsilon or delta that the chain's fixed-point privacy record cannot hold."""

@@ -2,7 +2,8 @@
 
 ``contracts/Consortium.sol`` finalizes a round in a single transaction. Off chain, each cluster's
 aggregator gathers its members' :class:`Record`\\ s into a :class:`ClusterCommit`; every hospital
-that computed the same global model signs the round's EIP-712 digest (:func:`round_digest`);
+that computed the same global model (and the same privacy budget,
+:mod:`incentive.privacy_budget`) signs the round's EIP-712 digest (:func:`round_digest`);
 any member submits the commitments with a quorum of signatures. This module builds those bytes
 exactly as the contract reads them. Pure functions (eth-account signs locally), no chain access.
 """
@@ -19,12 +20,14 @@ from eth_utils import ValidationError, to_canonical_address
 
 from incentive.errors import InvalidRoundCommit
 from incentive.merkle import keccak, merkle_root, record_leaf
+from incentive.privacy_budget import NO_GUARANTEE, PrivacyBudget
 
 FLAG_REJECTED = 1
 RECORD_BYTES = 47
 SIGNATURE_BYTES = 67
 ROUND_TYPEHASH = keccak(
-    b"Round(uint64 round,bytes32 previousHash,bytes32 globalHash,bytes32 commitments)"
+    b"Round(uint64 round,bytes32 previousHash,bytes32 globalHash,bytes32 commitments,"
+    b"uint64 epsilonE6,uint64 deltaE18)"
 )
 DOMAIN_TYPEHASH = keccak(
     b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
@@ -153,15 +156,23 @@ def domain_separator(chain_id: int, contract: str) -> bytes:
 
 
 def round_digest(
-    domain: bytes, round_number: int, previous_hash: bytes, global_hash: bytes, commitments: bytes
+    domain: bytes,
+    round_number: int,
+    previous_hash: bytes,
+    global_hash: bytes,
+    commitments: bytes,
+    privacy: PrivacyBudget = NO_GUARANTEE,
 ) -> bytes:
-    """The EIP-712 digest of ``Round(round, previousHash, globalHash, commitments)``."""
+    """The EIP-712 digest of ``Round(round, previousHash, globalHash, commitments, epsilonE6,
+    deltaE18)``: signers agree on the round's privacy budget too."""
     struct_hash = keccak(
         ROUND_TYPEHASH
         + round_number.to_bytes(32, "big")
         + previous_hash
         + global_hash
         + commitments
+        + privacy.epsilon_e6.to_bytes(32, "big")
+        + privacy.delta_e18.to_bytes(32, "big")
     )
     return keccak(b"\x19\x01" + domain + struct_hash)
 

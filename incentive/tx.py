@@ -31,6 +31,7 @@ from eth_account import Account
 from web3.exceptions import ContractLogicError, TransactionNotFound
 
 from incentive.abi_codec import EventDecoder, revert_data
+from incentive.chain_stats import ChainCallStats
 from incentive.deployment import error_decoder
 from incentive.errors import ChainError, ContractReverted, TransactionTimeout
 from incentive.events import EventLog, EventRecord, decode_logs
@@ -97,7 +98,11 @@ def reverted(contract: str, function: str, exc: BaseException) -> ChainError:
 
 
 class TransactionSender:
-    """Sends one account's transactions; holds ``lock`` around every chain request."""
+    """Sends one account's transactions; holds ``lock`` around every chain request.
+
+    ``stats`` times its requests and counts its transactions in flight
+    (:mod:`incentive.chain_stats`).
+    """
 
     def __init__(
         self,
@@ -120,6 +125,7 @@ class TransactionSender:
         self._lane = threading.Lock()
         self._chain_id: int | None = None
         self._embedded = _is_embedded(w3)
+        self.stats = ChainCallStats()
 
     @property
     def address(self) -> str:
@@ -134,7 +140,8 @@ class TransactionSender:
                 return fn.call({"from": self.address})
 
         try:
-            return self._retrying(attempt, f"{contract}.{function}")
+            with self.stats.timed("call"):
+                return self._retrying(attempt, f"{contract}.{function}")
         except ChainError:
             raise
         except Exception as exc:
@@ -176,7 +183,7 @@ class TransactionSender:
         replay: Callable[[int], None] | None = None,
     ) -> TxOutcome:
         what = f"{contract}.{function}"
-        with self._lane:
+        with self._lane, self.stats.timed("transaction"), self.stats.in_flight():
             signed = self._retrying(
                 lambda: self._sign(contract, function, gas_limit, build, value), what
             )
@@ -213,7 +220,8 @@ class TransactionSender:
             with self._chain_lock:
                 return fn()
 
-        return self._retrying(attempt, what)
+        with self.stats.timed("read"):
+            return self._retrying(attempt, what)
 
     def _retrying(self, fn: Callable[[], Any], what: str) -> Any:
         return call_with_retry(fn, self.retry, endpoint(self.w3), what)

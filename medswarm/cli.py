@@ -16,7 +16,8 @@ from medswarm import __version__
 from medswarm.bench_cli import add_bench_parser
 from medswarm.consortium_cli import add_consortium_parser
 from medswarm.errors import MedswarmError, leaf_errors
-from node.cli import add_node_parser
+from medswarm.json_logs import JsonLineFormatter
+from node.cli import add_init_parser, add_node_parser
 from testnet.cli import add_testnet_parser
 
 
@@ -29,7 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more log output (repeatable)"
     )
+    parser.add_argument(
+        "--log-json",
+        action="store_true",
+        help="write log records to stderr as JSON lines (ts, time, level, logger, message, "
+        "pid, exception)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_init_parser(subparsers)
     add_node_parser(subparsers)
     add_testnet_parser(subparsers)
     add_audit_parser(subparsers)
@@ -41,16 +49,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    configure_logging(args.verbose)
+    configure_logging(args.verbose, json_lines=getattr(args, "log_json", False))
     return run_reporting_errors(lambda: int(args.handler(args)))
 
 
-def configure_logging(verbose: int) -> None:
-    """Warnings only; ``-v`` adds info, ``-vv`` debug (and py-libp2p's own chatter)."""
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(verbose, 2),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+def configure_logging(verbose: int, json_lines: bool = False) -> None:
+    """Warnings only; ``-v`` adds info, ``-vv`` debug (and py-libp2p's own chatter).
+
+    ``json_lines`` writes each record as one JSON object (medswarm/json_logs.py).
+    """
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JsonLineFormatter()
+        if json_lines
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
+    logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2), handlers=[handler])
     # py-libp2p logs routine connection management at INFO; show it only with -vv.
     logging.getLogger("libp2p").setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
 

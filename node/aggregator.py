@@ -96,7 +96,33 @@ class AggregatorDuty:
         if self.node.validates_updates(self.round):
             accepted = await self._validate(accepted)
             self._phases.lap("validate")
+        accepted = self._without_refused(accepted)
+        if not accepted:
+            log.warning(
+                "%s: every update of cluster %d in round %d was refused; nothing to commit",
+                self.node.name,
+                self.cluster,
+                self.round,
+            )
+            return
         await self._aggregate(accepted)
+
+    def _without_refused(
+        self, accepted: list[tuple[Announcement, Mapping[str, WeightArray]]]
+    ) -> list[tuple[Announcement, Mapping[str, WeightArray]]]:
+        """``accepted`` without the updates of members that also signed an announcement the
+        validators refused this round (which may have come after their update): those are
+        rejected, as every member's check of the commitment would refuse it otherwise."""
+        refused = self.node.inbox.refused_updates(self.round)
+        kept = []
+        for announcement, weights in accepted:
+            sender = announcement.sender.lower()
+            if sender in refused:
+                self._scores.pop(sender, None)
+                self._reject(refused[sender][0], refused[sender][1])
+            else:
+                kept.append((announcement, weights))
+        return kept
 
     async def _collect(
         self, members: list[str], needed: int
@@ -109,8 +135,9 @@ class AggregatorDuty:
         one at a time. An update whose prefetch failed this round is left out at once (a
         stalled member is not asked again). The aggregate waits for every fetch started.
         An update the gossip validators refused for what it says (an oversized blob, say),
-        though its member signed and published it, is rejected without a fetch, unless an
-        update of the member came first.
+        or an old one replayed, though its member signed and published it, is rejected
+        without a fetch (and an update of the member that came first with it, before the
+        commitment: :meth:`_without_refused`).
         """
         excluded: set[str] = set()
         accepted: dict[str, tuple[Announcement, Mapping[str, WeightArray]]] = {}
@@ -389,15 +416,17 @@ class AggregatorDuty:
         self, accepted: list[tuple[Announcement, Mapping[str, WeightArray]]]
     ) -> None:
         node = self.node
-        if self._stream is not None:  # the running sum of the accepted updates, in order
-            senders = [a.sender.lower() for a, _ in accepted]
+        senders = sorted(a.sender.lower() for a, _ in accepted)
+        if self._stream is not None and self._stream.offered() == senders:
+            # the running sum of the accepted updates, in order
             mean_delta = await trio.to_thread.run_sync(self._stream.finish, senders)
-        else:
-            mean_delta = await trio.to_thread.run_sync(
-                node.aggregate_updates,
-                self.round,
-                [(weights, a.samples) for a, weights in accepted],
-            )
+        else:  # not streamed, or an update left out after it was added: read them again
+            updates = [
+                (weights or await node.update_of(a.blob_hash, [a.peer_id], self.round), a.samples)
+                for a, weights in accepted
+            ]
+            mean_delta = await trio.to_thread.run_sync(node.aggregate_updates, self.round, updates)
+            del updates
         digest = await trio.to_thread.run_sync(node.store_weights, mean_delta)
         node.remember_average(
             digest, averaged_inputs((a.sender, a.blob_hash, a.samples) for a, _ in accepted)

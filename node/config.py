@@ -6,6 +6,7 @@ is a valid configuration.
 
     [node]        a node process's identity, data and files   (NodeSettings)
     [chain]       the JSON-RPC chain a node process uses      (ChainSettings)
+    [status]      the node's HTTP status server, off unless set  (StatusSettings)
 
 ``medswarm testnet run`` (one process, embedded chain) ignores ``[node]`` and ``[chain]``.
 
@@ -21,6 +22,7 @@ is a valid configuration.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import reprlib
 import tomllib
@@ -276,6 +278,46 @@ class ChainSettings:
 
 
 @dataclass(frozen=True)
+class StatusSettings:
+    """The node's HTTP status server (node/status_server.py): GET /health, /status, /metrics.
+
+    ``bind`` is ``host:port`` (``[::1]:port`` for IPv6; port 0 picks a free one); empty
+    leaves the server off. It has no authentication: keep it on 127.0.0.1.
+    """
+
+    bind: str = ""
+
+    def __post_init__(self) -> None:
+        if self.bind:
+            parse_bind(self.bind)
+
+
+def parse_bind(value: str) -> tuple[str, int]:
+    """``host:port`` as (host, port); a :class:`ConfigError` naming ``status.bind`` if not."""
+    host, colon, port_text = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    problem = ""
+    if not colon or not host:
+        problem = "give host:port"
+    elif not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5) or not (
+        0 <= int(port_text) <= 65535
+    ):
+        problem = "the port must be a number from 0 (any free port) to 65535"
+    elif host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            problem = "the host must be an IP address or localhost"
+    if problem:
+        raise ConfigError(
+            f'status.bind = {value!r}: {problem}, e.g. "127.0.0.1:9464" (or "127.0.0.1:0" '
+            "for any free port)"
+        )
+    return host, int(port_text)
+
+
+@dataclass(frozen=True)
 class MedswarmConfig:
     """The whole configuration of a federation run."""
 
@@ -285,6 +327,7 @@ class MedswarmConfig:
     network: GossipConfig = field(default_factory=GossipConfig)
     node: NodeSettings = field(default_factory=NodeSettings)
     chain: ChainSettings = field(default_factory=ChainSettings)
+    status: StatusSettings = field(default_factory=StatusSettings)
 
     def __post_init__(self) -> None:
         site_training_config(self.training, self.strategy)  # raises for a bad combination

@@ -10,9 +10,10 @@ How a round is kept (docs/ledger.md, "The round loop on the Consortium"):
   commitment of the best-ranked candidate it has received (the take-over order of
   :mod:`incentive.candidates`); a candidate that sees a better-ranked commitment stays quiet.
 - **Attestations** are gossiped EIP-712 signatures over the round digest: round, previous
-  hash, global hash and the commitments hash of the clusters this member used. Signatures
-  over another digest do not count, so only members that agree on every commitment and on
-  the global model add up to a quorum.
+  hash, global hash, the commitments hash of the clusters this member used and the members'
+  differential-privacy budget after the round (:mod:`incentive.privacy_budget`). Signatures
+  over another digest do not count, so only members that agree on every commitment, on the
+  global model and on the budget add up to a quorum.
 - **Submission**: members are ordered per round like candidates of a pseudo-cluster 65535;
   the member of rank ``k`` sends ``finalizeRound`` once it holds a quorum (every cluster's
   aggregator among the signers) and ``k`` x ``federation.takeover_timeout`` seconds have passed
@@ -24,15 +25,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import trio
 from eth_utils import to_checksum_address
 
 from gossip.messages import AggregateInput, Announcement, AnnouncementKind
 from incentive.candidates import aggregator_candidates
+from incentive.chain_stats import ChainCallStats
 from incentive.consortium import ConsortiumClient, ConsortiumMember
 from incentive.errors import ContractReverted
+from incentive.privacy_budget import NO_GUARANTEE, PrivacyBudget
 from incentive.records import ClusterInfo, MemberInfo
 from incentive.round_commit import (
     ClusterCommit,
@@ -44,7 +47,7 @@ from incentive.round_commit import (
     sign_round,
 )
 from node.errors import RoundFailed
-from node.round_book import AveragedInputs, averaged_inputs
+from node.round_book import AveragedInputs, Standing, averaged_inputs
 
 if TYPE_CHECKING:
     from node.hospital import HospitalNode
@@ -54,6 +57,16 @@ log = logging.getLogger(__name__)
 SUBMITTERS = 65535  # the pseudo-cluster whose candidate order says who submits a round
 SCORE_MAX = 2**32 - 1  # the contract's records carry uint32 scores
 LOG_CHUNK_BLOCKS = 2000  # blocks per eth_getLogs query when reading membership events
+
+
+class _Attested(NamedTuple):
+    """What this node signed for a round, kept to submit it."""
+
+    digest: bytes
+    clusters: list[ClusterCommit]
+    global_hash: str
+    privacy: PrivacyBudget
+    signed_at: float  # time.monotonic()
 
 
 class ConsortiumBook:
@@ -72,8 +85,7 @@ class ConsortiumBook:
         self._next_block = 0  # events before this block are read already
         self._domain: bytes | None = None
         self._final: dict[int, str] = {}
-        # per round: what this node signed (digest, clusters, global hash, when)
-        self._attested: dict[int, tuple[bytes, list[ClusterCommit], str, float]] = {}
+        self._attested: dict[int, _Attested] = {}  # per round: what this node signed
         self._submitted: dict[int, frozenset[int]] = {}  # signer sets already sent, per round
         self._quorum: dict[int, int] = {}  # per round, read once
         self._ignored: set[str] = set()  # commitments found unusable (logged once)
@@ -81,6 +93,10 @@ class ConsortiumBook:
     @property
     def address(self) -> str:
         return self.client.account
+
+    @property
+    def chain_stats(self) -> ChainCallStats:
+        return self.client.chain_stats
 
     def bind(self, node: HospitalNode) -> None:
         self._node = node
@@ -131,6 +147,17 @@ class ConsortiumBook:
                 addresses = [a for a in str(event.args["multiaddrs"]).split(",") if a]
                 self._peers[int(event.args["index"])] = (str(event.args["peerId"]), addresses)
         self._next_block = last + 1
+
+    async def standings(self) -> dict[str, Standing]:
+        def read() -> dict[str, Standing]:
+            return {
+                row.account.lower(): Standing(
+                    self.client.contribution(row.index), self.client.reputation(row.index)
+                )
+                for row in self.client.member_rows()
+            }
+
+        return await self._run(read)  # type: ignore[no-any-return]
 
     def _voters(self) -> list[ConsortiumMember]:
         return [row for row in self._rows if row.votes]
@@ -209,6 +236,7 @@ class ConsortiumBook:
         for announcement in self.node.inbox.aggregates(round_number, cluster):
             sender = announcement.sender.lower()
             problem = _commitment_problem(announcement, cluster, members)
+            problem = problem or self._evidence_problem(announcement)
             if _commitment_id(announcement) in self.node.refused_commitments:
                 continue  # this node could not check or fetch it: the next candidate's turn
             if sender not in order:
@@ -220,6 +248,27 @@ class ConsortiumBook:
                 continue
             found.append((order.index(sender), announcement))
         return min(found, key=lambda item: item[0])[1] if found else None
+
+    def _evidence_problem(self, announcement: Announcement) -> str:
+        """Why a commitment cannot stand given what its members signed this round (empty if
+        it can): it takes an update whose member also signed an announcement the validators
+        refused and passed on as evidence (an oversized blob, a replay; every member holds
+        it, so every member judges alike), or, but in a secure round, its aggregator lists
+        no update of its own (an aggregator trains before it collects; one that did not
+        must not leave itself out of the record)."""
+        refused = self.node.inbox.refused_updates(announcement.round)
+        for item in announcement.inputs:
+            sender = item.sender.lower()
+            if not item.rejected and sender in refused:
+                return (
+                    f"it takes the update of {sender}, who also signed an announcement "
+                    f"refused this round: {refused[sender][1]}"
+                )
+        listed = {item.sender.lower() for item in announcement.inputs}
+        aggregator = announcement.sender.lower()
+        if not self.node.config.federation.secure_aggregation and aggregator not in listed:
+            return f"its aggregator {aggregator} lists no update of its own"
+        return ""
 
     def _commitment(self, info: ClusterInfo) -> Announcement:
         for announcement in self.node.inbox.aggregates(info.round, info.cluster):
@@ -237,8 +286,10 @@ class ConsortiumBook:
         previous_hash: str,
         global_hash: str,
         used: Sequence[ClusterInfo] = (),
+        privacy: PrivacyBudget = NO_GUARANTEE,
     ) -> None:
-        """Sign the round digest over the commitments ``used`` and gossip the signature."""
+        """Sign the round digest over the commitments ``used`` and the privacy budget, and
+        gossip the signature."""
         members = self._index()
         clusters = [
             _cluster_commit(self._commitment(info), members)
@@ -253,10 +304,13 @@ class ConsortiumBook:
             bytes.fromhex(previous_hash),
             bytes.fromhex(global_hash),
             commitments_hash(round_number, clusters, accounts),
+            privacy,
         )
         own = members[self.address.lower()]
         signature = sign_round(self._key, own.index, digest)
-        self._attested[round_number] = (digest, clusters, global_hash, time.monotonic())
+        self._attested[round_number] = _Attested(
+            digest, clusters, global_hash, privacy, time.monotonic()
+        )
         node = self.node
         await node.gossip.publish(
             node.announcement(
@@ -280,7 +334,7 @@ class ConsortiumBook:
         attested = self._attested.get(round_number)
         if attested is None:
             return
-        digest, clusters, global_hash, signed_at = attested
+        digest, clusters, global_hash, privacy, signed_at = attested
         voters = [row.account for row in self._voters()]
         submitters = aggregator_candidates(round_number, SUBMITTERS, voters)
         if self.address not in submitters:
@@ -306,6 +360,7 @@ class ConsortiumBook:
                 bytes.fromhex(global_hash),
                 clusters,
                 signatures,
+                privacy,
             )
         except ContractReverted as exc:
             if exc.error_name == "RoundNotOpen":

@@ -101,6 +101,14 @@ class PassphraseError(KeyFileError):
     """The passphrase of the key files is missing, wrong, or cannot be read."""
 
 
+class NodeDirectoryError(NodeError):
+    """A new node directory cannot be made: it already holds keys, or cannot be written."""
+
+
+class StatusError(NodeError):
+    """The node's status server cannot start: a bad ``status.bind`` or a port in use."""
+
+
 class SecAggError(MedswarmError):
     """Base class for errors of secure aggregation (:mod:`node.secagg`)."""
 

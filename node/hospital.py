@@ -42,6 +42,7 @@ from gossip.errors import GossipError
 from gossip.messages import UINT64_MAX, AggregateInput, Announcement, AnnouncementKind
 from gossip.service import GossipService
 from gossip.validation import AnnouncementPolicy
+from incentive.privacy_budget import PrivacyBudget
 from incentive.records import ClusterInfo
 from node import robust
 from node.aggregation import fedavg
@@ -58,8 +59,10 @@ from node.membership import Membership
 from node.phases import PhaseClock
 from node.privacy import ClientPrivacy, member_noise_key, privacy_spent
 from node.round_book import AveragedInputs, RoundBook, averaged_inputs
+from node.round_figures import RoundFigures
 from node.secure_aggregator import SecureAggregatorDuty
 from node.secure_round import SecureRound
+from node.status_server import StatusServer
 from node.training import derive_seed
 from node.update_encoder import UpdateEncoder
 from node.validation import VariateHistory, loss_ratios, own_step, ratio_score
@@ -168,6 +171,8 @@ class HospitalNode:
             first_model_round=2 if self.learner.federation_statistics else 1
         )
         self._on_event = on_event or (lambda _event: None)
+        self.figures = RoundFigures()  # what the round events say, for the status server
+        self.status: StatusServer | None = None  # serving once started, if status.bind is set
         self._refresh_wanted = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._dialing: set[str] = set()
@@ -205,6 +210,10 @@ class HospitalNode:
         await nursery.start(self.gossip.run)
         nursery.start_soon(self._pump_announcements)
         nursery.start_soon(self._refresh_on_demand)
+        if self.config.status.bind:
+            self.status = StatusServer(self, self.config.status.bind)
+            url = await nursery.start(self.status.serve)
+            self.emit({"event": "status-listening", "url": url})
 
     async def register(self) -> None:
         """Bind this node's libp2p peer id and addresses to its account on chain."""
@@ -417,7 +426,9 @@ class HospitalNode:
         new_hash = await trio.to_thread.run_sync(self.store_weights, new_global)
         # The new model is scored on the test split while the attestations come in.
         evaluation = self._evaluator.submit(self.learner.score, new_global, round_number)
-        await self.book.attest(round_number, self.global_hash, new_hash, used)
+        await self.book.attest(
+            round_number, self.global_hash, new_hash, used, self.privacy_budget(round_number)
+        )
         phases.lap("attest")
         final_hash = await self._wait_final(round_number)
         phases.lap("finalize")
@@ -474,6 +485,14 @@ class HospitalNode:
                 "phase_seconds": phases.laps,
             }
         )
+
+    def privacy_budget(self, round_number: int) -> PrivacyBudget:
+        """The budget the chain records with the round: the round event's ``epsilon`` and
+        ``delta`` in fixed point (:mod:`incentive.privacy_budget`); no guarantee without
+        noise. Every member of a federation computes the same figure (the rounds counted
+        and the ``dp_*`` settings are the federation's)."""
+        spent = self._privacy_spent(round_number)
+        return PrivacyBudget.from_spent(spent.get("epsilon"), spent.get("delta"))
 
     def _privacy_spent(self, round_number: int) -> dict[str, Any]:
         """The round event's ``epsilon``, ``epsilon_round`` and ``delta``
@@ -1099,7 +1118,9 @@ class HospitalNode:
 
     def emit(self, event: dict[str, Any]) -> None:
         """Report a structured event (round results, exclusions, resyncs)."""
-        self._on_event({"ts": time.time(), "node": self.name, **event})
+        stamped = {"ts": time.time(), "node": self.name, **event}
+        self.figures.observe(stamped)
+        self._on_event(stamped)
 
     async def on_chain(self, function: Callable[..., Any], *args: Any) -> Any:
         """Run a (blocking) chain client call in a worker thread."""
@@ -1116,17 +1137,21 @@ class HospitalNode:
 
     def _keep_refused_update(self, announcement: Announcement, reason: str) -> None:
         """Keep a member's update announcement for this round or the next that the validators
-        rejected for what it says (an oversized blob, say), so that the cluster's aggregator
-        lists it as rejected (:mod:`node.aggregator`). A rejected input must name a number of
-        samples from 1 to 2**64-1 (the contract's records); an announcement with another
-        stays a gossip offence only."""
+        rejected for what it says (an oversized blob, say), or its replay of an old round's
+        (kept for the round under way), so that the cluster's aggregator lists it as rejected
+        (:mod:`node.aggregator`) and no commitment takes the member's update of that round
+        (:mod:`node.consortium_book`). A rejected input must name a number of samples from 1
+        to 2**64-1 (the contract's records); an announcement with another stays a gossip
+        offence only."""
         window = self.current_round + self.gossip.policy.rounds_ahead
-        if (
-            announcement.kind is AnnouncementKind.UPDATE
-            and 0 < announcement.samples <= UINT64_MAX
-            and self.current_round <= announcement.round <= window
+        if announcement.kind is not AnnouncementKind.UPDATE or not (
+            0 < announcement.samples <= UINT64_MAX
         ):
+            return
+        if self.current_round <= announcement.round <= window:
             self.inbox.refuse(announcement, reason)
+        elif announcement.round < self.current_round:
+            self.inbox.refuse(announcement, reason, self.current_round)
 
     def _report_blacklisted(self, peer: str, reason: str) -> None:
         self.emit(

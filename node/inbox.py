@@ -94,10 +94,11 @@ class RoundInbox:
         self._changed.set()
         self._changed = trio.Event()
 
-    def refuse(self, announcement: Announcement, reason: str) -> None:
-        """File an update announcement the validators rejected, and why (see the class doc);
+    def refuse(self, announcement: Announcement, reason: str, round_number: int = 0) -> None:
+        """File an update announcement the validators rejected, and why (see the class doc),
+        under its round or ``round_number`` (a replay answers in the round it is replayed);
         the sender's first for the round stands."""
-        refused = self._refused[announcement.round]
+        refused = self._refused[round_number or announcement.round]
         refused.setdefault(announcement.sender.lower(), (announcement, reason))
         self._changed.set()
         self._changed = trio.Event()

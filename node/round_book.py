@@ -5,7 +5,7 @@ the members are, who aggregates a cluster, what each cluster committed, and whic
 is final. Two books exist:
 
 - :class:`LedgerBook` keeps rounds in the ``Registry``/``Ledger`` contracts: every cluster
-  record and every attestation is a transaction.
+  record and every attestation (with the member's privacy budget) is a transaction.
 - :class:`node.consortium_book.ConsortiumBook` keeps them in the ``Consortium`` contract:
   cluster commitments and attestations travel as signed gossip, and one member submits the
   whole round in one transaction (docs/ledger.md).
@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
 from gossip.messages import AggregateInput
+from incentive.chain_stats import ChainCallStats
 from incentive.clients import MemberClient
 from incentive.errors import ContractReverted
+from incentive.privacy_budget import NO_GUARANTEE, PrivacyBudget
 from incentive.records import ClusterInfo, MemberInfo, MemberRecord
 
 if TYPE_CHECKING:
@@ -40,6 +43,15 @@ def averaged_inputs(inputs: Iterable[tuple[str, str, int]]) -> AveragedInputs:
     return tuple((sender.lower(), update, samples) for sender, update, samples in inputs)
 
 
+@dataclass(frozen=True)
+class Standing:
+    """A member's standing on chain: its contribution so far, and its reputation (0..10,000)
+    where the contracts keep one (the Consortium; None on the Ledger)."""
+
+    contribution: int
+    reputation: int | None
+
+
 class RoundBook(Protocol):
     """The round loop's view of the federation's system of record."""
 
@@ -50,6 +62,11 @@ class RoundBook(Protocol):
         """This node's account (checksummed)."""
         ...
 
+    @property
+    def chain_stats(self) -> ChainCallStats:
+        """Latency of this book's chain requests and its transactions in flight."""
+        ...
+
     def bind(self, node: HospitalNode) -> None:
         """Called once by the node that uses this book (gossip and inbox are ready)."""
 
@@ -58,6 +75,10 @@ class RoundBook(Protocol):
 
     async def members(self) -> list[MemberInfo]:
         """Every member; ``active`` is False for members that may not take part."""
+        ...
+
+    async def standings(self) -> dict[str, Standing]:
+        """Each member's contribution and reputation, by lowercase address."""
         ...
 
     async def genesis_hash(self) -> str | None: ...
@@ -98,9 +119,11 @@ class RoundBook(Protocol):
         previous_hash: str,
         global_hash: str,
         used: Sequence[ClusterInfo] = (),
+        privacy: PrivacyBudget = NO_GUARANTEE,
     ) -> None:
         """Vote for ``global_hash`` as the round's model, computed from the clusters'
-        commitments ``used``."""
+        commitments ``used``; ``privacy`` is the members' budget after the round, for a book
+        that records it."""
 
     async def poll_final(self, round_number: int) -> str | None:
         """The round's final hash if it is final; otherwise None (called a few times a
@@ -120,6 +143,10 @@ class LedgerBook:
     def address(self) -> str:
         return self.client.address
 
+    @property
+    def chain_stats(self) -> ChainCallStats:
+        return self.client.chain_stats
+
     def bind(self, node: HospitalNode) -> None:
         pass
 
@@ -131,6 +158,15 @@ class LedgerBook:
 
     async def members(self) -> list[MemberInfo]:
         return list(await self._run(self.client.members))
+
+    async def standings(self) -> dict[str, Standing]:
+        def read() -> dict[str, Standing]:
+            return {
+                m.address.lower(): Standing(self.client.contribution(m.address), None)
+                for m in self.client.members()
+            }
+
+        return await self._run(read)  # type: ignore[no-any-return]
 
     async def genesis_hash(self) -> str | None:
         return await self._run(self.client.genesis_hash)  # type: ignore[no-any-return]
@@ -184,6 +220,7 @@ class LedgerBook:
         previous_hash: str,
         global_hash: str,
         used: Sequence[ClusterInfo] = (),
+        privacy: PrivacyBudget = NO_GUARANTEE,
     ) -> None:
         client = self.client
         if await self._run(client.has_attested, round_number, client.address):
@@ -192,7 +229,7 @@ class LedgerBook:
         if status.finalized and status.final_hash != global_hash:
             return  # the round is settled on another hash; attesting ours would revert
         try:
-            await self._run(client.attest, round_number, global_hash)
+            await self._run(client.attest, round_number, global_hash, privacy)
         except ContractReverted as exc:
             if exc.error_name not in ("AlreadyAttested", "HashMismatch"):
                 raise

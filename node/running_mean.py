@@ -135,6 +135,11 @@ class OrderedRunningMean:
         self._settle(key, None)
         self._advance(add=False)
 
+    def offered(self) -> list[str]:
+        """The keys whose updates were offered (added, or waiting to be), sorted."""
+        waiting = [key for key, item in self._waiting.items() if item is not None]
+        return sorted([*self.added, *waiting])
+
     def finish(self, keys: Sequence[str]) -> Weights:
         """The mean of the updates of ``keys`` (which must be exactly the ones offered and
         not dropped): what is still waiting is added in order, keys never offered skipped.

@@ -24,6 +24,7 @@ from incentive.consortium import (
     ConsortiumClient,
     deploy_consortium,
 )
+from incentive.privacy_budget import NO_GUARANTEE, PrivacyBudget
 from incentive.round_commit import (
     ClusterCommit,
     Record,
@@ -110,6 +111,8 @@ class FinalizeCall:
     records: bytes
     signatures: bytes
     members: bytes
+    epsilon_e6: int = NO_GUARANTEE.epsilon_e6
+    delta_e18: int = NO_GUARANTEE.delta_e18
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ class Round:
     digest: bytes
     signatures: tuple[RoundSignature, ...]
     members: bytes  # the member table it was built against
+    privacy: PrivacyBudget = NO_GUARANTEE
 
     def call(self) -> FinalizeCall:
         return FinalizeCall(
@@ -133,6 +137,7 @@ class Round:
             pack_records(self.commits),
             pack_signatures(self.signatures),
             self.members,
+            *self.privacy.as_call_arguments(),
         )
 
 
@@ -208,11 +213,12 @@ class Consortium:
         signers: Sequence[int] | None = None,
         number: int | None = None,
         final_hash: bytes | None = None,
+        privacy: PrivacyBudget = NO_GUARANTEE,
     ) -> Round:
         """A round with a record for each member in ``scores`` (rejected if in ``rejected``),
         grouped by cluster. By default each cluster's aggregator is its lowest member index
         with a record, and the signers are the aggregators plus the lowest voting hospitals
-        up to the quorum."""
+        up to the quorum; they sign ``privacy`` with the round."""
         number = number if number is not None else self.outsider.last_finalized_round() + 1
         previous = self.outsider.last_global_hash()
         final = final_hash if final_hash is not None else global_hash(number)
@@ -237,7 +243,7 @@ class Consortium:
             for cluster, records in sorted(by_cluster.items())
         )
         commitments = commitments_hash(number, commits, self.accounts())
-        digest = round_digest(self.domain(), number, previous, final, commitments)
+        digest = round_digest(self.domain(), number, previous, final, commitments, privacy)
         if signers is None:
             wanted = {c.aggregator for c in commits}
             quorum = self.outsider.quorum()
@@ -256,15 +262,21 @@ class Consortium:
             digest,
             signatures,
             self.outsider.member_table(),
+            privacy,
         )
 
     def play(
-        self, scores: Sequence[int], rejected: Collection[int] = (), absent: Collection[int] = ()
+        self,
+        scores: Sequence[int],
+        rejected: Collection[int] = (),
+        absent: Collection[int] = (),
+        privacy: PrivacyBudget = NO_GUARANTEE,
     ) -> TxOutcome:
         """Finalize the next round: a record for member i with ``scores[i]``, except the
-        ``absent`` ones, flagged when in ``rejected``; the default aggregators and signers."""
+        ``absent`` ones, flagged when in ``rejected``; the default aggregators and signers,
+        who sign ``privacy`` with it."""
         chosen = {i: score for i, score in enumerate(scores) if i not in absent}
-        return self.finalize(self.build_round(chosen, rejected=set(rejected)))
+        return self.finalize(self.build_round(chosen, rejected=set(rejected), privacy=privacy))
 
     def exclude(self, member: int) -> None:
         """Finalize three rounds rejecting ``member``'s record: its reputation goes
@@ -279,7 +291,7 @@ class Consortium:
     def finalize(self, plan: Round, sender: int = 0) -> TxOutcome:
         """Submit ``plan`` through the client of member ``sender``."""
         return self.members[sender].finalize_round(
-            plan.number, plan.global_hash, plan.commits, plan.signatures
+            plan.number, plan.global_hash, plan.commits, plan.signatures, plan.privacy
         )
 
     def submit(self, call: FinalizeCall, key: str | None = None) -> TxOutcome:
@@ -289,6 +301,8 @@ class Consortium:
         fn = self.outsider.contract.functions.finalizeRound(
             call.round_number,
             call.global_hash,
+            call.epsilon_e6,
+            call.delta_e18,
             list(call.clusters),
             call.records,
             call.signatures,

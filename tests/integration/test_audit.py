@@ -14,6 +14,7 @@ from chain_kit import HOSPITALS, Federation, reverted_with, sha, start_federatio
 from incentive.audit import build_audit, source_from_chain, source_from_run_dir, verify_model
 from incentive.chain import EmbeddedChain
 from incentive.events import EventLog
+from incentive.privacy_budget import PrivacyBudget
 from incentive.records import MemberRecord
 from incentive.rundir import EVENTS_FILE, write_chain_record
 from medswarm.cli import main
@@ -28,6 +29,9 @@ FORGED = b"a model one member claimed for round 1"
 # (samples, score) per hospital, in admission order; clusters are 0, 0, 1, 1
 ROUND_1 = [(100, 5), (200, 0), (300, 7), (400, 11)]
 ROUND_2 = [(110, 1), (210, 2), (310, 3), (410, 4)]
+# the members' privacy budgets after rounds 1 and 2: epsilon 1.47 and 2.08 at delta 1e-5
+BUDGET_1 = PrivacyBudget(1_470_000, 10**13)
+BUDGET_2 = PrivacyBudget(2_080_000, 10**13)
 
 
 def digest(model: bytes) -> str:
@@ -67,9 +71,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
         fed.candidates(1, c)[0].record_cluster(
             1, c, sha(f"aggregate 1 {c}"), digest(MODEL_0), records(fed, 1, c, ROUND_1)
         )
-    m[0].attest(1, digest(FORGED))
+    m[0].attest(1, digest(FORGED), BUDGET_1)
     for member in m[1:]:
-        member.attest(1, digest(MODEL_1))
+        member.attest(1, digest(MODEL_1), BUDGET_1)
 
     fed.candidates(2, 0)[0].record_cluster(
         2, 0, sha("aggregate 2 0"), digest(MODEL_1), records(fed, 2, 0, ROUND_2)
@@ -83,7 +87,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
         records(fed, 2, 1, ROUND_2),
     )  # fmt: skip
     for member in m:
-        member.attest(2, digest(MODEL_2))
+        member.attest(2, digest(MODEL_2), BUDGET_2)
 
     fed.admin.fund_rewards(FUNDED)
     fed.admin.distribute()
@@ -108,6 +112,8 @@ def test_report_traces_rounds_to_clusters_and_hospitals(run: Run) -> None:
     assert (first.finalized, first.attestations) == (True, 3)
     assert first.attesters == run.members[1:]
     assert [c.candidate_rank for c in first.clusters] == [0, 0]
+    assert (first.epsilon, first.delta, first.epsilon_e6) == (1.47, 1e-5, 1_470_000)
+    assert (second.epsilon, second.delta, second.delta_e18) == (2.08, 1e-5, 10**13)
 
     assert (second.final_hash, second.previous_hash) == (digest(MODEL_2), digest(MODEL_1))
     assert second.attestations == 4  # the fourth came after the round was final
@@ -154,6 +160,8 @@ def test_cli_prints_each_round_cluster_and_hospital(
     assert "candidate rank 1" in out
     assert sha("update 1 3") in out
     assert "Gemelli" in out and "Checks passed" in out
+    assert "differential privacy: epsilon 1.470000 at delta 1e-05" in out
+    assert "differential privacy: epsilon 2.080000 at delta 1e-05" in out
 
 
 def test_cli_json_is_machine_readable(run: Run, capsys: pytest.CaptureFixture[str]) -> None:
@@ -165,6 +173,7 @@ def test_cli_json_is_machine_readable(run: Run, capsys: pytest.CaptureFixture[st
     assert {u["name"]: u["score"] for u in updates} == {"Karolinska": 7, "Gemelli": 11}
     assert data["rounds"][1]["clusters"][1]["candidate_rank"] == 1
     assert data["members"][0]["outstanding"] == 0
+    assert [(r["epsilon"], r["delta"]) for r in data["rounds"]] == [(1.47, 1e-5), (2.08, 1e-5)]
 
 
 def test_verify_finds_the_round_whose_final_hash_is_the_model(
@@ -248,9 +257,15 @@ def _claim_first_rank(event: dict[str, Any]) -> None:
         event["args"]["candidateRank"] = 0
 
 
+def _shrinking_budget(event: dict[str, Any]) -> None:
+    if event["event"] == "Attested" and event["args"]["round"] == 2:
+        event["args"]["epsilonE6"] = 1_469_999
+
+
 @pytest.mark.parametrize(
     ("edit", "problems"),
     [
+        (_shrinking_budget, ["round 2 records epsilon 1.469999 at delta 1e-05, less than"]),
         (_raise_score, ["round 1 cluster 1: recordsHash on chain", "epoch 1: Gemelli"]),
         (_other_previous, ["round 2 cluster 0 names previous hash", "round 2 cluster 1 names"]),
         (_claim_first_rank, ["round 2 cluster 1: aggregator"]),
@@ -266,3 +281,20 @@ def test_tampered_records_are_flagged(
     for problem in problems:
         assert any(p.startswith(problem) for p in report.problems), report.problems
     assert main(["audit", "--run-dir", str(tampered)]) == 1
+
+
+def test_attesters_of_one_final_hash_naming_different_budgets_are_flagged(
+    run: Run, tmp_path: Path
+) -> None:
+    def one_other_budget(event: dict[str, Any]) -> None:
+        args = event["args"]
+        if event["event"] == "Attested" and (args["round"], args["member"]) == (2, run.members[0]):
+            args["epsilonE6"] = 2_080_001
+
+    report = build_audit(source_from_run_dir(tamper(run, tmp_path / "tampered", one_other_budget)))
+
+    (problem,) = report.problems
+    assert problem.startswith(
+        "round 2: the attesters of the final hash record different privacy budgets (St. Anna "
+        "epsilon 2.080001 at delta 1e-05, Charite epsilon 2.080000 at delta 1e-05"
+    )

@@ -8,6 +8,7 @@ import pytest
 from chain_kit import GENESIS, Federation, reverted_with, sha, start_federation
 
 from incentive.chain import EmbeddedChain
+from incentive.privacy_budget import NO_GUARANTEE, PrivacyBudget
 
 pytestmark = pytest.mark.integration
 
@@ -70,11 +71,57 @@ def test_late_attestation_of_the_final_hash_counts_and_another_hash_reverts(
 
     assert not outcome.named("RoundFinalized")
     (attested,) = outcome.named("Attested")
-    assert attested.args == {"round": 1, "member": late.address, "globalHash": "0x" + final}
+    assert attested.args == {
+        "round": 1,
+        "member": late.address,
+        "globalHash": "0x" + final,
+        "epsilonE6": 2**64 - 1,  # no guarantee, the default
+        "deltaE18": 0,
+    }
     assert fed.outsider.round_status(1).attestations == 4
     assert fed.outsider.has_attested(1, late.address)
     assert not fed.outsider.has_attested(1, fed.outsider.address)
     reverted_with("AlreadyAttested", late.attest, 1, final)
+
+
+def test_attestations_carry_privacy_budgets_and_the_final_one_is_stored(
+    fed: Federation,
+) -> None:
+    # epsilon 1.47 and 2.08 at delta 1e-5, by hand: 1,470,000 and 2,080,000 millionths and
+    # 10**13 parts per 10**18
+    first, second = PrivacyBudget(1_470_000, 10**13), PrivacyBudget(2_080_000, 10**13)
+    fed.record_clusters(1, [1, 1, 1, 1], GENESIS)
+    assert fed.outsider.round_privacy(1) is None
+
+    outcomes = [m.attest(1, sha("global 1"), first) for m in fed.members]
+
+    budgets = [
+        (e.args["epsilonE6"], e.args["deltaE18"]) for o in outcomes for e in o.named("Attested")
+    ]
+    assert budgets == [(1_470_000, 10**13)] * 4
+    assert fed.outsider.round_privacy(1) == first
+    fed.record_clusters(2, [1, 1, 1, 1], sha("global 1"))
+    for member in fed.members[:3]:
+        member.attest(2, sha("global 2"), second)
+    assert fed.outsider.round_privacy(2) == second
+    assert fed.admin._call("Ledger", "roundPrivacy", 3) == [0, 0]  # not final
+
+
+@pytest.mark.parametrize(
+    ("epsilon_e6", "delta_e18"), [(2**64 - 1, 1), (1_000_000, 0), (1_000_000, 10**18)]
+)
+def test_a_privacy_budget_out_of_range_reverts(
+    fed: Federation, epsilon_e6: int, delta_e18: int
+) -> None:
+    fed.record_clusters(1, [1, 1, 1, 1], GENESIS)
+    member = fed.members[0]
+    raw = bytes.fromhex(sha("global 1"))
+
+    error = reverted_with(
+        "BadPrivacyBudget", member._transact, "Ledger", "attest", 1, raw, epsilon_e6, delta_e18
+    )
+    assert error.error_args == {"epsilonE6": epsilon_e6, "deltaE18": delta_e18}
+    assert member.attest(1, sha("global 1"), NO_GUARANTEE).named("Attested")
 
 
 def test_a_late_attestation_still_passes_after_a_new_cluster_appears(fed: Federation) -> None:

@@ -21,12 +21,18 @@ from incentive.chain import EmbeddedChain, connect_rpc
 from incentive.consortium_audit import audit_events, read_and_audit
 from incentive.epoch_rewards import RewardsClient, deploy_rewards
 from incentive.events import EventRecord, decode_logs
+from incentive.privacy_budget import PrivacyBudget
 from medswarm import cli
 from tests.integration.anvil_kit import running_anvil
 
 pytestmark = pytest.mark.integration
 
 ETH = 10**18
+DELTA_E18 = 10**13  # delta 1e-5
+
+
+def budget(epsilon_e6: int) -> PrivacyBudget:
+    return PrivacyBudget(epsilon_e6, DELTA_E18)
 
 
 def four_hospitals(chain: Any) -> Consortium:
@@ -43,12 +49,12 @@ def played() -> Iterator[tuple[Consortium, str]]:
     keys = chain.private_keys
     rewards = deploy_rewards(chain.w3, keys[0], c.address, None, chain.lock)
     pool = RewardsClient(chain.w3, rewards, keys[7], chain.lock)
-    c.play([10, 20, 30, 40], rejected=[3])
-    c.play([10, 20, 30, 40], rejected=[3])
+    c.play([10, 20, 30, 40], rejected=[3], privacy=budget(500_000))
+    c.play([10, 20, 30, 40], rejected=[3], privacy=budget(1_000_000))
     pool.fund(ETH)
     pool.distribute()
-    c.play([10, 20, 30, 40], rejected=[3])
-    c.play([5, 5, 5, 5], absent=[3])  # 3 is excluded now: no record of it
+    c.play([10, 20, 30, 40], rejected=[3], privacy=budget(1_500_000))
+    c.play([5, 5, 5, 5], absent=[3], privacy=budget(1_750_001))  # 3 is excluded: no record
     pool.pay_for_model(global_hash(4), ETH // 3)  # pays epoch 2 out at once
     RewardsClient(chain.w3, rewards, c.admitted[1].key, chain.lock).withdraw()
     yield c, rewards
@@ -77,6 +83,51 @@ def test_a_clean_history_passes_every_check(played: tuple[Consortium, str]) -> N
     assert audit.members[1].withdrawn == audit.members[1].credited > 0
     assert audit.model_payments[0]["model_hash"] == global_hash(4).hex()
     assert audit.funded == ETH + ETH // 3
+    assert [(r.epsilon, r.delta) for r in audit.rounds] == [
+        (0.5, 1e-5),
+        (1.0, 1e-5),
+        (1.5, 1e-5),
+        (1.750001, 1e-5),
+    ]
+    assert audit.as_dict()["rounds"][3]["epsilon_e6"] == 1_750_001
+
+
+def test_a_privacy_budget_that_shrinks_or_the_contract_disowns_is_reported(
+    played: tuple[Consortium, str],
+) -> None:
+    c, rewards = played
+    honest = events(c, rewards)
+
+    def with_budget(round_number: int, epsilon_e6: int, delta_e18: int) -> list[str]:
+        changed = [
+            dataclasses.replace(e, args={**e.args, "epsilonE6": epsilon_e6, "deltaE18": delta_e18})
+            if e.event == "RoundFinalized" and int(e.args["round"]) == round_number
+            else e
+            for e in honest
+        ]
+        return audit_events(changed).problems
+
+    assert with_budget(3, 999_999, DELTA_E18) == [
+        "round 3 records epsilon 0.999999 at delta 1e-05, less than the previous round's "
+        "epsilon 1.000000 at delta 1e-05: privacy loss only accumulates"
+    ]
+    assert with_budget(3, 999_999, 2 * DELTA_E18) == []  # a larger delta may buy that
+    assert with_budget(2, 2**64 - 1, 0) == [
+        "round 3 records epsilon 1.500000 at delta 1e-05 after a round without a guarantee: "
+        "a release without noise cannot be made private later"
+    ]
+    (problem,) = with_budget(4, 2_000_000, 0)
+    assert problem.startswith("round 4: privacy budget not recordable")
+    larger = [
+        dataclasses.replace(e, args={**e.args, "epsilonE6": 1_750_002})
+        if e.event == "RoundFinalized" and int(e.args["round"]) == 4
+        else e
+        for e in honest
+    ]
+    assert read_and_audit(c.chain.w3, c.address, rewards, events=larger).problems == [
+        "the contract reports privacy budget (1750001, 10000000000000) (epsilonE6, deltaE18), "
+        "the last round's event (1750002, 10000000000000)"
+    ]
 
 
 def test_lineage_of_a_model_hash_reaches_the_hospitals_with_proofs(
@@ -129,8 +180,8 @@ def test_the_audit_command_against_anvil_writes_every_export(tmp_path: Path) -> 
         )
         c = four_hospitals(handle)
         rewards = deploy_rewards(handle.w3, keys[0], c.address, None, handle.lock)
-        c.play([1, 2, 3, 4])
-        c.play([1, 2, 3, 4], rejected=[0])
+        c.play([1, 2, 3, 4], privacy=budget(0))  # a statistics round releases no update
+        c.play([1, 2, 3, 4], rejected=[0], privacy=budget(4_420_000))
         RewardsClient(handle.w3, rewards, keys[5], handle.lock).fund(1000)
         RewardsClient(handle.w3, rewards, keys[5], handle.lock).distribute()
         out = tmp_path / "audit"
@@ -140,6 +191,7 @@ def test_the_audit_command_against_anvil_writes_every_export(tmp_path: Path) -> 
         assert cli.main([*argv[:-1], keccak("no such model").hex()]) == 1
     report = (out / "report.html").read_text(encoding="utf-8")
     assert "every check passed" in report and "<svg" in report and "<script" not in report
+    assert "<td>4.420000</td><td>1e-05</td>" in report
     members = list(csv.DictReader((out / "members.csv").open(encoding="utf-8")))
     assert [int(m["contribution"]) for m in members] == [1, 4, 6, 8]
     assert [int(m["reputation"]) for m in members] == [7_500, 10_000, 10_000, 10_000]
@@ -148,7 +200,9 @@ def test_the_audit_command_against_anvil_writes_every_export(tmp_path: Path) -> 
     payouts = list(csv.DictReader((out / "payouts.csv").open(encoding="utf-8")))
     assert all(p["credited"] == p["recomputed"] for p in payouts)
     assert sum(int(p["credited"]) for p in payouts) + int(payouts[0]["dust"]) == 1000
-    assert json.loads((out / "audit.json").read_text(encoding="utf-8"))["ok"] is True
+    audited = json.loads((out / "audit.json").read_text(encoding="utf-8"))
+    assert audited["ok"] is True
+    assert [(r["epsilon"], r["delta"]) for r in audited["rounds"]] == [(0.0, 1e-5), (4.42, 1e-5)]
     # the exported events audit offline, and a changed score in them is caught
     events = out / "events.jsonl"
     assert cli.main(["audit", "consortium", "--events", str(events)]) == 0

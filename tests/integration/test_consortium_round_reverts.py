@@ -24,6 +24,7 @@ from consortium_kit import (
 )
 from eth_utils import to_checksum_address
 
+from incentive.privacy_budget import NO_GUARANTEE, PrivacyBudget
 from incentive.round_commit import RoundSignature, pack_signatures, sign_round
 
 pytestmark = pytest.mark.integration
@@ -36,6 +37,37 @@ def test_a_raw_submission_of_a_built_round_finalizes(cons: Consortium) -> None:
     outcome = cons.submit(cons.build_round(SCORES).call())
 
     assert outcome.named("RoundFinalized")[0].args["round"] == 1
+
+
+@pytest.mark.parametrize(
+    ("epsilon_e6", "delta_e18"),
+    [
+        (2**64 - 1, 1),  # no guarantee names no delta
+        (1_000_000, 0),  # a finite epsilon needs a delta above 0
+        (1_000_000, 10**18),  # and below 1
+        (0, 2**64 - 1),
+    ],
+)
+def test_a_privacy_budget_out_of_range_reverts(
+    cons: Consortium, epsilon_e6: int, delta_e18: int
+) -> None:
+    call = replace(cons.build_round(SCORES).call(), epsilon_e6=epsilon_e6, delta_e18=delta_e18)
+
+    error = reverted_with("BadPrivacyBudget", cons.submit, call)
+    assert error.error_args == {"epsilonE6": epsilon_e6, "deltaE18": delta_e18}
+
+
+def test_the_signatures_cover_the_privacy_budget(cons: Consortium) -> None:
+    signed = PrivacyBudget(3_000_000, 10**13)
+    call = cons.build_round(SCORES, privacy=signed).call()
+
+    for other in (PrivacyBudget(2_999_999, 10**13), PrivacyBudget(3_000_000, 10**12)):
+        bent = replace(call, epsilon_e6=other.epsilon_e6, delta_e18=other.delta_e18)
+        reverted_with("BadSignature", cons.submit, bent)
+    bent = replace(call, epsilon_e6=NO_GUARANTEE.epsilon_e6, delta_e18=0)
+    reverted_with("BadSignature", cons.submit, bent)
+
+    assert cons.submit(call).named("RoundFinalized")[0].args["epsilonE6"] == 3_000_000
 
 
 def test_only_active_members_submit(cons: Consortium) -> None:

@@ -27,16 +27,56 @@ from consortium_kit import (
 from eth_utils import to_canonical_address
 
 from incentive.merkle import merkle_root, record_leaf
+from incentive.privacy_budget import NO_GUARANTEE, PrivacyBudget
 
 pytestmark = pytest.mark.integration
 
 
-def test_domain_and_digest_match_the_contract(cons: Consortium) -> None:
-    plan = cons.build_round(SCORES)
+# Budgets worked out by hand: epsilon 1.25 is 1,250,000 millionths, delta 1e-5 is 10**13
+# parts per 10**18; epsilon 2.0000001 rounds up to 2,000,001 millionths.
+BUDGET_1 = PrivacyBudget(1_250_000, 10**13)
+BUDGET_2 = PrivacyBudget(2_000_001, 10**13)
 
-    assert bytes(cons.view("DOMAIN_SEPARATOR")) == cons.domain()
-    digest = cons.view("roundDigest", 1, GENESIS, plan.global_hash, plan.commitments)
-    assert bytes(digest) == plan.digest
+
+def test_domain_and_digest_match_the_contract(cons: Consortium) -> None:
+    for privacy in (NO_GUARANTEE, BUDGET_1):
+        plan = cons.build_round(SCORES, privacy=privacy)
+
+        assert bytes(cons.view("DOMAIN_SEPARATOR")) == cons.domain()
+        digest = cons.view(
+            "roundDigest",
+            1,
+            GENESIS,
+            plan.global_hash,
+            plan.commitments,
+            privacy.epsilon_e6,
+            privacy.delta_e18,
+        )
+        assert bytes(digest) == plan.digest
+
+
+def test_each_round_records_its_privacy_budget(cons: Consortium) -> None:
+    assert cons.outsider.last_privacy_budget() is None
+    assert (cons.view("lastEpsilonE6"), cons.view("lastDeltaE18")) == (0, 0)
+
+    for privacy in (BUDGET_1, BUDGET_2, NO_GUARANTEE):
+        outcome = cons.finalize(cons.build_round(SCORES, privacy=privacy))
+
+        (finalized,) = outcome.named("RoundFinalized")
+        assert (finalized.args["epsilonE6"], finalized.args["deltaE18"]) == (
+            privacy.epsilon_e6,
+            privacy.delta_e18,
+        )
+        assert cons.outsider.last_privacy_budget() == privacy
+
+    assert cons.view("NO_PRIVACY_GUARANTEE") == 2**64 - 1
+    assert [cons.outsider.privacy_budget(r) for r in (1, 2, 3, 4)] == [
+        BUDGET_1,
+        BUDGET_2,
+        NO_GUARANTEE,
+        None,
+    ]
+    assert BUDGET_2.epsilon == 2.000001 and BUDGET_2.delta == 1e-5
 
 
 def test_two_rounds_finalize_with_their_commitments(cons: Consortium) -> None:
@@ -96,6 +136,8 @@ def test_two_rounds_finalize_with_their_commitments(cons: Consortium) -> None:
             "globalHash": "0x" + global_hash(number).hex(),
             "commitments": "0x" + keccak_bytes(commitments).hex(),
             "signatures": 6,
+            "epsilonE6": 2**64 - 1,  # no guarantee, the default
+            "deltaE18": 0,
         }
         assert cons.outsider.last_finalized_round() == number
         assert cons.outsider.last_global_hash() == global_hash(number)

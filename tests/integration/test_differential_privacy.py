@@ -1,5 +1,6 @@
 """Differential privacy on the network: three Fed-Heart-Disease hospitals on real libp2p hosts
-and the real in-process EVM, two rounds of clipped and noised updates."""
+and the real in-process EVM, two rounds of clipped and noised updates, kept by the Ledger and
+by the Consortium; the epsilon on chain is the one the nodes report."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ import trio
 from eth_account import Account
 
 from incentive.chain import EmbeddedChain
+from incentive.events import EventLog
+from incentive.rundir import EVENTS_FILE
+from medswarm.cli import main
 from node.accountant import RdpAccountant
 from node.config import MedswarmConfig, with_overrides
 from node.data import load_all_sites, resolve_data_dir
@@ -28,8 +32,9 @@ NODES, ROUNDS = 3, 2
 CLIP, NOISE, DELTA = 0.5, 1.5, 1e-5
 
 
+@pytest.mark.parametrize("ledger", ["ledger", "consortium"])
 def test_a_private_federation_reports_the_accountants_epsilon_and_the_noised_model(
-    tmp_path: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], ledger: str
 ) -> None:
     torch.set_num_threads(1)
     config = with_overrides(
@@ -39,6 +44,7 @@ def test_a_private_federation_reports_the_accountants_epsilon_and_the_noised_mod
         dp_clip=CLIP,
         dp_noise_multiplier=NOISE,
         dp_delta=DELTA,
+        ledger=ledger,
     )
     data_dir = resolve_data_dir(None, os.environ)
     local = LocalRun(config=config, nodes=NODES, data_dir=data_dir, out_dir=tmp_path)
@@ -61,6 +67,27 @@ def test_a_private_federation_reports_the_accountants_epsilon_and_the_noised_mod
         assert event["delta"] == DELTA
     assert math.isfinite(summary.final_mean_accuracy)
     assert 0.0 <= summary.final_mean_accuracy <= 1.0
+
+    # On chain: each round's epsilon in millionths, rounded up, at delta 1e-5 = 10**13 parts
+    # per 10**18; what every node reported for the round, and summary.json's for the last.
+    reported = {e["round"]: e["epsilon"] for e in rounds}
+    chain = EventLog.read_jsonl(tmp_path / EVENTS_FILE).records()
+    recorded = [
+        (int(e.args["round"]), int(e.args["epsilonE6"]), int(e.args["deltaE18"]))
+        for e in chain
+        if e.event == ("Attested" if ledger == "ledger" else "RoundFinalized")
+    ]
+    assert len(recorded) == (NODES * ROUNDS if ledger == "ledger" else ROUNDS)
+    for number, epsilon_e6, delta_e18 in recorded:
+        assert 0 <= epsilon_e6 - reported[number] * 1e6 < 1 + 1e-6
+        assert delta_e18 == 10**13
+    assert main(["audit", "--run-dir", str(tmp_path), "--json"]) == 0
+    audited = json.loads(capsys.readouterr().out)["rounds"]
+    assert [r["round"] for r in audited] == list(range(1, ROUNDS + 1))
+    for entry in audited:
+        assert entry["epsilon"] == pytest.approx(reported[entry["round"]], abs=1e-6)
+        assert entry["delta"] == DELTA
+    assert audited[-1]["epsilon"] == pytest.approx(written["epsilon"], abs=1e-6)
 
     # The members' noise is keyed by their account keys (the embedded chain's accounts 1..3,
     # in site order): the in-memory run with those keys makes the same model.

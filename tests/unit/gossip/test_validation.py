@@ -2,6 +2,7 @@ from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
+import trio
 from eth_account import Account
 from libp2p.peer.id import ID
 
@@ -13,6 +14,7 @@ from gossip.validation import (
     SenderQuota,
     Verdict,
     judge,
+    judge_replay,
     validate_announcement,
 )
 
@@ -251,11 +253,92 @@ def test_the_gossip_service_hands_on_refused_updates_without_an_offence() -> Non
         signed = announcement(peer_id=peer.to_base58(), size=1_001 + index).signed(KEY)
         message = SimpleNamespace(from_id=peer.to_bytes(), data=signed.encode())
         verdicts.append(service._validate(peer, message))
-    assert verdicts == [False] * 9
+    # the refused ones are passed on as evidence (True: forwarded), the floods are not
+    assert verdicts == [True] * 5 + [False] * 4
     assert [a.size for a, _ in refused] == [1_001, 1_002, 1_003, 1_004, 1_005]
     assert all("exceeds the 1000-byte limit" in reason for _, reason in refused)
     assert service.offences[peer.to_base58()] == 4  # the floods only
     assert len(blacklisted) == 1 and "flooding" in blacklisted[0][1]
+    assert service.rejected == {"oversized": 5, "flooding": 4}  # counted by reason
+
+
+def test_each_decision_names_its_reason_in_a_word() -> None:
+    item = AggregateInput(sender=ADDRESS, blob_hash="ab" * 32, samples=1)
+    barred = replace(policy(), is_barred=lambda address: address.lower() == STRANGER.lower())
+    tampered = replace(announcement().signed(KEY), blob_hash="cd" * 32)
+    cases = {
+        "accepted": judge(announcement().signed(KEY), PEER, policy()),
+        "malformed": validate_announcement(b"not json", PEER, policy())[0],
+        "wrong-federation": judge(announcement(federation="x").signed(KEY), PEER, policy()),
+        "bad-signature": judge(tampered, PEER, policy()),
+        "barred": judge(announcement(sender=STRANGER).signed(STRANGER_KEY), PEER, barred),
+        "unknown": judge(announcement(sender=STRANGER).signed(STRANGER_KEY), PEER, policy()),
+        "wrong-peer": judge(announcement().signed(KEY), "12D3KooWimpostor", policy()),
+        "oversized": judge(announcement(size=1_001).signed(KEY), PEER, policy()),
+        "bad-fields": judge(announcement(inputs=(item,)).signed(KEY), PEER, policy()),
+        "late": judge(announcement(round=2).signed(KEY), PEER, policy(current=3)),
+        "ahead": judge(announcement(round=5).signed(KEY), PEER, policy(current=3)),
+    }
+    assert {kind: decision.kind for kind, decision in cases.items()} == {k: k for k in cases}
+
+
+def test_a_replay_two_rounds_late_of_a_delivered_update_is_rejected_and_accountable() -> None:
+    replayed = announcement(round=1).signed(KEY)
+    ignored = judge(replayed, PEER, policy(current=3))
+    assert ignored.verdict is Verdict.IGNORE  # judged alone, only a round that is over
+    decision = judge_replay(replayed, ignored, PEER, policy(current=3), delivered_before=True)
+    assert decision.verdict is Verdict.REJECT and decision.accountable
+    assert "replays its update announcement of round 1 in round 3" in decision.reason
+    assert decision.kind == "replay"
+    # never delivered here: a late announcement, not a repeat of one
+    fresh = judge_replay(replayed, ignored, PEER, policy(current=3), delivered_before=False)
+    assert fresh is ignored
+    # one round late: perhaps an honest node retrying a round the others just finished
+    late = announcement(round=2).signed(KEY)
+    assert (
+        judge_replay(
+            late, judge(late, PEER, policy(current=3)), PEER, policy(current=3), True
+        ).verdict
+        is Verdict.IGNORE
+    )
+    # relayed for the member by another peer: nothing proves the member published it again
+    relayed = judge(replayed, "12D3KooWother", policy(current=3))
+    assert not judge_replay(replayed, relayed, "12D3KooWother", policy(current=3), True).accountable
+
+
+def test_the_gossip_service_passes_evidence_on_but_does_not_deliver_it() -> None:
+    identity = new_identity(b"\x09" * 32)
+    peer = ID.from_pubkey(identity.public_key)
+    members = {ADDRESS.lower(): peer.to_base58()}
+    now = [1]
+    lookups = AnnouncementPolicy(
+        federation="heart",
+        member_peer_id=lambda address: members.get(address.lower()),
+        current_round=lambda: now[0],
+        max_blob_bytes=1_000,
+    )
+    service = GossipService(
+        GossipConfig(max_announcements_per_round=5), lookups, BlobStore(), identity
+    )
+    refused: list[str] = []
+    service.on_refused = lambda a, reason: refused.append(reason)
+    update = announcement(peer_id=peer.to_base58(), round=1).signed(KEY)
+    message = SimpleNamespace(from_id=peer.to_bytes(), data=update.encode())
+
+    async def deliver_then_replay() -> list[Announcement]:
+        assert service._validate(peer, message)
+        await service._deliver(update.encode())
+        now[0] = 3  # two rounds on, the very same signed bytes again
+        assert service._validate(peer, message)
+        await service._deliver(update.encode())
+        return [service.announcements.receive_nowait()]
+
+    delivered = trio.run(deliver_then_replay)
+    assert delivered == [update]  # the first time only
+    with pytest.raises(trio.WouldBlock):
+        service.announcements.receive_nowait()
+    assert refused == ["replays its update announcement of round 1 in round 3"]
+    assert service.offences[peer.to_base58()] == 0
 
 
 def test_a_secure_aggregation_key_advertisement_has_its_size_and_the_members_samples() -> None:

@@ -16,6 +16,7 @@ from eth_utils import to_canonical_address
 
 from incentive.errors import InvalidRoundCommit
 from incentive.merkle import record_leaf
+from incentive.privacy_budget import PrivacyBudget
 from incentive.round_commit import (
     ClusterCommit,
     Record,
@@ -170,6 +171,8 @@ def test_round_digest_is_the_eip712_digest() -> None:
                     {"name": "previousHash", "type": "bytes32"},
                     {"name": "globalHash", "type": "bytes32"},
                     {"name": "commitments", "type": "bytes32"},
+                    {"name": "epsilonE6", "type": "uint64"},
+                    {"name": "deltaE18", "type": "uint64"},
                 ],
             },
             "primaryType": "Round",
@@ -184,13 +187,15 @@ def test_round_digest_is_the_eip712_digest() -> None:
                 "previousHash": previous,
                 "globalHash": final,
                 "commitments": commitments,
+                "epsilonE6": 8_006_124,
+                "deltaE18": 10**13,
             },
         }
     )
     domain = domain_separator(1337, CONTRACT)
 
     assert domain == typed.header
-    digest = round_digest(domain, 7, previous, final, commitments)
+    digest = round_digest(domain, 7, previous, final, commitments, PrivacyBudget(8_006_124, 10**13))
     assert digest == h(b"\x19" + typed.version + typed.header + typed.body)
 
 

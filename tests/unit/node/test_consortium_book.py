@@ -32,12 +32,29 @@ def rows(excluded: tuple[int, ...] = ()) -> list[ConsortiumMember]:
 def book(me: int = 0, excluded: tuple[int, ...] = ()) -> ConsortiumBook:
     keeper = ConsortiumBook(SimpleNamespace(account=ACCOUNTS[me]), KEYS[me], 5.0)  # type: ignore[arg-type]
     keeper._rows = rows(excluded)
-    keeper.bind(SimpleNamespace(inbox=RoundInbox(), refused_commitments=set()))  # type: ignore[arg-type]
+    node = SimpleNamespace(
+        inbox=RoundInbox(),
+        refused_commitments=set(),
+        config=SimpleNamespace(federation=SimpleNamespace(secure_aggregation=False)),
+    )
+    keeper.bind(node)  # type: ignore[arg-type]
     return keeper
 
 
-def aggregate(sender: int, members: list[int], cluster: int = 0) -> Announcement:
-    inputs = tuple(AggregateInput(ACCOUNTS[m], f"{m:02x}" * 32, 10, score=m) for m in members)
+def aggregate(
+    sender: int,
+    members: list[int],
+    cluster: int = 0,
+    rejected: tuple[int, ...] = (),
+    own: bool = True,
+) -> Announcement:
+    """``sender``'s commitment of ``members``' updates (and of its own first, as it must
+    list it, if ``own`` and ``members`` does not), those in ``rejected`` listed as rejected."""
+    listed = members if sender in members or not own else [sender, *members]
+    inputs = tuple(
+        AggregateInput(ACCOUNTS[m], f"{m:02x}" * 32, 10, score=m, rejected=m in rejected)
+        for m in listed
+    )
     return Announcement(
         kind=AnnouncementKind.AGGREGATE,
         federation="heart",
@@ -62,11 +79,11 @@ def test_the_best_ranked_candidates_commitment_wins_whatever_came_first() -> Non
     first, second, third = order()[:3]
     keeper = book()
     keeper.node.inbox.add(aggregate(third, [0, 1, 2]))
-    keeper.node.inbox.add(aggregate(second, [0, 1]))
+    keeper.node.inbox.add(aggregate(second, [second]))
     info = trio.run(keeper.cluster_record, ROUND, 0)
     assert info is not None and info.aggregator == ACCOUNTS[second]
-    assert trio.run(keeper.cluster_inputs, info) == tuple(
-        (ACCOUNTS[m].lower(), f"{m:02x}" * 32, 10) for m in (0, 1)
+    assert trio.run(keeper.cluster_inputs, info) == (
+        (ACCOUNTS[second].lower(), f"{second:02x}" * 32, 10),
     )
     keeper.node.inbox.add(aggregate(first, [0, 1, 2, 4]))
     info = trio.run(keeper.cluster_record, ROUND, 0)
@@ -111,6 +128,49 @@ def test_a_commitment_naming_non_members_of_the_cluster_is_ignored(
     keeper = book(excluded=excluded)
     keeper.node.inbox.add(aggregate(order()[0], members))
     assert trio.run(keeper.cluster_record, ROUND, 0) is None
+
+
+def refused_update(member: int, round_number: int = ROUND) -> Announcement:
+    return Announcement(
+        kind=AnnouncementKind.UPDATE,
+        federation="heart",
+        round=round_number,
+        cluster=0,
+        blob_hash=f"{member:02x}" * 32,
+        size=2**26 + 1,
+        codec="msw1-f32",
+        samples=10,
+        sender=ACCOUNTS[member],
+        peer_id="peer",
+    ).signed(KEYS[member])
+
+
+def test_a_commitment_taking_an_update_whose_member_signed_a_refused_one_is_ignored() -> None:
+    first, second = order()[:2]
+    keeper = book()
+    keeper.node.inbox.add(aggregate(first, [first, second]))
+    keeper.node.inbox.add(aggregate(second, [first, second], rejected=(first,)))
+    keeper.node.inbox.refuse(refused_update(first), "announced blob of 67108865 bytes")
+    info = trio.run(keeper.cluster_record, ROUND, 0)
+    # the first candidate took its own refused update: the second's commitment stands
+    assert info is not None and info.aggregator == ACCOUNTS[second]
+    # a refusal filed for another round says nothing about this one
+    other = book()
+    other.node.inbox.add(aggregate(first, [first, second]))
+    other.node.inbox.refuse(refused_update(first, ROUND + 1), "announced blob of 67108865 bytes")
+    info = trio.run(other.cluster_record, ROUND, 0)
+    assert info is not None and info.aggregator == ACCOUNTS[first]
+
+
+def test_a_commitment_without_its_aggregators_own_update_is_ignored_but_in_secure_rounds() -> None:
+    first = order()[0]
+    others = [m for m in range(5) if CLUSTERS[m] == 0 and m != first]
+    keeper = book()
+    keeper.node.inbox.add(aggregate(first, others, own=False))
+    assert trio.run(keeper.cluster_record, ROUND, 0) is None
+    keeper.node.config.federation.secure_aggregation = True  # masked inputs speak for members
+    info = trio.run(keeper.cluster_record, ROUND, 0)
+    assert info is not None and info.aggregator == ACCOUNTS[first]
 
 
 def test_a_non_candidates_commitment_is_ignored() -> None:

@@ -66,7 +66,7 @@ def test_finish_adds_what_waits_and_skips_keys_never_offered() -> None:
     ordered = OrderedRunningMean(["0xa", "0xb", "0xc"])
     ordered.offer("0xc", *inputs[2])
     ordered.drop("0xa")
-    assert ordered.added == []
+    assert ordered.added == [] and ordered.offered() == ["0xc"]
     mean = ordered.finish(["0xc"])  # 0xb never came
     assert weights_hash(mean) == weights_hash(fedavg([inputs[2]]))
 
