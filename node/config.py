@@ -22,7 +22,6 @@ is a valid configuration.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import math
 import reprlib
 import tomllib
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from gossip.service import GossipConfig
+from medswarm.http_responder import split_host_port
 from node.data import TASKS
 from node.errors import ConfigError
 from node.sealed_keys import DEFAULT_SCRYPT_N, check_scrypt_n
@@ -268,27 +268,13 @@ class StatusSettings:
 
 def parse_bind(value: str) -> tuple[str, int]:
     """``host:port`` as (host, port); a :class:`ConfigError` naming ``status.bind`` if not."""
-    host, colon, port_text = value.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    problem = ""
-    if not colon or not host:
-        problem = "give host:port"
-    elif not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5) or not (
-        0 <= int(port_text) <= 65535
-    ):
-        problem = "the port must be a number from 0 (any free port) to 65535"
-    elif host != "localhost":
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            problem = "the host must be an IP address or localhost"
-    if problem:
+    try:
+        return split_host_port(value)
+    except ValueError as exc:
         raise ConfigError(
-            f'status.bind = {value!r}: {problem}, e.g. "127.0.0.1:9464" (or "127.0.0.1:0" '
+            f'status.bind = {value!r}: {exc}, e.g. "127.0.0.1:9464" (or "127.0.0.1:0" '
             "for any free port)"
-        )
-    return host, int(port_text)
+        ) from None
 
 
 @dataclass(frozen=True)
