@@ -28,7 +28,8 @@ nav { margin-bottom: 1em; } nav a { margin-right: 1em; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { padding: 0.2em 0.6em; border-bottom: 1px solid #ddd; text-align: left; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
-code { font-size: 0.85em; } .charts { display: flex; flex-wrap: wrap; gap: 1em; } .bad { color: #b00; } .good { color: #070; }
+code { font-size: 0.85em; } .bad { color: #b00; } .good { color: #070; }
+.charts { display: flex; flex-wrap: wrap; gap: 1em; }
 """
 
 

@@ -15,7 +15,7 @@ import errno
 import ipaddress
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -97,7 +97,7 @@ def listen_problem(where: str, change: str, what: str, host: str, port: int, exc
     return f"{where}: cannot listen on {host}:{port}: {exc}"
 
 
-def listeners_url(listeners: list[trio.SocketListener]) -> str:
+def listeners_url(listeners: Sequence[trio.SocketListener]) -> str:
     """``http://host:port`` of the first listener (the port it really got)."""
     host, port = listeners[0].socket.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
