@@ -245,10 +245,28 @@ class NodeSettings:
 
 @dataclass(frozen=True)
 class ChainSettings:
-    """The JSON-RPC chain a node process talks to (``medswarm node run`` only)."""
+    """The JSON-RPC chain a node process talks to (``medswarm node run`` only).
+
+    ``chain_id`` 0 takes the deployment record's; otherwise the record and the RPC node must
+    both be on that chain. The node stops at start when the chain's latest block is stamped
+    more than ``max_clock_skew`` seconds ahead of this machine's clock (0: no check).
+    """
 
     url: str = "http://127.0.0.1:8545"
     deployment_file: str = "deployment.json"  # written by the federation's deployer
+    chain_id: int = 0
+    max_clock_skew: float = 60.0
+    rpc_timeout: float = 10.0  # seconds per JSON-RPC request
+
+    def __post_init__(self) -> None:
+        if self.chain_id < 0:
+            raise ValueError(f"chain.chain_id = {self.chain_id}: give the chain's id, or 0")
+        if not (math.isfinite(self.max_clock_skew) and self.max_clock_skew >= 0):
+            raise ValueError(
+                f"chain.max_clock_skew = {self.max_clock_skew}: give seconds >= 0 (0: no check)"
+            )
+        if not (math.isfinite(self.rpc_timeout) and self.rpc_timeout > 0):
+            raise ValueError(f"chain.rpc_timeout = {self.rpc_timeout}: give seconds above 0")
 
 
 @dataclass(frozen=True)
