@@ -3,7 +3,8 @@ external JSON-RPC URL, an explicit ``chain.chain_id`` and the contracts' address
 deployment record. ``medswarm node run`` refuses, with the setting to change, an unreachable
 URL, a chain id that is not the record's or the RPC node's, a record naming an address where
 nothing is deployed, an account not yet admitted, and a clock behind the chain's; set up
-right, the node registers and finishes a round.
+right, the node registers and finishes a round, and ``medswarm audit serve --rpc URL
+--deployment-file`` audits that round through the same record.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
+from incentive.audit_serve_cli import audit_loader
 from incentive.chain import connect_rpc
+from incentive.errors import AuditError, ChainError
 from medswarm import cli
 from node.config import load_config
 from testnet.anvil import ANVIL_CHAIN_ID
@@ -119,6 +122,18 @@ def test_a_node_on_an_external_chain_checks_it_before_taking_part(
         admission = shlex.split(shown["admission_command"])[1:]
         assert cli.main([admin_file if a == "ADMIN_KEY_FILE" else a for a in admission]) == 0
         ran = run_node(good, capsys)
+        # an auditor's dashboard reads the same chain through the same record
+        serve = ["audit", "serve", "--rpc", anvil.url, "--bind", "127.0.0.1:0"]
+        audited = audit_loader(
+            cli.build_parser().parse_args([*serve, "--deployment-file", str(record)])
+        )()
+        with pytest.raises(ChainError, match=f"serves chain id {ANVIL_CHAIN_ID}, not 1337"):
+            audit_loader(
+                cli.build_parser().parse_args([*serve, "--deployment-file", str(wrong_record)])
+            )
+        no_contract = audit_loader(cli.build_parser().parse_args([*serve, "--address", admin]))
+        with pytest.raises(AuditError, match=f"no contract at {admin} on chain {ANVIL_CHAIN_ID}"):
+            no_contract()
 
         # anvil mines the next block an hour ahead of this machine's clock
         w3.provider.make_request("evm_setNextBlockTimestamp", [int(time.time()) + 3600])
@@ -131,7 +146,11 @@ def test_a_node_on_an_external_chain_checks_it_before_taking_part(
         assert (code, message in err) == (2, True), (name, err)
     assert ran[0] == 0, ran[1]
     events = read_events(directory / "events.jsonl")
-    assert [e["round"] for e in events if e["event"] == "round"] == [1]
+    rounds = [e for e in events if e["event"] == "round"]
+    assert [e["round"] for e in rounds] == [1]
+    assert audited.ok and audited.chain_id == ANVIL_CHAIN_ID
+    assert [r.global_hash for r in audited.rounds] == [rounds[0]["global_hash"]]
+    assert [m.account for m in audited.members] == [shown["address"]]
     assert skewed[0] == 2 and "this machine's clock is 36" in skewed[1]
     assert "s behind the chain's: its latest block" in skewed[1]
     assert "chain.max_clock_skew = 60 s); set the clock right" in skewed[1]
