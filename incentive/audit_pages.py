@@ -224,11 +224,7 @@ def _member_row(m: MemberView) -> str:
 
 
 def _round_row(r: RoundView) -> str:
-    model = (
-        f'<a href="/model/{escape(r.global_hash)}"><code>{escape(r.global_hash)}</code></a>'
-        if r.global_hash
-        else "not final"
-    )
+    model = _hash_link(r.global_hash) if r.global_hash else "not final"
     updates = sum(len(c.updates) for c in r.clusters)
     samples = sum(c.total_samples for c in r.clusters)
     return (
@@ -241,16 +237,21 @@ def _round_row(r: RoundView) -> str:
 def _cluster_section(c: ClusterView) -> str:
     rows = "".join(
         f"<tr><td>{_hospital_link(u.account, u.name)}</td>"
-        f"<td><code>{escape(u.update_hash)}</code></td><td class=n>{u.samples}</td>"
+        f"<td>{_hash_link(u.update_hash)}</td><td class=n>{u.samples}</td>"
         f"<td class=n>{u.score}</td><td>{'rejected' if u.rejected else 'accepted'}</td></tr>"
         for u in c.updates
     )
     return f"""<h2>Cluster {c.cluster}</h2>
-<p>Aggregate <code>{escape(c.aggregate_hash)}</code> by
+<p>Aggregate {_hash_link(c.aggregate_hash)} by
 {_hospital_link(c.aggregator, c.aggregator_name)} from {c.total_samples} samples; records root
 <code>{escape(c.records_root)}</code>.</p>
 <table class="updates"><tr><th>hospital</th><th>update hash</th><th>samples</th><th>score</th>
 <th>verdict</th></tr>{rows}</table>"""
+
+
+def _hash_link(digest: str) -> str:
+    """A hash linked to the page of where it was used."""
+    return f'<a href="/model/{escape(digest)}"><code>{escape(digest)}</code></a>'
 
 
 def _hospital_link(account: str, name: str) -> str:
