@@ -7,9 +7,18 @@ STAMP := $(VENV)/.medswarm-installed
 NPM_STAMP := node_modules/.medswarm-installed
 FUZZ_EXAMPLES ?= 4000
 
-.PHONY: setup demo test fuzz lint bench clean
+.PHONY: setup browser demo test fuzz lint bench clean
 
-setup: $(STAMP) $(NPM_STAMP)
+setup: $(STAMP) $(NPM_STAMP) browser
+
+# Headless Chromium and its driver for the dashboard's browser test, from Debian's packages
+# (no browser download of its own). Installed only when missing; needs root or sudo.
+browser:
+	@if ! command -v chromedriver >/dev/null || ! { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; }; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "installing chromium and chromium-driver with apt-get"; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+	fi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "medswarm needs Python >= 3.11")'

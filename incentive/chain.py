@@ -3,7 +3,8 @@
 The embedded chain (``Web3(EthereumTesterProvider())``, py-evm) needs no setup and dies with the
 process; it is not thread-safe, so every client using it must hold ``EmbeddedChain.lock``
 around each request (pass it to the clients). ``connect_rpc`` reaches anvil, Besu or any other
-node; transactions are signed locally either way, so only the URL, chain id and keys differ.
+node (proof-of-authority block headers included); transactions are signed locally either way,
+so only the URL, chain id and keys differ.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
+from web3.middleware import ExtraDataToPOAMiddleware
 from web3.types import RPCEndpoint
 
 from incentive.errors import ChainError, ChainUnavailable
@@ -78,6 +80,10 @@ def connect_rpc(url: str, chain_id: int | None = None, timeout: float = 10.0) ->
         cacheable_requests={RPCEndpoint("eth_chainId")},
     )
     w3 = Web3(provider)
+    # Proof-of-authority chains (Besu QBFT/IBFT 2.0, Clique, Nethermind AuRa) put more than
+    # 32 bytes into a block's extraData, which web3 refuses unless it is moved aside; on
+    # other chains this only renames the field, which medswarm never reads.
+    w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
     try:
         actual = int(w3.eth.chain_id)
     except Exception as exc:  # requests and web3 raise many types for an unreachable node

@@ -5,6 +5,8 @@
     medswarm audit verify MODEL (--run-dir RUN | --rpc URL --registry ADDR) [--json]
     medswarm audit consortium (--rpc URL --address ADDR [--rewards ADDR] | --events FILE |
                                --run-dir RUN) [--model HASH|FILE] [--out DIR] [--json]
+    medswarm audit serve (--run-dir RUN | --rpc URL ...) [--bind HOST:PORT]   (a web dashboard,
+                               incentive/audit_serve_cli.py)
 
 A run directory whose rounds the Consortium kept (``federation.ledger = "consortium"``) is
 audited the Consortium's way by ``audit --run-dir`` and ``audit verify --run-dir`` too.
@@ -31,6 +33,7 @@ from incentive.audit import (
     verify_model,
 )
 from incentive.audit_report import RoundEntry, render_text
+from incentive.audit_serve_cli import add_serve_parser
 from incentive.chain import connect_rpc
 from incentive.consortium_audit import (
     AuditedRound,
@@ -63,7 +66,7 @@ def add_audit_parser(
     _add_source_options(audit, None)
     audit.add_argument("--json", action="store_true", help="print machine-readable JSON")
     audit.set_defaults(handler=run_audit)
-    actions = audit.add_subparsers(dest="audit_action", metavar="{verify,consortium}")
+    actions = audit.add_subparsers(dest="audit_action", metavar="{verify,consortium,serve}")
     verify = actions.add_parser(
         "verify",
         help="find the round that produced a model file",
@@ -115,6 +118,7 @@ def add_audit_parser(
     )
     consortium.add_argument("--json", action="store_true", help="print machine-readable JSON")
     consortium.set_defaults(handler=run_consortium_audit)
+    add_serve_parser(actions)
     return audit
 
 

@@ -117,9 +117,15 @@ def write_exports(audit: ConsortiumAudit, out: Path) -> list[Path]:
     return written
 
 
-def _line_chart(title: str, series: dict[str, list[tuple[int, float]]], y_max: float) -> str:
-    """An SVG line chart: x = round, one polyline per series, a legend."""
+def line_chart(
+    title: str,
+    series: dict[str, list[tuple[int, float]]],
+    y_max: float,
+    x_label: str = "round",
+) -> str:
+    """An SVG line chart: x = round (or ``x_label``), one polyline per series, a legend."""
     width, height, pad = 640, 240, 40
+    legend = 130  # room right of the plot for the series' names
     rounds = [x for points in series.values() for x, _ in points] or [1]
     x_max = max(max(rounds), 1)
     y_max = y_max or 1.0
@@ -131,14 +137,14 @@ def _line_chart(title: str, series: dict[str, list[tuple[int, float]]], y_max: f
         )
 
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width + legend}" height="{height}" '
         f'role="img" aria-label="{html.escape(title)}">',
         f'<text x="{pad}" y="20" font-size="14">{html.escape(title)}</text>',
         f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" '
         'stroke="#888"/>',
         f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#888"/>',
         f'<text x="{width - pad}" y="{height - 10}" font-size="11" text-anchor="end">'
-        f"round {x_max}</text>",
+        f"{html.escape(x_label)} {x_max}</text>",
         f'<text x="4" y="{pad + 4}" font-size="11">{y_max:g}</text>',
     ]
     for k, (name, points) in enumerate(series.items()):
@@ -218,8 +224,8 @@ using a model.</p>
 <h2>Hospitals</h2><table><tr><th>index</th><th>name</th><th>account</th><th>cluster</th>
 <th>contribution</th><th>reputation</th><th>standing</th><th>credited</th><th>withdrawn</th></tr>
 {rows}</table>
-{_line_chart("reputation after each round", reputation, 10_000)}
-{_line_chart("cumulative contribution", cumulative, float(top))}
+{line_chart("reputation after each round", reputation, 10_000)}
+{line_chart("cumulative contribution", cumulative, float(top))}
 <h2>Rounds</h2><table><tr><th>round</th><th>global hash</th><th>signatures</th>
 <th>clusters</th><th>records</th><th>epsilon</th><th>delta</th></tr>{round_rows}</table>
 <h2>Reward epochs</h2><table><tr><th>epoch</th><th>pot</th><th>paid</th><th>dust</th>

@@ -22,7 +22,6 @@ is a valid configuration.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import math
 import reprlib
 import tomllib
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from gossip.service import GossipConfig
+from medswarm.http_responder import split_host_port
 from node.codecs import DEFAULT_TOPK_FRACTION
 from node.data import TASKS
 from node.errors import ConfigError
@@ -271,10 +271,28 @@ class NodeSettings:
 
 @dataclass(frozen=True)
 class ChainSettings:
-    """The JSON-RPC chain a node process talks to (``medswarm node run`` only)."""
+    """The JSON-RPC chain a node process talks to (``medswarm node run`` only).
+
+    ``chain_id`` 0 takes the deployment record's; otherwise the record and the RPC node must
+    both be on that chain. The node stops at start when the chain's latest block is stamped
+    more than ``max_clock_skew`` seconds ahead of this machine's clock (0: no check).
+    """
 
     url: str = "http://127.0.0.1:8545"
     deployment_file: str = "deployment.json"  # written by the federation's deployer
+    chain_id: int = 0
+    max_clock_skew: float = 60.0
+    rpc_timeout: float = 10.0  # seconds per JSON-RPC request
+
+    def __post_init__(self) -> None:
+        if self.chain_id < 0:
+            raise ValueError(f"chain.chain_id = {self.chain_id}: give the chain's id, or 0")
+        if not (math.isfinite(self.max_clock_skew) and self.max_clock_skew >= 0):
+            raise ValueError(
+                f"chain.max_clock_skew = {self.max_clock_skew}: give seconds >= 0 (0: no check)"
+            )
+        if not (math.isfinite(self.rpc_timeout) and self.rpc_timeout > 0):
+            raise ValueError(f"chain.rpc_timeout = {self.rpc_timeout}: give seconds above 0")
 
 
 @dataclass(frozen=True)
@@ -294,27 +312,13 @@ class StatusSettings:
 
 def parse_bind(value: str) -> tuple[str, int]:
     """``host:port`` as (host, port); a :class:`ConfigError` naming ``status.bind`` if not."""
-    host, colon, port_text = value.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    problem = ""
-    if not colon or not host:
-        problem = "give host:port"
-    elif not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5) or not (
-        0 <= int(port_text) <= 65535
-    ):
-        problem = "the port must be a number from 0 (any free port) to 65535"
-    elif host != "localhost":
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            problem = "the host must be an IP address or localhost"
-    if problem:
+    try:
+        return split_host_port(value)
+    except ValueError as exc:
         raise ConfigError(
-            f'status.bind = {value!r}: {problem}, e.g. "127.0.0.1:9464" (or "127.0.0.1:0" '
+            f'status.bind = {value!r}: {exc}, e.g. "127.0.0.1:9464" (or "127.0.0.1:0" '
             "for any free port)"
-        )
-    return host, int(port_text)
+        ) from None
 
 
 @dataclass(frozen=True)

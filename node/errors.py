@@ -109,6 +109,12 @@ class StatusError(NodeError):
     """The node's status server cannot start: a bad ``status.bind`` or a port in use."""
 
 
+class ChainSetupError(NodeError):
+    """The chain the node's ``[chain]`` settings name cannot be used: nothing answers at
+    ``chain.url``, it serves another chain, the deployment record's contracts are not there,
+    or this machine's clock is behind the chain's."""
+
+
 class SecAggError(MedswarmError):
     """Base class for errors of secure aggregation (:mod:`node.secagg`)."""
 

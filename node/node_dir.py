@@ -229,6 +229,11 @@ events_file = "events.jsonl"  # structured round events, one JSON object per lin
 url = {_quoted(setup.chain_url)}  # JSON-RPC of the federation's chain
 # The deployment record the federation's deployer wrote (medswarm consortium deploy --record).
 deployment_file = {_quoted(setup.deployment_file)}
+# The federation's chain id (0: the record's): the node stops when the record or url is on
+# another chain, and when its clock is behind the chain's latest block by more than
+# max_clock_skew seconds (docs/deployment-guide.md).
+# chain_id = 1337
+# max_clock_skew = 60.0
 
 [network]
 # Other members dial the addresses this node registers on chain: listen on an address

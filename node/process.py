@@ -24,11 +24,11 @@ from typing import Any
 import trio
 
 from gossip.blobs import BlobStore
-from incentive.chain import connect_rpc
 from incentive.clients import MemberClient
 from incentive.consortium import ConsortiumClient
 from incentive.deployment import ConsortiumDeployment, Deployment, is_consortium_record
 from incentive.records import MemberInfo
+from node.chain_checks import open_chain
 from node.config import MedswarmConfig
 from node.consortium_book import ConsortiumBook
 from node.data import SiteData, load_site, resolve_data_dir, shard
@@ -203,11 +203,20 @@ def _open_book(config: MedswarmConfig, deployment_file: Path, account_key: str) 
         )
     if found == "consortium":
         record = ConsortiumDeployment.from_json(text)
-        w3 = connect_rpc(config.chain.url, record.chain_id)
+        contracts = {"Consortium": record.consortium, "EpochRewards": record.rewards}
+        w3 = open_chain(config.chain, record.chain_id, deployment_file, contracts)
         client = ConsortiumClient(w3, record.consortium, account_key)
         return ConsortiumBook(client, account_key, config.federation.takeover_timeout)
-    deployment = Deployment.from_json(text)
-    w3 = connect_rpc(config.chain.url, deployment.chain_id)
+    try:
+        deployment = Deployment.from_json(text)
+    except ValueError as exc:
+        raise NodeError(f"{deployment_file} is not a deployment record: {exc}") from exc
+    contracts = {
+        "Registry": deployment.registry,
+        "Ledger": deployment.ledger,
+        "RewardPool": deployment.rewards,
+    }
+    w3 = open_chain(config.chain, deployment.chain_id, deployment_file, contracts)
     return LedgerBook(MemberClient(w3, deployment, account_key))
 
 

@@ -11,6 +11,7 @@ launcher's account is the federation's admin (on the Consortium: its only govern
 
 from __future__ import annotations
 
+import logging
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from incentive.rundir import write_chain_record
 from node.consortium_book import ConsortiumBook
 from node.round_book import LedgerBook, RoundBook
 from testnet.consortium_setup import deploy_consortium_federation, write_consortium_record
+
+log = logging.getLogger(__name__)
 
 Lock = AbstractContextManager[Any] | None
 
@@ -134,7 +137,12 @@ class LedgerKeeper(Keeper):
         return self.admin.contribution(account)
 
     def pay_out(self, member_keys: list[str]) -> dict[str, int]:
-        credits = dict(self.admin.distribute().credits) if self.pool_wei else {}
+        credits: dict[str, int] = {}
+        if self.pool_wei:
+            try:
+                credits = dict(self.admin.distribute().credits)
+            except ContractReverted as exc:
+                _nothing_earned(exc)
         for key in member_keys:
             member = MemberClient(self.w3, self.deployment, key, self.lock)
             if member.credit(member.address):
@@ -214,7 +222,10 @@ class ConsortiumKeeper(Keeper):
     def pay_out(self, member_keys: list[str]) -> dict[str, int]:
         rewards = self.deployment.rewards
         if self.pool_wei:
-            RewardsClient(self.w3, rewards, self.admin_key, self.lock).distribute()
+            try:
+                RewardsClient(self.w3, rewards, self.admin_key, self.lock).distribute()
+            except ContractReverted as exc:
+                _nothing_earned(exc)
         credits = {}
         for key in member_keys:
             pool = RewardsClient(self.w3, rewards, key, self.lock)
@@ -244,3 +255,15 @@ class ConsortiumKeeper(Keeper):
             "consortium": self.deployment.consortium,
             "rewards": self.deployment.rewards,
         }
+
+
+def _nothing_earned(exc: ContractReverted) -> None:
+    """A pay-out no member earned a share of (every score 0, say under heavy privacy noise):
+    the pool stays undistributed, and the run's record is still written."""
+    if exc.error_name != "NothingToDistribute":
+        raise exc
+    log.warning(
+        "no member has a positive contribution times reputation: the reward pool is left "
+        "undistributed (%s)",
+        exc,
+    )

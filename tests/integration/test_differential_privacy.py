@@ -106,3 +106,28 @@ def test_a_private_federation_reports_the_accountants_epsilon_and_the_noised_mod
     )
     final = decode_weights(Path(summary.final_model).read_bytes())
     assert weights_hash(final) == expected.shared_weights_hash
+
+
+def test_a_run_whose_noise_leaves_nobody_a_contribution_still_ends_with_its_record(
+    tmp_path: Path,
+) -> None:
+    """Under heavy noise no update lowers the loss, every score is 0 and the reward pool has
+    nothing to split by (the contract reverts NothingToDistribute): the run still finishes
+    and writes its chain record, and nobody is paid."""
+    torch.set_num_threads(1)
+    config = with_overrides(
+        MedswarmConfig(),
+        rounds=2,
+        update_timeout=10.0,
+        dp_clip=CLIP,
+        dp_noise_multiplier=2.85,
+        dp_delta=DELTA,
+        ledger="ledger",
+    )
+    data_dir = resolve_data_dir(None, os.environ)
+    local = LocalRun(config=config, nodes=4, data_dir=data_dir, out_dir=tmp_path)
+    summary = trio.run(run_local_federation, local)
+    assert [h.contribution for h in summary.hospitals] == [0, 0, 0, 0]
+    assert [h.reward_wei for h in summary.hospitals] == [0, 0, 0, 0]
+    assert (tmp_path / EVENTS_FILE).exists()
+    assert summary.nodes_agree
