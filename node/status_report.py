@@ -12,6 +12,7 @@ members' standings (contribution, reputation) as the status server last read the
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from medswarm.prometheus import Metric, render
@@ -83,34 +84,30 @@ def metrics_text(node: HospitalNode) -> str:
 def node_metrics(node: HospitalNode) -> list[Metric]:
     """The metric families ``GET /metrics`` serves."""
     figures, gossip, chain = node.figures, node.gossip, node.book.chain_stats
-    rejected = Metric(
+    rejected = _counted(
         "medswarm_gossip_rejected_total",
-        "counter",
         "Announcements rejected (invalid or forged), by reason.",
+        "reason",
+        gossip.rejected,
     )
-    for reason, count in sorted(gossip.rejected.items()):
-        rejected.add(count, reason=reason)
-    ignored = Metric(
+    ignored = _counted(
         "medswarm_gossip_ignored_total",
-        "counter",
         "Announcements ignored (late, ahead, unknown sender), by reason.",
+        "reason",
+        gossip.ignored,
     )
-    for reason, count in sorted(gossip.ignored.items()):
-        ignored.add(count, reason=reason)
-    refused = Metric(
+    refused = _counted(
         "medswarm_blob_requests_refused_total",
-        "counter",
         "Blob requests this node turned away, by reason.",
+        "reason",
+        gossip.refused,
     )
-    for reason, count in sorted(gossip.refused.items()):
-        refused.add(count, reason=reason)
-    phases = Metric(
+    phases = _counted(
         "medswarm_round_phase_seconds_total",
-        "counter",
         "Seconds spent in each phase of finished rounds, summed.",
+        "phase",
+        figures.phase_seconds,
     )
-    for phase, seconds in sorted(figures.phase_seconds.items()):
-        phases.add(seconds, phase=phase)
     latency = Metric(
         "medswarm_chain_request_duration_seconds",
         "histogram",
@@ -186,3 +183,11 @@ def node_metrics(node: HospitalNode) -> list[Metric]:
             "Transactions signed whose receipt has not come yet.",
         ).add(chain.pending),
     ]
+
+
+def _counted(name: str, help_text: str, label: str, counts: Mapping[str, float]) -> Metric:
+    """A counter family with one sample per key of ``counts``, labelled ``label``."""
+    metric = Metric(name, "counter", help_text)
+    for key, value in sorted(counts.items()):
+        metric.add(value, **{label: key})
+    return metric
