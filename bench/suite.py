@@ -1,0 +1,233 @@
+"""Every `medswarm bench` measurement in one run: JSON results and a printed table.
+
+    python bench/suite.py [--quick] [--only NAME ...] [--out bench/results/latest.json]
+
+Each entry of :data:`PLAN` runs ``medswarm bench <command> ... --json`` in its own process (so
+one that fails or runs out of time costs only its own row) and keeps the JSON it printed. Each
+bench measures its baseline in the same run (raw TCP, plain sums, the same learning in memory,
+the Ledger's gas beside the Consortium's), so the ratios hold on whatever machine runs it.
+``--quick`` runs every entry at a small size, for a smoke run. The file written and its keys
+are described in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One bench run: its name in the results, the sub-command's arguments at full size and
+    in ``--quick`` mode (None: left out of a quick run), how long it may take, and the
+    figures the table shows (dotted paths into its JSON; the first numbers if none)."""
+
+    name: str
+    full: tuple[str, ...]
+    quick: tuple[str, ...] | None
+    timeout: float = 1800.0
+    figures: tuple[str, ...] = ()
+
+
+PLAN: tuple[Entry, ...] = (
+    Entry(
+        "blob",
+        ("blob", "--size-mib", "64"),
+        ("blob", "--size-mib", "8", "--repeat", "2"),
+        figures=("throughput_mb_s", "raw_tcp_mb_s", "ratio_to_raw_tcp"),
+    ),
+    Entry(
+        "gossip",
+        ("gossip", "--nodes", "8", "--size-mib", "4"),
+        ("gossip", "--nodes", "4", "--size-mib", "1", "--rounds", "3"),
+        figures=("nodes", "round_seconds", "baseline_round_seconds", "speedup"),
+    ),
+    Entry(
+        "aggregate",
+        ("aggregate",),
+        ("aggregate", "--values", "1000000", "--repeats", "2"),
+        figures=("values_per_update", "seconds.running_mean", "seconds.numpy_add", "ratio"),
+    ),
+    *(
+        Entry(
+            f"secagg-{members}",
+            ("secagg", "--members", str(members), "--dropouts", "1"),
+            ("secagg", "--members", str(members), "--dropouts", "1", "--params", "10000"),
+            figures=("exact", "seconds", "bytes_per_member"),
+        )
+        for members in (4, 8, 16)
+    ),
+    Entry(
+        "gas",
+        ("gas", "--hospitals", "8", "--clusters", "2"),
+        ("gas", "--hospitals", "4", "--clusters", "2", "--rounds", "3"),
+        figures=("gas_per_hospital_round", "baseline_gas_per_hospital_round", "ratio_to_baseline"),
+    ),
+    *(
+        Entry(
+            f"fog-{codec}",
+            ("fog", "--nodes", "4", "8", "--codec", codec),
+            ("fog", "--nodes", "4", "--params", "10000", "--rounds", "2", "--codec", codec),
+            figures=("runs.0.mode", "runs.0.bytes_sent", "runs.1.mode", "runs.1.bytes_sent"),
+        )
+        for codec in ("fp32", "fp16", "int8", "topk")
+    ),
+    *(
+        Entry(
+            f"round-{nodes}x{params // 1_000_000}M",
+            ("round", "--nodes", str(nodes), "--params", str(params), "--rounds", "3"),
+            ("round", "--nodes", str(nodes), "--params", "100000", "--rounds", "2")
+            if nodes <= 8 and params == 10**6
+            else None,
+            timeout=3600.0,
+            figures=("round_seconds", "in_memory_round_seconds", "peak_rss_mb", "nodes_agree"),
+        )
+        for nodes, params in ((4, 10**6), (8, 10**6), (16, 10**6), (32, 10**6), (8, 10**7))
+    ),
+)
+NAME_WIDTH = max(len(entry.name) for entry in PLAN)
+
+
+def run_entry(entry: Entry, quick: bool) -> dict[str, Any]:
+    """Run one entry; its JSON, or what went wrong, with the command and the seconds."""
+    args = entry.quick if quick and entry.quick is not None else entry.full
+    command = [sys.executable, "-m", "medswarm", "bench", *args, "--json"]
+    started = time.monotonic()
+    row: dict[str, Any] = {"command": "medswarm bench " + " ".join((*args, "--json"))}
+    try:
+        done = subprocess.run(
+            command,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=entry.timeout / (6 if quick else 1),
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        row["error"] = f"no result within {entry.timeout / (6 if quick else 1):.0f} s"
+    else:
+        row.update(parse_output(done.returncode, done.stdout, done.stderr))
+    row["seconds"] = round(time.monotonic() - started, 1)
+    return row
+
+
+def parse_output(code: int, stdout: str, stderr: str) -> dict[str, Any]:
+    """The JSON object a bench printed (the whole output, or its last line), with its exit
+    code (a bench exits 1 when it misses its target figure), or an ``error`` saying why there
+    is none."""
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    for text in (stdout, lines[-1] if lines else ""):
+        try:
+            result = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(result, dict):
+            return {"result": result, "exit_code": code}
+    tail = (stderr.strip().splitlines() or ["no output"])[-1]
+    return {"error": f"exit {code}: {tail}"}
+
+
+def figure(result: Any, path: str) -> Any:
+    """The value at a dotted ``path`` (``runs.0.bytes_sent``) of a JSON result, or None."""
+    for part in path.split("."):
+        if isinstance(result, dict):
+            result = result.get(part)
+        elif isinstance(result, list) and part.isdigit() and int(part) < len(result):
+            result = result[int(part)]
+        else:
+            return None
+    return result
+
+
+def headline(result: dict[str, Any], paths: tuple[str, ...], limit: int = 6) -> str:
+    """``path=value`` for the figures named, or for the first ``limit`` top-level numbers."""
+    if not paths:
+        paths = tuple(key for key, value in result.items() if isinstance(value, int | float))[
+            :limit
+        ]
+    shown = []
+    for path in paths:
+        value = figure(result, path)
+        shown.append(f"{path}={value:.4g}" if isinstance(value, float) else f"{path}={value}")
+    return "  ".join(shown)
+
+
+def table(rows: dict[str, dict[str, Any]]) -> str:
+    """One line per bench: name, seconds, headline figures or the error."""
+    paths = {entry.name: entry.figures for entry in PLAN}
+    lines = []
+    for name, row in rows.items():
+        if "result" in row:
+            what = headline(row["result"], paths.get(name, ()))
+        else:
+            what = "FAILED: " + row["error"]
+        lines.append(f"{name:<{NAME_WIDTH}}  {row['seconds']:>7.1f} s  {what}")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    """What ran the suite: enough to compare one results file with another."""
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average": list(os.getloadavg()),
+    }
+
+
+def commit() -> str:
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    )
+    return done.stdout.strip() or "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="every bench at a small size")
+    parser.add_argument(
+        "--only", nargs="+", metavar="NAME", help="these entries only (names as in the table)"
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/latest.json")
+    args = parser.parse_args(argv)
+    names = [entry.name for entry in PLAN]
+    unknown = sorted(set(args.only or ()) - set(names))
+    if unknown:
+        parser.error(f"no bench named {', '.join(unknown)}; the names are {', '.join(names)}")
+    chosen = [
+        entry
+        for entry in PLAN
+        if (not args.only or entry.name in args.only) and not (args.quick and entry.quick is None)
+    ]
+    started = datetime.datetime.now(datetime.UTC)
+    rows: dict[str, dict[str, Any]] = {}
+    for entry in chosen:
+        rows[entry.name] = run_entry(entry, args.quick)
+        print(table({entry.name: rows[entry.name]}), flush=True)
+    document = {
+        "date": started.isoformat(timespec="seconds"),
+        "commit": commit(),
+        "command": "python bench/suite.py" + (" --quick" if args.quick else ""),
+        "quick": args.quick,
+        "machine": machine(),
+        "benches": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"\nwritten to {args.out}")
+    return 1 if any("error" in row for row in rows.values()) else 0  # a missed target is no error
+
+
+if __name__ == "__main__":
+    sys.exit(main())
