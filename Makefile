@@ -43,8 +43,10 @@ test: setup
 fuzz: setup
 	MEDSWARM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) MEDSWARM_FUZZ_RANDOM=1 $(BIN)/pytest tests/fuzz
 
+# Every medswarm bench in one run: a table, and bench/results/latest.json (docs/benchmarks.md).
+# BENCH_FLAGS=--quick runs each at a small size (about 3 minutes).
 bench: setup
-	$(BIN)/python bench/federation_round.py --rounds 10
+	$(BIN)/python bench/suite.py $(BENCH_FLAGS)
 
 lint: setup
 	$(BIN)/ruff check .
