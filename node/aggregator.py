@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from gossip.errors import FetchFailed, GossipError
-from gossip.messages import AggregateInput, Announcement, AnnouncementKind
+from gossip.messages import AggregateInput, Announcement
 from incentive.contribution import contribution_score
 from node import robust
 from node.errors import NodeError
@@ -438,25 +438,10 @@ class AggregatorDuty:
             self._scores.update(await self._shapley_scores(accepted))
             self._phases.lap("contribution")
         inputs = self._inputs(accepted)
-        if not await node.book.record_cluster(
-            self.round, self.cluster, digest, node.global_hash, inputs
+        if not await node.commit_cluster(
+            self.round, self.cluster, digest, size, inputs, self._phases
         ):
-            log.info("%s: another candidate committed cluster %d first", node.name, self.cluster)
             return
-        self._phases.lap("record")
-        total = sum(a.samples for a, _ in accepted)
-        await node.gossip.publish(
-            node.announcement(
-                AnnouncementKind.AGGREGATE,
-                self.round,
-                self.cluster,
-                digest,
-                size,
-                total,
-                inputs,
-            )
-        )
-        self._phases.lap("announce")
         node.emit(
             {
                 "event": "aggregated",

@@ -1015,6 +1015,33 @@ class HospitalNode:
             local_hash = self.journal.save_local(kept) if kept else None
             self.journal.save(Checkpoint(round_number, self.global_hash, local_hash))
 
+    async def commit_cluster(
+        self,
+        round_number: int,
+        cluster: int,
+        digest: str,
+        size: int,
+        inputs: tuple[AggregateInput, ...],
+        phases: PhaseClock,
+    ) -> bool:
+        """Record a cluster's aggregate with its inputs in the round book and announce it
+        (the commitment), lapping ``record`` and ``announce`` on ``phases``; False, with
+        nothing announced, if a better-ranked candidate committed the cluster first."""
+        if not await self.book.record_cluster(
+            round_number, cluster, digest, self.global_hash, inputs
+        ):
+            log.info("%s: another candidate committed cluster %d first", self.name, cluster)
+            return False
+        phases.lap("record")
+        total = sum(i.samples for i in inputs if not i.rejected)
+        await self.gossip.publish(
+            self.announcement(
+                AnnouncementKind.AGGREGATE, round_number, cluster, digest, size, total, inputs
+            )
+        )
+        phases.lap("announce")
+        return True
+
     # ------------------------------------------------------------------ helpers
 
     def announcement(

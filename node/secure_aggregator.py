@@ -227,23 +227,10 @@ class SecureAggregatorDuty:
         node.remember_average(
             digest, averaged_inputs((i.sender, i.blob_hash, i.samples) for i in taken)
         )
-        if not await node.book.record_cluster(
-            self.round, self.cluster, digest, node.global_hash, commitment
+        if not await node.commit_cluster(
+            self.round, self.cluster, digest, size, commitment, self._phases
         ):
-            log.info("%s: another candidate committed cluster %d first", node.name, self.cluster)
             return
-        await node.gossip.publish(
-            node.announcement(
-                AnnouncementKind.AGGREGATE,
-                self.round,
-                self.cluster,
-                digest,
-                size,
-                sum(i.samples for i in taken),
-                commitment,
-            )
-        )
-        self._phases.lap("record")
         dropped = [secure.members[m] for m in request.dropped]
         node.emit(
             {

@@ -21,6 +21,7 @@ from gossip.errors import FetchFailed
 from gossip.messages import AggregateInput, Announcement, AnnouncementKind
 from incentive.records import ClusterInfo
 from node.aggregation import fedavg
+from node.hospital import HospitalNode
 from node.round_book import averaged_inputs
 from node.secure_aggregator import SecureAggregatorDuty
 from node.secure_round import MASKED_CODEC, SecureRound
@@ -97,6 +98,8 @@ class FakeBook:
 
 class FakeNode:
     """What the secure round uses of a :class:`~node.hospital.HospitalNode`."""
+
+    commit_cluster = HospitalNode.commit_cluster  # the real one, on these stand-ins
 
     def __init__(self, network: Network, key: str, samples: int) -> None:
         from node.inbox import RoundInbox
