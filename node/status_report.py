@@ -115,13 +115,12 @@ def node_metrics(node: HospitalNode) -> list[Metric]:
     )
     for kind, snapshot in chain.latency().items():
         latency.add(snapshot, kind=kind)
-    failures = Metric(
+    failures = _counted(
         "medswarm_chain_request_failures_total",
-        "counter",
         "Chain requests that failed (reverts included), by kind.",
+        "kind",
+        chain.failures(),
     )
-    for kind, count in chain.failures().items():
-        failures.add(count, kind=kind)
     traffic = gossip.traffic
     return [
         Metric("medswarm_round_current", "gauge", "The round this node is working on.").add(
