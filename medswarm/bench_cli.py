@@ -129,7 +129,7 @@ def add_bench_parser(subparsers: Any) -> None:
         help="streaming FedAvg throughput beside numpy.add",
         description=(
             "Average UPDATES float32 updates of VALUES values each with the aggregator's "
-            "running sum (float64, in place) and, in the same run, add them with a plain "
+            "running sum (float32, in place) and, in the same run, add them with a plain "
             "numpy.add into a float32 total (the memory-bandwidth baseline); print the best "
             "seconds of REPEATS runs, the update bytes per second and the ratio (target "
             ">= 0.5; exit code 1 below it). fedavg of the same updates is timed too."

@@ -1,22 +1,19 @@
 """FedAvg built as updates arrive: a running sum, in place. Pure numpy, no I/O.
 
 :func:`node.aggregation.fedavg` takes every update at once. A cluster's aggregator gets its
-members' updates one by one, over the network; :class:`RunningMean` adds each into a float64
-running sum as it comes, so the aggregator holds one model in float64 however many members
-there are, and an update can be dropped as soon as it is added. Its arithmetic is fedavg's,
-operation for operation (``float64(u) * n`` added to the sum, the sum divided by the total
-samples, cast to float32), so the same updates added in the same order give the same bytes,
-and so the same hash, as :func:`~node.aggregation.fedavg`: the members that check an
-aggregate recompute it with fedavg.
+members' updates one by one, over the network; :class:`RunningMean` adds each into a float32
+running sum as it comes, so the aggregator holds one model however many members there are,
+and an update can be dropped as soon as it is added. Its arithmetic is fedavg's, operation
+for operation (:func:`~node.aggregation.add_weighted`: ``float32(n) * u`` added to the sum
+chunk by chunk in cache, then :func:`~node.aggregation.divide_finite`), so the same updates
+added in the same order give the same bytes, and so the same hash, as fedavg: the members
+that check an aggregate recompute it with fedavg. Per value added, memory sees the update
+read once and the sum read and written once, as in a plain ``numpy.add``.
 
 Floating-point addition is not associative: updates added in another order can give other
 last bits. :class:`OrderedRunningMean` therefore adds updates in the agreed order (members
 sorted by address) whatever order they arrive in; one that comes early waits, by
 reference, until every update before it has been added or dropped.
-
-The arithmetic runs over chunks of :data:`CHUNK` values, so the float64 products stay in the
-processor's cache instead of making a round trip through memory: per value added, memory sees
-the float32 update read once and the float64 sum read and written once.
 """
 
 from __future__ import annotations
@@ -26,13 +23,11 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from node.aggregation import check_same_layout
+from node.aggregation import CHUNK, add_weighted, check_same_layout, divide_finite
 from node.errors import AggregationError
 from node.weights import WeightArray, Weights, shape_of
 
-CHUNK = 1 << 15  # values per step: 256 KiB of float64 products, in cache
-
-Float64Array = npt.NDArray[np.float64]
+Float32Array = npt.NDArray[np.float32]
 
 
 class RunningMean:
@@ -40,9 +35,9 @@ class RunningMean:
     (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._sums: dict[str, Float64Array] = {}
-        self._layout: dict[str, npt.NDArray[np.float32]] = {}  # empty arrays of each shape
-        self._scratch = np.empty(CHUNK)
+        self._sums: dict[str, Float32Array] = {}
+        self._layout: dict[str, Float32Array] = {}  # empty arrays of each shape
+        self._scratch = np.empty(CHUNK, dtype=np.float32)
         self.samples = 0
         self.count = 0
 
@@ -61,27 +56,18 @@ class RunningMean:
             if not update:
                 raise AggregationError(f"{where} has no tensors")
             for name in sorted(update):
-                self._sums[name] = np.zeros(shape_of(update, name))
+                self._sums[name] = np.zeros(shape_of(update, name), dtype=np.float32)
                 self._layout[name] = np.empty(shape_of(update, name), dtype=np.float32)
         check_same_layout(self._layout, update, where)
-        weight = float(samples)
-        for name in sorted(self._sums):
+        for name in self._sums:
             tensor = update[name]
             if not isinstance(tensor, np.ndarray) or tensor.dtype.kind != "f":
                 raise AggregationError(f"{where}: tensor {name!r} is not a floating-point array")
-            self._accumulate(self._sums[name].reshape(-1), tensor.reshape(-1), weight)
+        for name in sorted(self._sums):
+            flat = update[name].reshape(-1)
+            add_weighted(self._sums[name].reshape(-1), flat, samples, self._scratch)
         self.samples += int(samples)
         self.count += 1
-
-    def _accumulate(
-        self, total: Float64Array, values: npt.NDArray[np.floating], weight: float
-    ) -> None:
-        for start in range(0, values.size, CHUNK):
-            stop = min(values.size, start + CHUNK)
-            product = self._scratch[: stop - start]
-            np.copyto(product, values[start:stop])  # exact: float32 into float64
-            product *= weight
-            np.add(total[start:stop], product, out=total[start:stop])
 
     def mean(self) -> Weights:
         """The mean of everything added, as float32 tensors (the running sum is kept).
@@ -94,17 +80,9 @@ class RunningMean:
         if self.samples == 0:
             raise AggregationError("running mean: the updates' sample counts add up to zero")
         result: Weights = {}
-        divisor = float(self.samples)
         for name, total in self._sums.items():
-            mean = np.empty(total.shape, dtype=np.float32)
-            flat_total, flat_mean = total.reshape(-1), mean.reshape(-1)
-            for start in range(0, flat_total.size, CHUNK):  # divided in cache, then narrowed
-                stop = min(flat_total.size, start + CHUNK)
-                quotient = self._scratch[: stop - start]
-                np.divide(flat_total[start:stop], divisor, out=quotient)
-                with np.errstate(over="ignore"):  # beyond float32: infinity, refused below
-                    np.copyto(flat_mean[start:stop], quotient, casting="same_kind")
-            if not np.isfinite(mean).all():  # NaN or infinity added, or beyond float32
+            mean = np.empty_like(total)
+            if not divide_finite(total.reshape(-1), self.samples, mean.reshape(-1)):
                 raise AggregationError(
                     f"running mean: tensor {name!r} holds NaN or infinity, or overflows float32"
                 )

@@ -3,14 +3,14 @@
 The baseline is the least any running sum can do: ``numpy.add(total, update, out=total)``
 over the same float32 updates into a float32 total, which reads each update and reads and
 writes the total once (memory bandwidth). The aggregation is
-:class:`node.running_mean.RunningMean`: each update added as ``float64(u) * n`` into a
-float64 running sum, in place and in cache-sized chunks, then divided and cast to float32
-(the bytes :func:`node.aggregation.fedavg` gives). Throughput is update bytes per second
+:class:`node.running_mean.RunningMean`: each update multiplied by its sample count and added
+into a float32 running sum, in place and in cache-sized chunks, then divided (the bytes
+:func:`node.aggregation.fedavg` gives). Throughput is update bytes per second
 (``updates x values x 4`` over the time); the ratio is the aggregation's over the baseline's
 (target at least 0.5). :func:`~node.aggregation.fedavg` of the same updates (all at once, a
 tensor at a time) is timed too, for reference, and so is ``numpy.add`` of the float32
-updates into a float64 total (unweighted: the least a float64 running sum costs). Best of
-``repeats`` runs each, interleaved.
+updates into a float64 total (unweighted: the least a float64 running sum would cost, which
+is why the sum is float32). Best of ``repeats`` runs each, interleaved.
 Behind ``medswarm bench aggregate`` and ``bench/aggregation_throughput.py``.
 """
 

@@ -32,11 +32,38 @@ def test_fedavg_of_one_update_is_that_update() -> None:
     assert fedavg([(update, 7)])["w"].tolist() == update["w"].tolist()
 
 
-def test_fedavg_rounds_once_from_float64() -> None:
-    # (1e8 + 1) and (1e8 - 1) are not float32 numbers; their float64 mean is exactly 1e8 + 0.
-    a = {"w": np.array([1e8 + 8], dtype=np.float32)}  # 100000008 is a float32 number
-    b = {"w": np.array([1e8 - 8], dtype=np.float32)}  # 99999992 too
-    assert fedavg([(a, 1), (b, 1)])["w"].tolist() == [1e8]
+def test_fedavg_rounds_each_product_and_each_sum_to_float32() -> None:
+    # The arithmetic spelled out value by value with float32 scalars: the same bits.
+    rng = np.random.default_rng(3)
+    updates = [
+        ({"w": (rng.normal(size=1000) * 10.0 ** rng.uniform(-6, 3)).astype(np.float32)}, n)
+        for n in (1, 977, 40_000, 3)
+    ]
+    total = sum(n for _, n in updates)
+    expected = np.empty(1000, dtype=np.float32)
+    for i in range(1000):
+        acc = np.float32(0)
+        for update, n in updates:
+            acc = np.float32(acc + np.float32(np.float32(n) * update["w"][i]))
+        expected[i] = np.float32(acc / np.float32(total))
+    assert fedavg(updates)["w"].tobytes() == expected.tobytes()
+
+
+def test_fedavg_in_float32_stays_within_its_rounding_bound_of_the_exact_mean() -> None:
+    rng = np.random.default_rng(4)
+    updates = [({"w": rng.normal(size=50_000).astype(np.float32)}, 100 + i) for i in range(8)]
+    exact = sum(np.float64(n) * u["w"].astype(np.float64) for u, n in updates)
+    magnitude = sum(np.float64(n) * np.abs(u["w"].astype(np.float64)) for u, n in updates)
+    total = sum(n for _, n in updates)
+    error = np.abs(fedavg(updates)["w"] - exact / total)
+    bound = (len(updates) + 2) * 2.0**-24 * (magnitude / total) + 2.0**-149
+    assert (error <= bound).all()
+
+
+def test_fedavg_reports_a_sum_beyond_float32() -> None:
+    big = {"w": f32(3e38)}
+    with pytest.raises(AggregationError, match="overflows float32"):
+        fedavg([(big, 2), (big, 2)])
 
 
 def test_fedavg_skips_zero_sample_updates_but_not_zero_total() -> None:
