@@ -38,18 +38,21 @@ def main() -> int:
     data_dir = resolve_data_dir(args.data_dir, os.environ)
     config = with_overrides(MedswarmConfig(), rounds=args.rounds)
 
-    sites = load_all_sites("heart-disease", data_dir)
-    started = time.perf_counter()
-    weights = initial_weights(sites, config.federation.seed)
-    for index in range(args.rounds):
-        weights = fedavg_round(weights, sites, config.training, config.federation.seed, index)
-    memory_seconds = time.perf_counter() - started
-
     with tempfile.TemporaryDirectory() as out:
         run = LocalRun(config=config, nodes=4, data_dir=data_dir, out_dir=Path(out))
         started = time.perf_counter()
         summary = trio.run(run_local_federation, run)
         network_seconds = time.perf_counter() - started
+
+    # in the order the aggregator sums the updates, its members' addresses (float32 sums
+    # depend on the order)
+    address = {h.site: h.address.lower() for h in summary.hospitals}
+    sites = sorted(load_all_sites("heart-disease", data_dir), key=lambda s: address[s.site])
+    started = time.perf_counter()
+    weights = initial_weights(sites, config.federation.seed)
+    for index in range(args.rounds):
+        weights = fedavg_round(weights, sites, config.training, config.federation.seed, index)
+    memory_seconds = time.perf_counter() - started
 
     result = {
         "rounds": args.rounds,

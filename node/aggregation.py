@@ -90,6 +90,8 @@ def fedavg(updates: Sequence[tuple[Mapping[str, WeightArray], int]]) -> Weights:
         total += int(samples)
     if total == 0:
         raise AggregationError("fedavg: the updates' sample counts add up to zero")
+    weighted = [update for update, samples in updates if samples > 0]
+    only = weighted[0] if len(weighted) == 1 else None
     result: Weights = {}
     scratch = np.empty(CHUNK, dtype=np.float32)
     for name in sorted(first):
@@ -101,8 +103,14 @@ def fedavg(updates: Sequence[tuple[Mapping[str, WeightArray], int]]) -> Weights:
         mean = np.empty_like(total_sum)
         if not divide_finite(total_sum.reshape(-1), total, mean.reshape(-1)):
             _raise_for_non_finite(name, [u for u, _ in updates], "fedavg", "float32")
-        result[name] = mean
+        result[name] = mean if only is None else sole_update(only[name])
     return result
+
+
+def sole_update(tensor: npt.NDArray[np.floating]) -> WeightArray:
+    """The mean when one update carries all the weight: that update itself, as float32 (its
+    ``n * u / n`` in float32 could differ from ``u`` in the last bit)."""
+    return np.array(tensor, dtype=np.float32)
 
 
 def add_weighted(

@@ -8,7 +8,9 @@ for operation (:func:`~node.aggregation.add_weighted`: ``float32(n) * u`` added 
 chunk by chunk in cache, then :func:`~node.aggregation.divide_finite`), so the same updates
 added in the same order give the same bytes, and so the same hash, as fedavg: the members
 that check an aggregate recompute it with fedavg. Per value added, memory sees the update
-read once and the sum read and written once, as in a plain ``numpy.add``.
+read once and the sum read and written once, as in a plain ``numpy.add``. As in fedavg, the
+mean of a single update with samples is that update exactly, so the first such update is
+kept, by reference, until a second one comes.
 
 Floating-point addition is not associative: updates added in another order can give other
 last bits. :class:`OrderedRunningMean` therefore adds updates in the agreed order (members
@@ -23,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from node.aggregation import CHUNK, add_weighted, check_same_layout, divide_finite
+from node.aggregation import CHUNK, add_weighted, check_same_layout, divide_finite, sole_update
 from node.errors import AggregationError
 from node.weights import WeightArray, Weights, shape_of
 
@@ -38,6 +40,9 @@ class RunningMean:
         self._sums: dict[str, Float32Array] = {}
         self._layout: dict[str, Float32Array] = {}  # empty arrays of each shape
         self._scratch = np.empty(CHUNK, dtype=np.float32)
+        # the one update with samples so far (None once there are two): fedavg's sole_update
+        self._only: Mapping[str, WeightArray] | None = None
+        self._weighted = 0
         self.samples = 0
         self.count = 0
 
@@ -66,6 +71,9 @@ class RunningMean:
         for name in sorted(self._sums):
             flat = update[name].reshape(-1)
             add_weighted(self._sums[name].reshape(-1), flat, samples, self._scratch)
+        if samples > 0:
+            self._weighted += 1
+            self._only = update if self._weighted == 1 else None
         self.samples += int(samples)
         self.count += 1
 
@@ -86,7 +94,7 @@ class RunningMean:
                 raise AggregationError(
                     f"running mean: tensor {name!r} holds NaN or infinity, or overflows float32"
                 )
-            result[name] = mean
+            result[name] = mean if self._only is None else sole_update(self._only[name])
         return result
 
 

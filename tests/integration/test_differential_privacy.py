@@ -13,6 +13,7 @@ import pytest
 import torch
 import trio
 from eth_account import Account
+from member_order import address_order
 
 from incentive.chain import EmbeddedChain
 from incentive.events import EventLog
@@ -95,6 +96,8 @@ def test_a_private_federation_reports_the_accountants_epsilon_and_the_noised_mod
     addresses = [Account.from_key(key).address for key in keys]
     assert addresses == [hospital.address for hospital in summary.hospitals]
     sites = load_all_sites("heart-disease", data_dir)[:NODES]
+    order = address_order(sites, summary.hospitals)  # the aggregators' order of summing
+    sites, keys = [sites[i] for i in order], [keys[i] for i in order]
     expected = run_strategy(
         sites,
         config.training,

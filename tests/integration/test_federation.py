@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import trio
+from member_order import in_address_order
 
 from medswarm.cli import main
 from node.config import MedswarmConfig, with_overrides
@@ -71,6 +72,7 @@ def test_every_node_has_the_same_global_hash_every_round(honest: tuple[Path, Run
 def test_network_result_equals_in_memory_fedavg(honest: tuple[Path, RunSummary]) -> None:
     _, summary = honest
     sites = load_all_sites("heart-disease", resolve_data_dir(None, os.environ))
+    sites = in_address_order(sites, summary.hospitals)
     config = MedswarmConfig()
     weights = initial_weights(sites, config.federation.seed)
     for index in range(ROUNDS):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import trio
+from member_order import in_address_order
 
 from node.config import MedswarmConfig, with_overrides
 from node.data import load_all_sites, resolve_data_dir
@@ -43,7 +44,7 @@ def test_a_federation_completes_rounds_with_smaller_encoded_updates(
     # The same run in memory, every site's update decoded from its encoded bytes (top-k with
     # each site's error feedback), makes the model the nodes finalized: the aggregators
     # averaged exactly what the members sent.
-    sites = load_all_sites("heart-disease", data_dir)[:NODES]
+    sites = in_address_order(load_all_sites("heart-disease", data_dir)[:NODES], summary.hospitals)
     expected = run_strategy(
         sites, config.training, config.strategy, ROUNDS, config.federation.seed, update_codec=codec
     )

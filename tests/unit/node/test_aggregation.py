@@ -27,9 +27,17 @@ def test_fedavg_weights_by_samples() -> None:
     assert result["w"].dtype == np.float32
 
 
-def test_fedavg_of_one_update_is_that_update() -> None:
-    update = {"w": f32(0.1, -0.3)}
-    assert fedavg([(update, 7)])["w"].tolist() == update["w"].tolist()
+def test_fedavg_of_one_update_is_that_update_to_the_last_bit() -> None:
+    values = np.random.default_rng(5).normal(size=10_000).astype(np.float32)
+    # float32(float32(3 * u) / 3) is not u for every u: the sole update is returned as it is
+    roundtrip = (values * np.float32(3)) / np.float32(3)
+    assert (roundtrip != values).any()
+    update = {"w": values}
+    assert fedavg([(update, 3)])["w"].tobytes() == values.tobytes()
+    zero = {"w": np.ones_like(values)}
+    assert fedavg([(zero, 0), (update, 3), (zero, 0)])["w"].tobytes() == values.tobytes()
+    with pytest.raises(AggregationError, match="NaN"):  # a zero-weight NaN is still refused
+        fedavg([(update, 3), ({"w": np.full_like(values, np.nan)}, 0)])
 
 
 def test_fedavg_rounds_each_product_and_each_sum_to_float32() -> None:

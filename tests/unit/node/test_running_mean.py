@@ -35,6 +35,17 @@ def test_adding_one_at_a_time_gives_fedavgs_bytes() -> None:
     assert running.samples == sum(n for _, n in inputs) and running.count == 6
 
 
+def test_the_mean_of_one_weighted_update_is_that_update_as_in_fedavg() -> None:
+    values = np.random.default_rng(6).normal(size=5_000).astype(np.float32)
+    running = RunningMean()
+    running.add({"w": np.zeros_like(values)}, 0)
+    running.add({"w": values}, 3)
+    assert running.mean()["w"].tobytes() == values.tobytes()
+    running.add({"w": values}, 5)  # two weighted updates: the float32 sum again
+    expected = fedavg([({"w": values}, 3), ({"w": values}, 5)])
+    assert weights_hash(running.mean()) == weights_hash(expected)
+
+
 def test_the_mean_is_the_weighted_mean() -> None:
     running = RunningMean()
     running.add({"w": np.array([1.0, 4.0], dtype=np.float32)}, 1)
