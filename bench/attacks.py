@@ -1,7 +1,7 @@
 """Each attack against a federation of 8 hospitals, beside the clean run, in one table.
 
     python bench/attacks.py [--rounds 21] [--attackers 2] [--attacks sign-flip scaling ...]
-                            [--out bench/results/attacks.json]
+                            [--seed N] [--out bench/results/attacks.json]
 
 The attacks are testnet/attacks.py's ATTACKS (all of them by default). An ``outsider`` is
 never admitted: it has no reputation, and the federation has 8 - --attackers members.
@@ -34,7 +34,7 @@ from typing import Any
 import torch
 import trio
 
-from incentive.consortium_audit import audit_events
+from incentive.consortium_audit import DEFAULT_EXCLUSION, audit_events
 from incentive.events import EventLog
 from node.config import load_config, with_overrides
 from node.data import resolve_data_dir
@@ -43,7 +43,7 @@ from testnet.local import LocalRun, run_local_federation
 
 CLUSTERS = (0, 0, 1, 1, 1, 1, 0, 0)  # cleveland-1/2, hungarian-1/2, switzerland-1/2, va-1/2
 ATTACKER_ORDER = ("cleveland-2", "hungarian-1", "va-1", "switzerland-2")
-EXCLUSION = 5_000
+EXCLUSION = DEFAULT_EXCLUSION  # the Consortium's default exclusionThreshold
 
 
 def run_once(
@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         help="federation.validate_updates = false (members do not validate updates)",
     )
     parser.add_argument("--no-clean", action="store_true", help="skip the clean run")
+    parser.add_argument("--seed", type=int, default=None, help="federation.seed (default: demo's)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/attacks.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             "aggregation": args.aggregation,
             "contribution": args.contribution,
             "validate_updates": not args.no_validation,
+            "seed": args.seed,
         }
         for attack in [*([] if args.no_clean else [""]), *args.attacks]:
             chosen = attackers if attack else ()

@@ -23,7 +23,8 @@ pragma solidity ^0.8.28;
 /// record: an accepted record moves it a quarter of the way to 10_000, a rejected one a quarter
 /// of the way to 0 (integer division; stored as `10_000 - reputation`). A member whose
 /// reputation falls below `exclusionThreshold` is excluded: its records and signatures are
-/// refused until governance reinstates it. Three rejections in a row from 10_000 end at 4_219.
+/// refused until governance reinstates it. Two rejections in a row from 10_000 end at 5_625,
+/// below the default threshold of 6_000; one rejection after a clean round does not.
 contract Consortium {
     uint16 public constant REPUTATION_MAX = 10_000;
     uint8 public constant ROLE_HOSPITAL = 1;
@@ -110,7 +111,7 @@ contract Consortium {
     uint64 public lastFinalizedRound;
     uint16 public quorumNumerator = 2;
     uint16 public quorumDenominator = 3;
-    uint16 public exclusionThreshold = 5_000;
+    uint16 public exclusionThreshold = 6_000;
     /// The privacy budget of `lastFinalizedRound` (earlier rounds' are in their
     /// `RoundFinalized` events): epsilon in millionths, rounded up, or NO_PRIVACY_GUARANTEE;
     /// delta in parts per 10**18 (0 with NO_PRIVACY_GUARANTEE). Shares a slot with

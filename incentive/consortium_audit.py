@@ -37,7 +37,7 @@ from incentive.privacy_budget import PrivacyBudget, budget_problems
 from incentive.round_commit import FLAG_REJECTED, RECORD_BYTES
 
 REPUTATION_MAX = 10_000
-DEFAULT_EXCLUSION = 5_000
+DEFAULT_EXCLUSION = 6_000
 
 
 @dataclass

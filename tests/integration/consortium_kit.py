@@ -279,9 +279,9 @@ class Consortium:
         return self.finalize(self.build_round(chosen, rejected=set(rejected), privacy=privacy))
 
     def exclude(self, member: int) -> None:
-        """Finalize three rounds rejecting ``member``'s record: its reputation goes
-        10000 -> 7500 -> 5625 -> 4219, below the default exclusion threshold of 5000."""
-        for _ in range(3):
+        """Finalize two rounds rejecting ``member``'s record: its reputation goes
+        10000 -> 7500 -> 5625, below the default exclusion threshold of 6000."""
+        for _ in range(2):
             self.finalize(self.build_round({i: 1 for i in self.voting()}, rejected={member}))
         assert self.outsider.member(member).excluded
 

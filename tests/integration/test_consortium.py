@@ -88,10 +88,10 @@ def test_a_proposal_runs_once_threshold_admins_approved(cons: Consortium) -> Non
 
 
 def test_below_the_threshold_nothing_runs(cons: Consortium) -> None:
-    outcome = cons.admins[1].propose_exclusion(6_000)
+    outcome = cons.admins[1].propose_exclusion(7_000)
 
     assert "Executed" not in [e.event for e in outcome.events]
-    assert cons.view("exclusionThreshold") == 5_000
+    assert cons.view("exclusionThreshold") == 6_000
     assert tuple(cons.view("proposal", proposal_id(outcome)))[:3] == (
         ACTION_SET_EXCLUSION,
         False,
@@ -145,7 +145,7 @@ def test_unknown_proposals_and_actions_are_refused(cons: Consortium) -> None:
 
 
 def test_a_new_admin_set_makes_pending_proposals_stale(cons: Consortium) -> None:
-    pending = proposal_id(cons.admins[0].propose_exclusion(6_000))
+    pending = proposal_id(cons.admins[0].propose_exclusion(7_000))
     newcomer = ConsortiumClient(cons.chain.w3, cons.address, cons.spare_keys[0], cons.chain.lock)
     new_set = [cons.admins[1].account, cons.admins[2].account, newcomer.account]
 
@@ -159,9 +159,9 @@ def test_a_new_admin_set_makes_pending_proposals_stale(cons: Consortium) -> None
         "id": pending
     }
     reverted_with("NotAdmin", cons.admins[0].propose_quorum, 1, 2)
-    fresh = proposal_id(newcomer.propose_exclusion(6_000))
+    fresh = proposal_id(newcomer.propose_exclusion(7_000))
     cons.admins[2].approve(fresh)
-    assert cons.view("exclusionThreshold") == 6_000
+    assert cons.view("exclusionThreshold") == 7_000
 
 
 def _addresses(n: int) -> list[str]:
@@ -289,7 +289,7 @@ def test_exclusion_threshold_above_ten_thousand_is_refused(cons: Consortium, val
     assert reverted_with("BadThreshold", cons.admins[1].approve, pid).error_args == {
         "threshold": value
     }
-    assert cons.view("exclusionThreshold") == 5_000
+    assert cons.view("exclusionThreshold") == 6_000
 
 
 def test_genesis_is_set_once(cons: Consortium) -> None:

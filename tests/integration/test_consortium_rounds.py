@@ -171,21 +171,23 @@ def test_a_round_may_leave_out_clusters_and_members(cons: Consortium) -> None:
 
 
 def test_reputation_moves_by_quarters_and_excludes_below_the_threshold(cons: Consortium) -> None:
-    # Member 5 rejected three times; member 3 rejected once, then accepted twice.
-    rejected = {1: {3, 5}, 2: {5}, 3: {5}}
-    reputations = []
+    # Member 5 rejected twice in a row; member 3 rejected, accepted, then rejected again.
+    without_5 = {i: score for i, score in SCORES.items() if i != 5}
+    plan = [(SCORES, {3, 5}), (SCORES, {5}), (without_5, {3})]
+    reputations, excluded = [], []
 
-    for number in (1, 2, 3):
-        outcome = cons.finalize(cons.build_round(SCORES, rejected=rejected[number]))
+    for scores, rejected in plan:
+        outcome = cons.finalize(cons.build_round(scores, rejected=rejected))
         reputations.append((cons.outsider.reputation(5), cons.outsider.reputation(3)))
+        excluded += [event.args for event in outcome.named("MemberExcluded")]
 
-    # 5: penalty 2500, 2500 + 7500 // 4 = 4375, 4375 + 5625 // 4 = 5781.
-    # 3: penalty 2500, 2500 - 2500 // 4 = 1875, 1875 - 1875 // 4 = 1407.
-    assert reputations == [(7_500, 7_500), (5_625, 8_125), (4_219, 8_593)]
-    assert outcome.named("MemberExcluded")[0].args == {"index": 5, "round": 3, "reputation": 4_219}
+    # 5: penalty 2500, then 2500 + 7500 // 4 = 4375: 5,625 < 6,000, excluded in round 2.
+    # 3: penalty 2500, 2500 - 2500 // 4 = 1875, 1875 + 8125 // 4 = 3906: 6,094, not excluded.
+    assert reputations == [(7_500, 7_500), (5_625, 8_125), (5_625, 6_094)]
+    assert excluded == [{"index": 5, "round": 2, "reputation": 5_625}]
     assert cons.outsider.member(5).excluded
     assert cons.outsider.contribution(5) == 0
-    assert cons.outsider.contribution(3) == 2 * SCORES[3]
+    assert cons.outsider.contribution(3) == SCORES[3]
     assert cons.view("votingHospitals") == 7
     assert cons.outsider.quorum() == 5  # ceil(7 * 2 / 3)
 
