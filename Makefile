@@ -35,16 +35,23 @@ $(NPM_STAMP): package.json package-lock.json
 demo: setup
 	$(BIN)/medswarm testnet run --nodes 4 --config testnet/demo.toml --out runs/demo
 
+# The whole pytest suite, then the bench suite's CI run (bench/suite.py --ci: blob, aggregate,
+# secagg-4, gas, fog-int8 and round-4x1M at their quick sizes, about a minute) into
+# runs/bench-ci/ (latest.json, scaling.png). make stops at the first command that fails, so a
+# failing test fails the target before any bench runs; a bench that fails or runs out of time
+# fails it too, a bench figure that misses its target does not.
 test: setup
 	$(BIN)/pytest
+	$(BIN)/python bench/suite.py --ci --out runs/bench-ci/latest.json
 
 # The decoders and the config loader under hypothesis: FUZZ_EXAMPLES examples per fuzz test,
 # fresh ones each run (docs/fuzzing.md); `make test` runs the same tests 200 examples each.
 fuzz: setup
 	MEDSWARM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) MEDSWARM_FUZZ_RANDOM=1 $(BIN)/pytest tests/fuzz
 
-# Every medswarm bench in one run: a table, and bench/results/latest.json (docs/benchmarks.md).
-# BENCH_FLAGS=--quick runs each at a small size (about 3 minutes).
+# Every medswarm bench in one run: a table, bench/results/latest.json and the scaling plot
+# bench/results/scaling.png (docs/benchmarks.md). BENCH_FLAGS=--quick runs each at a small size
+# (about 3 minutes; the 16- and 32-process and the 10M-parameter rounds left out).
 bench: setup
 	$(BIN)/python bench/suite.py $(BENCH_FLAGS)
 

@@ -1,13 +1,21 @@
-"""Every `medswarm bench` measurement in one run: JSON results and a printed table.
+"""Every `medswarm bench` measurement in one run: JSON results, a printed table and a plot.
 
-    python bench/suite.py [--quick] [--only NAME ...] [--out bench/results/latest.json]
+    python bench/suite.py [--quick | --ci] [--only NAME ...] [--out bench/results/latest.json]
+                          [--plot PATH]
+    python bench/suite.py --plot-only RESULTS.json [--plot PATH]
 
 Each entry of :data:`PLAN` runs ``medswarm bench <command> ... --json`` in its own process (so
 one that fails or runs out of time costs only its own row) and keeps the JSON it printed. Each
 bench measures its baseline in the same run (raw TCP, plain sums, the same learning in memory,
 the Ledger's gas beside the Consortium's), so the ratios hold on whatever machine runs it.
-``--quick`` runs every entry at a small size, for a smoke run. The file written and its keys
-are described in docs/benchmarks.md.
+``--quick`` runs every entry at a small size, for a smoke run; ``--ci`` runs the few entries
+marked ``ci`` at that size (about a minute), as ``make test`` does after pytest. The suite exits
+1 when a bench fails or runs out of time, and 0 when every bench gave its figures, even ones
+that miss their target: figures are reported, not asserted. The scaling plot
+(:mod:`testnet.scaling_plot`) is drawn from the results document, next to it as
+``scaling.png`` unless ``--plot`` names another file; ``--plot-only`` redraws it from an
+existing results file without running anything. The file written and its keys are described
+in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -22,7 +30,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from testnet.scaling_plot import write_scaling_plot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,14 +40,21 @@ ROOT = Path(__file__).resolve().parent.parent
 @dataclass(frozen=True)
 class Entry:
     """One bench run: its name in the results, the sub-command's arguments at full size and
-    in ``--quick`` mode (None: left out of a quick run), how long it may take, and the
-    figures the table shows (dotted paths into its JSON; the first numbers if none)."""
+    in ``--quick`` mode (None: left out of a quick run), how long it may take at full size,
+    the figures the table shows (dotted paths into its JSON; the first numbers if none), and
+    whether ``--ci`` runs it (at its quick size)."""
 
     name: str
     full: tuple[str, ...]
     quick: tuple[str, ...] | None
     timeout: float = 1800.0
     figures: tuple[str, ...] = ()
+    ci: bool = False
+
+
+Mode = Literal["full", "quick", "ci"]
+QUICK_TIME_DIVISOR = 6  # a quick entry may take a sixth of its full-size time limit
+CI_TIME_LIMIT = 120.0  # seconds for any one entry of a CI run, whose whole budget is short
 
 
 PLAN: tuple[Entry, ...] = (
@@ -46,6 +63,7 @@ PLAN: tuple[Entry, ...] = (
         ("blob", "--size-mib", "64"),
         ("blob", "--size-mib", "8", "--repeat", "2"),
         figures=("throughput_mb_s", "raw_tcp_mb_s", "ratio_to_raw_tcp"),
+        ci=True,
     ),
     Entry(
         "gossip",
@@ -58,6 +76,7 @@ PLAN: tuple[Entry, ...] = (
         ("aggregate",),
         ("aggregate", "--values", "1000000", "--repeats", "2"),
         figures=("values_per_update", "seconds.running_mean", "seconds.numpy_add", "ratio"),
+        ci=True,
     ),
     *(
         Entry(
@@ -65,6 +84,7 @@ PLAN: tuple[Entry, ...] = (
             ("secagg", "--members", str(members), "--dropouts", "1"),
             ("secagg", "--members", str(members), "--dropouts", "1", "--params", "10000"),
             figures=("exact", "seconds", "bytes_per_member"),
+            ci=members == 4,
         )
         for members in (4, 8, 16)
     ),
@@ -73,6 +93,7 @@ PLAN: tuple[Entry, ...] = (
         ("gas", "--hospitals", "8", "--clusters", "2"),
         ("gas", "--hospitals", "4", "--clusters", "2", "--rounds", "3"),
         figures=("gas_per_hospital_round", "baseline_gas_per_hospital_round", "ratio_to_baseline"),
+        ci=True,
     ),
     *(
         Entry(
@@ -80,6 +101,7 @@ PLAN: tuple[Entry, ...] = (
             ("fog", "--nodes", "4", "8", "--codec", codec),
             ("fog", "--nodes", "4", "--params", "10000", "--rounds", "2", "--codec", codec),
             figures=("runs.0.mode", "runs.0.bytes_sent", "runs.1.mode", "runs.1.bytes_sent"),
+            ci=codec == "int8",  # flat against fog with an update codec that is not float32
         )
         for codec in ("fp32", "fp16", "int8", "topk")
     ),
@@ -92,6 +114,7 @@ PLAN: tuple[Entry, ...] = (
             else None,
             timeout=3600.0,
             figures=("round_seconds", "in_memory_round_seconds", "peak_rss_mb", "nodes_agree"),
+            ci=nodes == 4,
         )
         for nodes, params in ((4, 10**6), (8, 10**6), (16, 10**6), (32, 10**6), (8, 10**7))
     ),
@@ -99,11 +122,40 @@ PLAN: tuple[Entry, ...] = (
 NAME_WIDTH = max(len(entry.name) for entry in PLAN)
 
 
-def run_entry(entry: Entry, quick: bool) -> dict[str, Any]:
+def chosen_entries(mode: Mode, only: list[str] | None = None) -> list[Entry]:
+    """The entries a run in ``mode`` makes, in plan order, narrowed to ``only`` if given."""
+    return [
+        entry
+        for entry in PLAN
+        if (not only or entry.name in only)
+        and not (mode == "quick" and entry.quick is None)
+        and not (mode == "ci" and not entry.ci)
+    ]
+
+
+def arguments(entry: Entry, mode: Mode) -> tuple[str, ...]:
+    """The sub-command's arguments: its quick size in a quick or CI run, else its full size."""
+    return entry.quick if mode != "full" and entry.quick is not None else entry.full
+
+
+def time_limit(entry: Entry, mode: Mode) -> float:
+    """Seconds an entry may take: its full limit, a share of it at quick size, capped in CI."""
+    if mode == "full":
+        return entry.timeout
+    limit = entry.timeout / QUICK_TIME_DIVISOR
+    return min(limit, CI_TIME_LIMIT) if mode == "ci" else limit
+
+
+def exit_status(rows: dict[str, dict[str, Any]]) -> int:
+    """1 if any bench failed or ran out of time, else 0 (a missed target is no error)."""
+    return 1 if any("error" in row for row in rows.values()) else 0
+
+
+def run_entry(entry: Entry, mode: Mode) -> dict[str, Any]:
     """Run one entry; its JSON, or what went wrong, with the command and the seconds."""
-    args = entry.quick if quick and entry.quick is not None else entry.full
+    args = arguments(entry, mode)
     command = [sys.executable, "-m", "medswarm", "bench", *args, "--json"]
-    limit = entry.timeout / 6 if quick else entry.timeout  # a quick run is a smaller one
+    limit = time_limit(entry, mode)
     started = time.monotonic()
     row: dict[str, Any] = {"command": "medswarm bench " + " ".join((*args, "--json"))}
     try:
@@ -195,39 +247,82 @@ def commit() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="every bench at a small size")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="Exit status: 1 if a bench failed or ran out of time, else 0 (a bench that "
+        "misses its target figure still counts as run). docs/benchmarks.md describes the "
+        "results file.",
+    )
+    sizes = parser.add_mutually_exclusive_group()
+    sizes.add_argument(
+        "--quick",
+        action="store_true",
+        help="every bench at a small size, leaving out "
+        + ", ".join(entry.name for entry in PLAN if entry.quick is None),
+    )
+    sizes.add_argument(
+        "--ci",
+        action="store_true",
+        help="only the entries marked for CI ("
+        + ", ".join(entry.name for entry in chosen_entries("ci"))
+        + f"), at their quick size, each within {CI_TIME_LIMIT:.0f} s",
+    )
+    sizes.add_argument(
+        "--plot-only",
+        type=Path,
+        metavar="RESULTS",
+        help="run nothing: draw the scaling plot from this results file",
+    )
     parser.add_argument(
         "--only", nargs="+", metavar="NAME", help="these entries only (names as in the table)"
     )
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/latest.json")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "bench/results/latest.json",
+        help="the results file to write (default: bench/results/latest.json)",
+    )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        metavar="PATH",
+        help="the scaling plot's PNG (default: scaling.png beside the results file)",
+    )
     args = parser.parse_args(argv)
+    if args.plot_only is not None:
+        if args.only:
+            parser.error("--plot-only runs no bench; leave out --only")
+        document = json.loads(args.plot_only.read_text())
+        plot = write_scaling_plot(document, args.plot or args.plot_only.with_name("scaling.png"))
+        print(f"plot written to {plot}")
+        return 0
+    mode: Mode = "ci" if args.ci else "quick" if args.quick else "full"
     names = [entry.name for entry in PLAN]
     unknown = sorted(set(args.only or ()) - set(names))
     if unknown:
         parser.error(f"no bench named {', '.join(unknown)}; the names are {', '.join(names)}")
-    chosen = [
-        entry
-        for entry in PLAN
-        if (not args.only or entry.name in args.only) and not (args.quick and entry.quick is None)
-    ]
+    chosen = chosen_entries(mode, args.only)
+    if not chosen:
+        parser.error(f"no entry named in --only runs in a {mode} run")
     started = datetime.datetime.now(datetime.UTC)
     rows: dict[str, dict[str, Any]] = {}
     for entry in chosen:
-        rows[entry.name] = run_entry(entry, args.quick)
+        rows[entry.name] = run_entry(entry, mode)
         print(table({entry.name: rows[entry.name]}), flush=True)
     document = {
         "date": started.isoformat(timespec="seconds"),
         "commit": commit(),
-        "command": "python bench/suite.py" + (" --quick" if args.quick else ""),
-        "quick": args.quick,
+        "command": "python bench/suite.py" + ("" if mode == "full" else f" --{mode}"),
+        "quick": mode != "full",
+        "ci": mode == "ci",
         "machine": machine(),
         "benches": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"\nwritten to {args.out}")
-    return 1 if any("error" in row for row in rows.values()) else 0  # a missed target is no error
+    plot = write_scaling_plot(document, args.plot or args.out.with_name("scaling.png"))
+    print(f"\nwritten to {args.out} and {plot}")
+    return exit_status(rows)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""bench/suite.py: reading each bench's JSON, the table, and one real quick entry."""
+"""bench/suite.py: reading each bench's JSON, the table, the CI run's choice and exit status,
+the plot beside the results, and one real quick entry."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import json
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
+
+import pytest
 
 SUITE = Path(__file__).resolve().parents[2] / "bench" / "suite.py"
 
@@ -71,3 +75,90 @@ def test_a_quick_entry_runs_for_real_and_lands_in_the_results_file(tmp_path: Pat
     assert row["command"] == "medswarm bench secagg --members 4 --dropouts 1 --params 10000 --json"
     assert row["result"]["exact"] is True and row["result"]["members"] == 4
     assert list(document["benches"]) == ["secagg-4"]
+    assert (tmp_path / "scaling.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+CI_NAMES = ["blob", "aggregate", "secagg-4", "gas", "fog-int8", "round-4x1M"]
+
+
+def test_a_ci_run_makes_one_entry_of_each_kind_but_gossip_at_its_quick_size() -> None:
+    chosen = suite.chosen_entries("ci")
+    assert [entry.name for entry in chosen] == CI_NAMES
+    quick = [entry.name for entry in suite.chosen_entries("quick")]
+    assert set(CI_NAMES) < set(quick)
+    fog = next(entry for entry in chosen if entry.name == "fog-int8")
+    assert suite.arguments(fog, "ci") == (
+        "fog", "--nodes", "4", "--params", "10000", "--rounds", "2", "--codec", "int8"
+    )  # fmt: skip
+    assert [entry.name for entry in suite.chosen_entries("ci", ["gas", "gossip"])] == ["gas"]
+
+
+def test_time_limits_a_full_entry_a_sixth_of_it_quick_and_at_most_two_minutes_in_ci() -> None:
+    (round_4,) = suite.chosen_entries("full", ["round-4x1M"])
+    (gas,) = suite.chosen_entries("full", ["gas"])
+    assert [suite.time_limit(round_4, mode) for mode in ("full", "quick", "ci")] == [
+        3600.0,
+        600.0,
+        120.0,
+    ]
+    assert [suite.time_limit(gas, mode) for mode in ("full", "quick", "ci")] == [
+        1800.0,
+        300.0,
+        120.0,
+    ]
+
+
+def fake_run(failing: set[str]) -> Any:
+    """A stand-in for run_entry: every bench misses its target (exit 1), some fail."""
+
+    def run_entry(entry: Any, mode: str) -> dict[str, Any]:
+        assert mode == "ci"
+        if entry.name in failing:
+            return {"command": entry.name, "error": "exit 2: broken", "seconds": 0.1}
+        return {"command": entry.name, "result": {"ratio": 0.1}, "exit_code": 1, "seconds": 0.1}
+
+    return run_entry
+
+
+def test_a_missed_target_passes_a_ci_run_and_a_failed_bench_fails_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "ci" / "latest.json"
+    monkeypatch.setattr(suite, "run_entry", fake_run(set()))
+    assert suite.main(["--ci", "--out", str(out)]) == 0
+    document = json.loads(out.read_text())
+    assert list(document["benches"]) == CI_NAMES
+    assert document["command"] == "python bench/suite.py --ci"
+    assert document["ci"] is True and document["quick"] is True
+    assert (tmp_path / "ci" / "scaling.png").read_bytes()[:8] == PNG_SIGNATURE
+
+    monkeypatch.setattr(suite, "run_entry", fake_run({"gas"}))
+    assert suite.main(["--ci", "--out", str(out), "--plot", str(tmp_path / "p.png")]) == 1
+    assert json.loads(out.read_text())["benches"]["gas"]["error"] == "exit 2: broken"
+    assert (tmp_path / "p.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_the_plot_is_redrawn_from_a_results_file_without_running_a_bench(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_run(entry: Any, mode: str) -> dict[str, Any]:
+        raise AssertionError(f"{entry.name} ran")
+
+    monkeypatch.setattr(suite, "run_entry", no_run)
+    results = tmp_path / "latest.json"
+    results.write_text(json.dumps({"benches": {"gas": {"error": "exit 1: x", "seconds": 1}}}))
+    assert suite.main(["--plot-only", str(results)]) == 0
+    assert (tmp_path / "scaling.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert suite.main(["--plot-only", str(results), "--plot", str(tmp_path / "b.png")]) == 0
+    assert (tmp_path / "b.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_a_ci_run_of_no_ci_entry_and_plot_only_with_benches_are_usage_errors() -> None:
+    with pytest.raises(SystemExit) as no_entry:
+        suite.main(["--ci", "--only", "gossip"])
+    with pytest.raises(SystemExit) as both:
+        suite.main(["--plot-only", "latest.json", "--only", "gas"])
+    with pytest.raises(SystemExit) as exclusive:
+        suite.main(["--ci", "--quick"])
+    assert no_entry.value.code == both.value.code == exclusive.value.code == 2
