@@ -88,6 +88,8 @@ class AnnouncementPolicy:
     # round -> the codec its update announcements must name (None: any); another codec is
     # rejected, for what it says (the federation negotiated one codec in its configuration)
     update_codec: Callable[[int], str | None] | None = None
+    # round -> the codec its cluster aggregate announcements must name, likewise
+    aggregate_codec: Callable[[int], str | None] | None = None
 
     @classmethod
     def without_registry(cls, federation: str, max_blob_bytes: int) -> AnnouncementPolicy:
@@ -168,14 +170,19 @@ def _shape_problem(announcement: Announcement) -> str:
 
 
 def _codec_problem(announcement: Announcement, policy: AnnouncementPolicy) -> str:
-    """Why an update announcement's codec is not the one the federation uses, or ""."""
-    if announcement.kind is not AnnouncementKind.UPDATE or policy.update_codec is None:
+    """Why an update or aggregate announcement's codec is not the one the federation uses
+    for it, or ""."""
+    if announcement.kind is AnnouncementKind.UPDATE:
+        rule, what = policy.update_codec, "update"
+    elif announcement.kind is AnnouncementKind.AGGREGATE:
+        rule, what = policy.aggregate_codec, "aggregate"
+    else:
         return ""
-    expected = policy.update_codec(announcement.round)
+    expected = rule(announcement.round) if rule is not None else None
     if expected is None or announcement.codec == expected:
         return ""
     return (
-        f"update codec {announcement.codec!r} is not the federation's {expected!r} for round "
+        f"{what} codec {announcement.codec!r} is not the federation's {expected!r} for round "
         f"{announcement.round}: every member must run the same federation.update_codec"
     )
 

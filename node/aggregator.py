@@ -31,7 +31,7 @@ from node.round_book import averaged_inputs
 from node.running_mean import OrderedRunningMean
 from node.training import evaluate
 from node.validation import RATIO_SCALE, validation_outliers
-from node.weights import WeightArray, encoded_size
+from node.weights import WeightArray
 
 if TYPE_CHECKING:
     from node.hospital import HospitalNode
@@ -427,20 +427,18 @@ class AggregatorDuty:
             ]
             mean_delta = await trio.to_thread.run_sync(node.aggregate_updates, self.round, updates)
             del updates
-        digest = await trio.to_thread.run_sync(node.store_weights, mean_delta)
+        # stored as every member of the cluster will store its own average (node.store_aggregate)
+        blob = (await trio.to_thread.run_sync(node.store_aggregate, self.round, mean_delta))[0]
         node.remember_average(
-            digest, averaged_inputs((a.sender, a.blob_hash, a.samples) for a, _ in accepted)
+            blob.digest, averaged_inputs((a.sender, a.blob_hash, a.samples) for a, _ in accepted)
         )
-        size = encoded_size(mean_delta)
         del mean_delta
         self._phases.lap("average")
         if node.measures_shapley(self.round):
             self._scores.update(await self._shapley_scores(accepted))
             self._phases.lap("contribution")
         inputs = self._inputs(accepted)
-        if not await node.commit_cluster(
-            self.round, self.cluster, digest, size, inputs, self._phases
-        ):
+        if not await node.commit_cluster(self.round, self.cluster, blob, inputs, self._phases):
             return
         node.emit(
             {
@@ -448,7 +446,9 @@ class AggregatorDuty:
                 "round": self.round,
                 "cluster": self.cluster,
                 "rank": self.rank,
-                "aggregate_hash": digest,
+                "aggregate_hash": blob.digest,
+                "aggregate_codec": blob.codec,
+                "aggregate_bytes": blob.size,
                 "inputs": len(accepted),
                 "rejected": sorted(a.sender for a in self._rejected.values()),
                 "loss_change": {s: round(v, 6) for s, v in sorted(self._loss_change.items())},

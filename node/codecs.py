@@ -2,7 +2,8 @@
 
 A federation chooses one codec (``federation.update_codec``); every member encodes its model
 updates with it and names it in the update's announcement (:data:`ANNOUNCED`), and every
-node decodes with it. Global models and cluster aggregates stay float32
+node decodes with it. Cluster aggregates travel as fp16 or int8 under those codecs, else as
+float32 (:func:`node.update_encoder.encode_aggregate`); global models stay float32
 (:mod:`node.weights`).
 
 =========  ======================================================================  =========

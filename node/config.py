@@ -109,7 +109,8 @@ class FederationConfig:
     # how members encode their model updates (node/codecs.py, docs/configuration.md): "fp32"
     # (the weights encoding), "fp16", "int8" (per-block scales, stochastic rounding) or
     # "topk" (the topk_fraction of values of largest magnitude, with error feedback);
-    # aggregates and global models stay float32
+    # cluster aggregates travel as fp16 or int8 under those, else float32; global models
+    # stay float32
     update_codec: Literal["fp32", "fp16", "int8", "topk"] = "fp32"
     topk_fraction: float = DEFAULT_TOPK_FRACTION
 

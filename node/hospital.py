@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -64,7 +65,7 @@ from node.secure_aggregator import SecureAggregatorDuty
 from node.secure_round import SecureRound
 from node.status_server import StatusServer
 from node.training import derive_seed
-from node.update_encoder import UpdateEncoder
+from node.update_encoder import UpdateEncoder, aggregate_codec, encode_aggregate
 from node.validation import VariateHistory, loss_ratios, own_step, ratio_score
 from node.weights import (
     CODEC,
@@ -86,6 +87,16 @@ RECORD_POLL_SECONDS = 1.0  # between reads of a cluster's aggregate record witho
 RETRY_FIRST_SECONDS = 1.0  # pause after a failed round attempt, doubling up to the maximum
 RETRY_MAX_SECONDS = 16.0
 DIAL_BACKOFF_MAX_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class AggregateBlob:
+    """A cluster aggregate as stored, recorded and announced: its hash, its size in bytes and
+    the codec its announcement names (:meth:`HospitalNode.store_aggregate`)."""
+
+    digest: str
+    size: int
+    codec: str
 
 
 def member_privacy(federation: FederationConfig, account_key: str) -> ClientPrivacy | None:
@@ -191,6 +202,7 @@ class HospitalNode:
             is_barred=self.membership.is_barred,
             is_stranger=self.membership.is_stranger,
             update_codec=self.update_codec,
+            aggregate_codec=self.aggregate_codec,
         )
         self.gossip = GossipService(config.network, policy, store, identity)
         self.gossip.on_refused = self._keep_refused_update
@@ -617,9 +629,9 @@ class HospitalNode:
             ]
             mean = await trio.to_thread.run_sync(self.aggregate_updates, round_number, inputs)
             del inputs
-            digest = await trio.to_thread.run_sync(self.store_weights, mean)
+            blob = (await trio.to_thread.run_sync(self.store_aggregate, round_number, mean))[0]
             self.remember_average(
-                digest, averaged_inputs((a.sender, a.blob_hash, a.samples) for a in chosen)
+                blob.digest, averaged_inputs((a.sender, a.blob_hash, a.samples) for a in chosen)
             )
         except (GossipError, NodeError, ValueError) as exc:
             log.info("%s: averaging round %d ahead failed: %s", self.name, round_number, exc)
@@ -874,18 +886,19 @@ class HospitalNode:
             averaging = self._averaging.get(round_number)
             if averaging is not None:  # the same work, begun before the record: let it end
                 await averaging.wait()
-            if self._averages.get(info.aggregate_hash) == recorded:
-                return await self.weights_of(info.aggregate_hash, [])  # averaged here already
+            if self._averages.get(info.aggregate_hash) == recorded:  # averaged here already
+                return await self.aggregate_of(round_number, info.aggregate_hash, [])
             inputs = await self._fetch_inputs(round_number, info, recorded)
             recomputed = await trio.to_thread.run_sync(self.aggregate_updates, round_number, inputs)
-            await self._match_recorded(
+            return await self._match_recorded(
                 round_number, info, recorded, recomputed, "the average of the updates"
             )
-            return recomputed
         providers = [self.membership.peer_id(info.aggregator) or ""]
         providers += self.membership.peer_ids(exclude=self.address, cluster=info.cluster)
         try:
-            return await self.weights_of(info.aggregate_hash, [p for p in providers if p])
+            return await self.aggregate_of(
+                round_number, info.aggregate_hash, [p for p in providers if p]
+            )
         except (GossipError, NodeError, InvalidWeights) as exc:
             raise RoundFailed(
                 f"round {round_number}: cannot fetch cluster {info.cluster}'s aggregate: {exc}"
@@ -897,10 +910,9 @@ class HospitalNode:
         """The cluster's aggregate unmasked again from its masked inputs and the answers
         (:meth:`SecureRound.check`), refused unless it is the committed one."""
         recomputed = await secure.check(info, recorded)
-        await self._match_recorded(
+        return await self._match_recorded(
             secure.round, info, recorded, recomputed, "the unmasked mean of the masked inputs"
         )
-        return recomputed
 
     async def _match_recorded(
         self,
@@ -909,10 +921,14 @@ class HospitalNode:
         recorded: AveragedInputs,
         recomputed: Mapping[str, WeightArray],
         what: str,
-    ) -> None:
-        """Store the aggregate this node recomputed from ``recorded``; raise
+    ) -> Mapping[str, WeightArray]:
+        """Store the aggregate this node recomputed from ``recorded`` as the aggregator
+        would (:meth:`store_aggregate`) and return what it decodes to; raise
         :class:`RoundFailed` (and drop it) unless it is the committed one."""
-        digest = await trio.to_thread.run_sync(self.store_weights, recomputed)
+        blob, decoded = await trio.to_thread.run_sync(
+            self.store_aggregate, round_number, recomputed
+        )
+        digest = blob.digest
         self.remember_average(digest, recorded)
         if digest != info.aggregate_hash:
             self.gossip.store.discard([digest])
@@ -922,6 +938,7 @@ class HospitalNode:
                 f"this node will not attest a global model built on it. The aggregator was "
                 f"{info.aggregator}"
             )
+        return decoded
 
     async def _recorded_aggregate(self, round_number: int, cluster: int) -> ClusterInfo:
         """The cluster's aggregate once it is recorded on chain for the round.
@@ -1019,16 +1036,16 @@ class HospitalNode:
         self,
         round_number: int,
         cluster: int,
-        digest: str,
-        size: int,
+        aggregate: AggregateBlob,
         inputs: tuple[AggregateInput, ...],
         phases: PhaseClock,
     ) -> bool:
-        """Record a cluster's aggregate with its inputs in the round book and announce it
-        (the commitment), lapping ``record`` and ``announce`` on ``phases``; False, with
-        nothing announced, if a better-ranked candidate committed the cluster first."""
+        """Record a cluster's aggregate (stored by :meth:`store_aggregate`) with its inputs in
+        the round book and announce it with its codec (the commitment), lapping ``record``
+        and ``announce`` on ``phases``; False, with nothing announced, if a better-ranked
+        candidate committed the cluster first."""
         if not await self.book.record_cluster(
-            round_number, cluster, digest, self.global_hash, inputs
+            round_number, cluster, aggregate.digest, self.global_hash, inputs
         ):
             log.info("%s: another candidate committed cluster %d first", self.name, cluster)
             return False
@@ -1036,7 +1053,14 @@ class HospitalNode:
         total = sum(i.samples for i in inputs if not i.rejected)
         await self.gossip.publish(
             self.announcement(
-                AnnouncementKind.AGGREGATE, round_number, cluster, digest, size, total, inputs
+                AnnouncementKind.AGGREGATE,
+                round_number,
+                cluster,
+                aggregate.digest,
+                aggregate.size,
+                total,
+                inputs,
+                codec=aggregate.codec,
             )
         )
         phases.lap("announce")
@@ -1082,6 +1106,21 @@ class HospitalNode:
         self._remember_valid(digest)
         return digest
 
+    def store_aggregate(
+        self, round_number: int, aggregate: Mapping[str, WeightArray]
+    ) -> tuple[AggregateBlob, Mapping[str, WeightArray]]:
+        """Store a cluster's aggregate of ``round_number`` (a delta) as a blob encoded with
+        the round's :meth:`aggregate_codec`; the blob, and the tensors every node decodes
+        from it, which are what the global model is made of (blocking). The same aggregate
+        gives the same blob on every node (:func:`~node.update_encoder.encode_aggregate`)."""
+        codec = self.aggregate_codec(round_number)
+        if codec == CODEC:
+            blob = AggregateBlob(self.store_weights(aggregate), encoded_size(aggregate), codec)
+            return blob, aggregate
+        encoded = encode_aggregate(aggregate, self.config.federation.update_codec)
+        digest = self.gossip.store.put(encoded.data)
+        return AggregateBlob(digest, len(encoded.data), encoded.codec), encoded.sent
+
     def _remember_valid(self, digest: str) -> None:
         with self._valid_blobs_lock:
             self._valid_blobs[digest] = None
@@ -1125,6 +1164,16 @@ class HospitalNode:
             return CODEC
         return announced_codec(federation.update_codec)
 
+    def aggregate_codec(self, round_number: int) -> str:
+        """The codec a cluster aggregate of ``round_number`` is encoded with, as its
+        announcement names it: under fp16 and int8 updates the update codec's, float32
+        weights otherwise (top-k updates, the statistics round, secure aggregation;
+        :func:`~node.update_encoder.aggregate_codec`)."""
+        codec = self.update_codec(round_number)
+        if codec is None or codec == CODEC:
+            return CODEC
+        return aggregate_codec(self.config.federation.update_codec)
+
     async def update_of(
         self, digest: str, providers: list[str], round_number: int
     ) -> Mapping[str, WeightArray]:
@@ -1132,7 +1181,20 @@ class HospitalNode:
         ``providers`` unless held already, decoded with the round's codec
         (:meth:`update_codec`). Raises as :meth:`weights_of` does; bytes that are not a valid
         encoding raise :class:`~node.errors.InvalidUpdateEncoding` (an ``InvalidWeights``)."""
-        codec = self.update_codec(round_number)
+        return await self._decoded(digest, providers, self.update_codec(round_number))
+
+    async def aggregate_of(
+        self, round_number: int, digest: str, providers: list[str]
+    ) -> Mapping[str, WeightArray]:
+        """A cluster aggregate of ``round_number`` (blob ``digest``) as tensors, fetched from
+        ``providers`` unless held already, decoded with the round's
+        :meth:`aggregate_codec`. Raises as :meth:`update_of` does."""
+        return await self._decoded(digest, providers, self.aggregate_codec(round_number))
+
+    async def _decoded(
+        self, digest: str, providers: list[str], codec: str | None
+    ) -> Mapping[str, WeightArray]:
+        """Blob ``digest`` decoded with ``codec`` (None or float32 weights: :meth:`weights_of`)."""
         if codec is None or codec == CODEC:
             return await self.weights_of(digest, providers)
         store = self.gossip.store

@@ -31,7 +31,6 @@ from node.round_book import averaged_inputs
 from node.secagg import MaskedInput, ShareBundle
 from node.secure_round import SecureRound
 from node.secure_sum import roster_members, secure_mean, unmasking
-from node.weights import encoded_size
 
 if TYPE_CHECKING:
     from node.hospital import HospitalNode
@@ -212,8 +211,7 @@ class SecureAggregatorDuty:
         mean = await trio.to_thread.run_sync(
             secure_mean, aggregator, answers, samples, secure.layout
         )
-        digest = await trio.to_thread.run_sync(node.store_weights, mean)
-        size = encoded_size(mean)
+        blob = (await trio.to_thread.run_sync(node.store_aggregate, self.round, mean))[0]
         del mean
         self._phases.lap("unmask")
         taken = [
@@ -225,11 +223,9 @@ class SecureAggregatorDuty:
         ]
         commitment = (*taken, *refused)
         node.remember_average(
-            digest, averaged_inputs((i.sender, i.blob_hash, i.samples) for i in taken)
+            blob.digest, averaged_inputs((i.sender, i.blob_hash, i.samples) for i in taken)
         )
-        if not await node.commit_cluster(
-            self.round, self.cluster, digest, size, commitment, self._phases
-        ):
+        if not await node.commit_cluster(self.round, self.cluster, blob, commitment, self._phases):
             return
         dropped = [secure.members[m] for m in request.dropped]
         node.emit(
@@ -238,7 +234,9 @@ class SecureAggregatorDuty:
                 "round": self.round,
                 "cluster": self.cluster,
                 "rank": self.rank,
-                "aggregate_hash": digest,
+                "aggregate_hash": blob.digest,
+                "aggregate_codec": blob.codec,
+                "aggregate_bytes": blob.size,
                 "inputs": len(taken),
                 "rejected": sorted(a.sender for a in self._rejected.values()),
                 "secure": {"dropped": dropped, "answers": len(answers)},

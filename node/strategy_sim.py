@@ -45,7 +45,7 @@ from node.training import (
     TrainingConfig,
     default_training_config,
 )
-from node.update_encoder import UpdateEncoder
+from node.update_encoder import UpdateEncoder, encode_aggregate
 from node.weights import encoded_size, weights_hash
 
 TUNED_HEART: dict[str, StrategyConfig] = {
@@ -87,6 +87,8 @@ class StrategyRun:
     """Mean metric over sites after each round, before any fine-tuning."""
     update_bytes: int
     """Bytes of every update the sites sent over the run, as encoded with the codec."""
+    aggregate_bytes: int
+    """Bytes of every cluster aggregate over the run, as the aggregators store them."""
     shared_weights_hash: str
     """:func:`~node.weights.weights_hash` of the final global (shared) weights."""
     optimizer_state_hash: str
@@ -131,7 +133,9 @@ def run_strategy(
     keyed with its entry of ``noise_keys`` (a key per site, in site order), by default with
     the empty key of simulations. Model updates travel encoded with ``update_codec``
     (:mod:`node.codecs`; top-k keeps ``topk_fraction`` of the values, with each site's error
-    feedback), as on the nodes: every site's aggregate is made from what its peers decode.
+    feedback), as on the nodes: every cluster's aggregate is made from what its peers decode,
+    and is itself encoded and decoded as the nodes' aggregators store it
+    (:func:`~node.update_encoder.encode_aggregate`).
     """
     start_time = time.perf_counter()
     genesis = initial_weights(sites, seed)
@@ -153,10 +157,11 @@ def run_strategy(
     encoders = [UpdateEncoder(update_codec, seed, site.site, topk_fraction) for site in sites]
     groups = list(clusters) if clusters is not None else [0] * len(sites)
     history = []
-    update_bytes = 0
+    update_bytes = aggregate_bytes = 0
     for round_number in range(1, rounds + 1):
         updates = [learner.train(round_number) for learner in learners]
-        if update_codec == "fp32" or learners[0].statistics_round(round_number):
+        encoding = update_codec != "fp32" and not learners[0].statistics_round(round_number)
+        if not encoding:
             update_bytes += sum(encoded_size(update) for update, _ in updates)
         else:
             encoded = [
@@ -164,7 +169,14 @@ def run_strategy(
             ]
             update_bytes += sum(len(e.data) for e in encoded)
             updates = [(e.sent, n) for e, (_, n) in zip(encoded, updates, strict=True)]
-        blob = learners[0].next_global(cluster_averages(updates, groups), len(sites))
+        averages = cluster_averages(updates, groups)
+        if encoding:  # each cluster's aggregate travels encoded too, as on the nodes
+            stored = [(encode_aggregate(a, update_codec), n) for a, n in averages]
+            aggregate_bytes += sum(len(e.data) for e, _ in stored)
+            averages = [(e.sent, n) for e, n in stored]
+        else:
+            aggregate_bytes += sum(encoded_size(a) for a, _ in averages)
+        blob = learners[0].next_global(averages, len(sites))
         for learner in learners:
             learner.adopt(blob, round_number)
         if not learners[0].statistics_round(round_number):
@@ -187,6 +199,7 @@ def run_strategy(
         personal_scores=tuple(personal),
         round_metric=tuple(history),
         update_bytes=update_bytes,
+        aggregate_bytes=aggregate_bytes,
         shared_weights_hash=weights_hash(shared),
         optimizer_state_hash=learners[0].optimizer().state_hash(),
         seconds=time.perf_counter() - start_time,

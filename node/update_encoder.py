@@ -15,6 +15,12 @@ with, so a round's update is the same however often it is encoded.
 **Randomness** (``int8``'s stochastic rounding) comes from a generator seeded by the
 federation's seed, the round and the site (:func:`~node.training.derive_seed`): the same on
 the network and in the in-memory simulation, so both make the same models.
+
+**Cluster aggregates** (:func:`encode_aggregate`) travel with the update codec too: fp16 as
+fp16, int8 as int8 with its rounding seeded from the aggregate's own content (the SHA-256 of
+its float32 encoding), so every member that recomputes the aggregate from the same inputs
+gets the same bytes and hash. Under top-k an aggregate stays float32: a sum of sparse
+updates is not sparse, and nobody would keep an aggregate's residual for the next round.
 """
 
 from __future__ import annotations
@@ -31,7 +37,10 @@ from node.codecs import (
     encode_update,
 )
 from node.training import derive_seed
-from node.weights import WeightArray, Weights
+from node.weights import WeightArray, Weights, weights_hash
+
+AGGREGATE_CODECS = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "topk": "fp32"}
+"""The codec a cluster aggregate travels with, by ``federation.update_codec``."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,24 @@ class UpdateEncoder:
         if self.codec != "topk" or not _same_layout(values, before):
             return values
         return {name: values[name] + before[name] for name in values}
+
+
+def aggregate_codec(update_codec: str) -> str:
+    """The announced codec of a cluster aggregate when updates travel as ``update_codec``."""
+    return announced_codec(AGGREGATE_CODECS.get(update_codec, update_codec))
+
+
+def encode_aggregate(aggregate: Mapping[str, WeightArray], update_codec: str) -> EncodedUpdate:
+    """A cluster's aggregate (a delta) as it travels when updates travel as ``update_codec``:
+    its bytes, its announced codec (:func:`aggregate_codec`) and the tensors every node
+    decodes from the bytes. The same aggregate always gives the same bytes (blocking)."""
+    codec = AGGREGATE_CODECS.get(update_codec, update_codec)
+    values = {name: np.asarray(aggregate[name], dtype=np.float32) for name in sorted(aggregate)}
+    rng = np.random.default_rng(derive_seed("aggregate", weights_hash(values)))
+    data = encode_update(values, codec, rng)
+    announced = announced_codec(codec)
+    sent = decode_update(data, announced, max(len(data), 4 * _count(values) + 2**20))
+    return EncodedUpdate(data, announced, sent)
 
 
 def _count(weights: Mapping[str, WeightArray]) -> int:

@@ -12,10 +12,11 @@ import trio
 from gossip.errors import GossipError
 from gossip.messages import UINT64_MAX, AggregateInput, Announcement, AnnouncementKind
 from gossip.ranges import ranges_of
+from node.codecs import decode_update
 from node.config import MedswarmConfig
 from node.data import SiteData
 from node.hospital import HospitalNode
-from node.weights import Weights, decode_weights, encoded_size
+from node.weights import Weights, encoded_size
 
 log = logging.getLogger(__name__)
 
@@ -387,12 +388,13 @@ def record_false_aggregates(node: HospitalNode) -> None:
     aggregator), and serve that model. Members that check aggregates must refuse it."""
     pushed: dict[str, str] = {}
 
-    def false_hash(digest: str) -> str:
+    def false_hash(round_number: int, digest: str) -> str:
         if digest not in pushed:
             average = node.gossip.store.get(digest)
             assert average is not None, "the aggregator stores its average before committing it"
-            false = {name: 10 * values for name, values in decode_weights(average).items()}
-            pushed[digest] = node.store_weights(false)
+            codec = node.aggregate_codec(round_number)
+            false = {name: 10 * values for name, values in decode_update(average, codec).items()}
+            pushed[digest] = node.store_aggregate(round_number, false)[0].digest
         return pushed[digest]
 
     record = node.book.record_cluster
@@ -405,7 +407,7 @@ def record_false_aggregates(node: HospitalNode) -> None:
         previous_hash: str,
         inputs: Sequence[AggregateInput],
     ) -> bool:
-        false = false_hash(aggregate_hash)
+        false = false_hash(round_number, aggregate_hash)
         return await record(round_number, cluster, false, previous_hash, inputs)
 
     async def publish_false(announcement: Announcement) -> None:
@@ -414,10 +416,11 @@ def record_false_aggregates(node: HospitalNode) -> None:
                 announcement.kind,
                 announcement.round,
                 announcement.cluster,
-                false_hash(announcement.blob_hash),
+                false_hash(announcement.round, announcement.blob_hash),
                 announcement.size,
                 announcement.samples,
                 announcement.inputs,
+                codec=announcement.codec,
             )
         await publish(announcement)
 

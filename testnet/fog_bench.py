@@ -8,8 +8,9 @@ every update to check the average), the baseline, and with the nodes in clusters
 stay in their cluster and only the clusters' aggregates cross). The figures are each node's
 ``bytes_sent`` and ``bytes_received`` of its round events (libp2p streams and the bulk channel,
 payload and framing), averaged over nodes and the rounds after the first. Updates are encoded
-with the run's ``update_codec`` (``--codec``, :mod:`node.codecs`); ``update_bytes`` is the
-size of one encoded update, aggregates and global models stay float32.
+with the run's ``update_codec`` (``--codec``, :mod:`node.codecs`), and so are the clusters'
+aggregates under fp16 and int8 (:func:`node.update_encoder.encode_aggregate`; float32 under
+top-k); ``update_bytes`` is the size of one encoded update; global models stay float32.
 """
 
 from __future__ import annotations

@@ -407,3 +407,23 @@ def test_an_update_of_another_codec_is_rejected_for_what_it_says() -> None:
     assert judge(aggregate.signed(KEY), PEER, expecting).verdict is Verdict.ACCEPT
     anything = replace(policy(), update_codec=lambda round_number: None)
     assert judge(announcement(codec="x").signed(KEY), PEER, anything).verdict is Verdict.ACCEPT
+
+
+def test_an_aggregate_of_another_codec_is_rejected_for_what_it_says() -> None:
+    expecting = replace(
+        policy(),
+        update_codec=lambda round_number: "mswc1-int8",
+        aggregate_codec=lambda round_number: "mswc1-int8" if round_number > 1 else "mswt1-f32",
+    )
+    taken = (AggregateInput(ADDRESS, "cd" * 32, 10, 1),)
+    aggregate = announcement(kind=AnnouncementKind.AGGREGATE, inputs=taken, codec="mswc1-int8")
+    assert judge(aggregate.signed(KEY), PEER, expecting).verdict is Verdict.ACCEPT
+    float32 = replace(aggregate, codec="mswt1-f32").signed(KEY)
+    decision = judge(float32, PEER, expecting)
+    assert decision.verdict is Verdict.REJECT and decision.accountable
+    assert "aggregate codec 'mswt1-f32' is not the federation's 'mswc1-int8'" in decision.reason
+    # a round whose aggregates are float32 (the statistics round, say): int8 is refused
+    first = replace(aggregate, round=1).signed(KEY)
+    assert judge(first, PEER, replace(expecting, current_round=lambda: 1)).verdict is (
+        Verdict.REJECT
+    )

@@ -18,7 +18,7 @@ from node.codecs import (
     topk_split,
 )
 from node.errors import InvalidUpdateEncoding, InvalidWeights
-from node.update_encoder import UpdateEncoder
+from node.update_encoder import UpdateEncoder, encode_aggregate
 from node.weights import Weights, encode_weights
 
 PREFIX = struct.Struct("<4sHI")
@@ -161,6 +161,82 @@ def test_int8_encoder_is_reproducible_per_round_and_site() -> None:
     assert UpdateEncoder("int8", seed=3, site="a").encode(update, 4).data == one.data
     assert UpdateEncoder("int8", seed=3, site="b").encode(update, 4).data != one.data
     assert (decode_update(one.data, one.codec)["w"] == one.sent["w"]).all()
+
+
+# ------------------------------------------------------------------ cluster aggregates
+
+
+def aggregate_of(seed: int) -> Weights:
+    return {
+        "w": (rng(seed).normal(size=(40, 25)) * 0.01).astype(np.float32),
+        "b": rng(seed + 100).normal(size=7).astype(np.float32),
+    }
+
+
+def test_an_aggregate_gives_the_same_int8_bytes_wherever_it_is_encoded() -> None:
+    aggregate = aggregate_of(1)
+    # Another member's recomputation: equal values in arrays of its own, named in another
+    # order, the float32 values arriving as float64.
+    recomputed = {"b": aggregate["b"].astype(np.float64), "w": aggregate["w"].copy()}
+    one = encode_aggregate(aggregate, "int8")
+    assert one.codec == "mswc1-int8"
+    assert encode_aggregate(recomputed, "int8").data == one.data
+    assert encode_aggregate(aggregate, "int8").data == one.data
+    decoded = decode_update(one.data, one.codec)
+    assert all((decoded[name] == one.sent[name]).all() for name in aggregate)
+
+
+def test_an_int8_aggregate_is_within_its_blocks_scale() -> None:
+    aggregate = aggregate_of(2)
+    sent = encode_aggregate(aggregate, "int8").sent
+    for name, values in aggregate.items():
+        flat = values.astype(np.float64).reshape(-1)
+        got = sent[name].astype(np.float64).reshape(-1)
+        assert sent[name].shape == values.shape
+        for start in range(0, flat.size, INT8_BLOCK):
+            block = flat[start : start + INT8_BLOCK]
+            scale = np.abs(block).max() / 127  # worked out here, in float64
+            assert np.abs(got[start : start + INT8_BLOCK] - block).max() <= scale * (1 + 1e-6)
+
+
+def test_an_int8_aggregate_is_rounded_stochastically() -> None:
+    # Every value 0.3 of a step above a grid point: rounding to nearest would round all of
+    # them down, stochastic rounding about 30% of them up.
+    scale = 0.01
+    grid = rng(5).integers(-120, 120, INT8_BLOCK - 1)
+    values = np.append((grid + 0.3) * scale, 127 * scale).astype(np.float32)
+    steps = encode_aggregate({"w": values}, "int8").sent["w"][:-1].astype(np.float64) / scale
+    up = np.isclose(steps, grid + 1, atol=1e-3)
+    assert (up | np.isclose(steps, grid, atol=1e-3)).all()
+    # 255 draws of p = 0.3: mean 76.5, standard deviation 7.3; 40..115 is 5 of them.
+    assert 40 <= up.sum() <= 115
+
+
+def test_another_aggregate_gives_other_bytes_and_other_rounding() -> None:
+    aggregate = aggregate_of(3)
+    nudged = {name: values.copy() for name, values in aggregate.items()}
+    nudged["b"][0] = np.nextafter(nudged["b"][0], np.float32(np.inf))
+    one, other = encode_aggregate(aggregate, "int8"), encode_aggregate(nudged, "int8")
+    assert one.data != other.data
+    # "w" is unchanged, so only a random generator seeded from the whole aggregate's content
+    # rounds its values differently.
+    assert (one.sent["w"] != other.sent["w"]).any()
+
+
+def test_fp16_aggregates_are_fp16_and_top_k_aggregates_float32() -> None:
+    aggregate = aggregate_of(4)
+    half = encode_aggregate(aggregate, "fp16")
+    assert half.codec == "mswc1-fp16"
+    for name, values in aggregate.items():
+        wide = values.astype(np.float64)
+        error = np.abs(half.sent[name].astype(np.float64) - wide)
+        # half an ulp: relative 2^-11 for normal values, 2^-25 absolute below 2^-14
+        assert (error <= np.maximum(np.abs(wide) * 2.0**-11, 2.0**-25)).all()
+    for codec in ("topk", "fp32"):
+        full = encode_aggregate(aggregate, codec)
+        assert full.codec == "mswt1-f32"
+        assert full.data == encode_weights(aggregate)
+        assert all((full.sent[name] == aggregate[name]).all() for name in aggregate)
 
 
 # ------------------------------------------------------------------------- bad bytes

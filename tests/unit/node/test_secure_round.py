@@ -21,11 +21,11 @@ from gossip.errors import FetchFailed
 from gossip.messages import AggregateInput, Announcement, AnnouncementKind
 from incentive.records import ClusterInfo
 from node.aggregation import fedavg
-from node.hospital import HospitalNode
+from node.hospital import AggregateBlob, HospitalNode
 from node.round_book import averaged_inputs
 from node.secure_aggregator import SecureAggregatorDuty
 from node.secure_round import MASKED_CODEC, SecureRound
-from node.weights import WeightArray, Weights, decode_weights, encode_weights
+from node.weights import CODEC, WeightArray, Weights, decode_weights, encode_weights
 
 KEYS = [f"0x{i:064x}" for i in range(11, 15)]
 SAMPLES = [40, 60, 100, 50]
@@ -153,6 +153,12 @@ class FakeNode:
 
     def store_weights(self, weights: Mapping[str, WeightArray]) -> str:
         return self.gossip.store.put(encode_weights(weights))
+
+    def store_aggregate(
+        self, round_number: int, weights: Mapping[str, WeightArray]
+    ) -> tuple[AggregateBlob, Mapping[str, WeightArray]]:
+        data = encode_weights(weights)  # secure aggregation: aggregates are float32
+        return AggregateBlob(self.gossip.store.put(data), len(data), CODEC), weights
 
     def remember_average(self, digest: str, inputs: Any) -> None:
         self.averages[digest] = inputs

@@ -83,6 +83,31 @@ def test_fedavg_strategy_is_node_simulate_bit_for_bit(heart_sites: tuple[SiteDat
     assert run.personal_scores == ()
 
 
+def test_cluster_aggregates_are_encoded_as_the_nodes_store_them(
+    heart_sites: tuple[SiteData, ...],
+) -> None:
+    # Two clusters, two rounds: four aggregates of the 14-value model (a weight row of 13
+    # and a bias). float32: the weights encoding, 138 bytes each. int8: the 10-byte prefix,
+    # the header {"block":256,"codec":"int8","tensors":[["linear.bias",[1]],
+    # ["linear.weight",[1,13]]]} (85 bytes), a float32 scale per tensor, 14 int8 values.
+    clusters = [0, 1, 1, 0]
+    runs = {
+        codec: run_strategy(
+            heart_sites,
+            TrainingConfig(),
+            StrategyConfig(),
+            2,
+            0,
+            clusters=clusters,
+            update_codec=codec,
+        )
+        for codec in ("fp32", "int8", "topk")
+    }
+    assert runs["fp32"].aggregate_bytes == 4 * 138
+    assert runs["topk"].aggregate_bytes == 4 * 138  # top-k's aggregates stay float32
+    assert runs["int8"].aggregate_bytes == 4 * (10 + 85 + 2 * 4 + 14)
+
+
 @pytest.mark.parametrize(
     "strategy",
     [
