@@ -90,6 +90,17 @@ class AnnouncementPolicy:
     update_codec: Callable[[int], str | None] | None = None
     # round -> the codec its cluster aggregate announcements must name, likewise
     aggregate_codec: Callable[[int], str | None] | None = None
+    # The last round this node saw finalized: once it has, the federation is in the next
+    # round for judging replays, even before this node starts it (None: current_round only).
+    finished_round: Callable[[], int] | None = None
+
+    def replay_round(self) -> int:
+        """The round a replayed announcement is judged against (:func:`judge_replay`): the
+        one this node works on, or the one after the last it saw finalized if that is later.
+        A faster member moves on as soon as a round is final, while this node may still be
+        adopting and scoring the model; its replay is no younger for that."""
+        finished = self.finished_round() if self.finished_round is not None else 0
+        return max(self.current_round(), finished + 1)
 
     @classmethod
     def without_registry(cls, federation: str, max_blob_bytes: int) -> AnnouncementPolicy:
@@ -284,10 +295,11 @@ def judge_replay(
     delivered_before: bool,
 ) -> Decision:
     """A member's update announcement, already delivered here once, published again from
-    its own peer at least :data:`REPLAY_AGE` rounds after its round: REJECT it as a replay
-    the member answers for (``accountable``). Any other ``decision`` of :func:`judge` (which
-    checked the signature) stands."""
-    current_round = policy.current_round()
+    its own peer at least :data:`REPLAY_AGE` rounds after its round (judged against
+    :meth:`AnnouncementPolicy.replay_round`): REJECT it as a replay the member answers for
+    (``accountable``). Any other ``decision`` of :func:`judge` (which checked the signature)
+    stands."""
+    current_round = policy.replay_round()
     if (
         decision.verdict is Verdict.IGNORE
         and announcement.kind is AnnouncementKind.UPDATE

@@ -203,6 +203,7 @@ class HospitalNode:
             is_stranger=self.membership.is_stranger,
             update_codec=self.update_codec,
             aggregate_codec=self.aggregate_codec,
+            finished_round=lambda: self.completed_round,
         )
         self.gossip = GossipService(config.network, policy, store, identity)
         self.gossip.on_refused = self._keep_refused_update
@@ -1239,8 +1240,8 @@ class HospitalNode:
             return
         if self.current_round <= announcement.round <= window:
             self.inbox.refuse(announcement, reason)
-        elif announcement.round < self.current_round:
-            self.inbox.refuse(announcement, reason, self.current_round)
+        elif announcement.round < self.current_round:  # a replay: kept for the round it is in
+            self.inbox.refuse(announcement, reason, self.gossip.policy.replay_round())
 
     def _report_blacklisted(self, peer: str, reason: str) -> None:
         self.emit(

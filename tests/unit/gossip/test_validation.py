@@ -306,6 +306,24 @@ def test_a_replay_two_rounds_late_of_a_delivered_update_is_rejected_and_accounta
     assert not judge_replay(replayed, relayed, "12D3KooWother", policy(current=3), True).accountable
 
 
+def test_a_replay_is_judged_against_the_round_after_the_last_one_seen_finalized() -> None:
+    # Working on round 2 still (adopting its model), but round 2 is final: a member that has
+    # moved on to round 3 and replays round 1 there is two rounds late, not one.
+    replayed = announcement(round=1).signed(KEY)
+    finishing = replace(policy(current=2), finished_round=lambda: 2)
+    assert finishing.replay_round() == 3
+    ignored = judge(replayed, PEER, finishing)
+    decision = judge_replay(replayed, ignored, PEER, finishing, delivered_before=True)
+    assert decision.verdict is Verdict.REJECT
+    assert "replays its update announcement of round 1 in round 3" in decision.reason
+    # round 2 not yet final here: one round late, perhaps an honest retry
+    waiting = replace(policy(current=2), finished_round=lambda: 1)
+    assert waiting.replay_round() == 2
+    assert judge_replay(replayed, ignored, PEER, waiting, True).verdict is Verdict.IGNORE
+    # the rounds the node accepts announcements for do not move with it
+    assert judge(announcement(round=2).signed(KEY), PEER, finishing).verdict is Verdict.ACCEPT
+
+
 def test_the_gossip_service_passes_evidence_on_but_does_not_deliver_it() -> None:
     identity = new_identity(b"\x09" * 32)
     peer = ID.from_pubkey(identity.public_key)
