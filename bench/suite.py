@@ -1,7 +1,7 @@
 """Every `medswarm bench` measurement in one run: JSON results, a printed table and a plot.
 
-    python bench/suite.py [--quick | --ci] [--only NAME ...] [--out bench/results/latest.json]
-                          [--plot PATH]
+    python bench/suite.py [--quick | --ci] [--only NAME ... [--update]]
+                          [--out bench/results/latest.json] [--plot PATH]
     python bench/suite.py --plot-only RESULTS.json [--plot PATH]
 
 Each entry of :data:`PLAN` runs ``medswarm bench <command> ... --json`` in its own process (so
@@ -14,8 +14,10 @@ marked ``ci`` at that size (about a minute), as ``make test`` does after pytest.
 that miss their target: figures are reported, not asserted. The scaling plot
 (:mod:`testnet.scaling_plot`) is drawn from the results document, next to it as
 ``scaling.png`` unless ``--plot`` names another file; ``--plot-only`` redraws it from an
-existing results file without running anything. The file written and its keys are described
-in docs/benchmarks.md.
+existing results file without running anything. ``--only NAME ... --update`` measures those
+entries again and replaces them in the existing results file, leaving the others as they
+were; every entry records the commit and the time it was measured. The file written and its
+keys are described in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -172,7 +174,26 @@ def run_entry(entry: Entry, mode: Mode) -> dict[str, Any]:
     else:
         row.update(parse_output(done.returncode, done.stdout, done.stderr))
     row["seconds"] = round(time.monotonic() - started, 1)
+    row["commit"] = commit()
+    row["date"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    row["load_average"] = [round(value, 2) for value in os.getloadavg()]
     return row
+
+
+def earlier_results(parser: argparse.ArgumentParser, path: Path, mode: Mode) -> dict[str, Any]:
+    """The results file ``--update`` adds to, checked to be a suite results file of a run of
+    the same size (a quick entry does not replace a full one)."""
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        parser.error(f"--update needs an existing results file at {path}: {exc}")
+    if not isinstance(document, dict) or not isinstance(document.get("benches"), dict):
+        parser.error(f"{path} is not a results file of bench/suite.py (no 'benches' object)")
+    if document.get("quick", False) != (mode != "full") or document.get("ci", False) != (
+        mode == "ci"
+    ):
+        parser.error(f"{path} holds a run of another size than this {mode} run; --update keeps one")
+    return document
 
 
 def parse_output(code: int, stdout: str, stderr: str) -> dict[str, Any]:
@@ -277,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
         "--only", nargs="+", metavar="NAME", help="these entries only (names as in the table)"
     )
     parser.add_argument(
+        "--update",
+        action="store_true",
+        help="with --only: replace those entries in the existing --out file, keep the others",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=ROOT / "bench/results/latest.json",
@@ -304,20 +330,26 @@ def main(argv: list[str] | None = None) -> int:
     chosen = chosen_entries(mode, args.only)
     if not chosen:
         parser.error(f"no entry named in --only runs in a {mode} run")
+    if args.update and not args.only:
+        parser.error("--update replaces the entries named by --only; name them")
+    earlier = earlier_results(parser, args.out, mode) if args.update else None
     started = datetime.datetime.now(datetime.UTC)
     rows: dict[str, dict[str, Any]] = {}
     for entry in chosen:
         rows[entry.name] = run_entry(entry, mode)
         print(table({entry.name: rows[entry.name]}), flush=True)
-    document = {
-        "date": started.isoformat(timespec="seconds"),
-        "commit": commit(),
-        "command": "python bench/suite.py" + ("" if mode == "full" else f" --{mode}"),
-        "quick": mode != "full",
-        "ci": mode == "ci",
-        "machine": machine(),
-        "benches": rows,
-    }
+    if earlier is not None:
+        document = {**earlier, "benches": {**earlier["benches"], **rows}}
+    else:
+        document = {
+            "date": started.isoformat(timespec="seconds"),
+            "commit": commit(),
+            "command": "python bench/suite.py" + ("" if mode == "full" else f" --{mode}"),
+            "quick": mode != "full",
+            "ci": mode == "ci",
+            "machine": machine(),
+            "benches": rows,
+        }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(document, indent=2) + "\n")
     plot = write_scaling_plot(document, args.plot or args.out.with_name("scaling.png"))

@@ -162,3 +162,36 @@ def test_a_ci_run_of_no_ci_entry_and_plot_only_with_benches_are_usage_errors() -
     with pytest.raises(SystemExit) as exclusive:
         suite.main(["--ci", "--quick"])
     assert no_entry.value.code == both.value.code == exclusive.value.code == 2
+
+
+def test_update_replaces_the_named_entries_and_keeps_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "latest.json"
+    monkeypatch.setattr(suite, "run_entry", fake_run(set()))
+    assert suite.main(["--ci", "--out", str(out)]) == 0
+    first = json.loads(out.read_text())
+    first["benches"]["aggregate"]["result"] = {"ratio": 0.3}
+    out.write_text(json.dumps(first))
+
+    def measured_again(entry: Any, mode: str) -> dict[str, Any]:
+        return {"command": entry.name, "result": {"ratio": 0.7}, "exit_code": 0, "seconds": 1}
+
+    monkeypatch.setattr(suite, "run_entry", measured_again)
+    assert suite.main(["--ci", "--only", "aggregate", "--update", "--out", str(out)]) == 0
+    updated = json.loads(out.read_text())
+    assert updated["benches"]["aggregate"]["result"] == {"ratio": 0.7}
+    assert updated["benches"]["gas"] == first["benches"]["gas"]  # kept as it was
+    assert list(updated["benches"]) == CI_NAMES and updated["date"] == first["date"]
+
+
+def test_update_needs_named_entries_and_a_results_file_of_the_same_size(tmp_path: Path) -> None:
+    out = tmp_path / "latest.json"
+    out.write_text(json.dumps({"quick": False, "ci": False, "benches": {}}))
+    with pytest.raises(SystemExit) as unnamed:
+        suite.main(["--ci", "--update", "--out", str(out)])
+    with pytest.raises(SystemExit) as other_size:
+        suite.main(["--ci", "--only", "gas", "--update", "--out", str(out)])
+    with pytest.raises(SystemExit) as missing:
+        suite.main(["--only", "gas", "--update", "--out", str(tmp_path / "none.json")])
+    assert unnamed.value.code == other_size.value.code == missing.value.code == 2
