@@ -101,6 +101,17 @@ class FederationClient:
             cluster=int(cluster),
         )
 
+    def block_number(self) -> int:
+        """The number of the chain's newest block."""
+        return int(self._sender.read(lambda: self.w3.eth.block_number, "eth_blockNumber"))
+
+    def registry_logged(self, first_block: int, last_block: int) -> bool:
+        """Whether the Registry emitted an event in blocks ``first_block`` .. ``last_block``
+        (every change of a member's entry does)."""
+        registry = self.deployment.address_of(REGISTRY)
+        query = {"fromBlock": first_block, "toBlock": last_block, "address": registry}
+        return bool(self._sender.read(lambda: self.w3.eth.get_logs(query), "eth_getLogs"))
+
     def is_member(self, address: str) -> bool:
         """Whether ``address`` is an admitted member."""
         return bool(self._call(REGISTRY, "isMember", to_checksum_address(address)))

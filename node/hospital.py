@@ -83,7 +83,8 @@ RoundEventSink = Callable[[dict[str, Any]], None]
 POLL_SECONDS = 0.25
 VALID_BLOBS_KEPT = 256  # hashes of blobs known to hold valid weights, newest kept
 FIRST_ANNOUNCED_KEPT = 4096  # update hashes remembered with who announced them first
-RECORD_POLL_SECONDS = 1.0  # between reads of a cluster's aggregate record without news
+RECORD_POLL_SECONDS = 1.0  # first pause between reads of a cluster's aggregate record
+RECORD_POLL_MAX_SECONDS = 4.0  # ... doubling up to this while no announcement comes
 RETRY_FIRST_SECONDS = 1.0  # pause after a failed round attempt, doubling up to the maximum
 RETRY_MAX_SECONDS = 16.0
 DIAL_BACKOFF_MAX_SECONDS = 15.0
@@ -945,8 +946,11 @@ class HospitalNode:
         """The cluster's aggregate once it is recorded on chain for the round.
 
         The aggregator announces right after recording, so the chain is asked again when an
-        aggregate announcement for the cluster arrives, and otherwise every
-        :data:`RECORD_POLL_SECONDS` (a lost announcement only costs time).
+        aggregate announcement for the cluster arrives, and otherwise after
+        :data:`RECORD_POLL_SECONDS`, a pause that doubles up to
+        :data:`RECORD_POLL_MAX_SECONDS` while no announcement comes (a lost announcement only
+        costs time; a read every second by every node made the chain requests of a long wait
+        grow with the member count times the round's length).
         """
 
         def announced() -> int:
@@ -955,12 +959,16 @@ class HospitalNode:
         def more_than(seen: int) -> Callable[[], bool]:
             return lambda: announced() > seen
 
+        pause = RECORD_POLL_SECONDS
         while True:
             news = more_than(announced())
             info = await self.book.cluster_record(round_number, cluster)
             if info is not None:
                 return info
-            await self.inbox.wait_until(news, RECORD_POLL_SECONDS)
+            if await self.inbox.wait_until(news, pause):
+                pause = RECORD_POLL_SECONDS
+            else:
+                pause = min(2 * pause, RECORD_POLL_MAX_SECONDS)
 
     async def _fetch_inputs(
         self, round_number: int, info: ClusterInfo, recorded: AveragedInputs

@@ -26,6 +26,7 @@ from gossip.messages import AggregateInput
 from incentive.chain_stats import ChainCallStats
 from incentive.clients import MemberClient
 from incentive.errors import ContractReverted
+from incentive.member_directory import MemberDirectory
 from incentive.privacy_budget import NO_GUARANTEE, PrivacyBudget
 from incentive.records import ClusterInfo, MemberInfo, MemberRecord
 
@@ -132,12 +133,14 @@ class RoundBook(Protocol):
 
 
 class LedgerBook:
-    """Rounds in the Registry and Ledger contracts, through one member's :class:`MemberClient`."""
+    """Rounds in the Registry and Ledger contracts, through one member's :class:`MemberClient`;
+    the registry is read in full only after it changed (:mod:`incentive.member_directory`)."""
 
     kind = "ledger"
 
     def __init__(self, client: MemberClient) -> None:
         self.client = client
+        self.directory = MemberDirectory(client)  # the registry, re-read when it changed
 
     @property
     def address(self) -> str:
@@ -157,13 +160,13 @@ class LedgerBook:
         await self._run(self.client.register, peer_id, list(multiaddrs))
 
     async def members(self) -> list[MemberInfo]:
-        return list(await self._run(self.client.members))
+        return list(await self._run(self.directory.members))
 
     async def standings(self) -> dict[str, Standing]:
         def read() -> dict[str, Standing]:
             return {
                 m.address.lower(): Standing(self.client.contribution(m.address), None)
-                for m in self.client.members()
+                for m in self.directory.members()
             }
 
         return await self._run(read)  # type: ignore[no-any-return]

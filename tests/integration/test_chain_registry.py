@@ -7,6 +7,7 @@ from chain_kit import CLUSTERS, HOSPITALS, Federation, reverted_with
 
 from incentive.deployment import Deployment
 from incentive.errors import ContractReverted
+from incentive.member_directory import MemberDirectory
 
 pytestmark = pytest.mark.integration
 
@@ -129,3 +130,20 @@ def test_member_at_out_of_range_names_the_error(fed: Federation) -> None:
         fed.admin._call("Registry", "memberAt", 4)
     assert caught.value.error_name == "IndexOutOfRange"
     assert caught.value.error_args == {"index": 4, "count": 4}
+
+
+def test_member_directory_follows_admissions_and_registrations(fed: Federation) -> None:
+    directory = MemberDirectory(fed.outsider)
+    assert directory.members() == fed.admin.members()
+
+    fed.admin.fund_rewards(10**15)  # a block without a Registry event: no full read
+    assert directory.members() == fed.admin.members()
+    assert directory.full_reads == 1
+
+    fed.members[0].register("12D3KooWmoved", ["/ip4/10.0.0.9/tcp/9"])
+    moved = directory.members()
+    assert (moved[0].peer_id, moved[0].multiaddrs) == ("12D3KooWmoved", ["/ip4/10.0.0.9/tcp/9"])
+    fed.admin.admit(fed.outsider.address, "Newcomer", 1)
+    assert directory.members() == fed.admin.members()
+    assert directory.members()[-1].name == "Newcomer"
+    assert directory.full_reads == 3
