@@ -107,7 +107,12 @@ def encode_aggregate(aggregate: Mapping[str, WeightArray], update_codec: str) ->
     decodes from the bytes. The same aggregate always gives the same bytes (blocking)."""
     codec = AGGREGATE_CODECS.get(update_codec, update_codec)
     values = {name: np.asarray(aggregate[name], dtype=np.float32) for name in sorted(aggregate)}
-    rng = np.random.default_rng(derive_seed("aggregate", weights_hash(values)))
+    # only int8 rounds at random; hashing the whole aggregate for a seed is its cost alone
+    rng = (
+        np.random.default_rng(derive_seed("aggregate", weights_hash(values)))
+        if codec == "int8"
+        else None
+    )
     data = encode_update(values, codec, rng)
     announced = announced_codec(codec)
     sent = decode_update(data, announced, max(len(data), 4 * _count(values) + 2**20))
