@@ -158,6 +158,16 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         driver.quit()
 
 
+def after_click(driver: Any, element_id: str) -> Any:
+    """The element ``element_id`` of the page a click navigates to, once it is there (the
+    click returns before the next page is loaded)."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    located = expected_conditions.presence_of_element_located(("id", element_id))
+    return WebDriverWait(driver, SECONDS).until(located)
+
+
 def cells(driver: Any, table: str) -> list[list[str]]:
     """The text of each body row's cells of the tables matching ``table`` (headers left out)."""
     rows = driver.find_elements("css selector", f"{table} tr")
@@ -179,15 +189,15 @@ def test_a_browser_shows_the_runs_numbers_and_traces_the_final_model(
     hospitals = {row[0]: row for row in cells(browser, "#hospitals")}
     rounds = cells(browser, "#rounds")
     browser.find_element("link text", model_hash).click()
+    lineage_hash = after_click(browser, "global-hash").text
     console += browser.get_log("browser")
     browser.save_screenshot(str(tmp_path / "audit-lineage.png"))
-    lineage_hash = browser.find_element("id", "global-hash").text
     updated_by = {row[0] for row in cells(browser, "table.updates")}
     browser.get(url + "/")
     browser.find_element("name", "hash").send_keys(model_hash.upper())
     browser.find_element("css selector", "nav button").click()
+    traced = after_click(browser, "global-hash").text
     console += browser.get_log("browser")
-    traced = browser.find_element("id", "global-hash").text
 
     assert verdict == "every check passed"
     assert set(hospitals) == {h["name"] for h in run["hospitals"]}
